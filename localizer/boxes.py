@@ -1,0 +1,113 @@
+"""Bounding-box conventions and small box utilities.
+
+Conventions used across localizer
+---------------------------------
+* **xyxy**: ``(xmin, ymin, xmax, ymax)``.
+* **Pixel coordinates are continuous**: the left edge of column 0 is x = 0 and the right edge of the
+  last column of a W-wide image is x = W. A box that covers columns 92..459 therefore has
+  ``xmin = 92, xmax = 460``; its width is ``xmax - xmin`` = 368 pixels.
+* **Normalized coordinates** divide pixel x by the image width and y by the height, so a box lies in
+  [0, 1]. A resize of the whole image (aspect change included) leaves normalized boxes unchanged.
+* **Primary box**: the largest box of an image (by area), taken as "the primary animal".
+
+Conversions between formats use :func:`torchvision.ops.box_convert`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torchvision.ops import box_area, box_convert
+
+#: A box may exceed the image by this share of the image side (per edge) and still be kept, clipped
+#: to the image. Exporters often round coordinates (e.g. YOLO ``cx + w/2 = 1.0004``); a box further
+#: outside than this is a broken annotation and the image is skipped.
+BOX_TOLERANCE = 0.02
+
+
+class BoxError(ValueError):
+    """A box that cannot be used. ``reason`` is a short code, ``detail`` a human sentence."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """Convert ``(K, 4)`` cxcywh boxes to ``(K, 4)`` xyxy boxes, same units (pixel or normalized)."""
+    tensor = torch.as_tensor(np.asarray(boxes, dtype=np.float64)).reshape(-1, 4)
+    return box_convert(tensor, "cxcywh", "xyxy").numpy()
+
+
+def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """Convert ``(K, 4)`` xywh boxes (COCO: top-left corner, width, height) to ``(K, 4)`` xyxy."""
+    tensor = torch.as_tensor(np.asarray(boxes, dtype=np.float64)).reshape(-1, 4)
+    return box_convert(tensor, "xywh", "xyxy").numpy()
+
+
+def normalize_boxes(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Pixel xyxy ``(..., 4)`` to normalized xyxy ``(..., 4)``: divide x by ``width``, y by ``height``."""
+    scale = np.array([width, height, width, height], dtype=np.float64)
+    return np.asarray(boxes, dtype=np.float64) / scale
+
+
+def denormalize_boxes(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Normalized xyxy ``(..., 4)`` to pixel xyxy ``(..., 4)`` for an image ``width`` x ``height`` px."""
+    scale = np.array([width, height, width, height], dtype=np.float64)
+    return np.asarray(boxes, dtype=np.float64) * scale
+
+
+def primary_box(boxes: np.ndarray) -> np.ndarray:
+    """Return the largest of ``(K, 4)`` xyxy boxes as a ``(4,)`` array (ties: the first one).
+
+    Raises:
+        BoxError: ``no-box`` when ``K == 0``.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        raise BoxError("no-box", "the annotation has no box")
+    areas = box_area(torch.as_tensor(boxes)).numpy()
+    return boxes[int(np.argmax(areas))]
+
+
+def check_box(box: np.ndarray, width: int, height: int, tolerance: float = BOX_TOLERANCE) -> np.ndarray:
+    """Validate one pixel xyxy box against a ``width`` x ``height`` image and clip it to the image.
+
+    Args:
+        box: ``(4,)`` pixel xyxy, continuous coordinates.
+        width, height: image size in pixels, as displayed (after EXIF orientation).
+        tolerance: how far an edge may lie outside the image, as a share of the image side
+            (default :data:`BOX_TOLERANCE`); such a box is clipped and kept.
+
+    Returns:
+        ``(4,)`` float64 pixel xyxy inside ``[0, width] x [0, height]``.
+
+    Raises:
+        BoxError: ``nan-box`` (a coordinate is NaN or infinite), ``empty-box`` (zero or negative width
+            or height, before or after clipping), ``box-outside-image`` (an edge further outside
+            than the tolerance).
+    """
+    box = np.asarray(box, dtype=np.float64).reshape(4)
+    if not all(math.isfinite(v) for v in box):
+        raise BoxError("nan-box", f"box {box.tolist()} has a NaN or infinite coordinate")
+    xmin, ymin, xmax, ymax = box
+    if xmax <= xmin or ymax <= ymin:
+        raise BoxError("empty-box", f"box {_fmt(box)} has zero or negative width or height")
+    tol_x, tol_y = tolerance * width, tolerance * height
+    if xmin < -tol_x or ymin < -tol_y or xmax > width + tol_x or ymax > height + tol_y:
+        raise BoxError(
+            "box-outside-image",
+            f"box {_fmt(box)} lies outside the {width}x{height} image by more than "
+            f"{tolerance:.0%} of its side",
+        )
+    clipped = np.array([max(xmin, 0.0), max(ymin, 0.0), min(xmax, width), min(ymax, height)])
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        raise BoxError("empty-box", f"box {_fmt(box)} is empty once clipped to the image")
+    return clipped
+
+
+def _fmt(box: np.ndarray) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in box) + ")"

@@ -1,0 +1,120 @@
+"""Decode-once image cache: every photo is decoded, EXIF-oriented, converted to RGB and resized
+once; training epochs read uint8 arrays from a memory-mapped file and decode no JPEG.
+
+Layout of ``<directory>/v1-<size>px/``: ``images.u8`` (raw uint8, ``(capacity, size, size, 3)``),
+``index.json`` (``{sha1 of file content: slot}``) and a lock file. Entries are keyed by the file's
+content and the image size, so a changed or added file gets a new entry and a renamed or moved one
+is reused. Stale entries stay in the file (delete the folder to reclaim the space).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .imageio import load_rgb
+from .transforms import resize_image
+
+CACHE_VERSION = "v1"
+
+
+def default_cache_dir() -> Path:
+    """``$LOCALIZER_CACHE`` if set, else ``$XDG_CACHE_HOME/localizer`` (``~/.cache/localizer``)."""
+    if os.environ.get("LOCALIZER_CACHE"):
+        return Path(os.environ["LOCALIZER_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "localizer"
+
+
+def file_digest(path: Path | str) -> str:
+    """SHA-1 hex digest of a file's bytes (the cache key; content, not name or date)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha1").hexdigest()
+
+
+class ImageCache:
+    """Resized uint8 RGB images in a memory-mapped file, shared by all datasets of one image size.
+
+    Args:
+        directory: cache root (default :func:`default_cache_dir`).
+        image_size: side in pixels of the square images stored.
+    """
+
+    def __init__(self, directory: Path | str | None = None, image_size: int = 256):
+        self.image_size = int(image_size)
+        self.folder = Path(directory or default_cache_dir()) / f"{CACHE_VERSION}-{self.image_size}px"
+        self.data_path = self.folder / "images.u8"
+        self.index_path = self.folder / "index.json"
+        self.slot_bytes = self.image_size * self.image_size * 3
+
+    def _read_index(self) -> dict[str, int]:
+        if not self.index_path.exists():
+            return {}
+        return json.loads(self.index_path.read_text())
+
+    @contextmanager
+    def _locked(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _decode(self, path: str) -> np.ndarray:
+        with load_rgb(path) as img:
+            resized = resize_image(img, self.image_size)
+        array = np.asarray(resized, dtype=np.uint8)
+        assert array.shape == (self.image_size, self.image_size, 3), (path, array.shape)
+        return array
+
+    def add(self, paths: list[str], workers: int | None = None, progress: bool = True) -> np.ndarray:
+        """Make sure every file in ``paths`` is cached; return their slots, ``(len(paths),)`` int64.
+
+        Files already cached (same content) are not decoded again. New ones are decoded in
+        ``workers`` threads (default: all cores) with a progress bar.
+
+        Raises:
+            localizer.imageio.ImageLoadError: a file cannot be decoded (its name and reason are given).
+        """
+        workers = workers or os.cpu_count() or 1
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            digests = list(pool.map(file_digest, paths))
+        with self._locked():
+            index = self._read_index()
+            todo = sorted({d: p for d, p in zip(digests, paths) if d not in index}.items())
+            if todo:
+                count = len(index)
+                with open(self.data_path, "ab") as f:
+                    f.truncate(count * self.slot_bytes)  # drop bytes of an interrupted append
+                    f.seek(count * self.slot_bytes)
+                    decoded = pool_map_ordered(self._decode, [p for _, p in todo], workers, progress,
+                                               f"caching {len(todo)} images at {self.image_size}px")
+                    for (digest, _), array in zip(todo, decoded):
+                        f.write(array.tobytes())
+                        index[digest] = count
+                        count += 1
+                tmp = self.index_path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(index))
+                tmp.replace(self.index_path)
+        return np.array([index[d] for d in digests], dtype=np.int64)
+
+    def open(self) -> np.memmap:
+        """The cached images as a read-only memmap ``(n, size, size, 3)`` uint8."""
+        count = len(self._read_index())
+        return np.memmap(self.data_path, dtype=np.uint8, mode="r",
+                         shape=(count, self.image_size, self.image_size, 3))
+
+
+def pool_map_ordered(fn, items: list, workers: int, progress: bool, desc: str):
+    """Yield ``fn(item)`` in order, computed by ``workers`` threads, with a tqdm progress bar."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield from tqdm(pool.map(fn, items), total=len(items), desc=desc, unit="img", disable=not progress)

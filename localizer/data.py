@@ -1,0 +1,87 @@
+"""Datasets and data loaders over a split manifest and the decode-once :class:`~localizer.cache.ImageCache`.
+
+A batch is ``(images, targets)``: uint8 images ``(N, 3, S, S)`` (normalize them on the training
+device with :func:`localizer.transforms.normalize_images`) and float32 targets ``(N, 4)``, xyxy
+normalized to [0, 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .cache import ImageCache
+from .transforms import boxes_to_target, build_augmentation, pixel_boxes
+
+BOX_COLUMNS = ["xmin", "ymin", "xmax", "ymax"]
+
+
+def normalized_targets(table: pd.DataFrame) -> np.ndarray:
+    """Primary boxes of a table as ``(N, 4)`` float32 xyxy normalized by each image's width/height."""
+    boxes = table[BOX_COLUMNS].to_numpy(dtype=np.float64)
+    scale = table[["width", "height", "width", "height"]].to_numpy(dtype=np.float64)
+    return (boxes / scale).astype(np.float32)
+
+
+class CachedBoxDataset(Dataset):
+    """Images of a manifest table, read from an :class:`ImageCache`, with their normalized boxes.
+
+    Args:
+        table: rows of a manifest (columns ``path, width, height, xmin, ymin, xmax, ymax``).
+        cache: the image cache; missing images are decoded into it now (with a progress bar).
+        train: apply :func:`localizer.transforms.build_augmentation` (flip + ColorJitter).
+        progress: show the caching progress bar.
+
+    Items are ``(image, target)``: uint8 ``(3, S, S)`` and float32 ``(4,)`` normalized xyxy.
+    """
+
+    def __init__(self, table: pd.DataFrame, cache: ImageCache, train: bool = False, progress: bool = True):
+        self.table = table.reset_index(drop=True)
+        self.image_size = cache.image_size
+        self.cache = cache
+        self.slots = cache.add(self.table["path"].tolist(), progress=progress)
+        self.targets = torch.from_numpy(normalized_targets(self.table))
+        self.train = train
+        self.augment = build_augmentation(train)
+        self._images = None  # opened lazily, once per worker process (a memmap does not pickle well)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_images"] = None
+        return state
+
+    @property
+    def images(self) -> np.memmap:
+        if self._images is None:
+            self._images = self.cache.open()
+        return self._images
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = torch.from_numpy(np.array(self.images[self.slots[index]])).permute(2, 0, 1)
+        target = self.targets[index]
+        if not self.train:
+            return image, target
+        size = self.image_size
+        image, boxes = self.augment(image, pixel_boxes(target * size, size, size))
+        return image, boxes_to_target(boxes)
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    workers: int = 0,
+    seed: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A :class:`~torch.utils.data.DataLoader` with a seeded shuffle order (``torch.Generator(seed)``)."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, generator=generator,
+        pin_memory=pin_memory, persistent_workers=workers > 0, drop_last=False,
+    )
