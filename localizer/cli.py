@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .imageio import ImageLoadError
 from .readers import FORMATS, OXFORD_BOXES, DataFormatError
 
 
@@ -31,6 +32,96 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     return 0 if len(result.table) else 2
 
 
+def _config_overrides(pairs: list[str]) -> dict:
+    """``NAME=VALUE`` strings -> dict, values parsed as JSON when possible (``lr=3e-4``, ``weights=null``)."""
+    import json
+
+    values = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"expected NAME=VALUE, got {pair!r}")
+        try:
+            values[name.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            values[name.strip()] = value
+    return values
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .training import TrainConfig, fit
+
+    values = {"data": args.data, "format": args.format, "oxford_box": args.oxford_box,
+              **_config_overrides(args.param)}
+    unknown = set(values) - set(asdict(TrainConfig()))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(asdict(TrainConfig()))}")
+    history = fit(TrainConfig.from_dict(values), args.run_dir, resume=args.resume, overwrite=args.overwrite,
+                  progress=not args.quiet)
+    print(history.round(4).to_string(index=False))
+    print(f"checkpoints: {Path(args.run_dir) / 'checkpoints'}")
+    return 0
+
+
+def _manifest_for(args: argparse.Namespace, info: dict):
+    """The split to evaluate on: re-made from --data with the run's seed, or the run's manifest."""
+    from dataclasses import replace
+
+    from .split import load_manifest
+    from .training import make_manifest
+
+    if args.data:
+        config = replace(info["config"], data=args.data, format=args.format, oxford_box=args.oxford_box)
+        return make_manifest(config, progress=not args.quiet)[0]
+    manifest = Path(args.checkpoint).resolve().parent.parent / "manifest.csv"
+    if not manifest.exists():
+        raise FileNotFoundError(f"no --data given and no run manifest at {manifest}")
+    return load_manifest(manifest)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_model, format_metrics, write_per_image
+    from .training import load_model, write_json
+
+    model, info = load_model(args.checkpoint, args.device)
+    manifest = _manifest_for(args, info)
+    metrics, per_image = evaluate_model(
+        model, manifest, info["config"].image_size, info["input_mean"], info["input_std"], split=args.split,
+        tta=args.tta, cache_dir=info["config"].cache_dir, seed=info["config"].seed, progress=not args.quiet)
+    metrics["checkpoint"] = str(args.checkpoint)
+    print(format_metrics(metrics))
+    out = args.out or Path(args.checkpoint).resolve().parent.parent / (
+        f"metrics_{args.split}{'_tta' if args.tta else ''}.json")
+    if Path(out).exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite or another --out")
+    write_json(Path(out), metrics)
+    write_per_image(per_image, Path(out).with_suffix(".csv"))
+    print(f"metrics: {out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .prediction import expand_inputs, predict_files
+    from .training import load_model
+
+    model, info = load_model(args.checkpoint, args.device)
+    files = expand_inputs(args.inputs)
+    table = predict_files(model, files, info["config"].image_size, info["input_mean"], info["input_std"],
+                          tta=args.tta, draw_dir=args.draw, progress=not args.quiet)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, index=False)
+        print(f"predictions: {args.out}")
+    else:
+        print(table.round(1).to_string(index=False))
+    failed = int((table["error"].fillna("") != "").sum())
+    if failed:
+        print(f"{failed} of {len(table)} files could not be read (see the error column)", file=sys.stderr)
+    return 0 if failed < len(table) else 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m localizer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,6 +131,39 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--report", type=Path, help="write file,status,reason CSV here")
     check.add_argument("--quiet", action="store_true", help="no progress bar")
     check.set_defaults(func=cmd_check_data)
+
+    train = sub.add_parser("train", help="train a box regressor (the report's recipe by default)")
+    _add_data_args(train)
+    train.add_argument("--run-dir", required=True, type=Path, help="run folder (manifest, checkpoints, history)")
+    train.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                       help="recipe parameter, e.g. -p epochs=10 -p backbone=efficientnet_lite0 -p weights=null")
+    train.add_argument("--resume", action="store_true", help="continue the run from checkpoints/last.pt")
+    train.add_argument("--overwrite", action="store_true", help="start afresh over an existing run")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="metrics of a checkpoint beside the baselines")
+    evaluate.add_argument("--checkpoint", required=True, type=Path)
+    evaluate.add_argument("--data", help="dataset folder (default: the run's manifest)")
+    evaluate.add_argument("--format", default="auto", choices=("auto",) + FORMATS)
+    evaluate.add_argument("--oxford-box", default="animal", choices=OXFORD_BOXES)
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+    evaluate.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
+    evaluate.add_argument("--out", type=Path, help="metrics JSON (default: RUN/metrics_SPLIT.json)")
+    evaluate.add_argument("--overwrite", action="store_true")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="predict the box of new photos")
+    predict.add_argument("--checkpoint", required=True, type=Path)
+    predict.add_argument("inputs", nargs="+", help="image files or folders")
+    predict.add_argument("--out", type=Path, help="CSV of predictions (default: print)")
+    predict.add_argument("--draw", type=Path, help="folder for images with the box drawn")
+    predict.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
+    predict.add_argument("--device", default="auto")
+    predict.add_argument("--quiet", action="store_true")
+    predict.set_defaults(func=cmd_predict)
     return parser
 
 
@@ -52,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, DataFormatError, FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (ImageLoadError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -82,7 +82,10 @@ class Reader:
 
 # ----------------------------------------------------------------------------------------- helpers
 def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+    # A dangling symlink or a folder with an image name is listed too, so that check-data reports it
+    # (``unreadable``) instead of dropping it silently; FIFOs and devices are left out (opening blocks).
+    return sorted(p for p in folder.rglob("*")
+                  if is_image_file(p) and (p.is_file() or p.is_dir() or not p.exists()))
 
 
 def _read_text(path: Path) -> str:

@@ -171,7 +171,11 @@ def scan_dataset(
 
 
 def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
+    # Lexically first: a symlinked image keeps its name under root (resolving it would give an
+    # absolute path outside root, and the split would then depend on where the data lies).
+    for candidate in (path, path.resolve()):
+        try:
+            return candidate.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path.as_posix()

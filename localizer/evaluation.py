@@ -1,0 +1,129 @@
+"""Evaluation of a trained model on a split, beside the two baselines of the course report.
+
+* **mean-box baseline**: predicts, for every image, the mean normalized training box.
+* **random-box baseline**: a seeded uniformly random box per image (per axis, two uniform numbers
+  in [0, 1], sorted).
+
+Both are scored on the same split as the model. A model must beat the mean box clearly to have
+learned anything beyond the dataset's average framing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .cache import ImageCache
+from .data import BOX_COLUMNS, CachedBoxDataset, make_loader, normalized_targets
+from .metrics import paired_iou, sanitize_boxes, summarize
+from .transforms import normalize_images
+
+
+def hflip_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """Mirror normalized xyxy boxes ``(N, 4)`` left-right: ``(1 - xmax, ymin, 1 - xmin, ymax)``."""
+    return torch.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], dim=1)
+
+
+@torch.no_grad()
+def predict_batch(model, images: torch.Tensor, mean, std, tta: bool = False) -> torch.Tensor:
+    """Normalized xyxy predictions ``(N, 4)`` (float32, on CPU) for uint8 images ``(N, 3, S, S)``.
+
+    With ``tta`` the prediction is the mean of the plain one and the un-mirrored prediction on the
+    mirrored image (horizontal-flip test-time augmentation). Boxes are sanitized (see
+    :func:`localizer.metrics.sanitize_boxes`).
+    """
+    device = next(model.parameters()).device
+    x = normalize_images(images.to(device), mean, std)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        pred = model(x).float()
+        if tta:
+            pred = (pred + hflip_boxes(model(x.flip(-1)).float())) / 2
+    return sanitize_boxes(pred).cpu()
+
+
+def predict_dataset(model, dataset, mean, std, batch_size: int = 64, tta: bool = False, progress: bool = True) -> torch.Tensor:
+    """Predictions ``(N, 4)`` normalized xyxy for every item of a dataset of ``(image, target)``."""
+    model.eval()
+    loader = make_loader(dataset, batch_size=batch_size)
+    preds = [predict_batch(model, images, mean, std, tta)
+             for images, _ in tqdm(loader, desc="predicting", unit="batch", leave=False, disable=not progress)]
+    return torch.cat(preds) if preds else torch.zeros(0, 4)
+
+
+def baseline_predictions(train_targets: np.ndarray, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """``{"mean_box": (n, 4), "random_box": (n, 4)}`` normalized xyxy baseline predictions."""
+    mean_box = np.repeat(np.asarray(train_targets, dtype=np.float64).mean(axis=0, keepdims=True), n, axis=0)
+    rng = np.random.default_rng(seed)
+    xs, ys = np.sort(rng.uniform(size=(n, 2)), axis=1), np.sort(rng.uniform(size=(n, 2)), axis=1)
+    random_box = np.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], axis=1)
+    return {"mean_box": mean_box, "random_box": random_box}
+
+
+def evaluate_model(
+    model,
+    manifest: pd.DataFrame,
+    image_size: int,
+    mean,
+    std,
+    split: str = "test",
+    tta: bool = False,
+    cache_dir: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[dict, pd.DataFrame]:
+    """Score ``model`` on the ``split`` rows of a manifest (``"all"`` for every row).
+
+    Returns:
+        ``(metrics, per_image)``. ``metrics``: ``mean_iou``, ``acc_50`` (PASCAL VOC criterion,
+        IoU > 0.5), ``acc_75``, ``acc_50_95``, ``n``, ``split``, ``tta`` and ``baselines``
+        (``mean_box`` and ``random_box``, each with the same keys, on the same images).
+        ``per_image``: ``file``, ``path``, ``width``, ``height``, ground truth ``xmin..ymax`` and
+        predicted ``pred_xmin..pred_ymax`` (pixels of the original image) and ``iou``.
+
+    Raises:
+        ValueError: the split has no rows.
+    """
+    rows = manifest if split == "all" else manifest[manifest["split"] == split]
+    if rows.empty:
+        raise ValueError(f"the manifest has no rows in split {split!r}")
+    rows = rows.reset_index(drop=True)
+    dataset = CachedBoxDataset(rows, ImageCache(cache_dir, image_size), train=False, progress=progress)
+    preds = predict_dataset(model, dataset, mean, std, tta=tta, progress=progress)
+    targets = torch.from_numpy(normalized_targets(rows))
+    ious = paired_iou(preds, targets)
+    metrics = {**summarize(ious), "split": split, "tta": tta}
+    train_targets = normalized_targets(manifest[manifest["split"] == "train"]) if (manifest["split"] == "train").any() \
+        else targets.numpy()
+    metrics["baselines"] = {
+        name: summarize(paired_iou(torch.from_numpy(boxes).float(), targets))
+        for name, boxes in baseline_predictions(train_targets, len(rows), seed).items()
+    }
+    scale = rows[["width", "height", "width", "height"]].to_numpy(dtype=np.float64)
+    per_image = rows[["file", "path", "width", "height", *BOX_COLUMNS]].copy()
+    per_image[[f"pred_{c}" for c in BOX_COLUMNS]] = preds.numpy().astype(np.float64) * scale
+    per_image["iou"] = ious.numpy()
+    return metrics, per_image
+
+
+def format_metrics(metrics: dict) -> str:
+    """A small text table: model and baselines, mean IoU and accuracies, in percent."""
+    table = pd.DataFrame(
+        {"model": metrics, **metrics.get("baselines", {})}
+    ).T[["mean_iou", "acc_50", "acc_75", "acc_50_95"]].astype(float) * 100
+    return f"{metrics['split']} split, n = {metrics['n']} images (values in %)\n" + table.round(2).to_string()
+
+
+def write_per_image(per_image: pd.DataFrame, path: Path | str) -> Path:
+    """Write the per-image table as CSV (atomically); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    per_image.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,66 @@
+"""Localization metrics: per-image IoU of predicted vs ground-truth boxes, and their summaries.
+
+* **IoU** (intersection over union, Jaccard index) per image, from :func:`torchvision.ops.box_iou`.
+* **Accuracy at t**: share of images with IoU > t. ``acc_50`` is the PASCAL VOC criterion
+  (Everingham et al., IJCV 2010: a detection is correct when IoU exceeds 0.5).
+* ``acc_50_95``: mean of the accuracies at t = 0.50, 0.55, ..., 0.95 (the COCO-style threshold sweep).
+
+Predicted boxes are made valid before scoring (:func:`sanitize_boxes`): a swapped box (xmax < xmin)
+has its coordinates reordered and every box is clamped to the image ([0, 1] normalized), so a
+zero-area prediction scores IoU 0, never NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchvision.ops import box_iou
+
+#: IoU thresholds of the COCO-style sweep 0.50:0.95.
+IOU_THRESHOLDS = tuple(np.round(np.arange(0.50, 0.951, 0.05), 2).tolist())
+
+
+def sanitize_boxes(boxes: torch.Tensor, upper: float = 1.0) -> torch.Tensor:
+    """Valid xyxy boxes ``(N, 4)`` from raw predictions ``(N, 4)``: per axis min/max, clamped to
+    ``[0, upper]`` (``upper = 1`` for normalized coordinates). Differentiable almost everywhere."""
+    x = torch.stack([boxes[..., 0], boxes[..., 2]], dim=-1)
+    y = torch.stack([boxes[..., 1], boxes[..., 3]], dim=-1)
+    fixed = torch.stack([x.amin(-1), y.amin(-1), x.amax(-1), y.amax(-1)], dim=-1)
+    return fixed.clamp(0.0, upper)
+
+
+def paired_iou(pred: torch.Tensor, target: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """IoU of each predicted box with its own target.
+
+    Args:
+        pred: ``(N, 4)`` xyxy predictions (normalized; sanitized here).
+        target: ``(N, 4)`` xyxy ground truth with positive area, same units.
+    Returns:
+        ``(N,)`` float IoU in [0, 1].
+    Raises:
+        ValueError: shapes differ or are not ``(N, 4)``.
+    """
+    pred, target = torch.as_tensor(pred, dtype=torch.float32), torch.as_tensor(target, dtype=torch.float32)
+    if pred.shape != target.shape or pred.ndim != 2 or pred.shape[-1] != 4:
+        raise ValueError(f"pred and target must both be (N, 4), got {tuple(pred.shape)} and {tuple(target.shape)}")
+    pred = sanitize_boxes(pred, upper=max(1.0, float(target.max()) if len(target) else 1.0))
+    parts = [torch.diagonal(box_iou(p, t)) for p, t in zip(pred.split(chunk), target.split(chunk))]
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def accuracy_at(ious: torch.Tensor | np.ndarray, threshold: float = 0.5) -> float:
+    """Share of images with IoU strictly greater than ``threshold`` (PASCAL VOC: 0.5)."""
+    ious = np.asarray(ious, dtype=np.float64)
+    return float((ious > threshold).mean()) if ious.size else float("nan")
+
+
+def summarize(ious: torch.Tensor | np.ndarray) -> dict[str, float]:
+    """``{"mean_iou", "acc_50", "acc_75", "acc_50_95", "n"}`` of per-image IoUs ``(N,)``."""
+    ious = np.asarray(ious, dtype=np.float64)
+    return {
+        "mean_iou": float(ious.mean()) if ious.size else float("nan"),
+        "acc_50": accuracy_at(ious, 0.5),
+        "acc_75": accuracy_at(ious, 0.75),
+        "acc_50_95": float(np.mean([accuracy_at(ious, t) for t in IOU_THRESHOLDS])),
+        "n": int(ious.size),
+    }

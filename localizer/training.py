@@ -1,0 +1,328 @@
+"""Training: the course report's recipe by default, crash-safe and resumable.
+
+Recipe (defaults of :class:`TrainConfig`): ResNet18 backbone, head Dropout(0.5) + Linear(512, 4),
+Smooth L1 loss on normalized xyxy boxes, AdamW (lr 1e-3, weight decay 1e-4), batch 32,
+ReduceLROnPlateau (factor 0.1, patience 3) on the validation loss, 256 x 256 inputs.
+
+Per epoch the history records ``train_loss`` (mean of the epoch's batch losses), ``val_loss``
+(after the epoch, model in eval mode), ``train_iou``/``val_iou`` (mean IoU), ``lr`` and
+``seconds``. After every epoch ``checkpoints/last.pt`` is written atomically (temp file + rename),
+and ``checkpoints/best.pt`` whenever the validation IoU improves. :func:`fit` with ``resume=True``
+continues a killed run from ``last.pt`` with the same split, optimizer, scheduler and RNG state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .cache import ImageCache
+from .data import CachedBoxDataset, make_loader
+from .losses import box_loss
+from .metrics import paired_iou
+from .models import build_model
+from .split import DEFAULT_SEED, assign_split, load_manifest, save_manifest
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_images
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "train_iou", "val_iou", "lr", "seconds"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as ``config.json`` and in each checkpoint).
+
+    Attributes mirror the report's recipe by default; ``subset`` limits the number of images
+    (seeded, before the split) for quick runs; ``workers`` is the number of DataLoader processes
+    for the training set (``-1``: 1 on CPU, 4 on an accelerator); ``device`` is ``auto``, ``cpu``,
+    ``cuda`` or ``mps``.
+    """
+
+    data: str = "data/oxford-iiit-pet"
+    format: str = "auto"
+    oxford_box: str = "animal"
+    image_size: int = 256
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    backbone: str = "resnet18"
+    weights: str | None = "imagenet"
+    dropout: float = 0.5
+    loss: str = "smooth_l1"
+    plateau_factor: float = 0.1
+    plateau_patience: int = 3
+    seed: int = DEFAULT_SEED
+    fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
+    subset: int | None = None
+    device: str = "auto"
+    workers: int = -1
+    cache_dir: str | None = None
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from a dict, ignoring unknown keys; ``fractions`` may be a list."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in values.items() if k in names}
+        if "fractions" in values:
+            values["fractions"] = tuple(values["fractions"])
+        return cls(**values)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> ``cuda`` if available, else ``mps``, else ``cpu``; other names as given."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------- run folder
+def make_manifest(config: TrainConfig, progress: bool = True):
+    """Scan ``config.data``, take the seeded ``subset`` if any, and split it.
+
+    Returns:
+        ``(manifest, scan)``: the split table (see :func:`localizer.split.assign_split`) and the
+        :class:`localizer.validation.ScanResult`. The same config gives the same manifest anywhere.
+    """
+    from .validation import scan_dataset
+
+    scan = scan_dataset(config.data, fmt=config.format, oxford_box=config.oxford_box, progress=progress)
+    table = scan.table
+    if config.subset and config.subset < len(table):
+        table = table.sort_values("file").sample(n=config.subset, random_state=config.seed)
+    return assign_split(table, seed=config.seed, fractions=config.fractions), scan
+
+
+def prepare_run(config: TrainConfig, run_dir: Path | str, overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Scan the data, split it and save ``manifest.csv``, ``data_report.csv`` and ``config.json``
+    into ``run_dir``. An identical existing manifest is kept as it is.
+
+    Returns:
+        The manifest table (one row per usable image, with ``split``).
+
+    Raises:
+        FileExistsError: ``run_dir`` holds a different manifest and ``overwrite`` is False.
+    """
+    run_dir = Path(run_dir)
+    manifest, scan = make_manifest(config, progress)
+    save_manifest(manifest, run_dir / "manifest.csv", overwrite=overwrite)
+    scan.write_report(run_dir / "data_report.csv")
+    write_json(run_dir / "config.json", asdict(config))
+    return manifest
+
+
+def write_json(path: Path, data: dict) -> Path:
+    """Write ``data`` as indented JSON atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+    return path
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a temp file in the same folder, then rename over ``path`` (no torn files)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------- fit
+@dataclass
+class _State:
+    epoch: int = 0
+    best_val_iou: float = -1.0
+    history: list = field(default_factory=list)
+
+
+def _run_epoch(model, loader, loss_name, device, mean, std, optimizer=None, desc="", progress=True):
+    """One pass over ``loader``; returns (mean of batch losses, mean IoU). Trains if ``optimizer``."""
+    training = optimizer is not None
+    model.train(training)
+    amp = device.type == "cuda"
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    losses, ious = [], []
+    bar = tqdm(loader, desc=desc, leave=False, unit="batch", disable=not progress)
+    for images, targets in bar:
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        targets = targets.to(device, non_blocking=True)
+        images = normalize_images(images, mean, std)
+        with torch.set_grad_enabled(training), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            preds = model(images)
+        loss = box_loss(loss_name, preds.float(), targets)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"{desc}: the loss became {loss.item()} (NaN or infinite)")
+        if training:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        losses.append(loss.detach())
+        ious.append(paired_iou(preds.detach().float().cpu(), targets.cpu()))
+        if progress and len(losses) % 10 == 0:
+            bar.set_postfix(loss=f"{torch.stack(losses[-10:]).mean().item():.4f}")
+    return float(torch.stack(losses).mean()), float(torch.cat(ious).mean())
+
+
+def fit(
+    config: TrainConfig,
+    run_dir: Path | str,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    max_epochs: int | None = None,
+) -> pd.DataFrame:
+    """Train a box regressor as ``config`` says, in ``run_dir``; returns the history table.
+
+    Args:
+        config: the recipe.
+        run_dir: run folder; holds (or gets) ``manifest.csv``, ``config.json``, ``history.csv``,
+            ``checkpoints/last.pt`` and ``checkpoints/best.pt``.
+        resume: continue from ``checkpoints/last.pt`` (same split, optimizer, scheduler, RNG).
+        overwrite: allow starting afresh over a folder that already holds checkpoints.
+        progress: tqdm progress bars per epoch.
+        max_epochs: stop after this many epochs in this call (for tests); the recipe's ``epochs``
+            stays the target of a later ``resume``.
+
+    Returns:
+        History DataFrame with :data:`HISTORY_COLUMNS`, one row per epoch (1-based).
+
+    Raises:
+        FileExistsError: ``run_dir`` already holds a run and neither ``resume`` nor ``overwrite``.
+        FileNotFoundError: ``resume`` without ``checkpoints/last.pt``.
+        TrainingDiverged: NaN or infinite loss (``last.pt`` is the last good epoch).
+        localizer.models.WeightsUnavailableError: pretrained weights cannot be found offline.
+    """
+    run_dir = Path(run_dir)
+    last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
+    checkpoint = None
+    if resume:
+        if not last_path.exists():
+            raise FileNotFoundError(f"cannot resume: {last_path} does not exist")
+        checkpoint = torch.load(last_path, map_location="cpu", weights_only=False)
+        config = TrainConfig.from_dict(checkpoint["config"])
+    elif last_path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{run_dir} already holds a training run ({last_path}); resume it, choose another run "
+            "folder, or pass overwrite=True to start afresh"
+        )
+
+    manifest_path = run_dir / "manifest.csv"
+    manifest = load_manifest(manifest_path) if manifest_path.exists() else prepare_run(config, run_dir, progress=progress)
+    write_json(run_dir / "config.json", asdict(config))
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+
+    model = build_model(config.backbone, weights=None if checkpoint else config.weights, dropout=config.dropout)
+    mean = tuple(getattr(model, "input_mean", IMAGENET_MEAN))
+    std = tuple(getattr(model, "input_std", IMAGENET_STD))
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=config.plateau_factor, patience=config.plateau_patience)
+    state = _State()
+    if checkpoint:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        state = _State(checkpoint["epoch"], checkpoint["best_val_iou"], checkpoint["history"])
+
+    cache = ImageCache(config.cache_dir, config.image_size)
+    train_set = CachedBoxDataset(manifest[manifest["split"] == "train"], cache, train=True, progress=progress)
+    val_set = CachedBoxDataset(manifest[manifest["split"] == "val"], cache, train=False, progress=progress)
+    workers = config.workers if config.workers >= 0 else (1 if device.type == "cpu" else 4)
+    train_loader = make_loader(train_set, config.batch_size, shuffle=True, workers=workers,
+                               seed=config.seed, pin_memory=device.type == "cuda")
+    val_loader = make_loader(val_set, config.batch_size, pin_memory=device.type == "cuda")
+
+    last_epoch = config.epochs if max_epochs is None else min(config.epochs, state.epoch + max_epochs)
+    for epoch in range(state.epoch + 1, last_epoch + 1):
+        start = time.perf_counter()
+        # Epoch-seeded order and augmentation: a resumed run sees the same batches it would have.
+        train_loader.generator.manual_seed(config.seed * 1000 + epoch)
+        torch.manual_seed(config.seed * 1000 + epoch)
+        tag = f"epoch {epoch}/{config.epochs}"
+        train_loss, train_iou = _run_epoch(model, train_loader, config.loss, device, mean, std,
+                                           optimizer, f"{tag} train", progress)
+        with torch.no_grad():
+            val_loss, val_iou = _run_epoch(model, val_loader, config.loss, device, mean, std,
+                                           None, f"{tag} val", progress)
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step(val_loss)
+        state.epoch = epoch
+        state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                              "train_iou": train_iou, "val_iou": val_iou, "lr": lr,
+                              "seconds": time.perf_counter() - start})
+        payload = {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "epoch": epoch, "history": state.history,
+            "best_val_iou": max(state.best_val_iou, val_iou), "config": asdict(config),
+            "input_mean": mean, "input_std": std,
+        }
+        atomic_save(payload, last_path)
+        if val_iou > state.best_val_iou:
+            state.best_val_iou = val_iou
+            atomic_save(payload, best_path)
+        history = pd.DataFrame(state.history, columns=HISTORY_COLUMNS)
+        tmp = run_dir / "history.csv.tmp"
+        history.to_csv(tmp, index=False)
+        tmp.replace(run_dir / "history.csv")
+        if progress:
+            tqdm.write(f"{tag}: train loss {train_loss:.4f} IoU {train_iou:.3f} | "
+                       f"val loss {val_loss:.4f} IoU {val_iou:.3f} | lr {lr:.0e} | "
+                       f"{state.history[-1]['seconds']:.0f}s")
+    return pd.DataFrame(state.history, columns=HISTORY_COLUMNS)
+
+
+def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
+    """Load a trained model from a checkpoint.
+
+    Returns:
+        ``(model, info)``: the model in eval mode on ``device``, and a dict with ``config``
+        (:class:`TrainConfig`), ``input_mean``, ``input_std``, ``epoch``, ``history``.
+
+    Raises:
+        FileNotFoundError: no such checkpoint.
+        ValueError: the file is not a localizer checkpoint (the message names it).
+    """
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        config = TrainConfig.from_dict(checkpoint["config"])
+        model = build_model(config.backbone, weights=None, dropout=config.dropout)
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, RuntimeError, EOFError, OSError) as exc:
+        raise ValueError(f"{path} is not a localizer checkpoint: {exc}") from exc
+    model.to(resolve_device(device) if isinstance(device, str) else device).eval()
+    info = {"config": config, "input_mean": tuple(checkpoint["input_mean"]),
+            "input_std": tuple(checkpoint["input_std"]), "epoch": checkpoint["epoch"],
+            "history": checkpoint["history"]}
+    return model, info
+
