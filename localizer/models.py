@@ -53,6 +53,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from .transforms import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
     "BACKBONES",
     "IMAGENET_MEAN",
@@ -68,11 +70,6 @@ __all__ = [
 
 #: Backbone names accepted by :func:`build_model`.
 BACKBONES = ("resnet18", "efficientnet_lite0")
-
-#: ImageNet channel mean/std for [0, 1] RGB images (the torchvision convention,
-#: used by ``ResNet18_Weights.IMAGENET1K_V1``).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: EfficientNet-Lite scaling for [0, 1] RGB images: (255*x - 127) / 128, taken from
 #: TF ``efficientnet/lite/efficientnet_lite_builder.py`` (MEAN_RGB=127, STDDEV_RGB=128).

@@ -190,7 +190,7 @@ def _run_epoch(model, loader, loss_name, device, mean, std, optimizer=None, desc
 def fit(
     config: TrainConfig,
     run_dir: Path | str,
-    resume: bool = False,
+    resume: bool | str = False,
     overwrite: bool = False,
     progress: bool = True,
     max_epochs: int | None = None,
@@ -201,7 +201,10 @@ def fit(
         config: the recipe.
         run_dir: run folder; holds (or gets) ``manifest.csv``, ``config.json``, ``history.csv``,
             ``checkpoints/last.pt`` and ``checkpoints/best.pt``.
-        resume: continue from ``checkpoints/last.pt`` (same split, optimizer, scheduler, RNG).
+        resume: ``True``: continue from ``checkpoints/last.pt`` (same split, optimizer, scheduler,
+            RNG). ``"auto"``: continue when ``last.pt`` exists and was made with the same config
+            (a finished run then trains nothing and returns its history: re-running a notebook
+            is safe), start afresh when there is none.
         overwrite: allow starting afresh over a folder that already holds checkpoints.
         progress: tqdm progress bars per epoch.
         max_epochs: stop after this many epochs in this call (for tests); the recipe's ``epochs``
@@ -219,6 +222,14 @@ def fit(
     run_dir = Path(run_dir)
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
     checkpoint = None
+    if resume == "auto":
+        resume = last_path.exists() and not overwrite
+        if resume:
+            saved = torch.load(last_path, map_location="cpu", weights_only=False)["config"]
+            if TrainConfig.from_dict(saved) != config:
+                raise FileExistsError(
+                    f"{run_dir} holds a run with another config; choose another run folder or pass "
+                    "overwrite=True to start afresh")
     if resume:
         if not last_path.exists():
             raise FileNotFoundError(f"cannot resume: {last_path} does not exist")
