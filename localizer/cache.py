@@ -98,7 +98,7 @@ class ImageCache:
                     f.seek(count * self.slot_bytes)
                     decoded = pool_map_ordered(self._decode, [p for _, p in todo], workers, progress,
                                                f"caching {len(todo)} images at {self.image_size}px")
-                    for (digest, _), array in zip(todo, decoded):
+                    for array, (digest, _) in zip(decoded, todo, strict=True):
                         f.write(array.tobytes())
                         index[digest] = count
                         count += 1

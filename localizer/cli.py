@@ -122,6 +122,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if failed < len(table) else 2
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_notebooks
+
+    run_dir = run_notebooks(data=args.data, profile=args.profile, run_dir=args.run_dir,
+                            params=_config_overrides(args.param), figures_dir=args.figures,
+                            resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"run folder: {run_dir}")
+    metrics = run_dir / "metrics.json"
+    if metrics.exists():
+        from .evaluation import format_metrics
+        import json
+
+        print(format_metrics(json.loads(metrics.read_text())))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m localizer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +180,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto")
     predict.add_argument("--quiet", action="store_true")
     predict.set_defaults(func=cmd_predict)
+
+    from .download import DEFAULT_DATA
+    from .runner import PROFILES
+
+    run = sub.add_parser("run", help="execute notebooks 01-04 with papermill into one run folder")
+    run.add_argument("--data", default=str(DEFAULT_DATA),
+                     help=f"dataset folder (default {DEFAULT_DATA}, downloaded when missing)")
+    run.add_argument("--profile", default="quick", choices=sorted(PROFILES), help="parameter set (default quick)")
+    run.add_argument("--run-dir", type=Path, help="run folder (default runs/PROFILE-DATE-TIME)")
+    run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                     help="notebook parameter, e.g. -p epochs=5 -p device=cuda")
+    run.add_argument("--figures", type=Path, help="also copy the three report figures here")
+    run.add_argument("--resume", action="store_true", help="continue in an existing run folder")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    run.add_argument("--quiet", action="store_true")
+    run.set_defaults(func=cmd_run)
     return parser
 
 
@@ -176,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, DataFormatError, FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (ImageLoadError, RuntimeError) as exc:
+    except (ImageLoadError, RuntimeError) as exc:  # includes NotebookFailed, TrainingDiverged
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as F
 from tqdm.auto import tqdm
 
 from .cache import ImageCache
@@ -24,8 +26,9 @@ from .transforms import normalize_images
 
 
 def hflip_boxes(boxes: torch.Tensor) -> torch.Tensor:
-    """Mirror normalized xyxy boxes ``(N, 4)`` left-right: ``(1 - xmax, ymin, 1 - xmin, ymax)``."""
-    return torch.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], dim=1)
+    """Mirror normalized xyxy boxes ``(N, 4)`` left-right: ``(1 - xmax, ymin, 1 - xmin, ymax)``
+    (torchvision's box flip on a 1 x 1 canvas)."""
+    return F.horizontal_flip_bounding_boxes(boxes, format=tv_tensors.BoundingBoxFormat.XYXY, canvas_size=(1, 1))
 
 
 @torch.no_grad()

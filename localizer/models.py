@@ -68,6 +68,10 @@ __all__ = [
     "count_parameters",
 ]
 
+#: BatchNorm momentum set on the EfficientNet-Lite0 backbone (PyTorch's default; see
+#: ``_build_effnet_lite0_backbone``).
+BATCHNORM_MOMENTUM = 0.1
+
 #: Backbone names accepted by :func:`build_model`.
 BACKBONES = ("resnet18", "efficientnet_lite0")
 
@@ -317,6 +321,12 @@ def _build_effnet_lite0_backbone(imagenet: bool) -> nn.Module:
     # Our head adds its own dropout.
     net._dropout = nn.Identity()
     net._fc = nn.Identity()
+    # The package keeps TF's BatchNorm momentum (0.99 decay = PyTorch momentum 0.01), so running
+    # statistics need hundreds of steps to follow fine-tuned features and eval-mode predictions
+    # lag far behind training ones on small data. PyTorch's default momentum (0.1) adapts in tens.
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = BATCHNORM_MOMENTUM
     return net
 
 

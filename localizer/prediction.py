@@ -90,7 +90,7 @@ def predict_files(
         if len(batch) == batch_size:
             flush()
     flush()
-    table = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
+    table = pd.DataFrame(rows, columns=PREDICTION_COLUMNS).astype({"width": "Int64", "height": "Int64"})
     order = {str(p): i for i, p in enumerate(map(Path, files))}
     return table.sort_values("file", key=lambda s: s.map(order), ignore_index=True)
 

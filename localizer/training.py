@@ -81,6 +81,21 @@ class TrainConfig:
         return cls(**values)
 
 
+#: Config fields that say where and how fast a run goes, not what it learns.
+RUNTIME_FIELDS = ("device", "workers", "cache_dir")
+
+
+def same_recipe(a: TrainConfig, b: TrainConfig) -> bool:
+    """True when two configs train the same model on the same data: equal but for
+    :data:`RUNTIME_FIELDS`, with the data folders compared as resolved paths."""
+    def key(config: TrainConfig) -> dict:
+        values = {k: v for k, v in asdict(config).items() if k not in RUNTIME_FIELDS}
+        values["data"] = str(Path(values["data"]).resolve())
+        return values
+
+    return key(a) == key(b)
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` -> ``cuda`` if available, else ``mps``, else ``cpu``; other names as given."""
     if name == "auto":
@@ -152,6 +167,21 @@ def atomic_save(obj, path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------- fit
+def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.device, progress: bool = True):
+    """Train and validation loaders over the decode-once cache, as :func:`fit` uses them.
+
+    The training loader shuffles and augments in ``config.workers`` processes (``-1``: 1 on CPU,
+    where the model needs the cores, and 4 on an accelerator).
+    """
+    cache = ImageCache(config.cache_dir, config.image_size)
+    train_set = CachedBoxDataset(manifest[manifest["split"] == "train"], cache, train=True, progress=progress)
+    val_set = CachedBoxDataset(manifest[manifest["split"] == "val"], cache, train=False, progress=progress)
+    workers = config.workers if config.workers >= 0 else (1 if device.type == "cpu" else 4)
+    pin = device.type == "cuda"
+    return (make_loader(train_set, config.batch_size, shuffle=True, workers=workers, seed=config.seed, pin_memory=pin),
+            make_loader(val_set, config.batch_size, pin_memory=pin))
+
+
 @dataclass
 class _State:
     epoch: int = 0
@@ -159,8 +189,18 @@ class _State:
     history: list = field(default_factory=list)
 
 
-def _run_epoch(model, loader, loss_name, device, mean, std, optimizer=None, desc="", progress=True):
-    """One pass over ``loader``; returns (mean of batch losses, mean IoU). Trains if ``optimizer``."""
+def run_epoch(model, loader, loss_name, device, mean, std, optimizer=None, desc="", progress=True):
+    """One pass over ``loader`` (any iterable of ``(uint8 images, targets)`` batches).
+
+    Images are moved to ``device``, normalized there with ``mean``/``std`` (channels_last and bf16
+    autocast on CUDA). Trains when ``optimizer`` is given, else only evaluates.
+
+    Returns:
+        ``(mean of the batch losses, mean IoU)``.
+
+    Raises:
+        TrainingDiverged: a NaN or infinite loss.
+    """
     training = optimizer is not None
     model.train(training)
     amp = device.type == "cuda"
@@ -226,7 +266,7 @@ def fit(
         resume = last_path.exists() and not overwrite
         if resume:
             saved = torch.load(last_path, map_location="cpu", weights_only=False)["config"]
-            if TrainConfig.from_dict(saved) != config:
+            if not same_recipe(TrainConfig.from_dict(saved), config):
                 raise FileExistsError(
                     f"{run_dir} holds a run with another config; choose another run folder or pass "
                     "overwrite=True to start afresh")
@@ -263,13 +303,7 @@ def fit(
         scheduler.load_state_dict(checkpoint["scheduler"])
         state = _State(checkpoint["epoch"], checkpoint["best_val_iou"], checkpoint["history"])
 
-    cache = ImageCache(config.cache_dir, config.image_size)
-    train_set = CachedBoxDataset(manifest[manifest["split"] == "train"], cache, train=True, progress=progress)
-    val_set = CachedBoxDataset(manifest[manifest["split"] == "val"], cache, train=False, progress=progress)
-    workers = config.workers if config.workers >= 0 else (1 if device.type == "cpu" else 4)
-    train_loader = make_loader(train_set, config.batch_size, shuffle=True, workers=workers,
-                               seed=config.seed, pin_memory=device.type == "cuda")
-    val_loader = make_loader(val_set, config.batch_size, pin_memory=device.type == "cuda")
+    train_loader, val_loader = make_loaders(config, manifest, device, progress)
 
     last_epoch = config.epochs if max_epochs is None else min(config.epochs, state.epoch + max_epochs)
     for epoch in range(state.epoch + 1, last_epoch + 1):
@@ -278,10 +312,10 @@ def fit(
         train_loader.generator.manual_seed(config.seed * 1000 + epoch)
         torch.manual_seed(config.seed * 1000 + epoch)
         tag = f"epoch {epoch}/{config.epochs}"
-        train_loss, train_iou = _run_epoch(model, train_loader, config.loss, device, mean, std,
+        train_loss, train_iou = run_epoch(model, train_loader, config.loss, device, mean, std,
                                            optimizer, f"{tag} train", progress)
         with torch.no_grad():
-            val_loss, val_iou = _run_epoch(model, val_loader, config.loss, device, mean, std,
+            val_loss, val_iou = run_epoch(model, val_loader, config.loss, device, mean, std,
                                            None, f"{tag} val", progress)
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step(val_loss)

@@ -1,0 +1,170 @@
+"""Training throughput, side by side in one run: plain pipeline vs localizer's vs the model-only ceiling.
+
+Same machine, model, batch size and image size for all three:
+
+* ``plain``: what a course report writes — a Dataset that decodes the JPEG with PIL and applies
+  torchvision transforms (resize, flip, ColorJitter, ToDtype, Normalize) per item, a DataLoader
+  with workers, float32, every epoch.
+* ``ours``: localizer's pipeline as :func:`localizer.training.fit` runs it — decode-once memmap
+  cache, uint8 batches, normalization on the device, bf16 autocast and channels_last on CUDA.
+* ``ceiling``: forward + backward + optimizer step on a batch already on the device.
+
+Also prediction throughput (``predict_batch`` on cached uint8 batches). Prints a table and the ratios
+ours/plain and ours/ceiling, and writes them as JSON.
+
+    python benchmarks/throughput.py --data ../shared/data/lion --backbone resnet18 --image-size 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from localizer.evaluation import predict_batch
+from localizer.imageio import load_rgb
+from localizer.losses import box_loss
+from localizer.models import build_model
+from localizer.training import TrainConfig, make_loaders, make_manifest, resolve_device, run_epoch
+from localizer.transforms import boxes_to_target, build_transforms, pixel_boxes
+
+
+class PlainDataset(Dataset):
+    """Decode + transform per item, every epoch (the baseline being measured, not a product path)."""
+
+    def __init__(self, table: pd.DataFrame, image_size: int, mean, std):
+        self.rows = table.reset_index(drop=True)
+        self.transform = build_transforms(image_size, train=True, mean=mean, std=std)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        row = self.rows.iloc[i]
+        with load_rgb(row.path) as img:
+            boxes = pixel_boxes(torch.tensor([[row.xmin, row.ymin, row.xmax, row.ymax]]), img.height, img.width)
+            image, boxes = self.transform(img, boxes)
+        return image, boxes_to_target(boxes)
+
+
+def timed_steps(step, n_warmup: int, n_steps: int, batch_size: int, device) -> float:
+    """Images per second of ``step()`` calls (each one batch), after ``n_warmup`` untimed calls."""
+    for _ in range(n_warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(n_steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n_steps * batch_size / (time.perf_counter() - start)
+
+
+def loader_steps(model, loader, optimizer, config, device, mean, std, n_warmup, n_steps):
+    """Images per second of localizer's training loop (``run_epoch``) over ``n_steps`` batches."""
+    iterator = iter(itertools.cycle(loader)) if len(loader) < n_warmup + n_steps else iter(loader)
+    run_epoch(model, itertools.islice(iterator, n_warmup), config.loss, device, mean, std, optimizer, progress=False)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    run_epoch(model, itertools.islice(iterator, n_steps), config.loss, device, mean, std, optimizer, progress=False)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n_steps * config.batch_size / (time.perf_counter() - start)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/lion")
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=10, help="timed batches per measurement")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--plain-workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    config = TrainConfig(data=args.data, image_size=args.image_size, batch_size=args.batch_size,
+                         backbone=args.backbone, weights=None, device=str(device))
+    manifest, _ = make_manifest(config, progress=False)
+    torch.manual_seed(0)
+    model = build_model(args.backbone, weights=None).to(device)
+    mean, std = model.input_mean, model.input_std
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    n = args.steps
+
+    # ours: exactly fit()'s loaders and loop (cache built before timing, as after a first run)
+    train_loader, _ = make_loaders(config, manifest, device, progress=False)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    ours = loader_steps(model, train_loader, optimizer, config, device, mean, std, args.warmup, n)
+
+    # ceiling: one batch already on the device
+    images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
+    targets = torch.rand(args.batch_size, 4, device=device).sort(dim=1).values
+    if device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+
+    def model_step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = box_loss(config.loss, model(images).float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model.train()
+    ceiling = timed_steps(model_step, args.warmup, n, args.batch_size, device)
+
+    # plain: per-item decode + transforms, float32, channels-first
+    model.to(memory_format=torch.contiguous_format)
+    plain_set = PlainDataset(manifest[manifest["split"] == "train"], args.image_size, mean, std)
+    plain_loader = DataLoader(plain_set, batch_size=args.batch_size, shuffle=True, num_workers=args.plain_workers,
+                              persistent_workers=args.plain_workers > 0)
+    plain_iter = iter(plain_loader)
+
+    def plain_step():
+        x, y = next(plain_iter)
+        loss = box_loss(config.loss, model(x.to(device)), y.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    plain = timed_steps(plain_step, args.warmup, n, args.batch_size, device)
+
+    # prediction on cached uint8 batches
+    model.eval()
+    batch_u8 = next(iter(train_loader))[0]
+    predict = timed_steps(lambda: predict_batch(model, batch_u8, mean, std), 1, n, args.batch_size, device)
+
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(),
+        "backbone": args.backbone, "image_size": args.image_size, "batch_size": args.batch_size, "steps": n,
+        "images_per_s": {"plain": plain, "ours": ours, "ceiling": ceiling, "predict": predict},
+        "ours_over_plain": ours / plain, "ours_over_ceiling": ours / ceiling,
+    }
+    print(f"{result['device']} | {args.backbone} {args.image_size}px batch {args.batch_size}")
+    print(pd.Series(result["images_per_s"], name="images/s").round(1).to_string())
+    print(f"ours/plain   {result['ours_over_plain']:.2f}x")
+    print(f"ours/ceiling {result['ours_over_ceiling']:.2f}x")
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"throughput_{device.type}_{args.backbone}_{args.image_size}px_b{args.batch_size}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"written: {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

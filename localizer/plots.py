@@ -1,0 +1,382 @@
+"""Figures of the course report, with matplotlib and seaborn only.
+
+Every function returns the :class:`matplotlib.figure.Figure` it drew and, when ``path`` is given,
+also saves it there as a PNG at :data:`DPI` dots per inch (the folder is created). Nothing is shown:
+in a notebook the figure is displayed because it is the cell's value or by the inline backend.
+
+Drawing conventions, the same in every figure:
+
+* ground-truth box: **solid white** rectangle (with a thin dark outline so it shows on snow too);
+* predicted box: **red dashed** rectangle;
+* box coordinates are pixel xyxy ``(xmin, ymin, xmax, ymax)`` of the image they are drawn on
+  (continuous coordinates, see :mod:`localizer.boxes`).
+
+The three numbered figures of the report are saved under the names of :data:`FIGURE_NAMES`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import patheffects
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
+
+#: File names of the report's numbered figures.
+FIGURE_NAMES = {
+    "curves": "figure1_training_curves.png",
+    "samples": "figure2_test_samples.png",
+    "histogram": "figure3_iou_histogram.png",
+}
+
+#: Resolution of saved PNG files.
+DPI = 150
+
+GT_STYLE = {"edgecolor": "white", "linestyle": "-", "linewidth": 2.0}
+PRED_STYLE = {"edgecolor": "red", "linestyle": "--", "linewidth": 2.0}
+#: ``gid`` of the artists tests and readers may look up: ground truth and prediction rectangles,
+#: learning-rate drop lines, the mean-IoU line and the threshold line.
+GID_GT, GID_PRED, GID_LR_DROP, GID_MEAN, GID_THRESHOLD = "gt_box", "pred_box", "lr_drop", "mean_iou", "threshold"
+
+_COLORS = {"train": "tab:blue", "val": "tab:orange"}
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def save_figure(fig: Figure, path: Path | str | None) -> Figure:
+    """Save ``fig`` as a PNG at ``path`` (``DPI`` dpi, tight bounding box, folder created) when
+    ``path`` is not None; returns ``fig``."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    return fig
+
+
+def _as_image(image) -> np.ndarray:
+    """A PIL image, an ``(H, W, 3)`` array or a ``(3, H, W)`` tensor -> ``(H, W, 3)`` array that
+    :func:`matplotlib.pyplot.imshow` shows as is (uint8, or float in [0, 1])."""
+    if hasattr(image, "detach"):  # torch tensor / tv_tensors.Image, channels first
+        image = image.detach().cpu().numpy()
+        if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3):
+            image = np.moveaxis(image, 0, -1)
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.dtype == np.uint8:
+        return array
+    array = array.astype(np.float64)
+    if array.max(initial=0.0) > 1.0:  # 0..255 values in a float or integer array
+        return np.clip(array, 0, 255).astype(np.uint8)
+    return np.clip(array, 0.0, 1.0)
+
+
+def _as_box(box) -> np.ndarray | None:
+    """A box as ``(4,)`` float64 pixel xyxy (from a list, array, ``(1, 4)`` tensor or
+    ``BoundingBoxes``), or None."""
+    if box is None:
+        return None
+    if hasattr(box, "detach"):
+        box = box.detach().cpu().numpy()
+    box = np.asarray(box, dtype=np.float64).reshape(-1)
+    if box.size != 4:
+        raise ValueError(f"a box has 4 numbers (xmin, ymin, xmax, ymax), got {box.size}")
+    return box
+
+
+def draw_box(ax, box, kind: str = "gt") -> Rectangle | None:
+    """Draw one pixel xyxy ``box`` on ``ax`` as a ground truth (``kind="gt"``: white solid) or a
+    prediction (``kind="pred"``: red dashed) :class:`~matplotlib.patches.Rectangle`; returns it
+    (None when ``box`` is None)."""
+    box = _as_box(box)
+    if box is None:
+        return None
+    style, gid = (GT_STYLE, GID_GT) if kind == "gt" else (PRED_STYLE, GID_PRED)
+    xmin, ymin, xmax, ymax = box
+    # not clipped: a box along the image border stays fully visible
+    rect = Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False, gid=gid, clip_on=False, **style)
+    if kind == "gt":  # a dark halo keeps the white line visible on bright backgrounds
+        rect.set_path_effects([patheffects.withStroke(linewidth=3.5, foreground="black", alpha=0.6),
+                               patheffects.Normal()])
+    ax.add_patch(rect)
+    return rect
+
+
+def _box_legend_handles(with_pred: bool) -> list[Line2D]:
+    handles = [Line2D([], [], color="white", linestyle="-", linewidth=2,
+                      path_effects=[patheffects.withStroke(linewidth=3.5, foreground="black", alpha=0.6)],
+                      label="ground truth")]
+    if with_pred:
+        handles.append(Line2D([], [], color="red", linestyle="--", linewidth=2, label="prediction"))
+    return handles
+
+
+def box_statistics(table: pd.DataFrame) -> pd.DataFrame:
+    """Per-image box statistics of a scan table (columns ``width, height, xmin, ymin, xmax, ymax``,
+    pixels): ``box_width``, ``box_height`` (fractions of the image side), ``aspect_ratio`` (box
+    width / box height in pixels), ``center_x``, ``center_y`` (fractions, y downwards) and
+    ``relative_area`` (box area / image area)."""
+    w = (table["xmax"] - table["xmin"]) / table["width"]
+    h = (table["ymax"] - table["ymin"]) / table["height"]
+    return pd.DataFrame({
+        "box_width": w,
+        "box_height": h,
+        "aspect_ratio": (table["xmax"] - table["xmin"]) / (table["ymax"] - table["ymin"]),
+        "center_x": (table["xmin"] + table["xmax"]) / 2 / table["width"],
+        "center_y": (table["ymin"] + table["ymax"]) / 2 / table["height"],
+        "relative_area": w * h,
+    }).reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------- figures
+def plot_box_statistics(table: pd.DataFrame, path: Path | str | None = None) -> Figure:
+    """Distributions of the primary boxes of a dataset, six panels.
+
+    Args:
+        table: a scan table (:attr:`localizer.validation.ScanResult.table` or a manifest), one row
+            per image with ``width``, ``height`` (image size, pixels) and ``xmin, ymin, xmax, ymax``
+            (primary box, pixel xyxy).
+        path: save the figure here as PNG.
+
+    Returns:
+        A figure with 6 axes: box width and height (fraction of the image side), aspect ratio
+        (width / height, log scale), box centre (x, y) in the image frame (y downwards as in the
+        image), relative area (box area / image area) and box width vs height.
+    """
+    stats = box_statistics(table)
+    n = len(stats)
+    fig, axes = plt.subplots(2, 3, figsize=(14, 8.2))
+    fig.suptitle(f"Primary boxes of {n:,} images", fontsize=14)
+    bins = np.linspace(0, 1, 21)
+    panels = [
+        (axes[0, 0], "box_width", "box width / image width", "Box width"),
+        (axes[0, 1], "box_height", "box height / image height", "Box height"),
+        (axes[1, 1], "relative_area", "box area / image area", "Relative area"),
+    ]
+    for ax, column, xlabel, title in panels:
+        sns.histplot(stats[column], bins=bins, ax=ax, color="tab:blue", edgecolor="white")
+        median = stats[column].median()
+        ax.axvline(median, color="black", linestyle=":", linewidth=1.5, label=f"median {median:.2f}")
+        ax.set(xlim=(0, 1), xlabel=xlabel, ylabel="images", title=title)
+        ax.legend(loc="upper left", frameon=False)
+
+    ax = axes[0, 2]
+    ratios = stats["aspect_ratio"].clip(lower=1e-3)
+    low, high = np.log10(ratios.min()), np.log10(ratios.max())
+    span = max(high - low, 0.2)
+    edges = np.logspace(low - 0.05 * span, high + 0.05 * span, 25)
+    sns.histplot(ratios, bins=edges, ax=ax, color="tab:green", edgecolor="white")
+    ax.set_xscale("log")
+    ax.set_xlim(edges[0] / 1.1, edges[-1] * 1.1)
+    ticks = [t for t in (1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8) if edges[0] / 1.1 <= t <= edges[-1] * 1.1]
+    ax.xaxis.set_major_locator(FixedLocator(ticks or [1]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.axvline(1.0, color="black", linestyle=":", linewidth=1.5, label="square (1.0)")
+    ax.set(xlabel="box width / box height (pixels, log scale)", ylabel="images", title="Aspect ratio")
+    ax.legend(loc="upper left", frameon=False)
+
+    ax = axes[1, 0]
+    sns.scatterplot(x=stats["center_x"], y=stats["center_y"], ax=ax, s=8, alpha=0.35, linewidth=0,
+                    color="tab:purple")
+    if n >= 20:
+        sns.kdeplot(x=stats["center_x"], y=stats["center_y"], ax=ax, levels=5, color="black",
+                    linewidths=0.8, warn_singular=False)
+    ax.set(xlim=(0, 1), ylim=(1, 0), xlabel="centre x / image width", ylabel="centre y / image height",
+           title="Box centre (image frame)")
+    ax.set_aspect("equal")
+
+    ax = axes[1, 2]
+    sns.scatterplot(x=stats["box_width"], y=stats["box_height"], ax=ax, s=8, alpha=0.35, linewidth=0,
+                    color="tab:red")
+    ax.plot([0, 1], [0, 1], color="black", linestyle=":", linewidth=1)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="box width / image width", ylabel="box height / image height",
+           title="Width vs height")
+    ax.set_aspect("equal")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_samples(
+    items,
+    ncols: int = 4,
+    titles: list[str] | None = None,
+    path: Path | str | None = None,
+    panel_size: float = 3.2,
+    legend: bool = True,
+) -> Figure:
+    """A grid of images with their boxes.
+
+    Args:
+        items: sequence of ``(image, gt_box, pred_box)``: ``image`` a PIL image or an ``(H, W, 3)``
+            uint8 array (a ``(3, H, W)`` tensor also works); ``gt_box`` and ``pred_box`` pixel xyxy
+            ``(xmin, ymin, xmax, ymax)`` in that image's pixels, or None. Ground truth is drawn as
+            a solid white rectangle, the prediction as a red dashed one.
+        ncols: images per row (fewer when there are fewer images).
+        titles: one title per image (e.g. ``"IoU 0.83"``), or None.
+        path: save the figure here as PNG.
+        panel_size: inches per image panel.
+        legend: add a legend of the box styles under the grid.
+
+    Returns:
+        A figure with one axes per item (axis off), row by row.
+
+    Raises:
+        ValueError: no items, or ``titles`` of another length.
+    """
+    items = list(items)
+    if not items:
+        raise ValueError("plot_samples needs at least one (image, gt_box, pred_box) item")
+    if titles is not None and len(titles) != len(items):
+        raise ValueError(f"{len(titles)} titles for {len(items)} images")
+    ncols = max(1, min(ncols, len(items)))
+    nrows = math.ceil(len(items) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows + 0.4),
+                             squeeze=False)
+    any_pred = False
+    for index, ax in enumerate(axes.flat):
+        if index >= len(items):
+            fig.delaxes(ax)
+            continue
+        image, gt_box, pred_box = items[index]
+        array = _as_image(image)
+        ax.imshow(array)
+        height, width = array.shape[:2]
+        draw_box(ax, gt_box, "gt")
+        any_pred |= draw_box(ax, pred_box, "pred") is not None
+        ax.set_xlim(0, width)
+        ax.set_ylim(height, 0)
+        ax.axis("off")
+        if titles is not None:
+            ax.set_title(titles[index], fontsize=11)
+    fig.tight_layout()
+    if legend:
+        fig.legend(handles=_box_legend_handles(any_pred), loc="lower center", ncol=2, frameon=True,
+                   facecolor="0.55", framealpha=1.0, labelcolor="white",
+                   bbox_to_anchor=(0.5, -0.02 if nrows > 1 else -0.06))
+    return save_figure(fig, path)
+
+
+def lr_drops(history: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a training history where ``lr`` is lower than in the previous epoch (columns
+    ``epoch``, ``lr``: the epoch trained first with the lower rate, and that rate)."""
+    history = pd.DataFrame(history)
+    lr = history["lr"].to_numpy(dtype=np.float64)
+    dropped = np.zeros(len(lr), dtype=bool)
+    dropped[1:] = lr[1:] < lr[:-1] * (1 - 1e-9)
+    return history.loc[dropped, ["epoch", "lr"]].reset_index(drop=True)
+
+
+def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str | None = None) -> Figure:
+    """Figure 1: training curves, two panels.
+
+    Args:
+        history: a training history (:func:`localizer.training.fit`'s table, ``history.csv``, or
+            a list of dicts) with columns ``epoch`` (1-based), ``train_loss``, ``val_loss`` (mean
+            loss per batch), ``train_iou``, ``val_iou`` (mean IoU, 0..1), ``lr`` (learning rate
+            used in that epoch) and ``seconds``.
+        loss_name: name of the loss for the left panel's title and axis.
+        path: save the figure here as PNG.
+
+    Returns:
+        A figure with 2 axes: left, train and val loss per epoch; right, train and val mean IoU per
+        epoch. Each learning-rate drop (an epoch whose ``lr`` is lower than the previous epoch's)
+        is a vertical dotted line in both panels (``gid`` :data:`GID_LR_DROP`), labelled with the
+        new rate.
+    """
+    history = pd.DataFrame(history)
+    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(13, 4.8))
+    epochs = history["epoch"]
+    marker = "o" if len(history) <= 30 else None
+    for split in ("train", "val"):
+        ax_loss.plot(epochs, history[f"{split}_loss"], marker=marker, markersize=4, color=_COLORS[split],
+                     label=split)
+        ax_iou.plot(epochs, history[f"{split}_iou"], marker=marker, markersize=4, color=_COLORS[split],
+                    label=split)
+    drops = lr_drops(history)
+    for ax in (ax_loss, ax_iou):
+        for number, (epoch, lr) in enumerate(zip(drops["epoch"], drops["lr"])):
+            ax.axvline(epoch, color="0.35", linestyle=":", linewidth=1.5, gid=GID_LR_DROP,
+                       label="learning-rate drop" if number == 0 else None)
+            # above the plotting area (under the title), where no curve or legend can hide it
+            ax.annotate(f"lr {lr:.0e}", xy=(epoch, 1.0), xycoords=("data", "axes fraction"),
+                        xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=8.5,
+                        color="0.25", gid=GID_LR_DROP)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        first, last = int(epochs.min()), int(epochs.max())
+        ax.set_xlim(first - 0.5, last + 0.5)
+        if last - first < 15:
+            ax.set_xticks(range(first, last + 1))
+    pad = 16 if len(drops) else 6
+    ax_loss.set_title(f"{loss_name} loss per epoch", pad=pad)
+    ax_iou.set_title("Mean IoU per epoch", pad=pad)
+    ax_loss.set(ylabel=f"{loss_name} loss")
+    ax_iou.set(ylabel="mean IoU", ylim=(0, 1))
+    ax_loss.legend(loc="best")
+    ax_iou.legend(loc="lower right")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_iou_histogram(ious, threshold: float = 0.5, path: Path | str | None = None,
+                       title: str = "IoU on the test split") -> Figure:
+    """Figure 3: histogram of per-image IoU.
+
+    Args:
+        ious: ``(N,)`` IoU of each image, in [0, 1] (array, list, tensor or Series).
+        threshold: the success criterion drawn as a black dotted line (PASCAL VOC: IoU > 0.5).
+        path: save the figure here as PNG.
+        title: axes title.
+
+    Returns:
+        A figure with 1 axes: 20 bins of width 0.05 on [0, 1]; the mean IoU as a red dashed vertical
+        line labelled ``"mean IoU 0.xx"`` (``gid`` :data:`GID_MEAN`); the threshold as a black
+        dotted line (``gid`` :data:`GID_THRESHOLD`) with the share of images above it; a legend.
+    """
+    if hasattr(ious, "detach"):
+        ious = ious.detach().cpu().numpy()
+    ious = np.asarray(ious, dtype=np.float64).reshape(-1)
+    mean = float(ious.mean()) if ious.size else float("nan")
+    above = float((ious > threshold).mean()) if ious.size else float("nan")
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    bins = np.linspace(0, 1, 21)
+    sns.histplot(ious, bins=bins, ax=ax, color="tab:blue", edgecolor="white")
+    highest = np.histogram(np.clip(ious, 0, 1), bins=bins)[0].max(initial=0)
+    ax.set_ylim(0, max(highest, 1) * 1.3)  # room for the legend above the bars
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.axvline(mean, color="red", linestyle="--", linewidth=2, gid=GID_MEAN, label=f"mean IoU {mean:.2f}")
+    ax.axvline(threshold, color="black", linestyle=":", linewidth=2, gid=GID_THRESHOLD,
+               label=f"IoU {threshold:g} (PASCAL VOC): {above:.0%} above")
+    ax.set(xlim=(0, 1), xlabel="IoU (predicted box vs ground truth)", ylabel="images",
+           title=f"{title} (n = {ious.size:,})")
+    ax.legend(loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_augmentation(image, box, augmented_image, augmented_box, path: Path | str | None = None,
+                      titles: tuple[str, str] = ("original", "horizontal flip")) -> Figure:
+    """Before/after of an augmentation (the horizontal flip) on one image with its box.
+
+    Args:
+        image, augmented_image: PIL images, ``(H, W, 3)`` uint8 arrays or ``(3, H, W)`` tensors.
+        box, augmented_box: the box on each image, pixel xyxy ``(4,)`` or ``(1, 4)`` (list, array,
+            tensor or ``BoundingBoxes``).
+        path: save the figure here as PNG.
+        titles: panel titles; the box coordinates are added under each.
+
+    Returns:
+        A figure with 2 axes (axis off), the box drawn solid white on both.
+    """
+    items = [(image, box, None), (augmented_image, augmented_box, None)]
+    labels = [f"{title}\nbox ({', '.join(f'{v:.0f}' for v in _as_box(b))})"
+              for title, (_, b, _) in zip(titles, items)]
+    return plot_samples(items, ncols=2, titles=labels, path=path, panel_size=4.0, legend=False)

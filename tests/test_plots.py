@@ -1,0 +1,150 @@
+"""Quick tests of the report figures on synthetic data (Agg backend, no dataset needed)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from localizer import plots  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _history(lrs):
+    n = len(lrs)
+    epochs = np.arange(1, n + 1)
+    return pd.DataFrame({
+        "epoch": epochs, "train_loss": 0.1 / epochs, "val_loss": 0.12 / epochs,
+        "train_iou": np.linspace(0.3, 0.8, n), "val_iou": np.linspace(0.3, 0.7, n),
+        "lr": lrs, "seconds": np.full(n, 1.5),
+    })
+
+
+def _table(n=50, seed=0):
+    rng = np.random.default_rng(seed)
+    width, height = rng.integers(200, 600, n), rng.integers(200, 600, n)
+    x0, y0 = rng.uniform(0, 0.4, n) * width, rng.uniform(0, 0.4, n) * height
+    x1, y1 = x0 + rng.uniform(0.2, 0.6, n) * width, y0 + rng.uniform(0.2, 0.6, n) * height
+    return pd.DataFrame({"width": width, "height": height, "xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1})
+
+
+def _lines(fig, gid):
+    return [line for ax in fig.axes for line in ax.get_lines() if line.get_gid() == gid]
+
+
+def _rects(ax):
+    return [p for p in ax.patches if isinstance(p, Rectangle) and p.get_gid() in (plots.GID_GT, plots.GID_PRED)]
+
+
+def test_figure_names():
+    assert plots.FIGURE_NAMES == {"curves": "figure1_training_curves.png",
+                                  "samples": "figure2_test_samples.png",
+                                  "histogram": "figure3_iou_histogram.png"}
+
+
+def test_box_statistics_values_and_figure(tmp_path):
+    table = pd.DataFrame({"width": [200], "height": [100], "xmin": [50.0], "ymin": [10.0],
+                          "xmax": [150.0], "ymax": [60.0]})
+    stats = plots.box_statistics(table).iloc[0]
+    assert stats["box_width"] == pytest.approx(0.5) and stats["box_height"] == pytest.approx(0.5)
+    assert stats["aspect_ratio"] == pytest.approx(2.0)
+    assert (stats["center_x"], stats["center_y"]) == pytest.approx((0.5, 0.35))
+    assert stats["relative_area"] == pytest.approx(0.25)
+
+    path = tmp_path / "sub" / "stats.png"
+    fig = plots.plot_box_statistics(_table(), path=path)
+    assert len(fig.axes) == 6
+    assert path.is_file() and path.stat().st_size > 0
+
+
+def test_training_curves_marks_exactly_the_lr_drops(tmp_path):
+    history = _history([1e-3, 1e-3, 1e-3, 1e-4, 1e-4])
+    drops = plots.lr_drops(history)
+    assert drops["epoch"].tolist() == [4]
+    fig = plots.plot_training_curves(history, path=tmp_path / "f1.png")
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        xs = [line.get_xdata()[0] for line in ax.get_lines() if line.get_gid() == plots.GID_LR_DROP]
+        assert xs == [4]
+        assert ax.get_lines()[-1].get_linestyle() == ":"
+        assert "learning-rate drop" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert (tmp_path / "f1.png").is_file()
+
+
+def test_training_curves_two_drops_and_none():
+    fig = plots.plot_training_curves(_history([1e-3, 1e-4, 1e-4, 1e-5, 1e-5, 1e-5]))
+    assert sorted(line.get_xdata()[0] for line in _lines(fig, plots.GID_LR_DROP)) == [2, 2, 4, 4]
+    fig = plots.plot_training_curves(_history([1e-3]))  # one epoch: no drop, no crash
+    assert _lines(fig, plots.GID_LR_DROP) == []
+
+
+def test_iou_histogram_mean_line_and_threshold(tmp_path):
+    ious = np.random.default_rng(1).uniform(0, 1, 200)
+    fig = plots.plot_iou_histogram(ious, path=tmp_path / "f3.png")
+    assert len(fig.axes) == 1
+    (mean_line,) = _lines(fig, plots.GID_MEAN)
+    assert mean_line.get_xdata()[0] == pytest.approx(ious.mean())
+    assert mean_line.get_linestyle() == "--"
+    assert to_rgba(mean_line.get_color()) == to_rgba("red")
+    assert mean_line.get_label() == f"mean IoU {ious.mean():.2f}"
+    (threshold_line,) = _lines(fig, plots.GID_THRESHOLD)
+    assert threshold_line.get_xdata()[0] == pytest.approx(0.5)
+    assert threshold_line.get_linestyle() != "--"
+    assert fig.axes[0].get_legend() is not None
+    assert (tmp_path / "f3.png").is_file()
+
+
+def test_samples_draw_white_solid_gt_and_red_dashed_pred(tmp_path):
+    array = np.zeros((60, 80, 3), dtype=np.uint8)
+    items = [
+        (Image.fromarray(array), (10, 5, 50, 40), (12, 8, 55, 45)),
+        (array, [0, 0, 80, 60], None),
+        (torch.zeros(3, 60, 80, dtype=torch.uint8), None, torch.tensor([[1.0, 2.0, 30.0, 40.0]])),
+    ]
+    fig = plots.plot_samples(items, ncols=2, titles=["IoU 0.83", "b", "c"], path=tmp_path / "s.png")
+    assert len(fig.axes) == 3  # the empty fourth panel is removed
+    assert [ax.get_title() for ax in fig.axes] == ["IoU 0.83", "b", "c"]
+    assert not any(ax.axison for ax in fig.axes)
+
+    gt, pred = _rects(fig.axes[0])
+    assert gt.get_gid() == plots.GID_GT and to_rgba(gt.get_edgecolor()) == to_rgba("white")
+    assert gt.get_linestyle() == "-" and not gt.get_fill()
+    assert (gt.get_x(), gt.get_y(), gt.get_width(), gt.get_height()) == (10, 5, 40, 35)
+    assert pred.get_gid() == plots.GID_PRED and to_rgba(pred.get_edgecolor()) == to_rgba("red")
+    assert pred.get_linestyle() == "--"
+    assert (pred.get_x(), pred.get_y(), pred.get_width(), pred.get_height()) == (12, 8, 43, 37)
+    assert [r.get_gid() for r in _rects(fig.axes[1])] == [plots.GID_GT]
+    (only_pred,) = _rects(fig.axes[2])
+    assert only_pred.get_gid() == plots.GID_PRED and only_pred.get_xy() == (1.0, 2.0)
+    assert (tmp_path / "s.png").is_file()
+
+
+def test_samples_rejects_bad_input():
+    with pytest.raises(ValueError):
+        plots.plot_samples([])
+    with pytest.raises(ValueError):
+        plots.plot_samples([(np.zeros((4, 4, 3), np.uint8), None, None)], titles=["a", "b"])
+
+
+def test_augmentation_before_after(tmp_path):
+    image = np.zeros((40, 100, 3), dtype=np.uint8)
+    fig = plots.plot_augmentation(image, [10, 5, 30, 35], image[:, ::-1], torch.tensor([[70.0, 5, 90, 35]]),
+                                  path=tmp_path / "aug.png")
+    assert len(fig.axes) == 2
+    boxes = [_rects(ax)[0] for ax in fig.axes]
+    assert [b.get_x() for b in boxes] == [10, 70]
+    assert all(b.get_gid() == plots.GID_GT for b in boxes)
+    assert "70, 5, 90, 35" in fig.axes[1].get_title()
+    assert (tmp_path / "aug.png").is_file()

@@ -1,0 +1,219 @@
+"""Metrics, losses, training, crash safety, evaluation and prediction (issue 3)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from localizer import training
+from localizer.cache import ImageCache
+from localizer.cli import main as cli_main
+from localizer.data import CachedBoxDataset, make_loader
+from localizer.evaluation import baseline_predictions, hflip_boxes, predict_dataset
+from localizer.losses import box_loss
+from localizer.metrics import accuracy_at, paired_iou, sanitize_boxes, summarize
+from localizer.models import build_model
+from localizer.training import TrainConfig, TrainingDiverged, fit, load_model, run_epoch
+from localizer.validation import scan_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------- metrics
+def test_iou_hand_computed_values():
+    target = torch.tensor([[0.0, 0.0, 0.5, 0.5]] * 5)
+    pred = torch.tensor([
+        [0.0, 0.0, 0.5, 0.5],      # identical -> 1
+        [0.6, 0.6, 0.9, 0.9],      # disjoint -> 0
+        [0.0, 0.0, 0.25, 0.25],    # nested, a quarter of the area -> 0.25
+        [0.25, 0.0, 0.75, 0.5],    # half overlap: inter 0.125, union 0.375 -> 1/3
+        [0.2, 0.2, 0.2, 0.4],      # zero area -> 0, not NaN
+    ])
+    ious = paired_iou(pred, target)
+    assert ious.tolist() == pytest.approx([1.0, 0.0, 0.25, 1 / 3, 0.0], abs=1e-6)
+
+
+def test_swapped_and_out_of_range_predictions_are_corrected():
+    pred = torch.tensor([[0.5, 0.5, 0.0, 0.0], [-0.5, -0.2, 0.5, 0.5]])
+    assert sanitize_boxes(pred).tolist() == [[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.5]]
+    target = torch.tensor([[0.0, 0.0, 0.5, 0.5]] * 2)
+    assert paired_iou(pred, target).tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_accuracy_uses_strict_voc_threshold_and_summary():
+    ious = np.array([0.2, 0.5, 0.51, 0.8, 1.0])
+    assert accuracy_at(ious, 0.5) == pytest.approx(0.6)      # 0.5 itself is not > 0.5
+    s = summarize(ious)
+    assert s["mean_iou"] == pytest.approx(0.602)
+    assert s["acc_75"] == pytest.approx(0.4)
+    # thresholds 0.50, 0.55, ..., 0.95: images above each = 3 (0.51, 0.8, 1.0), then 2 from 0.55
+    # to 0.75 (0.8, 1.0), then 1 from 0.80 (0.8 is not > 0.8): 3+2*5+1*4 = 17 of 50
+    assert s["acc_50_95"] == pytest.approx(17 / 50)
+    assert s["n"] == 5
+
+
+def test_losses():
+    target = torch.tensor([[0.1, 0.1, 0.5, 0.5]])
+    assert box_loss("smooth_l1", target.clone(), target).item() == 0.0
+    # smooth L1 with beta=1 on a 0.2 error in one coordinate: 0.5 * 0.2^2 / 4 coordinates
+    pred = torch.tensor([[0.3, 0.1, 0.5, 0.5]])
+    assert box_loss("smooth_l1", pred, target).item() == pytest.approx(0.5 * 0.04 / 4)
+    # GIoU: IoU = 0.2*0.4/0.16 = 0.5, enclosing box = union -> GIoU loss 0.5; L1 = 0.2/4
+    assert box_loss("giou", pred, target).item() == pytest.approx(2 * 0.5 + 5 * 0.05, abs=1e-6)
+    with pytest.raises(ValueError, match="unknown loss"):
+        box_loss("l3", pred, target)
+
+
+def test_hflip_boxes_and_baselines():
+    assert hflip_boxes(torch.tensor([[0.1, 0.2, 0.4, 0.6]]))[0].tolist() == pytest.approx([0.6, 0.2, 0.9, 0.6])
+    train = np.array([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])
+    base = baseline_predictions(train, 3, seed=1)
+    assert base["mean_box"].tolist() == [[0.25, 0.25, 0.75, 0.75]] * 3
+    rnd = base["random_box"]
+    assert (rnd[:, 2] >= rnd[:, 0]).all() and (rnd[:, 3] >= rnd[:, 1]).all()
+    assert np.array_equal(rnd, baseline_predictions(train, 3, seed=1)["random_box"])
+
+
+# ------------------------------------------------------------------------------------ training
+@pytest.fixture(scope="module")
+def lion_table(shared_data):
+    return scan_dataset(shared_data / "lion", progress=False).table
+
+
+def test_real_model_overfits_eight_lion_images(lion_table, tmp_path):
+    """The report's ResNet18 (from scratch, 64 px, Smooth L1, AdamW) memorizes 8 real boxes:
+    mean IoU > 0.9 on them in eval mode after 100 steps."""
+    torch.manual_seed(0)
+    rows = lion_table[lion_table["n_boxes"] == 1].iloc[:8]
+    dataset = CachedBoxDataset(rows, ImageCache(tmp_path / "cache", 64), train=False, progress=False)
+    model = build_model("resnet18", weights=None, dropout=0.0)
+    mean, std = model.input_mean, model.input_std
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loader = make_loader(dataset, batch_size=8)
+    device = torch.device("cpu")
+    before = paired_iou(predict_dataset(model, dataset, mean, std, progress=False), dataset.targets).mean().item()
+    for _ in range(100):
+        run_epoch(model, loader, "smooth_l1", device, mean, std, optimizer, progress=False)
+    preds = predict_dataset(model, dataset, mean, std, progress=False)
+    ious = paired_iou(preds, dataset.targets)
+    assert before < 0.5 and ious.mean().item() > 0.9, (before, ious)
+
+
+def _tiny_config(data: Path, tmp_path: Path, **overrides) -> TrainConfig:
+    values = dict(data=str(data), image_size=48, epochs=3, batch_size=8, backbone="efficientnet_lite0",
+                  weights=None, subset=40, workers=0, cache_dir=str(tmp_path / "cache"))
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_fit_writes_history_checkpoints_and_refuses_to_overwrite(shared_data, tmp_path):
+    config = _tiny_config(shared_data / "lion", tmp_path, epochs=2)
+    run = tmp_path / "run"
+    history = fit(config, run, progress=False)
+    assert history["epoch"].tolist() == [1, 2]
+    assert list(history.columns) == training.HISTORY_COLUMNS
+    assert np.isfinite(history[["train_loss", "val_loss", "train_iou", "val_iou"]].to_numpy()).all()
+    assert history["lr"].tolist() == [1e-3, 1e-3]
+    assert (run / "checkpoints" / "last.pt").exists() and (run / "checkpoints" / "best.pt").exists()
+    manifest = pd.read_csv(run / "manifest.csv")
+    assert manifest["split"].value_counts().to_dict() == {"train": 28, "val": 6, "test": 6}
+    with pytest.raises(FileExistsError, match="already holds a training run"):
+        fit(config, run, progress=False)
+    # resume="auto" on a finished run trains nothing and returns the same history
+    again = fit(config, run, resume="auto", progress=False)
+    pd.testing.assert_frame_equal(again, history)
+    with pytest.raises(FileExistsError, match="another config"):
+        fit(_tiny_config(shared_data / "lion", tmp_path, epochs=2, lr=5e-4), run, resume="auto", progress=False)
+    model, info = load_model(run / "checkpoints" / "best.pt")
+    assert info["config"] == config and not model.training
+
+
+def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(shared_data, tmp_path, monkeypatch):
+    config = _tiny_config(shared_data / "lion", tmp_path, epochs=3)
+    run = tmp_path / "run"
+    fit(config, run, progress=False, max_epochs=1)
+    good = (run / "checkpoints" / "last.pt").read_bytes()
+    monkeypatch.setattr(training, "box_loss", lambda name, pred, target: pred.sum() * float("nan"))
+    with pytest.raises(TrainingDiverged, match="NaN or infinite"):
+        fit(config, run, resume=True, progress=False)
+    assert (run / "checkpoints" / "last.pt").read_bytes() == good
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 1
+
+
+def test_sigkill_after_second_epoch_then_resume(shared_data, tmp_path):
+    """A real training process killed with SIGKILL resumes; history holds every epoch once."""
+    run = tmp_path / "run"
+    env = {**os.environ, "LOCALIZER_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "localizer", "train", str(shared_data / "lion"), "--run-dir", str(run),
+           "-p", "epochs=5", "-p", "subset=40", "-p", "image_size=48", "-p", "batch_size=8",
+           "-p", "backbone=efficientnet_lite0", "-p", "weights=null", "-p", "workers=0", "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    history_path = run / "history.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if history_path.exists() and len(pd.read_csv(history_path)) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read().decode()}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["epoch"]
+    assert 2 <= killed_at < 5
+    manifest_before = (run / "manifest.csv").read_text()
+
+    done = subprocess.run([*cmd, "--resume"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    history = pd.read_csv(history_path)
+    assert history["epoch"].tolist() == [1, 2, 3, 4, 5]
+    assert (run / "manifest.csv").read_text() == manifest_before
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 5
+
+
+# ------------------------------------------------------------------------- evaluate and predict
+def test_evaluate_and_predict_commands(shared_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LOCALIZER_CACHE", str(tmp_path / "cache"))
+    config = _tiny_config(shared_data / "lion", tmp_path, epochs=1, cache_dir=None)
+    run = tmp_path / "run"
+    fit(config, run, progress=False)
+    ckpt = run / "checkpoints" / "best.pt"
+
+    assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--quiet", "--tta"]) == 0
+    metrics = json.loads((run / "metrics_test_tta.json").read_text())
+    assert {"mean_iou", "acc_50", "acc_75", "acc_50_95", "n", "baselines"} <= set(metrics)
+    assert metrics["n"] == 6 and metrics["tta"] is True
+    assert set(metrics["baselines"]) == {"mean_box", "random_box"}
+    assert all(0 <= metrics[k] <= 1 for k in ("mean_iou", "acc_50", "acc_75"))
+    per_image = pd.read_csv(run / "metrics_test_tta.csv")
+    assert len(per_image) == 6 and per_image["iou"].between(0, 1).all()
+    # same split re-made from --data: same images, same metrics
+    out = tmp_path / "again.json"
+    assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--data", str(shared_data / "lion"), "--quiet",
+                     "--tta", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-6)
+    # outputs are never silently overwritten
+    assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--quiet", "--tta"]) == 2
+
+    image = shared_data / "oxford-pets-sample" / "images" / "Abyssinian_1.jpg"
+    junk = shared_data / "oxford-pets-sample" / "images" / "Abyssinian_100.mat"
+    preds = tmp_path / "preds.csv"
+    assert cli_main(["predict", "--checkpoint", str(ckpt), str(image), str(junk), "--out", str(preds),
+                     "--draw", str(tmp_path / "drawn"), "--quiet"]) == 0
+    table = pd.read_csv(preds, keep_default_na=False)
+    assert table["file"].tolist() == [str(image), str(junk)]
+    ok, bad = table.iloc[0], table.iloc[1]
+    assert (int(ok["width"]), int(ok["height"])) == (600, 400) and ok["error"] == ""
+    assert 0 <= float(ok["xmin"]) <= float(ok["xmax"]) <= 600 and 0 <= float(ok["ymin"]) <= float(ok["ymax"]) <= 400
+    assert bad["error"].startswith("not-an-image")
+    assert (tmp_path / "drawn" / "Abyssinian_1.png").exists()
+    assert math.isfinite(float(ok["xmin"]))
