@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torchvision.io import write_png
 from torchvision.transforms.v2 import functional as F
 from torchvision.utils import draw_bounding_boxes
 from tqdm.auto import tqdm
@@ -99,4 +98,4 @@ def _draw(image: torch.Tensor, box: np.ndarray, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     width = max(2, round(max(image.shape[1:]) / 200))
     drawn = draw_bounding_boxes(image, torch.tensor(box, dtype=torch.float32)[None], colors="red", width=width)
-    write_png(drawn, str(out))
+    F.to_pil_image(drawn).save(out)
