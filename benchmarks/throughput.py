@@ -25,6 +25,7 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -55,10 +56,8 @@ class PlainDataset(Dataset):
         return image, boxes_to_target(boxes)
 
 
-def timed_steps(step, n_warmup: int, n_steps: int, batch_size: int, device) -> float:
-    """Images per second of ``step()`` calls (each one batch), after ``n_warmup`` untimed calls."""
-    for _ in range(n_warmup):
-        step()
+def images_per_second(step, n_steps: int, batch_size: int, device) -> float:
+    """Images per second of ``n_steps`` calls of ``step()`` (each one batch)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -69,17 +68,19 @@ def timed_steps(step, n_warmup: int, n_steps: int, batch_size: int, device) -> f
     return n_steps * batch_size / (time.perf_counter() - start)
 
 
-def loader_steps(model, loader, optimizer, config, device, mean, std, n_warmup, n_steps):
-    """Images per second of localizer's training loop (``run_epoch``) over ``n_steps`` batches."""
-    iterator = iter(itertools.cycle(loader)) if len(loader) < n_warmup + n_steps else iter(loader)
-    run_epoch(model, itertools.islice(iterator, n_warmup), config.loss, device, mean, std, optimizer, progress=False)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    run_epoch(model, itertools.islice(iterator, n_steps), config.loss, device, mean, std, optimizer, progress=False)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return n_steps * config.batch_size / (time.perf_counter() - start)
+def interleaved(steps: dict, rounds: int, n_steps: int, warmup: int, batch_size: int, device) -> dict:
+    """Median images/s per method over ``rounds`` rounds, the methods taking turns in each round in
+    a rotating order (so drift, background load and loader workers refilling their queues touch all
+    of them alike)."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    samples = {name: [] for name in steps}
+    names = list(steps)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:  # rotate who goes first
+            samples[name].append(images_per_second(steps[name], n_steps, batch_size, device))
+    return {name: float(np.median(values)) for name, values in samples.items()}
 
 
 def main(argv=None) -> dict:
@@ -88,7 +89,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=10, help="timed batches per measurement")
+    parser.add_argument("--steps", type=int, default=4, help="timed batches per method and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; methods take turns, the median is kept")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--plain-workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--device", default="auto")
@@ -105,54 +107,58 @@ def main(argv=None) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     n = args.steps
 
-    # ours: exactly fit()'s loaders and loop (cache built before timing, as after a first run)
+    # ours: exactly fit()'s loaders and training step (cache built before timing, as after a first run)
     train_loader, _ = make_loaders(config, manifest, device, progress=False)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    ours = loader_steps(model, train_loader, optimizer, config, device, mean, std, args.warmup, n)
+    ours_batches = iter(itertools.cycle(train_loader))
 
-    # ceiling: one batch already on the device
+    def ours_step():
+        run_epoch(model, itertools.islice(ours_batches, 1), config.loss, device, mean, std, optimizer, progress=False)
+
+    # ceiling: one batch already on the device, same loss, autocast and memory format
     images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
     targets = torch.rand(args.batch_size, 4, device=device).sort(dim=1).values
     if device.type == "cuda":
         images = images.contiguous(memory_format=torch.channels_last)
 
-    def model_step():
+    def ceiling_step():
+        model.train()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss = box_loss(config.loss, model(images).float(), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    model.train()
-    ceiling = timed_steps(model_step, args.warmup, n, args.batch_size, device)
-
-    # plain: per-item decode + transforms, float32, channels-first
-    model.to(memory_format=torch.contiguous_format)
+    # plain: per-item decode + transforms in DataLoader workers, float32, channels-first
     plain_set = PlainDataset(manifest[manifest["split"] == "train"], args.image_size, mean, std)
     plain_loader = DataLoader(plain_set, batch_size=args.batch_size, shuffle=True, num_workers=args.plain_workers,
                               persistent_workers=args.plain_workers > 0)
-    plain_iter = iter(plain_loader)
+    plain_batches = iter(itertools.cycle(plain_loader))
 
     def plain_step():
-        x, y = next(plain_iter)
-        loss = box_loss(config.loss, model(x.to(device)), y.to(device))
+        model.train()
+        x, y = next(plain_batches)
+        loss = box_loss(config.loss, model(x.to(device).contiguous()), y.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    plain = timed_steps(plain_step, args.warmup, n, args.batch_size, device)
+    speeds = interleaved({"plain": plain_step, "ours": ours_step, "ceiling": ceiling_step},
+                         args.rounds, n, args.warmup, args.batch_size, device)
 
     # prediction on cached uint8 batches
     model.eval()
     batch_u8 = next(iter(train_loader))[0]
-    predict = timed_steps(lambda: predict_batch(model, batch_u8, mean, std), 1, n, args.batch_size, device)
+    speeds["predict"] = interleaved({"predict": lambda: predict_batch(model, batch_u8, mean, std)},
+                                    args.rounds, n, 1, args.batch_size, device)["predict"]
+    plain, ours, ceiling = speeds["plain"], speeds["ours"], speeds["ceiling"]
 
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(),
         "backbone": args.backbone, "image_size": args.image_size, "batch_size": args.batch_size, "steps": n,
-        "images_per_s": {"plain": plain, "ours": ours, "ceiling": ceiling, "predict": predict},
+        "rounds": args.rounds, "images_per_s": speeds,
         "ours_over_plain": ours / plain, "ours_over_ceiling": ours / ceiling,
     }
     print(f"{result['device']} | {args.backbone} {args.image_size}px batch {args.batch_size}")

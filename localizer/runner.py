@@ -30,7 +30,7 @@ NOTEBOOKS = (
 PROFILES: dict[str, dict] = {
     "report": {"image_size": 256, "epochs": 40, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4,
                "backbone": "resnet18", "weights": "imagenet", "loss": "smooth_l1", "tta": False},
-    "quick": {"image_size": 160, "epochs": 12, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4,
+    "quick": {"image_size": 160, "epochs": 20, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4,
               "backbone": "efficientnet_lite0", "weights": "imagenet", "loss": "giou", "tta": True},
     "smoke": {"image_size": 64, "epochs": 2, "batch_size": 16, "lr": 1e-3, "weight_decay": 1e-4,
               "backbone": "efficientnet_lite0", "weights": "imagenet", "loss": "smooth_l1", "tta": False,
