@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .files import atomic_write_text
 from .imageio import load_rgb
 from .transforms import resize_image
 
@@ -102,9 +103,7 @@ class ImageCache:
                         f.write(array.tobytes())
                         index[digest] = count
                         count += 1
-                tmp = self.index_path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(index))
-                tmp.replace(self.index_path)
+                atomic_write_text(self.index_path, json.dumps(index))
         return np.array([index[d] for d in digests], dtype=np.int64)
 
     def open(self) -> np.memmap:

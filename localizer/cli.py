@@ -83,7 +83,8 @@ def _manifest_for(args: argparse.Namespace, info: dict):
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_model, format_metrics, write_per_image
-    from .training import load_model, write_json
+    from .files import write_json
+    from .training import load_model
 
     model, info = load_model(args.checkpoint, args.device)
     manifest = _manifest_for(args, info)

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .cache import ImageCache
 from .data import BOX_COLUMNS, CachedBoxDataset, make_loader, normalized_targets
+from .files import write_csv
 from .metrics import paired_iou, sanitize_boxes, summarize
 from .transforms import normalize_images
 
@@ -124,9 +125,4 @@ def format_metrics(metrics: dict) -> str:
 
 def write_per_image(per_image: pd.DataFrame, path: Path | str) -> Path:
     """Write the per-image table as CSV (atomically); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    per_image.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
+    return write_csv(per_image, path)

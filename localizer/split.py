@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .files import atomic_write_text
+
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
 DEFAULT_SEED = 42
@@ -74,11 +76,7 @@ def save_manifest(table: pd.DataFrame, path: Path | str, overwrite: bool = False
     text = table.to_csv(index=False)
     if path.exists() and not overwrite and path.read_text() != text:
         raise FileExistsError(f"{path} already exists with another split; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, text)
 
 
 def load_manifest(path: Path | str) -> pd.DataFrame:

@@ -13,8 +13,6 @@ continues a killed run from ``last.pt`` with the same split, optimizer, schedule
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -27,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .cache import ImageCache
 from .data import CachedBoxDataset, make_loader
+from .files import atomic_save, write_csv, write_json
 from .losses import box_loss
 from .metrics import paired_iou
 from .models import build_model
@@ -44,7 +43,9 @@ class TrainingDiverged(RuntimeError):
 class TrainConfig:
     """Everything that defines a training run (saved as ``config.json`` and in each checkpoint).
 
-    Attributes mirror the report's recipe by default; ``subset`` limits the number of images
+    Attributes mirror the report's recipe by default. ``schedule`` is ``plateau`` (the report's
+    ReduceLROnPlateau on the validation loss) or ``cosine`` (cosine annealing from ``lr`` to 0 over
+    ``epochs``, stepped once per epoch; Loshchilov & Hutter, SGDR, 2017). ``subset`` limits the number of images
     (seeded, before the split) for quick runs; ``workers`` is the number of DataLoader processes
     for the training set (``-1``: 1 on CPU, 4 on an accelerator); ``device`` is ``auto``, ``cpu``,
     ``cuda`` or ``mps``.
@@ -62,6 +63,7 @@ class TrainConfig:
     weights: str | None = "imagenet"
     dropout: float = 0.5
     loss: str = "smooth_l1"
+    schedule: str = "plateau"
     plateau_factor: float = 0.1
     plateau_patience: int = 3
     seed: int = DEFAULT_SEED
@@ -149,24 +151,24 @@ def prepare_run(config: TrainConfig, run_dir: Path | str, overwrite: bool = Fals
     return manifest
 
 
-def write_json(path: Path, data: dict) -> Path:
-    """Write ``data`` as indented JSON atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
-    return path
-
-
-def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to a temp file in the same folder, then rename over ``path`` (no torn files)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------------------------------- fit
+SCHEDULES = ("plateau", "cosine")
+
+
+def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
+    """The learning-rate schedule of ``config.schedule`` (stepped once per epoch by :func:`fit`).
+
+    Raises:
+        ValueError: unknown schedule (see :data:`SCHEDULES`).
+    """
+    if config.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=config.plateau_factor, patience=config.plateau_patience)
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    raise ValueError(f"unknown schedule {config.schedule!r}; choose one of {SCHEDULES}")
+
+
 def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.device, progress: bool = True):
     """Train and validation loaders over the decode-once cache, as :func:`fit` uses them.
 
@@ -294,8 +296,7 @@ def fit(
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=config.plateau_factor, patience=config.plateau_patience)
+    scheduler = make_scheduler(config, optimizer)
     state = _State()
     if checkpoint:
         model.load_state_dict(checkpoint["model"])
@@ -318,7 +319,7 @@ def fit(
             val_loss, val_iou = run_epoch(model, val_loader, config.loss, device, mean, std,
                                            None, f"{tag} val", progress)
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step(val_loss)
+        scheduler.step(val_loss) if config.schedule == "plateau" else scheduler.step()
         state.epoch = epoch
         state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                               "train_iou": train_iou, "val_iou": val_iou, "lr": lr,
@@ -333,10 +334,7 @@ def fit(
         if val_iou > state.best_val_iou:
             state.best_val_iou = val_iou
             atomic_save(payload, best_path)
-        history = pd.DataFrame(state.history, columns=HISTORY_COLUMNS)
-        tmp = run_dir / "history.csv.tmp"
-        history.to_csv(tmp, index=False)
-        tmp.replace(run_dir / "history.csv")
+        write_csv(pd.DataFrame(state.history, columns=HISTORY_COLUMNS), run_dir / "history.csv")
         if progress:
             tqdm.write(f"{tag}: train loss {train_loss:.4f} IoU {train_iou:.3f} | "
                        f"val loss {val_loss:.4f} IoU {val_iou:.3f} | lr {lr:.0e} | "
