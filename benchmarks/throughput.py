@@ -56,6 +56,17 @@ class PlainDataset(Dataset):
         return image, boxes_to_target(boxes)
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def images_per_second(step, n_steps: int, batch_size: int, device) -> float:
     """Images per second of ``n_steps`` calls of ``step()`` (each one batch)."""
     if device.type == "cuda":
@@ -155,7 +166,7 @@ def main(argv=None) -> dict:
     plain, ours, ceiling = speeds["plain"], speeds["ours"], speeds["ceiling"]
 
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(),
         "backbone": args.backbone, "image_size": args.image_size, "batch_size": args.batch_size, "steps": n,
         "rounds": args.rounds, "images_per_s": speeds,

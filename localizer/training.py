@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -264,19 +264,19 @@ def fit(
     run_dir = Path(run_dir)
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
     checkpoint = None
-    if resume == "auto":
+    auto = resume == "auto"
+    if auto:
         resume = last_path.exists() and not overwrite
-        if resume:
-            saved = torch.load(last_path, map_location="cpu", weights_only=False)["config"]
-            if not same_recipe(TrainConfig.from_dict(saved), config):
-                raise FileExistsError(
-                    f"{run_dir} holds a run with another config; choose another run folder or pass "
-                    "overwrite=True to start afresh")
     if resume:
         if not last_path.exists():
             raise FileNotFoundError(f"cannot resume: {last_path} does not exist")
         checkpoint = torch.load(last_path, map_location="cpu", weights_only=False)
-        config = TrainConfig.from_dict(checkpoint["config"])
+        saved = TrainConfig.from_dict(checkpoint["config"])
+        if auto and not same_recipe(saved, config):
+            raise FileExistsError(f"{run_dir} holds a run with another config; choose another run folder "
+                                  "or pass overwrite=True to start afresh")
+        # The recipe comes from the checkpoint; where and how fast it runs, from this call.
+        config = replace(saved, **{name: getattr(config, name) for name in RUNTIME_FIELDS})
     elif last_path.exists() and not overwrite:
         raise FileExistsError(
             f"{run_dir} already holds a training run ({last_path}); resume it, choose another run "
@@ -319,7 +319,10 @@ def fit(
             val_loss, val_iou = run_epoch(model, val_loader, config.loss, device, mean, std,
                                            None, f"{tag} val", progress)
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step(val_loss) if config.schedule == "plateau" else scheduler.step()
+        if config.schedule == "plateau":
+            scheduler.step(val_loss)
+        else:
+            scheduler.step()
         state.epoch = epoch
         state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                               "train_iou": train_iou, "val_iou": val_iou, "lr": lr,
