@@ -263,13 +263,22 @@ def plot_samples(
     return save_figure(fig, path)
 
 
+#: A learning-rate change counts as a drop (a step of a schedule such as ReduceLROnPlateau's x0.1)
+#: when the new rate is at most this share of the previous one.
+LR_DROP_RATIO = 0.5
+
+
 def lr_drops(history: pd.DataFrame) -> pd.DataFrame:
-    """Rows of a training history where ``lr`` is lower than in the previous epoch (columns
-    ``epoch``, ``lr``: the epoch trained first with the lower rate, and that rate)."""
+    """Rows of a training history where ``lr`` stepped down: it fell to at most
+    :data:`LR_DROP_RATIO` of the previous epoch's rate after an epoch in which it had not fallen.
+    A smooth schedule (cosine: lower every epoch) has no drops. Columns ``epoch``, ``lr``: the epoch
+    trained first with the lower rate, and that rate."""
     history = pd.DataFrame(history)
     lr = history["lr"].to_numpy(dtype=np.float64)
     dropped = np.zeros(len(lr), dtype=bool)
-    dropped[1:] = lr[1:] < lr[:-1] * (1 - 1e-9)
+    fell = np.zeros(len(lr), dtype=bool)
+    fell[1:] = lr[1:] < lr[:-1] * (1 - 1e-9)
+    dropped[1:] = (lr[1:] <= lr[:-1] * LR_DROP_RATIO) & ~fell[:-1]
     return history.loc[dropped, ["epoch", "lr"]].reset_index(drop=True)
 
 
@@ -353,7 +362,7 @@ def plot_iou_histogram(ious, threshold: float = 0.5, path: Path | str | None = N
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.axvline(mean, color="red", linestyle="--", linewidth=2, gid=GID_MEAN, label=f"mean IoU {mean:.2f}")
     ax.axvline(threshold, color="black", linestyle=":", linewidth=2, gid=GID_THRESHOLD,
-               label=f"IoU {threshold:g} (PASCAL VOC): {above:.0%} above")
+               label=f"IoU {threshold:g} (PASCAL VOC): {above:.1%} above")
     ax.set(xlim=(0, 1), xlabel="IoU (predicted box vs ground truth)", ylabel="images",
            title=f"{title} (n = {ious.size:,})")
     ax.legend(loc="upper left")

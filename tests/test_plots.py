@@ -148,3 +148,10 @@ def test_augmentation_before_after(tmp_path):
     assert all(b.get_gid() == plots.GID_GT for b in boxes)
     assert "70, 5, 90, 35" in fig.axes[1].get_title()
     assert (tmp_path / "aug.png").is_file()
+
+
+def test_smooth_cosine_decay_is_not_marked_as_drops():
+    lrs = [1e-3 * (1 + np.cos(np.pi * t / 16)) / 2 for t in range(16)]
+    assert plots.lr_drops(_history(lrs))["epoch"].tolist() == []
+    # steps of a piecewise-constant schedule are found, however small the epochs before them
+    assert plots.lr_drops(_history([1e-3, 1e-3, 1e-4, 1e-4, 1e-5]))["epoch"].tolist() == [3, 5]
