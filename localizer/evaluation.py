@@ -23,7 +23,7 @@ from .cache import ImageCache
 from .data import BOX_COLUMNS, CachedBoxDataset, make_loader, normalized_targets
 from .files import write_csv
 from .metrics import paired_iou, sanitize_boxes, summarize
-from .transforms import normalize_images
+from .transforms import model_input
 
 
 def hflip_boxes(boxes: torch.Tensor) -> torch.Tensor:
@@ -41,9 +41,7 @@ def predict_batch(model, images: torch.Tensor, mean, std, tta: bool = False) -> 
     :func:`localizer.metrics.sanitize_boxes`).
     """
     device = next(model.parameters()).device
-    x = normalize_images(images.to(device), mean, std)
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = model_input(images, device, mean, std)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         pred = model(x).float()
         if tta:

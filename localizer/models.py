@@ -26,7 +26,7 @@ Input normalization
 -------------------
 Each backbone expects its own input scaling, stored on the model as
 ``BoxRegressor.input_mean`` / ``BoxRegressor.input_std`` (per RGB channel, for
-images in [0, 1]; use ``x_norm = (x - mean) / std``, or ``model.normalize``):
+images in [0, 1]; use ``x_norm = (x - mean) / std``, e.g. ``localizer.transforms.normalize_images``):
 
 * resnet18: ImageNet mean/std ``(0.485, 0.456, 0.406)`` / ``(0.229, 0.224, 0.225)``,
   the values torchvision gives in ``ResNet18_Weights.IMAGENET1K_V1.transforms()``.
@@ -160,19 +160,6 @@ class BoxRegressor(nn.Module):
         """
         features = self.backbone(x)
         return self.head(torch.flatten(features, 1))
-
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """Apply this model's input normalization to ``images``.
-
-        Args:
-            images: ``(N, 3, H, W)`` or ``(3, H, W)`` float RGB in [0, 1].
-
-        Returns:
-            Tensor of the same shape: ``(images - input_mean) / input_std``.
-        """
-        mean = torch.tensor(self.input_mean, dtype=images.dtype, device=images.device)
-        std = torch.tensor(self.input_std, dtype=images.dtype, device=images.device)
-        return (images - mean[:, None, None]) / std[:, None, None]
 
 
 # --------------------------------------------------------------------------- weights

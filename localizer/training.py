@@ -30,7 +30,7 @@ from .losses import box_loss
 from .metrics import paired_iou
 from .models import build_model
 from .split import DEFAULT_SEED, assign_split, load_manifest, save_manifest
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_images
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, model_input
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "train_iou", "val_iou", "lr", "seconds"]
 
@@ -206,13 +206,11 @@ def run_epoch(model, loader, loss_name, device, mean, std, optimizer=None, desc=
     training = optimizer is not None
     model.train(training)
     amp = device.type == "cuda"
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     losses, ious = [], []
     bar = tqdm(loader, desc=desc, leave=False, unit="batch", disable=not progress)
     for images, targets in bar:
-        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        images = model_input(images, device, mean, std)
         targets = targets.to(device, non_blocking=True)
-        images = normalize_images(images, mean, std)
         with torch.set_grad_enabled(training), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             preds = model(images)
         loss = box_loss(loss_name, preds.float(), targets)

@@ -93,6 +93,18 @@ def boxes_to_target(boxes: tv_tensors.BoundingBoxes) -> torch.Tensor:
     return boxes.as_subclass(torch.Tensor)[0].float() / scale
 
 
+def model_input(
+    images: torch.Tensor,
+    device: torch.device,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+) -> torch.Tensor:
+    """uint8 batch ``(N, 3, H, W)`` -> normalized float32 batch on ``device``, channels_last on CUDA
+    (the layout the bf16 convolutions there are fastest in). Used for training and inference alike."""
+    x = normalize_images(images.to(device, non_blocking=True), mean, std)
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
 def normalize_images(
     images: torch.Tensor,
     mean: tuple[float, float, float] = IMAGENET_MEAN,

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from localizer import models
+from localizer.transforms import normalize_images
 from localizer.models import (
     BACKBONES,
     EFFICIENTNET_LITE_MEAN,
@@ -83,9 +84,9 @@ def test_normalization_attributes(scratch_models):
     eff = scratch_models["efficientnet_lite0"]
     assert eff.input_mean == EFFICIENTNET_LITE_MEAN
     assert eff.input_std == EFFICIENTNET_LITE_STD
-    # (255*x - 127) / 128: 0 -> -127/128, 1 -> 1
-    x = torch.stack([torch.zeros(3, 2, 2), torch.ones(3, 2, 2)])
-    y = eff.normalize(x)
+    # (255*x - 127) / 128 on uint8 pixels: 0 -> -127/128, 255 -> 1
+    x = torch.stack([torch.zeros(3, 2, 2, dtype=torch.uint8), torch.full((3, 2, 2), 255, dtype=torch.uint8)])
+    y = normalize_images(x, eff.input_mean, eff.input_std)
     assert torch.allclose(y[0], torch.full((3, 2, 2), -127 / 128))
     assert torch.allclose(y[1], torch.ones(3, 2, 2))
 
