@@ -48,16 +48,22 @@ def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     return box_convert(tensor, "xywh", "xyxy").numpy()
 
 
-def normalize_boxes(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Pixel xyxy ``(..., 4)`` to normalized xyxy ``(..., 4)``: divide x by ``width``, y by ``height``."""
-    scale = np.array([width, height, width, height], dtype=np.float64)
-    return np.asarray(boxes, dtype=np.float64) / scale
+def _xyxy_scale(width, height) -> np.ndarray:
+    """``(..., 4)`` factors ``(width, height, width, height)`` for scalar or per-box ``(N,)`` sizes."""
+    width, height = np.asarray(width, dtype=np.float64), np.asarray(height, dtype=np.float64)
+    return np.stack([width, height, width, height], axis=-1)
 
 
-def denormalize_boxes(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Normalized xyxy ``(..., 4)`` to pixel xyxy ``(..., 4)`` for an image ``width`` x ``height`` px."""
-    scale = np.array([width, height, width, height], dtype=np.float64)
-    return np.asarray(boxes, dtype=np.float64) * scale
+def normalize_boxes(boxes: np.ndarray, width, height) -> np.ndarray:
+    """Pixel xyxy ``(..., 4)`` to normalized xyxy ``(..., 4)``: divide x by ``width``, y by ``height``
+    (numbers, or ``(N,)`` arrays with one image size per box)."""
+    return np.asarray(boxes, dtype=np.float64) / _xyxy_scale(width, height)
+
+
+def denormalize_boxes(boxes: np.ndarray, width, height) -> np.ndarray:
+    """Normalized xyxy ``(..., 4)`` to pixel xyxy ``(..., 4)`` for images ``width`` x ``height`` px
+    (numbers, or ``(N,)`` arrays with one image size per box)."""
+    return np.asarray(boxes, dtype=np.float64) * _xyxy_scale(width, height)
 
 
 def primary_box(boxes: np.ndarray) -> np.ndarray:

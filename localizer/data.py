@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .boxes import normalize_boxes
 from .cache import ImageCache
 from .transforms import boxes_to_target, build_augmentation, pixel_boxes
 
@@ -20,9 +21,8 @@ BOX_COLUMNS = ["xmin", "ymin", "xmax", "ymax"]
 
 def normalized_targets(table: pd.DataFrame) -> np.ndarray:
     """Primary boxes of a table as ``(N, 4)`` float32 xyxy normalized by each image's width/height."""
-    boxes = table[BOX_COLUMNS].to_numpy(dtype=np.float64)
-    scale = table[["width", "height", "width", "height"]].to_numpy(dtype=np.float64)
-    return (boxes / scale).astype(np.float32)
+    boxes = normalize_boxes(table[BOX_COLUMNS].to_numpy(), table["width"].to_numpy(), table["height"].to_numpy())
+    return boxes.astype(np.float32)
 
 
 class CachedBoxDataset(Dataset):

@@ -19,6 +19,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 from tqdm.auto import tqdm
 
+from .boxes import denormalize_boxes
 from .cache import ImageCache
 from .data import BOX_COLUMNS, CachedBoxDataset, make_loader, normalized_targets
 from .files import write_csv
@@ -106,9 +107,9 @@ def evaluate_model(
         name: summarize(paired_iou(torch.from_numpy(boxes).float(), targets))
         for name, boxes in baseline_predictions(train_targets, len(rows), seed).items()
     }
-    scale = rows[["width", "height", "width", "height"]].to_numpy(dtype=np.float64)
     per_image = rows[["file", "path", "width", "height", *BOX_COLUMNS]].copy()
-    per_image[[f"pred_{c}" for c in BOX_COLUMNS]] = preds.numpy().astype(np.float64) * scale
+    per_image[[f"pred_{c}" for c in BOX_COLUMNS]] = denormalize_boxes(
+        preds.numpy(), rows["width"].to_numpy(), rows["height"].to_numpy())
     per_image["iou"] = ious.numpy()
     return metrics, per_image
 

@@ -30,7 +30,7 @@ from .losses import box_loss
 from .metrics import paired_iou
 from .models import build_model
 from .split import DEFAULT_SEED, assign_split, load_manifest, save_manifest
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, model_input
+from .transforms import model_input
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "train_iou", "val_iou", "lr", "seconds"]
 
@@ -288,8 +288,7 @@ def fit(
     seed_everything(config.seed)
 
     model = build_model(config.backbone, weights=None if checkpoint else config.weights, dropout=config.dropout)
-    mean = tuple(getattr(model, "input_mean", IMAGENET_MEAN))
-    std = tuple(getattr(model, "input_std", IMAGENET_STD))
+    mean, std = model.input_mean, model.input_std
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
