@@ -1,8 +1,9 @@
 """Datasets and data loaders over a split manifest and the decode-once :class:`~localizer.cache.ImageCache`.
 
-A batch is ``(images, targets)``: uint8 images ``(N, 3, S, S)`` (normalize them on the training
-device with :func:`localizer.transforms.normalize_images`) and float32 targets ``(N, 4)``, xyxy
-normalized to [0, 1].
+A batch is ``(images, targets)``: uint8 images ``(N, 3, S, S)`` and float32 targets ``(N, 4)``, xyxy
+normalized to [0, 1]. Items are not augmented here: training augments whole batches on the device
+(:class:`localizer.batch_augment.BatchAugment`) and normalizes them there
+(:func:`localizer.transforms.model_input`), so a loader only copies cached pixels.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from .boxes import normalize_boxes
 from .cache import ImageCache
-from .transforms import boxes_to_target, build_augmentation, pixel_boxes
 
 BOX_COLUMNS = ["xmin", "ymin", "xmax", "ymax"]
 
@@ -31,20 +31,17 @@ class CachedBoxDataset(Dataset):
     Args:
         table: rows of a manifest (columns ``path, width, height, xmin, ymin, xmax, ymax``).
         cache: the image cache; missing images are decoded into it now (with a progress bar).
-        train: apply :func:`localizer.transforms.build_augmentation` (flip + ColorJitter).
         progress: show the caching progress bar.
 
     Items are ``(image, target)``: uint8 ``(3, S, S)`` and float32 ``(4,)`` normalized xyxy.
     """
 
-    def __init__(self, table: pd.DataFrame, cache: ImageCache, train: bool = False, progress: bool = True):
+    def __init__(self, table: pd.DataFrame, cache: ImageCache, progress: bool = True):
         self.table = table.reset_index(drop=True)
         self.image_size = cache.image_size
         self.cache = cache
         self.slots = cache.add(self.table["path"].tolist(), progress=progress)
         self.targets = torch.from_numpy(normalized_targets(self.table))
-        self.train = train
-        self.augment = build_augmentation(train)
         self._images = None  # opened lazily, once per worker process (a memmap does not pickle well)
 
     def __len__(self) -> int:
@@ -63,12 +60,7 @@ class CachedBoxDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = torch.from_numpy(np.array(self.images[self.slots[index]])).permute(2, 0, 1)
-        target = self.targets[index]
-        if not self.train:
-            return image, target
-        size = self.image_size
-        image, boxes = self.augment(image, pixel_boxes(target * size, size, size))
-        return image, boxes_to_target(boxes)
+        return image, self.targets[index]
 
 
 def make_loader(

@@ -96,7 +96,7 @@ def evaluate_model(
     if rows.empty:
         raise ValueError(f"the manifest has no rows in split {split!r}")
     rows = rows.reset_index(drop=True)
-    dataset = CachedBoxDataset(rows, ImageCache(cache_dir, image_size), train=False, progress=progress)
+    dataset = CachedBoxDataset(rows, ImageCache(cache_dir, image_size), progress=progress)
     preds = predict_dataset(model, dataset, mean, std, tta=tta, progress=progress)
     targets = torch.from_numpy(normalized_targets(rows))
     ious = paired_iou(preds, targets)

@@ -20,13 +20,14 @@ from torchvision.ops import box_iou
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.50, 0.951, 0.05), 2).tolist())
 
 
-def sanitize_boxes(boxes: torch.Tensor, upper: float = 1.0) -> torch.Tensor:
+def sanitize_boxes(boxes: torch.Tensor, upper: float | torch.Tensor = 1.0) -> torch.Tensor:
     """Valid xyxy boxes ``(N, 4)`` from raw predictions ``(N, 4)``: per axis min/max, clamped to
-    ``[0, upper]`` (``upper = 1`` for normalized coordinates). Differentiable almost everywhere."""
+    ``[0, upper]`` (``upper = 1`` for normalized coordinates; a 0-d tensor is accepted, so nothing
+    waits for a GPU). Differentiable almost everywhere."""
     x = torch.stack([boxes[..., 0], boxes[..., 2]], dim=-1)
     y = torch.stack([boxes[..., 1], boxes[..., 3]], dim=-1)
     fixed = torch.stack([x.amin(-1), y.amin(-1), x.amax(-1), y.amax(-1)], dim=-1)
-    return fixed.clamp(0.0, upper)
+    return torch.minimum(fixed.clamp_min(0.0), torch.as_tensor(upper, dtype=fixed.dtype, device=fixed.device))
 
 
 def paired_iou(pred: torch.Tensor, target: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
@@ -43,7 +44,7 @@ def paired_iou(pred: torch.Tensor, target: torch.Tensor, chunk: int = 1024) -> t
     pred, target = torch.as_tensor(pred, dtype=torch.float32), torch.as_tensor(target, dtype=torch.float32)
     if pred.shape != target.shape or pred.ndim != 2 or pred.shape[-1] != 4:
         raise ValueError(f"pred and target must both be (N, 4), got {tuple(pred.shape)} and {tuple(target.shape)}")
-    pred = sanitize_boxes(pred, upper=max(1.0, float(target.max()) if len(target) else 1.0))
+    pred = sanitize_boxes(pred, upper=target.amax().clamp_min(1.0) if len(target) else 1.0)
     parts = [torch.diagonal(box_iou(p, t)) for p, t in zip(pred.split(chunk), target.split(chunk))]
     return torch.cat(parts) if parts else torch.zeros(0)
 

@@ -30,6 +30,7 @@ from .losses import box_loss
 from .metrics import paired_iou
 from .models import build_model
 from .split import DEFAULT_SEED, assign_split, load_manifest, save_manifest
+from .batch_augment import BatchAugment
 from .transforms import model_input
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "train_iou", "val_iou", "lr", "seconds"]
@@ -49,6 +50,14 @@ class TrainConfig:
     (seeded, before the split) for quick runs; ``workers`` is the number of DataLoader processes
     for the training set (``-1``: 1 on CPU, 4 on an accelerator); ``device`` is ``auto``, ``cpu``,
     ``cuda`` or ``mps``.
+
+    Large batches (for a GPU): ``lr`` is the learning rate at the report's batch of 32
+    (:data:`REFERENCE_BATCH`); ``lr_scaling`` scales it to ``batch_size`` (see
+    :func:`effective_lr`): ``none`` (default), ``linear`` (x batch/32; Goyal et al., "Accurate,
+    Large Minibatch SGD", 2017, the rule for SGD) or ``sqrt`` (x sqrt(batch/32); the rule for
+    Adam-type optimizers such as AdamW, Malladi et al., "On the SDEs and Scaling Rules for Adaptive
+    Gradient Algorithms", NeurIPS 2022). E.g. ``batch_size=256, lr_scaling="sqrt"`` trains with
+    lr 2.83e-3.
     """
 
     data: str = "data/oxford-iiit-pet"
@@ -58,6 +67,7 @@ class TrainConfig:
     epochs: int = 40
     batch_size: int = 32
     lr: float = 1e-3
+    lr_scaling: str = "none"
     weight_decay: float = 1e-4
     backbone: str = "resnet18"
     weights: str | None = "imagenet"
@@ -81,6 +91,26 @@ class TrainConfig:
         if "fractions" in values:
             values["fractions"] = tuple(values["fractions"])
         return cls(**values)
+
+
+#: The batch size that ``TrainConfig.lr`` refers to (the course report's).
+REFERENCE_BATCH = 32
+LR_SCALINGS = ("none", "linear", "sqrt")
+
+
+def effective_lr(config: TrainConfig) -> float:
+    """The learning rate the optimizer starts with: ``config.lr`` scaled from :data:`REFERENCE_BATCH`
+    to ``config.batch_size`` by ``config.lr_scaling`` (``none``: lr; ``linear``: lr x B/32;
+    ``sqrt``: lr x sqrt(B/32)).
+
+    Raises:
+        ValueError: unknown ``lr_scaling`` (see :data:`LR_SCALINGS`).
+    """
+    ratio = config.batch_size / REFERENCE_BATCH
+    factors = {"none": 1.0, "linear": ratio, "sqrt": ratio ** 0.5}
+    if config.lr_scaling not in factors:
+        raise ValueError(f"unknown lr_scaling {config.lr_scaling!r}; choose one of {LR_SCALINGS}")
+    return config.lr * factors[config.lr_scaling]
 
 
 #: Config fields that say where and how fast a run goes, not what it learns.
@@ -172,12 +202,13 @@ def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
 def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.device, progress: bool = True):
     """Train and validation loaders over the decode-once cache, as :func:`fit` uses them.
 
-    The training loader shuffles and augments in ``config.workers`` processes (``-1``: 1 on CPU,
-    where the model needs the cores, and 4 on an accelerator).
+    The training loader shuffles and copies cached uint8 images in ``config.workers`` processes
+    (``-1``: 1 on CPU, where the model needs the cores, and 4 on an accelerator); augmentation
+    happens later, on whole batches on the device (:class:`localizer.batch_augment.BatchAugment`).
     """
     cache = ImageCache(config.cache_dir, config.image_size)
-    train_set = CachedBoxDataset(manifest[manifest["split"] == "train"], cache, train=True, progress=progress)
-    val_set = CachedBoxDataset(manifest[manifest["split"] == "val"], cache, train=False, progress=progress)
+    train_set = CachedBoxDataset(manifest[manifest["split"] == "train"], cache, progress=progress)
+    val_set = CachedBoxDataset(manifest[manifest["split"] == "val"], cache, progress=progress)
     workers = config.workers if config.workers >= 0 else (1 if device.type == "cpu" else 4)
     pin = device.type == "cuda"
     return (make_loader(train_set, config.batch_size, shuffle=True, workers=workers, seed=config.seed, pin_memory=pin),
@@ -191,17 +222,21 @@ class _State:
     history: list = field(default_factory=list)
 
 
-def run_epoch(model, loader, loss_name, device, mean, std, optimizer=None, desc="", progress=True):
+def run_epoch(model, loader, loss_name, device, mean, std, optimizer=None, desc="", progress=True, augment=None):
     """One pass over ``loader`` (any iterable of ``(uint8 images, targets)`` batches).
 
-    Images are moved to ``device``, normalized there with ``mean``/``std`` (channels_last and bf16
-    autocast on CUDA). Trains when ``optimizer`` is given, else only evaluates.
+    Images are moved to ``device``, augmented there by ``augment`` (e.g.
+    :class:`localizer.batch_augment.BatchAugment`) when given, and normalized with ``mean``/``std``
+    (channels_last and bf16 autocast on CUDA). Trains when ``optimizer`` is given, else only
+    evaluates. Losses and IoUs stay on the device until the end of the pass, so the loop never
+    waits for the GPU (the progress bar's loss, every 10 batches, is the only read-back).
 
     Returns:
         ``(mean of the batch losses, mean IoU)``.
 
     Raises:
-        TrainingDiverged: a NaN or infinite loss.
+        TrainingDiverged: a NaN or infinite loss (checked on the pass's losses, before anything is
+            saved).
     """
     training = optimizer is not None
     model.train(training)
@@ -209,22 +244,27 @@ def run_epoch(model, loader, loss_name, device, mean, std, optimizer=None, desc=
     losses, ious = [], []
     bar = tqdm(loader, desc=desc, leave=False, unit="batch", disable=not progress)
     for images, targets in bar:
-        images = model_input(images, device, mean, std)
+        images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
+        if augment is not None:
+            images, targets = augment(images, targets)
+        images = model_input(images, device, mean, std)
         with torch.set_grad_enabled(training), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             preds = model(images)
         loss = box_loss(loss_name, preds.float(), targets)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"{desc}: the loss became {loss.item()} (NaN or infinite)")
         if training:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         losses.append(loss.detach())
-        ious.append(paired_iou(preds.detach().float().cpu(), targets.cpu()))
+        ious.append(paired_iou(preds.detach().float(), targets))
         if progress and len(losses) % 10 == 0:
             bar.set_postfix(loss=f"{torch.stack(losses[-10:]).mean().item():.4f}")
-    return float(torch.stack(losses).mean()), float(torch.cat(ious).mean())
+    losses = torch.stack(losses)
+    if not torch.isfinite(losses).all():
+        step = int((~torch.isfinite(losses)).nonzero()[0])
+        raise TrainingDiverged(f"{desc}: the loss became {losses[step].item()} (NaN or infinite) at batch {step + 1}")
+    return float(losses.mean()), float(torch.cat(ious).mean())
 
 
 def fit(
@@ -292,7 +332,7 @@ def fit(
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=effective_lr(config), weight_decay=config.weight_decay)
     scheduler = make_scheduler(config, optimizer)
     state = _State()
     if checkpoint:
@@ -302,6 +342,7 @@ def fit(
         state = _State(checkpoint["epoch"], checkpoint["best_val_iou"], checkpoint["history"])
 
     train_loader, val_loader = make_loaders(config, manifest, device, progress)
+    augment = BatchAugment()
 
     last_epoch = config.epochs if max_epochs is None else min(config.epochs, state.epoch + max_epochs)
     for epoch in range(state.epoch + 1, last_epoch + 1):
@@ -311,7 +352,7 @@ def fit(
         torch.manual_seed(config.seed * 1000 + epoch)
         tag = f"epoch {epoch}/{config.epochs}"
         train_loss, train_iou = run_epoch(model, train_loader, config.loss, device, mean, std,
-                                           optimizer, f"{tag} train", progress)
+                                           optimizer, f"{tag} train", progress, augment=augment)
         with torch.no_grad():
             val_loss, val_iou = run_epoch(model, val_loader, config.loss, device, mean, std,
                                            None, f"{tag} val", progress)

@@ -1,14 +1,14 @@
 """Image and box transforms, built from :mod:`torchvision.transforms.v2` with
 :class:`torchvision.tv_tensors.BoundingBoxes`, so boxes follow every geometric change.
 
-Two entry points:
-
 * :func:`build_transforms` — the whole per-image pipeline from a decoded PIL image and its pixel box:
   resize to ``image_size`` x ``image_size`` (aspect ratio not kept, as in the course report), train-only
-  augmentation, float conversion and ImageNet normalization. Used by prediction and the plain pipeline.
-* :func:`build_augmentation` + :func:`normalize_images` — the same steps split for the decode-once
-  cache: augmentation on the cached, already resized uint8 image; normalization on whole batches on
-  the training device.
+  augmentation (:func:`build_augmentation`), float conversion and ImageNet normalization: the
+  textbook per-item pipeline (notebook 02 shows it step by step; the benchmark's ``plain`` baseline).
+* :func:`model_input` / :func:`normalize_images` — what training and prediction use on the
+  decode-once cache's uint8 batches: normalization of whole batches on the device. Training
+  augments those batches first with :class:`localizer.batch_augment.BatchAugment` (the same flip and
+  ColorJitter, drawn per image).
 
 Targets are float32 ``(4,)`` xyxy boxes normalized to [0, 1] by the canvas size.
 """

@@ -21,8 +21,10 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms.v2 import functional as TF
 
 from localizer import cli, validation
+from localizer.batch_augment import JITTER_OPS, AugmentParams, BatchAugment, apply_augment
 from localizer.boxes import BOX_TOLERANCE, BoxError, check_box, primary_box
 from localizer.cache import ImageCache
 from localizer.data import CachedBoxDataset, make_loader
@@ -785,7 +787,7 @@ def _dataset_table(tmp_path: Path) -> pd.DataFrame:
 def test_cached_dataset_eval_and_loader(tmp_path):
     table = _dataset_table(tmp_path)
     cache = ImageCache(tmp_path / "cache", image_size=32)
-    dataset = CachedBoxDataset(table, cache, train=False, progress=False)
+    dataset = CachedBoxDataset(table, cache, progress=False)
     assert len(dataset) == 2
     image, target = dataset[1]
     assert image.dtype == torch.uint8 and tuple(image.shape) == (3, 32, 32)
@@ -799,21 +801,62 @@ def test_cached_dataset_eval_and_loader(tmp_path):
     assert targets[0].tolist() == pytest.approx([0.1, 0.1, 0.5, 0.9], abs=1e-6)
 
 
-def test_cached_dataset_train_target_is_original_or_flipped(tmp_path):
-    table = _dataset_table(tmp_path)
-    dataset = CachedBoxDataset(table, ImageCache(tmp_path / "cache", image_size=32), train=True,
-                               progress=False)
-    original = [0.7, 0.2, 0.95, 0.9]
-    flipped = [0.05, 0.2, 0.3, 0.9]
+def test_batch_augment_flips_the_chosen_images_and_their_boxes():
+    images = torch.randint(0, 256, (2, 3, 8, 10), dtype=torch.uint8)
+    boxes = torch.tensor([[0.1, 0.2, 0.4, 0.6], [0.7, 0.2, 0.95, 0.9]])
+    params = AugmentParams(flip=torch.tensor([True, False]), factors=torch.ones(2, 3), order=())
+    out, out_boxes = apply_augment(images, boxes, params)
+    assert out.dtype == torch.float32 and tuple(out.shape) == (2, 3, 8, 10)
+    assert out_boxes.tolist()[0] == pytest.approx([0.6, 0.2, 0.9, 0.6], abs=1e-6)
+    assert out_boxes.tolist()[1] == pytest.approx([0.7, 0.2, 0.95, 0.9], abs=1e-6)
+    assert torch.allclose(out[0], images[0].flip(-1).float() / 255, atol=1e-6)
+    assert torch.allclose(out[1], images[1].float() / 255, atol=1e-6)
+
+
+def test_batch_augment_jitter_matches_torchvision_per_image():
+    """Per-image factors on a batch give what torchvision's functionals give image by image."""
+    torch.manual_seed(3)
+    images = torch.randint(0, 256, (4, 3, 12, 16), dtype=torch.uint8)
+    boxes = torch.rand(4, 4).sort(dim=1).values
+    params = BatchAugment().sample(4)
+    params.order = ("saturation", "brightness", "contrast")
+    params.factors = torch.tensor([[0.8, 1.2, 0.9], [1.2, 0.8, 1.1], [1.0, 1.0, 1.0], [0.85, 1.15, 0.8]])
+    out, _ = apply_augment(images, boxes, params)
+    functionals = {"brightness": TF.adjust_brightness, "contrast": TF.adjust_contrast,
+                   "saturation": TF.adjust_saturation}
+    for i in range(4):
+        expected = TF.to_dtype(images[i], torch.float32, scale=True)
+        if params.flip[i]:
+            expected = TF.horizontal_flip(expected)
+        for op in params.order:
+            expected = functionals[op](expected, float(params.factors[i, JITTER_OPS.index(op)]))
+        assert torch.allclose(out[i], expected, atol=1e-6), f"image {i}"
+    assert not torch.allclose(out[0], TF.to_dtype(images[0], torch.float32, scale=True).flip(-1))  # jittered
+    assert not torch.allclose(out[0], TF.to_dtype(images[0], torch.float32, scale=True))
+
+
+def test_batch_augment_sampling_is_per_image_and_in_range():
     torch.manual_seed(0)
-    seen = set()
-    for _ in range(30):
-        image, target = dataset[1]
-        assert image.dtype == torch.uint8 and tuple(image.shape) == (3, 32, 32)
-        if target.tolist() == pytest.approx(original, abs=1e-6):
-            seen.add("original")
-        elif target.tolist() == pytest.approx(flipped, abs=1e-6):
-            seen.add("flipped")
-        else:
-            pytest.fail(f"target {target.tolist()} is neither the box nor its mirror")
-    assert seen == {"original", "flipped"}
+    params = BatchAugment(flip_p=0.5, color_jitter={"brightness": 0.2, "contrast": 0.2, "saturation": 0.0}).sample(4000)
+    assert 0.45 < params.flip.float().mean().item() < 0.55
+    assert params.factors[:, :2].min().item() >= 0.8 and params.factors[:, :2].max().item() <= 1.2
+    assert params.factors[:, :2].std(dim=0).min().item() > 0.1  # uniform on [0.8, 1.2]: std 0.115
+    assert set(params.order) == {"brightness", "contrast"}  # a zero strength is left out
+    images = torch.full((3, 3, 4, 4), 100, dtype=torch.uint8)
+    out, _ = BatchAugment(flip_p=0.0, color_jitter={"brightness": 0.2})(images, torch.rand(3, 4))
+    assert len(set(out[:, 0, 0, 0].tolist())) == 3  # one brightness factor per image
+
+
+@pytest.mark.parametrize("kwargs", [{"flip_p": 1.5}, {"color_jitter": {"hue": 0.1}},
+                                    {"color_jitter": {"brightness": -0.1}}, {"color_jitter": {"gamma": 0.1}}])
+def test_batch_augment_rejects_bad_settings(kwargs):
+    with pytest.raises(ValueError):
+        BatchAugment(**kwargs)
+
+
+def test_cached_dataset_items_are_not_augmented(tmp_path):
+    table = _dataset_table(tmp_path)
+    dataset = CachedBoxDataset(table, ImageCache(tmp_path / "cache", image_size=32), progress=False)
+    first, again = dataset[1], dataset[1]
+    assert torch.equal(first[0], again[0])
+    assert first[1].tolist() == pytest.approx([0.7, 0.2, 0.95, 0.9], abs=1e-6)

@@ -96,7 +96,7 @@ def test_real_model_overfits_eight_lion_images(lion_table, tmp_path):
     mean IoU > 0.9 on them in eval mode after 100 steps."""
     torch.manual_seed(0)
     rows = lion_table[lion_table["n_boxes"] == 1].iloc[:8]
-    dataset = CachedBoxDataset(rows, ImageCache(tmp_path / "cache", 64), train=False, progress=False)
+    dataset = CachedBoxDataset(rows, ImageCache(tmp_path / "cache", 64), progress=False)
     model = build_model("resnet18", weights=None, dropout=0.0)
     mean, std = model.input_mean, model.input_std
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -235,3 +235,16 @@ def test_schedules():
     assert plateau.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
     with pytest.raises(ValueError, match="unknown schedule"):
         training.make_scheduler(TrainConfig(schedule="step"), torch.optim.AdamW(params, lr=1e-3))
+
+
+def test_large_batch_learning_rate_scaling(shared_data, tmp_path):
+    assert training.effective_lr(TrainConfig(batch_size=256)) == pytest.approx(1e-3)
+    assert training.effective_lr(TrainConfig(batch_size=256, lr_scaling="linear")) == pytest.approx(8e-3)
+    assert training.effective_lr(TrainConfig(batch_size=256, lr_scaling="sqrt")) == pytest.approx(1e-3 * 8 ** 0.5)
+    assert training.effective_lr(TrainConfig(batch_size=32, lr_scaling="sqrt")) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="unknown lr_scaling"):
+        training.effective_lr(TrainConfig(lr_scaling="cubic"))
+    # fit starts the optimizer at the scaled rate (history's lr is the rate of each epoch)
+    config = _tiny_config(shared_data / "lion", tmp_path, epochs=1, lr_scaling="linear")
+    history = fit(config, tmp_path / "run", progress=False)
+    assert history["lr"].tolist() == pytest.approx([1e-3 * 8 / 32])
