@@ -6,7 +6,9 @@ Same machine, model, batch size and image size for all three:
   torchvision transforms (resize, flip, ColorJitter, ToDtype, Normalize) per item, a DataLoader
   with workers, float32, every epoch.
 * ``ours``: localizer's pipeline as :func:`localizer.training.fit` runs it — decode-once memmap
-  cache, uint8 batches, normalization on the device, bf16 autocast and channels_last on CUDA.
+  cache, uint8 batches, flip + ColorJitter on whole batches on the device
+  (:class:`localizer.batch_augment.BatchAugment`), normalization there, bf16 autocast and
+  channels_last on CUDA.
 * ``ceiling``: forward + backward + optimizer step on a batch already on the device.
 
 Also prediction throughput (``predict_batch`` on cached uint8 batches). Prints a table and the ratios
@@ -30,6 +32,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from localizer.batch_augment import BatchAugment
 from localizer.evaluation import predict_batch
 from localizer.imageio import load_rgb
 from localizer.losses import box_loss
@@ -67,31 +70,44 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def images_per_second(step, n_steps: int, batch_size: int, device) -> float:
-    """Images per second of ``n_steps`` calls of ``step()`` (each one batch)."""
+def forever(loader):
+    """Batches of ``loader``, epoch after epoch (a new pass each time; ``itertools.cycle`` would
+    replay stored batches and skip the loading being measured)."""
+    while True:
+        yield from loader
+
+
+def images_per_second(run, n_steps: int, batch_size: int, device) -> float:
+    """Images per second of ``run(n_steps)`` (which processes ``n_steps`` batches)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    for _ in range(n_steps):
-        step()
+    run(n_steps)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return n_steps * batch_size / (time.perf_counter() - start)
 
 
-def interleaved(steps: dict, rounds: int, n_steps: int, warmup: int, batch_size: int, device) -> dict:
+def interleaved(runs: dict, rounds: int, n_steps: int, warmup: int, batch_size: int, device) -> dict:
     """Median images/s per method over ``rounds`` rounds, the methods taking turns in each round in
     a rotating order (so drift, background load and loader workers refilling their queues touch all
-    of them alike)."""
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    samples = {name: [] for name in steps}
-    names = list(steps)
+    of them alike). ``runs`` maps a name to ``run(n)``, which processes ``n`` batches."""
+    for run in runs.values():
+        run(warmup)
+    samples = {name: [] for name in runs}
+    names = list(runs)
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:  # rotate who goes first
-            samples[name].append(images_per_second(steps[name], n_steps, batch_size, device))
+            samples[name].append(images_per_second(runs[name], n_steps, batch_size, device))
     return {name: float(np.median(values)) for name, values in samples.items()}
+
+
+def repeat(step):
+    """``run(n)`` that calls ``step()`` ``n`` times."""
+    def run(n: int) -> None:
+        for _ in range(n):
+            step()
+    return run
 
 
 def main(argv=None) -> dict:
@@ -109,6 +125,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as fit() sets it, for all three methods alike
     config = TrainConfig(data=args.data, image_size=args.image_size, batch_size=args.batch_size,
                          backbone=args.backbone, weights=None, device=str(device))
     manifest, _ = make_manifest(config, progress=False)
@@ -122,10 +140,12 @@ def main(argv=None) -> dict:
     train_loader, _ = make_loaders(config, manifest, device, progress=False)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    ours_batches = iter(itertools.cycle(train_loader))
+    ours_batches = forever(train_loader)
+    augment = BatchAugment()
 
-    def ours_step():
-        run_epoch(model, itertools.islice(ours_batches, 1), config.loss, device, mean, std, optimizer, progress=False)
+    def ours_run(n: int) -> None:  # n batches in one run_epoch call, as fit() runs them
+        run_epoch(model, itertools.islice(ours_batches, n), config.loss, device, mean, std, optimizer,
+                  progress=False, augment=augment)
 
     # ceiling: one batch already on the device, same loss, autocast and memory format
     images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
@@ -145,7 +165,7 @@ def main(argv=None) -> dict:
     plain_set = PlainDataset(manifest[manifest["split"] == "train"], args.image_size, mean, std)
     plain_loader = DataLoader(plain_set, batch_size=args.batch_size, shuffle=True, num_workers=args.plain_workers,
                               persistent_workers=args.plain_workers > 0)
-    plain_batches = iter(itertools.cycle(plain_loader))
+    plain_batches = forever(plain_loader)
 
     def plain_step():
         model.train()
@@ -155,13 +175,13 @@ def main(argv=None) -> dict:
         loss.backward()
         optimizer.step()
 
-    speeds = interleaved({"plain": plain_step, "ours": ours_step, "ceiling": ceiling_step},
+    speeds = interleaved({"plain": repeat(plain_step), "ours": ours_run, "ceiling": repeat(ceiling_step)},
                          args.rounds, n, args.warmup, args.batch_size, device)
 
     # prediction on cached uint8 batches
     model.eval()
     batch_u8 = next(iter(train_loader))[0]
-    speeds["predict"] = interleaved({"predict": lambda: predict_batch(model, batch_u8, mean, std)},
+    speeds["predict"] = interleaved({"predict": repeat(lambda: predict_batch(model, batch_u8, mean, std))},
                                     args.rounds, n, 1, args.batch_size, device)["predict"]
     plain, ours, ceiling = speeds["plain"], speeds["ours"], speeds["ceiling"]
 

@@ -7,7 +7,8 @@ ReduceLROnPlateau (factor 0.1, patience 3) on the validation loss, 256 x 256 inp
 Per epoch the history records ``train_loss`` (mean of the epoch's batch losses), ``val_loss``
 (after the epoch, model in eval mode), ``train_iou``/``val_iou`` (mean IoU), ``lr`` and
 ``seconds``. After every epoch ``checkpoints/last.pt`` is written atomically (temp file + rename),
-and ``checkpoints/best.pt`` whenever the validation IoU improves. :func:`fit` with ``resume=True``
+and ``checkpoints/best.pt`` (model weights, config and history, no optimizer state) whenever the
+validation IoU improves. :func:`fit` with ``resume=True``
 continues a killed run from ``last.pt`` with the same split, optimizer, scheduler and RNG state.
 """
 
@@ -332,6 +333,7 @@ def fit(
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # one input size throughout: pick the fastest kernels once
     optimizer = torch.optim.AdamW(model.parameters(), lr=effective_lr(config), weight_decay=config.weight_decay)
     scheduler = make_scheduler(config, optimizer)
     state = _State()
@@ -374,7 +376,8 @@ def fit(
         atomic_save(payload, last_path)
         if val_iou > state.best_val_iou:
             state.best_val_iou = val_iou
-            atomic_save(payload, best_path)
+            # best.pt is for evaluation and prediction: the optimizer state (2/3 of last.pt) stays out
+            atomic_save({k: v for k, v in payload.items() if k not in ("optimizer", "scheduler")}, best_path)
         write_csv(pd.DataFrame(state.history, columns=HISTORY_COLUMNS), run_dir / "history.csv")
         if progress:
             tqdm.write(f"{tag}: train loss {train_loss:.4f} IoU {train_iou:.3f} | "

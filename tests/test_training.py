@@ -125,7 +125,8 @@ def test_fit_writes_history_checkpoints_and_refuses_to_overwrite(shared_data, tm
     assert list(history.columns) == training.HISTORY_COLUMNS
     assert np.isfinite(history[["train_loss", "val_loss", "train_iou", "val_iou"]].to_numpy()).all()
     assert history["lr"].tolist() == [1e-3, 1e-3]
-    assert (run / "checkpoints" / "last.pt").exists() and (run / "checkpoints" / "best.pt").exists()
+    assert "optimizer" in torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    assert "optimizer" not in torch.load(run / "checkpoints" / "best.pt", weights_only=False)  # weights only
     manifest = pd.read_csv(run / "manifest.csv")
     assert manifest["split"].value_counts().to_dict() == {"train": 28, "val": 6, "test": 6}
     with pytest.raises(FileExistsError, match="already holds a training run"):
@@ -225,6 +226,7 @@ def test_schedules():
     lrs = []
     for _ in range(4):
         lrs.append(cosine.optimizer.param_groups[0]["lr"])
+        cosine.optimizer.step()  # an epoch's training, as in fit()
         cosine.step()
     # lr_t = lr * (1 + cos(pi t / T)) / 2 for t = 0..3, T = 4
     assert lrs == pytest.approx([1e-3, 1e-3 * (1 + math.cos(math.pi / 4)) / 2, 5e-4,
