@@ -74,7 +74,8 @@ def run_notebooks(
         overwrite: delete an existing run folder first.
 
     Raises:
-        ValueError: unknown profile.
+        ValueError: unknown profile, or a parameter that no notebook's ``parameters`` cell has (a typo
+            such as ``epoch`` would otherwise be ignored and the run would use the default).
         FileExistsError: ``run_dir`` is not empty and neither ``resume`` nor ``overwrite``.
         NotebookFailed: a cell raised.
     """
@@ -83,6 +84,10 @@ def run_notebooks(
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    known = set().union(*(papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb")) for name in notebooks))
+    unknown = set(params or {}) - known
+    if unknown:
+        raise ValueError(f"unknown notebook parameter(s) {sorted(unknown)}; the notebooks take {sorted(known)}")
     data = ensure_data(data).resolve()
     run_dir = Path(run_dir or default_run_dir(profile)).resolve()
     if run_dir.exists() and any(run_dir.iterdir()):

@@ -250,3 +250,15 @@ def test_large_batch_learning_rate_scaling(shared_data, tmp_path):
     config = _tiny_config(shared_data / "lion", tmp_path, epochs=1, lr_scaling="linear")
     history = fit(config, tmp_path / "run", progress=False)
     assert history["lr"].tolist() == pytest.approx([1e-3 * 8 / 32])
+
+
+def test_run_refuses_a_misspelt_parameter_before_touching_the_run_folder(shared_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("earlier work")
+    code = cli_main(["run", "--data", str(shared_data / "lion"), "--profile", "smoke", "--run-dir", str(run),
+                     "--overwrite", "-p", "epoch=5", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown notebook parameter(s) ['epoch']" in err and "'epochs'" in err
+    assert (run / "keep.txt").read_text() == "earlier work"  # --overwrite did not delete anything
