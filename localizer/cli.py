@@ -7,9 +7,11 @@ non-zero exit code: 2 for unusable data or arguments, 1 for other failures.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+from .download import DataUnavailableError
 from .imageio import ImageLoadError
 from .readers import FORMATS, OXFORD_BOXES, DataFormatError
 
@@ -34,8 +36,6 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 
 def _config_overrides(pairs: list[str]) -> dict:
     """``NAME=VALUE`` strings -> dict, values parsed as JSON when possible (``lr=3e-4``, ``weights=null``)."""
-    import json
-
     values = {}
     for pair in pairs or []:
         name, sep, value = pair.partition("=")
@@ -51,13 +51,23 @@ def _config_overrides(pairs: list[str]) -> dict:
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from .training import TrainConfig, fit
+    from .training import RUNTIME_FIELDS, TrainConfig, fit
 
-    values = {"data": args.data, "format": args.format, "oxford_box": args.oxford_box,
-              **_config_overrides(args.param)}
+    overrides = _config_overrides(args.param)
+    values = {"data": args.data, "format": args.format, "oxford_box": args.oxford_box, **overrides}
     unknown = set(values) - set(asdict(TrainConfig()))
     if unknown:
         raise ValueError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(asdict(TrainConfig()))}")
+    saved_path = args.run_dir / "config.json"
+    if args.resume and saved_path.exists():
+        # --resume continues the recipe the run was started with; a -p that contradicts it is a mistake
+        saved = TrainConfig.from_dict(json.loads(saved_path.read_text()))
+        given = TrainConfig.from_dict(values)
+        changed = [f"{name}={getattr(given, name)!r} (the run has {getattr(saved, name)!r})"
+                   for name in overrides if name not in RUNTIME_FIELDS and getattr(given, name) != getattr(saved, name)]
+        if changed:
+            raise ValueError(f"--resume continues {args.run_dir} with the recipe it was started with; it cannot "
+                             f"change {', '.join(changed)}. Train another recipe in another --run-dir.")
     history = fit(TrainConfig.from_dict(values), args.run_dir, resume=args.resume, overwrite=args.overwrite,
                   progress=not args.quiet)
     print(history.round(4).to_string(index=False))
@@ -107,6 +117,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .prediction import expand_inputs, predict_files
     from .training import load_model
 
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} exists; pass --overwrite or another --out")
     model, info = load_model(args.checkpoint, args.device)
     files = expand_inputs(args.inputs)
     table = predict_files(model, files, info["config"].image_size, info["input_mean"], info["input_std"],
@@ -154,8 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", required=True, type=Path, help="run folder (manifest, checkpoints, history)")
     train.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                        help="recipe parameter, e.g. -p epochs=10 -p backbone=efficientnet_lite0 -p weights=null")
-    train.add_argument("--resume", action="store_true", help="continue the run from checkpoints/last.pt")
-    train.add_argument("--overwrite", action="store_true", help="start afresh over an existing run")
+    again = train.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run from checkpoints/last.pt, with the recipe it was started with")
+    again.add_argument("--overwrite", action="store_true", help="start afresh over an existing run")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_train)
 
@@ -176,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", required=True, type=Path)
     predict.add_argument("inputs", nargs="+", help="image files or folders")
     predict.add_argument("--out", type=Path, help="CSV of predictions (default: print)")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     predict.add_argument("--draw", type=Path, help="folder for images with the box drawn")
     predict.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
     predict.add_argument("--device", default="auto")
@@ -193,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                      help="notebook parameter, e.g. -p epochs=5 -p device=cuda")
     run.add_argument("--figures", type=Path, help="also copy the three report figures here")
-    run.add_argument("--resume", action="store_true", help="continue in an existing run folder")
-    run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    again = run.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue in an existing run folder")
+    again.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=cmd_run)
     return parser
@@ -206,10 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, DataFormatError, FileExistsError, ValueError) as exc:
+    except (FileNotFoundError, DataFormatError, DataUnavailableError, ImageLoadError, FileExistsError,
+            ValueError) as exc:  # unusable data or arguments
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (ImageLoadError, RuntimeError) as exc:  # includes NotebookFailed, TrainingDiverged
+    except RuntimeError as exc:  # includes NotebookFailed, TrainingDiverged, WeightsUnavailableError
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

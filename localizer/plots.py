@@ -314,7 +314,7 @@ def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str
             ax.axvline(epoch, color="0.35", linestyle=":", linewidth=1.5, gid=GID_LR_DROP,
                        label="learning-rate drop" if number == 0 else None)
             # above the plotting area (under the title), where no curve or legend can hide it
-            ax.annotate(f"lr {lr:.0e}", xy=(epoch, 1.0), xycoords=("data", "axes fraction"),
+            ax.annotate(f"lr {lr:.3g}", xy=(epoch, 1.0), xycoords=("data", "axes fraction"),
                         xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=8.5,
                         color="0.25", gid=GID_LR_DROP)
         ax.set_xlabel("epoch")

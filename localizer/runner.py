@@ -74,8 +74,9 @@ def run_notebooks(
         overwrite: delete an existing run folder first.
 
     Raises:
-        ValueError: unknown profile, or a parameter that no notebook's ``parameters`` cell has (a typo
-            such as ``epoch`` would otherwise be ignored and the run would use the default).
+        ValueError: unknown profile, a parameter that no notebook's ``parameters`` cell has (a typo
+            such as ``epoch`` would otherwise be ignored and the run would use the default), or a
+            value :class:`localizer.training.TrainConfig` refuses (e.g. ``epochs="two"``).
         FileExistsError: ``run_dir`` is not empty and neither ``resume`` nor ``overwrite``.
         NotebookFailed: a cell raised.
     """
@@ -88,6 +89,9 @@ def run_notebooks(
     unknown = set(params or {}) - known
     if unknown:
         raise ValueError(f"unknown notebook parameter(s) {sorted(unknown)}; the notebooks take {sorted(known)}")
+    from .training import TrainConfig
+
+    TrainConfig.from_dict({**PROFILES[profile], **(params or {})})  # a bad value fails now, not in notebook 03
     data = ensure_data(data).resolve()
     run_dir = Path(run_dir or default_run_dir(profile)).resolve()
     if run_dir.exists() and any(run_dir.iterdir()):

@@ -14,6 +14,7 @@ continues a killed run from ``last.pt`` with the same split, optimizer, schedule
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -27,9 +28,9 @@ from tqdm.auto import tqdm
 from .cache import ImageCache
 from .data import CachedBoxDataset, make_loader
 from .files import atomic_save, write_csv, write_json
-from .losses import box_loss
+from .losses import LOSSES, box_loss
 from .metrics import paired_iou
-from .models import build_model
+from .models import BACKBONES, build_model
 from .split import DEFAULT_SEED, assign_split, load_manifest, save_manifest
 from .batch_augment import BatchAugment
 from .transforms import model_input
@@ -84,6 +85,43 @@ class TrainConfig:
     workers: int = -1
     cache_dir: str | None = None
 
+    def __post_init__(self):
+        """Check every value's type and range at once, so a bad ``-p`` value fails before any work.
+
+        Raises:
+            ValueError: naming the field, its value and what it takes.
+        """
+        def bad(name: str, expected: str):
+            raise ValueError(f"{name}={getattr(self, name)!r}: expected {expected}")
+
+        for name in ("image_size", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                bad(name, "a whole number >= 1")
+        for name in ("lr", "weight_decay", "plateau_factor"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
+                bad(name, "a number >= 0")
+        if self.lr <= 0:
+            bad("lr", "a number > 0")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            bad("dropout", "a number in [0, 1)")
+        if isinstance(self.plateau_patience, bool) or not isinstance(self.plateau_patience, int) or self.plateau_patience < 0:
+            bad("plateau_patience", "a whole number >= 0")
+        if self.subset is not None and (isinstance(self.subset, bool) or not isinstance(self.subset, int) or self.subset < 1):
+            bad("subset", "null or a whole number >= 1")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            bad("seed", "a whole number")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < -1:
+            bad("workers", "-1 (automatic) or a whole number >= 0")
+        choices = {"backbone": BACKBONES, "loss": LOSSES, "schedule": SCHEDULES, "lr_scaling": LR_SCALINGS,
+                   "oxford_box": ("animal", "head")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                bad(name, f"one of {allowed}")
+        self.data = str(self.data)  # a pathlib.Path is welcome; config.json stores text
+        self.cache_dir = None if self.cache_dir is None else str(self.cache_dir)
+
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
         """Build from a dict, ignoring unknown keys; ``fractions`` may be a list."""
@@ -127,6 +165,24 @@ def same_recipe(a: TrainConfig, b: TrainConfig) -> bool:
         return values
 
     return key(a) == key(b)
+
+
+#: Config fields that decide the manifest (which images, which split).
+SPLIT_FIELDS = ("data", "format", "oxford_box", "subset", "seed", "fractions")
+
+
+def _holds_split_of(run_dir: Path, config: TrainConfig) -> bool:
+    """True when ``run_dir`` has a ``manifest.csv`` made (per its ``config.json``) from the same
+    :data:`SPLIT_FIELDS` as ``config``, e.g. by notebook 02; the data folders compared resolved."""
+    saved_path = run_dir / "config.json"
+    if not (run_dir / "manifest.csv").exists() or not saved_path.exists():
+        return False
+    saved = TrainConfig.from_dict(json.loads(saved_path.read_text()))
+
+    def key(c: TrainConfig) -> tuple:
+        return (str(Path(c.data).resolve()),) + tuple(getattr(c, name) for name in SPLIT_FIELDS[1:])
+
+    return key(saved) == key(config)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -313,17 +369,20 @@ def fit(
         saved = TrainConfig.from_dict(checkpoint["config"])
         if auto and not same_recipe(saved, config):
             raise FileExistsError(f"{run_dir} holds a run with another config; choose another run folder "
-                                  "or pass overwrite=True to start afresh")
+                                  "or start afresh over it with --overwrite (overwrite=True in Python)")
         # The recipe comes from the checkpoint; where and how fast it runs, from this call.
         config = replace(saved, **{name: getattr(config, name) for name in RUNTIME_FIELDS})
     elif last_path.exists() and not overwrite:
         raise FileExistsError(
-            f"{run_dir} already holds a training run ({last_path}); resume it, choose another run "
-            "folder, or pass overwrite=True to start afresh"
+            f"{run_dir} already holds a training run ({last_path}); continue it with --resume, choose "
+            "another run folder, or start afresh over it with --overwrite (resume=True / overwrite=True in Python)"
         )
 
     manifest_path = run_dir / "manifest.csv"
-    manifest = load_manifest(manifest_path) if manifest_path.exists() else prepare_run(config, run_dir, progress=progress)
+    if checkpoint or _holds_split_of(run_dir, config):
+        manifest = load_manifest(manifest_path)
+    else:  # a new folder, or one left by a start with other data: scan and split (a different manifest is refused)
+        manifest = prepare_run(config, run_dir, overwrite=overwrite, progress=progress)
     write_json(run_dir / "config.json", asdict(config))
     device = resolve_device(config.device)
     seed_everything(config.seed)
@@ -381,7 +440,7 @@ def fit(
         write_csv(pd.DataFrame(state.history, columns=HISTORY_COLUMNS), run_dir / "history.csv")
         if progress:
             tqdm.write(f"{tag}: train loss {train_loss:.4f} IoU {train_iou:.3f} | "
-                       f"val loss {val_loss:.4f} IoU {val_iou:.3f} | lr {lr:.0e} | "
+                       f"val loss {val_loss:.4f} IoU {val_iou:.3f} | lr {lr:.3g} | "
                        f"{state.history[-1]['seconds']:.0f}s")
     return pd.DataFrame(state.history, columns=HISTORY_COLUMNS)
 

@@ -218,6 +218,12 @@ def test_evaluate_and_predict_commands(shared_data, tmp_path, monkeypatch, capsy
     assert bad["error"].startswith("not-an-image")
     assert (tmp_path / "drawn" / "Abyssinian_1.png").exists()
     assert math.isfinite(float(ok["xmin"]))
+    # an existing predictions file is not replaced without --overwrite
+    assert cli_main(["predict", "--checkpoint", str(ckpt), str(image), "--out", str(preds), "--quiet"]) == 2
+    assert pd.read_csv(preds)["file"].tolist() == [str(image), str(junk)]
+    assert cli_main(["predict", "--checkpoint", str(ckpt), str(image), "--out", str(preds), "--overwrite",
+                     "--quiet"]) == 0
+    assert pd.read_csv(preds)["file"].tolist() == [str(image)]
 
 
 def test_schedules():
@@ -235,8 +241,8 @@ def test_schedules():
     for loss in [1.0, 1.0, 1.0, 1.0, 1.0]:      # no improvement for patience 3 + 1 epochs -> x0.1
         plateau.step(loss)
     assert plateau.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
-    with pytest.raises(ValueError, match="unknown schedule"):
-        training.make_scheduler(TrainConfig(schedule="step"), torch.optim.AdamW(params, lr=1e-3))
+    with pytest.raises(ValueError, match="^schedule='step': expected one of"):
+        TrainConfig(schedule="step")
 
 
 def test_large_batch_learning_rate_scaling(shared_data, tmp_path):
@@ -244,8 +250,8 @@ def test_large_batch_learning_rate_scaling(shared_data, tmp_path):
     assert training.effective_lr(TrainConfig(batch_size=256, lr_scaling="linear")) == pytest.approx(8e-3)
     assert training.effective_lr(TrainConfig(batch_size=256, lr_scaling="sqrt")) == pytest.approx(1e-3 * 8 ** 0.5)
     assert training.effective_lr(TrainConfig(batch_size=32, lr_scaling="sqrt")) == pytest.approx(1e-3)
-    with pytest.raises(ValueError, match="unknown lr_scaling"):
-        training.effective_lr(TrainConfig(lr_scaling="cubic"))
+    with pytest.raises(ValueError, match="^lr_scaling='cubic': expected one of"):
+        TrainConfig(lr_scaling="cubic")
     # fit starts the optimizer at the scaled rate (history's lr is the rate of each epoch)
     config = _tiny_config(shared_data / "lion", tmp_path, epochs=1, lr_scaling="linear")
     history = fit(config, tmp_path / "run", progress=False)
@@ -262,3 +268,40 @@ def test_run_refuses_a_misspelt_parameter_before_touching_the_run_folder(shared_
     err = capsys.readouterr().err
     assert "unknown notebook parameter(s) ['epoch']" in err and "'epochs'" in err
     assert (run / "keep.txt").read_text() == "earlier work"  # --overwrite did not delete anything
+
+
+@pytest.mark.parametrize("field, value", [("epochs", "two"), ("epochs", 1.5), ("batch_size", 0), ("lr", 0.0),
+                                          ("dropout", 1.0), ("lr_scaling", "sqrtt"), ("backbone", "resnet50"),
+                                          ("subset", 0), ("loss", "l2")])
+def test_config_refuses_bad_values_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=f"^{field}="):
+        TrainConfig(**{field: value})
+
+
+def test_a_folder_left_by_another_dataset_is_not_reused(shared_data, tmp_path):
+    """A run folder holding a manifest of other data (e.g. from a start that failed) is refused,
+    not trained on silently; the same data reuses the manifest."""
+    run = tmp_path / "run"
+    training.prepare_run(_tiny_config(shared_data / "lion", tmp_path, subset=40), run, progress=False)
+    lion_manifest = (run / "manifest.csv").read_text()
+    pets = _tiny_config(shared_data / "oxford-pets-sample", tmp_path, subset=40, epochs=1)
+    with pytest.raises(FileExistsError, match="another split"):
+        fit(pets, run, progress=False)
+    assert (run / "manifest.csv").read_text() == lion_manifest
+    fit(pets, run, overwrite=True, progress=False)
+    assert pd.read_csv(run / "manifest.csv")["path"].str.contains("oxford-pets-sample").all()
+
+
+def test_train_resume_refuses_a_changed_recipe_and_resume_with_overwrite(shared_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    common = ["train", str(shared_data / "lion"), "--run-dir", str(run), "--quiet", "-p", "image_size=48",
+              "-p", "backbone=efficientnet_lite0", "-p", "weights=null", "-p", "subset=40", "-p", "batch_size=8",
+              "-p", f"cache_dir=\"{tmp_path / 'cache'}\"", "-p", "workers=0"]
+    assert cli_main(common + ["-p", "epochs=1"]) == 0
+    capsys.readouterr()
+    assert cli_main(common + ["-p", "epochs=3", "--resume"]) == 2
+    assert "cannot change epochs=3 (the run has 1)" in capsys.readouterr().err
+    assert cli_main(common + ["-p", "epochs=1", "--resume", "-p", "workers=1"]) == 0  # same recipe, new runtime
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(common + ["--resume", "--overwrite"])
+    assert exit_info.value.code == 2
