@@ -8,8 +8,8 @@ Per epoch the history records ``train_loss`` (mean of the epoch's batch losses),
 (after the epoch, model in eval mode), ``train_iou``/``val_iou`` (mean IoU), ``lr`` and
 ``seconds``. After every epoch ``checkpoints/last.pt`` is written atomically (temp file + rename),
 and ``checkpoints/best.pt`` (model weights, config and history, no optimizer state) whenever the
-validation IoU improves. :func:`fit` with ``resume=True``
-continues a killed run from ``last.pt`` with the same split, optimizer, scheduler and RNG state.
+validation IoU improves. :func:`fit` with ``resume=True`` continues a killed run from ``last.pt``
+with the same split, optimizer, scheduler and RNG state.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .batch_augment import BatchAugment
 from .cache import ImageCache
 from .data import CachedBoxDataset, make_loader
 from .files import atomic_save, write_csv, write_json
@@ -32,7 +33,6 @@ from .losses import LOSSES, box_loss
 from .metrics import paired_iou
 from .models import BACKBONES, build_model
 from .split import DEFAULT_SEED, assign_split, load_manifest, save_manifest
-from .batch_augment import BatchAugment
 from .transforms import model_input
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "train_iou", "val_iou", "lr", "seconds"]
@@ -94,25 +94,29 @@ class TrainConfig:
         def bad(name: str, expected: str):
             raise ValueError(f"{name}={getattr(self, name)!r}: expected {expected}")
 
+        def whole(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        def number(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
+
         for name in ("image_size", "epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not whole(getattr(self, name)) or getattr(self, name) < 1:
                 bad(name, "a whole number >= 1")
-        for name in ("lr", "weight_decay", "plateau_factor"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
+        for name in ("weight_decay", "plateau_factor"):
+            if not number(getattr(self, name)) or getattr(self, name) < 0:
                 bad(name, "a number >= 0")
-        if self.lr <= 0:
+        if not number(self.lr) or self.lr <= 0:
             bad("lr", "a number > 0")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+        if not number(self.dropout) or not 0 <= self.dropout < 1:
             bad("dropout", "a number in [0, 1)")
-        if isinstance(self.plateau_patience, bool) or not isinstance(self.plateau_patience, int) or self.plateau_patience < 0:
+        if not whole(self.plateau_patience) or self.plateau_patience < 0:
             bad("plateau_patience", "a whole number >= 0")
-        if self.subset is not None and (isinstance(self.subset, bool) or not isinstance(self.subset, int) or self.subset < 1):
+        if self.subset is not None and (not whole(self.subset) or self.subset < 1):
             bad("subset", "null or a whole number >= 1")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+        if not whole(self.seed):
             bad("seed", "a whole number")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < -1:
+        if not whole(self.workers) or self.workers < -1:
             bad("workers", "-1 (automatic) or a whole number >= 0")
         choices = {"backbone": BACKBONES, "loss": LOSSES, "schedule": SCHEDULES, "lr_scaling": LR_SCALINGS,
                    "oxford_box": ("animal", "head")}
@@ -140,16 +144,9 @@ LR_SCALINGS = ("none", "linear", "sqrt")
 def effective_lr(config: TrainConfig) -> float:
     """The learning rate the optimizer starts with: ``config.lr`` scaled from :data:`REFERENCE_BATCH`
     to ``config.batch_size`` by ``config.lr_scaling`` (``none``: lr; ``linear``: lr x B/32;
-    ``sqrt``: lr x sqrt(B/32)).
-
-    Raises:
-        ValueError: unknown ``lr_scaling`` (see :data:`LR_SCALINGS`).
-    """
-    ratio = config.batch_size / REFERENCE_BATCH
-    factors = {"none": 1.0, "linear": ratio, "sqrt": ratio ** 0.5}
-    if config.lr_scaling not in factors:
-        raise ValueError(f"unknown lr_scaling {config.lr_scaling!r}; choose one of {LR_SCALINGS}")
-    return config.lr * factors[config.lr_scaling]
+    ``sqrt``: lr x sqrt(B/32); :class:`TrainConfig` accepts no other value)."""
+    exponent = {"none": 0.0, "linear": 1.0, "sqrt": 0.5}[config.lr_scaling]
+    return config.lr * (config.batch_size / REFERENCE_BATCH) ** exponent
 
 
 #: Config fields that say where and how fast a run goes, not what it learns.
