@@ -60,17 +60,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(asdict(TrainConfig()))}")
     saved_path = args.run_dir / "config.json"
     if args.resume and saved_path.exists():
-        # --resume continues the recipe the run was started with; a -p that contradicts it is a mistake
+        # --resume continues the recipe the run was started with; a -p or data option contradicting it is a mistake
         saved = TrainConfig.from_dict(json.loads(saved_path.read_text()))
         given = TrainConfig.from_dict(values)
+        given.data, saved.data = str(Path(given.data).resolve()), str(Path(saved.data).resolve())
+        named = dict.fromkeys([*overrides, "data", "format", "oxford_box"])  # -p names and the data options
         changed = [f"{name}={getattr(given, name)!r} (the run has {getattr(saved, name)!r})"
-                   for name in overrides if name not in RUNTIME_FIELDS and getattr(given, name) != getattr(saved, name)]
+                   for name in named if name not in RUNTIME_FIELDS and getattr(given, name) != getattr(saved, name)]
         if changed:
             raise ValueError(f"--resume continues {args.run_dir} with the recipe it was started with; it cannot "
                              f"change {', '.join(changed)}. Train another recipe in another --run-dir.")
     history = fit(TrainConfig.from_dict(values), args.run_dir, resume=args.resume, overwrite=args.overwrite,
                   progress=not args.quiet)
-    print(history.round(4).to_string(index=False))
+    print(history.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"checkpoints: {Path(args.run_dir) / 'checkpoints'}")
     return 0
 

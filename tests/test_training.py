@@ -301,6 +301,9 @@ def test_train_resume_refuses_a_changed_recipe_and_resume_with_overwrite(shared_
     capsys.readouterr()
     assert cli_main(common + ["-p", "epochs=3", "--resume"]) == 2
     assert "cannot change epochs=3 (the run has 1)" in capsys.readouterr().err
+    other_data = [str(shared_data / "oxford-pets-sample") if a == str(shared_data / "lion") else a for a in common]
+    assert cli_main(other_data + ["-p", "epochs=1", "--resume"]) == 2
+    assert "cannot change data=" in capsys.readouterr().err
     assert cli_main(common + ["-p", "epochs=1", "--resume", "-p", "workers=1"]) == 0  # same recipe, new runtime
     with pytest.raises(SystemExit) as exit_info:
         cli_main(common + ["--resume", "--overwrite"])
