@@ -51,7 +51,7 @@ def _config_overrides(pairs: list[str]) -> dict:
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from .training import RUNTIME_FIELDS, TrainConfig, fit
+    from .training import RUNTIME_FIELDS, TrainConfig, fit, recipe_values
 
     overrides = _config_overrides(args.param)
     values = {"data": args.data, "format": args.format, "oxford_box": args.oxford_box, **overrides}
@@ -61,12 +61,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     saved_path = args.run_dir / "config.json"
     if args.resume and saved_path.exists():
         # --resume continues the recipe the run was started with; a -p or data option contradicting it is a mistake
-        saved = TrainConfig.from_dict(json.loads(saved_path.read_text()))
-        given = TrainConfig.from_dict(values)
-        given.data, saved.data = str(Path(given.data).resolve()), str(Path(saved.data).resolve())
-        named = dict.fromkeys([*overrides, "data", "format", "oxford_box"])  # -p names and the data options
-        changed = [f"{name}={getattr(given, name)!r} (the run has {getattr(saved, name)!r})"
-                   for name in named if name not in RUNTIME_FIELDS and getattr(given, name) != getattr(saved, name)]
+        named = [n for n in dict.fromkeys([*overrides, "data", "format", "oxford_box"]) if n not in RUNTIME_FIELDS]
+        given = recipe_values(TrainConfig.from_dict(values), named)
+        saved = recipe_values(TrainConfig.from_dict(json.loads(saved_path.read_text())), named)
+        changed = [f"{n}={given[n]!r} (the run has {saved[n]!r})" for n in named if given[n] != saved[n]]
         if changed:
             raise ValueError(f"--resume continues {args.run_dir} with the recipe it was started with; it cannot "
                              f"change {', '.join(changed)}. Train another recipe in another --run-dir.")

@@ -75,7 +75,8 @@ def save_manifest(table: pd.DataFrame, path: Path | str, overwrite: bool = False
         raise KeyError("the table has no 'split' column: call assign_split first")
     text = table.to_csv(index=False)
     if path.exists() and not overwrite and path.read_text() != text:
-        raise FileExistsError(f"{path} already exists with another split; replace it with --overwrite (overwrite=True in Python) or choose another run folder")
+        raise FileExistsError(f"{path} already exists with another split; replace it with --overwrite "
+                              "(overwrite=True in Python) or choose another run folder")
     return atomic_write_text(path, text)
 
 

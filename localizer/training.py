@@ -153,15 +153,18 @@ def effective_lr(config: TrainConfig) -> float:
 RUNTIME_FIELDS = ("device", "workers", "cache_dir")
 
 
+def recipe_values(config: TrainConfig, names=None) -> dict:
+    """The fields ``names`` of ``config`` (default: all but :data:`RUNTIME_FIELDS`) as a dict to
+    compare configs by, with ``data`` as a resolved path (``data/x`` and ``./data/x`` are the same)."""
+    values = asdict(config)
+    names = [k for k in values if k not in RUNTIME_FIELDS] if names is None else names
+    return {k: str(Path(values[k]).resolve()) if k == "data" else values[k] for k in names}
+
+
 def same_recipe(a: TrainConfig, b: TrainConfig) -> bool:
     """True when two configs train the same model on the same data: equal but for
     :data:`RUNTIME_FIELDS`, with the data folders compared as resolved paths."""
-    def key(config: TrainConfig) -> dict:
-        values = {k: v for k, v in asdict(config).items() if k not in RUNTIME_FIELDS}
-        values["data"] = str(Path(values["data"]).resolve())
-        return values
-
-    return key(a) == key(b)
+    return recipe_values(a) == recipe_values(b)
 
 
 #: Config fields that decide the manifest (which images, which split).
@@ -175,11 +178,7 @@ def _holds_split_of(run_dir: Path, config: TrainConfig) -> bool:
     if not (run_dir / "manifest.csv").exists() or not saved_path.exists():
         return False
     saved = TrainConfig.from_dict(json.loads(saved_path.read_text()))
-
-    def key(c: TrainConfig) -> tuple:
-        return (str(Path(c.data).resolve()),) + tuple(getattr(c, name) for name in SPLIT_FIELDS[1:])
-
-    return key(saved) == key(config)
+    return recipe_values(saved, SPLIT_FIELDS) == recipe_values(config, SPLIT_FIELDS)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
