@@ -1,4 +1,4 @@
-"""Command line: ``python -m localizer {check-data,train,evaluate,predict,run} ...``.
+"""Command line: ``python -m localizer {check-data,train,evaluate,predict,run,synthetic} ...``.
 
 Every command prints a clear one-line error (no traceback wall) for bad input and returns a
 non-zero exit code: 2 for unusable data or arguments, 1 for other failures.
@@ -135,6 +135,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if failed < len(table) else 2
 
 
+def cmd_synthetic(args: argparse.Namespace) -> int:
+    from .synthetic import LAYOUTS, make_synthetic_dataset
+
+    truth = make_synthetic_dataset(args.out, n_images=args.images, seed=args.seed, overwrite=args.overwrite)
+    print(f"synthetic dataset: {len(truth)} usable photos with known boxes in "
+          f"{', '.join(str(Path(args.out) / layout) for layout in LAYOUTS)}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_notebooks
 
@@ -197,12 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--quiet", action="store_true")
     predict.set_defaults(func=cmd_predict)
 
-    from .download import DEFAULT_DATA
+    synthetic = sub.add_parser("synthetic", help="write the small synthetic test dataset (known boxes, several layouts)")
+    synthetic.add_argument("out", type=Path, help="output folder (gets yolo/, voc/, coco/ and csv/)")
+    synthetic.add_argument("--images", type=int, default=48, help="photos to draw (default 48)")
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--overwrite", action="store_true", help="replace the layouts' folders if they exist")
+    synthetic.set_defaults(func=cmd_synthetic)
+
     from .runner import PROFILES
 
     run = sub.add_parser("run", help="execute notebooks 01-04 with papermill into one run folder")
-    run.add_argument("--data", default=str(DEFAULT_DATA),
-                     help=f"dataset folder (default {DEFAULT_DATA}, downloaded when missing)")
+    run.add_argument("--data", help="dataset folder (default: ../shared/data/lion beside the repository when it "
+                                     "exists, else data/oxford-iiit-pet, downloaded when missing)")
     run.add_argument("--profile", default="quick", choices=sorted(PROFILES), help="parameter set (default quick)")
     run.add_argument("--run-dir", type=Path, help="run folder (default runs/PROFILE-DATE-TIME)")
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",

@@ -860,3 +860,39 @@ def test_cached_dataset_items_are_not_augmented(tmp_path):
     first, again = dataset[1], dataset[1]
     assert torch.equal(first[0], again[0])
     assert first[1].tolist() == pytest.approx([0.7, 0.2, 0.95, 0.9], abs=1e-6)
+
+
+# ----------------------------------------------------------------------------------- synthetic data
+@pytest.mark.parametrize("layout", ["yolo", "voc", "coco", "csv"])
+def test_synthetic_dataset_reads_back_its_known_boxes(synthetic_data, layout):
+    """Every layout of the synthetic dataset gives the drawn boxes back exactly (YOLO to its 6
+    decimals), with the unannotated photo and the truncated JPEG skipped for their reasons."""
+    from localizer.synthetic import make_photos
+
+    photos = make_photos()
+    result = scan_dataset(synthetic_data / layout, progress=False)
+    assert result.format == layout
+    assert len(result.table) == 50
+    expected_skips = {"truncated": 1} if layout == "csv" else {"no-box": 1, "truncated": 1}
+    assert result.skipped_counts.to_dict() == expected_skips
+    for photo in photos:
+        primary = max(photo.boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+        name = f"{'JPEGImages' if layout == 'voc' else 'images'}/{photo.name}"
+        assert table_box(result, name) == pytest.approx(primary, abs=1e-3), (layout, photo.name)
+    assert int((result.table["n_boxes"] > 1).sum()) == 9
+
+
+def test_synthetic_dataset_is_deterministic_and_refuses_to_overwrite(tmp_path):
+    from localizer.synthetic import make_synthetic_dataset
+
+    first = make_synthetic_dataset(tmp_path / "a", n_images=6, layouts=("yolo",))
+    second = make_synthetic_dataset(tmp_path / "b", n_images=6, layouts=("yolo",))
+    pd.testing.assert_frame_equal(first, second)
+    for name in ("animal_003.jpg", "twin_moved.jpg"):
+        assert (tmp_path / "a/yolo/images" / name).read_bytes() == (tmp_path / "b/yolo/images" / name).read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        make_synthetic_dataset(tmp_path / "a", n_images=6, layouts=("yolo",))
+    # the twin with the moved box: same pixels as animal_002, box shifted left by a quarter of its width
+    rows = first.set_index("name")
+    x0, x1 = rows.loc["animal_002.jpg", "xmin"], rows.loc["animal_002.jpg", "xmax"]
+    assert rows.loc["twin_moved.jpg", "xmax"] == x1 - (x1 - x0) // 4
