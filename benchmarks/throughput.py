@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from localizer.batch_augment import BatchAugment
+from localizer.download import ensure_data
 from localizer.evaluation import predict_batch
 from localizer.imageio import load_rgb
 from localizer.losses import box_loss
@@ -112,7 +113,7 @@ def repeat(step):
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/lion")
+    parser.add_argument("--data", help="dataset folder (default: localizer.download.default_data)")
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -127,7 +128,7 @@ def main(argv=None) -> dict:
     device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as fit() sets it, for all three methods alike
-    config = TrainConfig(data=args.data, image_size=args.image_size, batch_size=args.batch_size,
+    config = TrainConfig(data=ensure_data(args.data), image_size=args.image_size, batch_size=args.batch_size,
                          backbone=args.backbone, weights=None, device=str(device))
     manifest, _ = make_manifest(config, progress=False)
     torch.manual_seed(0)

@@ -12,9 +12,8 @@ import shutil
 import time
 from pathlib import Path
 
-from .download import DEFAULT_DATA, ensure_data
+from .download import REPO_ROOT, ensure_data
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 NOTEBOOKS = (
     "01_data_exploration",
@@ -46,13 +45,22 @@ class NotebookFailed(RuntimeError):
     """A notebook cell raised; the message names the notebook, the cell and the error."""
 
 
+def _notebook_path(path: Path) -> str:
+    """An absolute path as the notebooks take it: relative to the repository root (where they work)
+    when it lies inside it, so that executed notebooks do not depend on where the clone is; else absolute."""
+    try:
+        return path.relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def default_run_dir(profile: str) -> Path:
     """``runs/<profile>-<YYYYmmdd-HHMMSS>`` under the working directory (a new folder per run)."""
     return Path("runs") / f"{profile}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def run_notebooks(
-    data: str | Path = DEFAULT_DATA,
+    data: str | Path | None = None,
     profile: str = "quick",
     run_dir: str | Path | None = None,
     params: dict | None = None,
@@ -65,8 +73,8 @@ def run_notebooks(
     """Execute the notebooks in order with papermill; returns the run folder.
 
     Args:
-        data: dataset folder (the default one is downloaded when missing, see
-            :func:`localizer.download.ensure_data`).
+        data: dataset folder (``None``: :func:`localizer.download.default_data`, downloaded when
+            missing, see :func:`localizer.download.ensure_data`).
         profile: a key of :data:`PROFILES`; ``params`` override its values.
         run_dir: run folder (default :func:`default_run_dir`).
         figures_dir: copy the three report figures here too (e.g. ``figures/``).
@@ -101,9 +109,10 @@ def run_notebooks(
             raise FileExistsError(f"run folder {run_dir} is not empty; pass --resume to continue it, "
                                   "--overwrite to replace it, or choose another --run-dir")
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    parameters = {**PROFILES[profile], **(params or {}), "data": str(data), "run_dir": str(run_dir)}
+    parameters = {**PROFILES[profile], **(params or {}), "data": _notebook_path(data),
+                  "run_dir": _notebook_path(run_dir)}
     if figures_dir is not None:
-        parameters["figures_dir"] = str(Path(figures_dir).resolve())
+        parameters["figures_dir"] = _notebook_path(Path(figures_dir).resolve())
     for name in notebooks:
         output = run_dir / "notebooks" / f"{name}.ipynb"
         if progress:
