@@ -4,13 +4,19 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# Course data: the shared lion photos when present, else the Oxford-IIIT Pet dataset (downloaded).
-DATA    ?= $(if $(wildcard ../shared/data/lion),../shared/data/lion,data/oxford-iiit-pet)
+# Dataset of `make run` and `make benchmark`. Empty: the course data, decided by
+# localizer.download.default_data (../shared/data/lion when it exists, else data/oxford-iiit-pet, downloaded).
+DATA    ?=
 PROFILE ?= quick
 RUN_DIR ?=
-SMOKE_DIR := build/smoke
+# Test data: the synthetic dataset (localizer.synthetic), drawn in a second; no download, no ../shared.
+SYNTHETIC  := build/synthetic
+SMOKE_DIR  := build/smoke
+# nbval re-executes the committed notebooks of tests/notebooks/, which work in this run folder.
+NBVAL_DIR  := build/nbval
+NBVAL_ARGS := --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup run test unit smoke nbval benchmark clean
+.PHONY: setup run test unit synthetic smoke nbval notebook-expectations benchmark clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,22 +28,32 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 setup: $(VENV)/.installed
 
 run: setup
-	$(BIN)/python -m localizer run --data $(DATA) --profile $(PROFILE) --figures figures $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+	$(BIN)/python -m localizer run $(if $(DATA),--data $(DATA)) --profile $(PROFILE) --figures figures $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 test: unit smoke nbval
 
 unit: setup
 	$(BIN)/python -m pytest tests -q
 
-smoke: setup
-	$(BIN)/python -m localizer run --data ../shared/data/lion --profile smoke --run-dir $(SMOKE_DIR) --overwrite --quiet
+synthetic: setup
+	$(BIN)/python -m localizer synthetic $(SYNTHETIC) --overwrite
 
-nbval: setup
-	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg $(SMOKE_DIR)/notebooks/*.ipynb -q
+smoke: synthetic
+	$(BIN)/python -m localizer run --data $(SYNTHETIC)/yolo --profile smoke --run-dir $(SMOKE_DIR) --overwrite --quiet
+
+nbval: synthetic
+	rm -rf $(NBVAL_DIR)
+	$(BIN)/python -m pytest $(NBVAL_ARGS) tests/notebooks/*.ipynb -q
+
+# After a change that is meant to change what the checked notebook cells print: re-make the
+# committed expectations (then review `git diff tests/notebooks`).
+notebook-expectations: synthetic
+	$(BIN)/python -m localizer run --data $(SYNTHETIC)/yolo --profile smoke --run-dir $(NBVAL_DIR) --overwrite --quiet
+	$(BIN)/python tests/notebooks/keep_checked_outputs.py $(NBVAL_DIR)/notebooks/*.ipynb --out tests/notebooks
 
 benchmark: setup
-	$(BIN)/python benchmarks/throughput.py --data $(DATA) --backbone resnet18 --image-size 256
-	$(BIN)/python benchmarks/throughput.py --data $(DATA) --backbone efficientnet_lite0 --image-size 160
+	$(BIN)/python benchmarks/throughput.py $(if $(DATA),--data $(DATA)) --backbone resnet18 --image-size 256
+	$(BIN)/python benchmarks/throughput.py $(if $(DATA),--data $(DATA)) --backbone efficientnet_lite0 --image-size 160
 
 clean:
 	rm -rf build
