@@ -21,19 +21,16 @@ import numpy as np
 import torch
 from torchvision.ops import box_area, box_convert
 
+from .errors import DataError
+
 #: A box may exceed the image by this share of the image side (per edge) and still be kept, clipped
 #: to the image. Exporters often round coordinates (e.g. YOLO ``cx + w/2 = 1.0004``); a box further
 #: outside than this is a broken annotation and the image is skipped.
 BOX_TOLERANCE = 0.02
 
 
-class BoxError(ValueError):
-    """A box that cannot be used. ``reason`` is a short code, ``detail`` a human sentence."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+class BoxError(DataError):
+    """A box that cannot be used (``reason``: ``no-box``, ``nan-box``, ``empty-box``, ``box-outside-image``)."""
 
 
 def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:

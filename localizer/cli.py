@@ -1,7 +1,9 @@
 """Command line: ``python -m localizer {check-data,train,evaluate,predict,run,synthetic} ...``.
 
 Every command prints a clear one-line error (no traceback wall) for bad input and returns a
-non-zero exit code: 2 for unusable data or arguments, 1 for other failures.
+non-zero exit code: 2 for unusable data or arguments (:class:`localizer.errors.DataError`, a missing
+file, an output that exists), 1 for a failed notebook, a diverged training or missing weights. Any
+other exception is a bug: its traceback is shown.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import sys
 from pathlib import Path
 
 from .download import DataUnavailableError
-from .imageio import ImageLoadError
-from .readers import FORMATS, OXFORD_BOXES, DataFormatError
+from .errors import ConfigError, DataError
+from .models import WeightsUnavailableError
+from .readers import FORMATS, OXFORD_BOXES
+from .runner import NotebookFailed
+from .training import TrainingDiverged
 
 
 def _add_data_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -40,7 +45,7 @@ def _config_overrides(pairs: list[str]) -> dict:
     for pair in pairs or []:
         name, sep, value = pair.partition("=")
         if not sep:
-            raise ValueError(f"expected NAME=VALUE, got {pair!r}")
+            raise ConfigError(f"expected NAME=VALUE, got {pair!r}")
         try:
             values[name.strip()] = json.loads(value)
         except json.JSONDecodeError:
@@ -57,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     values = {"data": args.data, "format": args.format, "oxford_box": args.oxford_box, **overrides}
     unknown = set(values) - set(asdict(TrainConfig()))
     if unknown:
-        raise ValueError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(asdict(TrainConfig()))}")
+        raise ConfigError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(asdict(TrainConfig()))}")
     saved_path = args.run_dir / "config.json"
     if args.resume and saved_path.exists():
         # --resume continues the recipe the run was started with; a -p or data option contradicting it is a mistake
@@ -66,7 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved = recipe_values(TrainConfig.from_dict(json.loads(saved_path.read_text())), named)
         changed = [f"{n}={given[n]!r} (the run has {saved[n]!r})" for n in named if given[n] != saved[n]]
         if changed:
-            raise ValueError(f"--resume continues {args.run_dir} with the recipe it was started with; it cannot "
+            raise ConfigError(f"--resume continues {args.run_dir} with the recipe it was started with; it cannot "
                              f"change {', '.join(changed)}. Train another recipe in another --run-dir.")
     history = fit(TrainConfig.from_dict(values), args.run_dir, resume=args.resume, overwrite=args.overwrite,
                   progress=not args.quiet)
@@ -237,11 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, DataFormatError, DataUnavailableError, ImageLoadError, FileExistsError,
-            ValueError) as exc:  # unusable data or arguments
+    except (DataError, FileNotFoundError, FileExistsError, DataUnavailableError) as exc:  # unusable data or arguments
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:  # includes NotebookFailed, TrainingDiverged, WeightsUnavailableError
+    except (NotebookFailed, TrainingDiverged, WeightsUnavailableError) as exc:  # failures with a clear cause
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .boxes import denormalize_boxes
 from .cache import ImageCache
 from .data import BOX_COLUMNS, CachedBoxDataset, make_loader, normalized_targets
+from .errors import DataError
 from .files import write_csv
 from .metrics import paired_iou, sanitize_boxes, summarize
 from .transforms import model_input
@@ -90,11 +91,11 @@ def evaluate_model(
         predicted ``pred_xmin..pred_ymax`` (pixels of the original image) and ``iou``.
 
     Raises:
-        ValueError: the split has no rows.
+        localizer.errors.DataError: the split has no rows.
     """
     rows = manifest if split == "all" else manifest[manifest["split"] == split]
     if rows.empty:
-        raise ValueError(f"the manifest has no rows in split {split!r}")
+        raise DataError("empty-split", f"the manifest has no rows in split {split!r}")
     rows = rows.reset_index(drop=True)
     dataset = CachedBoxDataset(rows, ImageCache(cache_dir, image_size), progress=progress)
     preds = predict_dataset(model, dataset, mean, std, tta=tta, progress=progress)

@@ -12,19 +12,19 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import DataError
+
 #: File name endings treated as images when a folder is scanned. Other files (e.g. the ``.mat``
 #: files of the Oxford-IIIT Pet download) are not images and are not counted.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 
-class ImageLoadError(OSError):
-    """An image that cannot be used. ``reason`` is a short code, ``detail`` a human sentence."""
+class ImageLoadError(DataError):
+    """An image that cannot be used (``reason``: ``unreadable``, ``not-an-image``, ``corrupt``, ...).
+    Raised as ``ImageLoadError(path, reason, detail)``."""
 
     def __init__(self, path: Path | str, reason: str, detail: str):
-        super().__init__(f"{path}: {reason}: {detail}")
-        self.path = str(path)
-        self.reason = reason
-        self.detail = detail
+        super().__init__(reason, detail, path)
 
 
 def is_image_file(path: Path) -> bool:

@@ -53,6 +53,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from .errors import DataError
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -230,7 +231,7 @@ def _load_local_state_dict(path: Union[str, "os.PathLike[str]"]) -> dict[str, to
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is not a loadable state_dict.
+        localizer.errors.DataError: the file is not a loadable state_dict (the message names it).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -241,7 +242,7 @@ def _load_local_state_dict(path: Union[str, "os.PathLike[str]"]) -> dict[str, to
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"could not load weights file {path!r}: {exc}") from exc
+        raise DataError("bad-weights", f"could not load the weights file: {exc}", path) from exc
     if isinstance(obj, Mapping):
         for wrapper in ("state_dict", "model_state_dict", "model"):
             inner = obj.get(wrapper)
@@ -251,7 +252,7 @@ def _load_local_state_dict(path: Union[str, "os.PathLike[str]"]) -> dict[str, to
     if not isinstance(obj, Mapping) or not obj or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
     ):
-        raise ValueError(f"weights file {path!r} does not contain a state_dict (str -> Tensor)")
+        raise DataError("bad-weights", "the weights file does not contain a state_dict (str -> Tensor)", path)
     return dict(obj)
 
 
@@ -265,8 +266,8 @@ def _apply_local_weights(model: BoxRegressor, path: Union[str, "os.PathLike[str]
     strictly into ``model.backbone``, which leaves the head at random init.
 
     Raises:
-        FileNotFoundError, ValueError: see :func:`_load_local_state_dict`. Also
-            ValueError (naming the file) for missing, unexpected or wrong-shape keys.
+        FileNotFoundError, localizer.errors.DataError: see :func:`_load_local_state_dict`. Also
+            DataError (naming the file) for missing, unexpected or wrong-shape keys.
     """
     path_s = os.fspath(path)
     state = _load_local_state_dict(path_s)
@@ -280,9 +281,8 @@ def _apply_local_weights(model: BoxRegressor, path: Union[str, "os.PathLike[str]
     try:
         target.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ValueError(
-            f"weights file {path_s!r} does not match the {what} "
-            f"(backbone={model.backbone_name!r}): {exc}"
+        raise DataError(
+            "bad-weights", f"the weights do not match the {what} (backbone={model.backbone_name!r}): {exc}", path_s
         ) from exc
 
 
@@ -359,9 +359,10 @@ def build_model(
         module docstring).
 
     Raises:
-        ValueError: unknown ``backbone`` (the message lists BACKBONES), a bad
-            ``dropout``, or a local weights file that does not match (the message
-            names the file).
+        ValueError: unknown ``backbone`` (the message lists BACKBONES) or a bad
+            ``dropout`` (:class:`localizer.training.TrainConfig` refuses both first).
+        localizer.errors.DataError: a local weights file that does not match (the
+            message names the file).
         FileNotFoundError: ``weights`` is a path that does not exist.
         WeightsUnavailableError: resnet18 ``"imagenet"`` weights are neither cached
             nor downloadable. Offline this fails at once: the DNS lookup fails in

@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 from .boxes import cxcywh_to_xyxy, denormalize_boxes, xywh_to_xyxy
+from .errors import ConfigError, DataError
 from .imageio import is_image_file
 
 FORMATS = ("yolo", "voc", "oxford-pets", "coco", "csv")
@@ -44,17 +45,12 @@ OXFORD_BOXES = ("animal", "head")
 OXFORD_TRIMAP_BACKGROUND = 2
 
 
-class DataFormatError(ValueError):
+class DataFormatError(ConfigError):
     """The folder is not in a format localizer reads (or not in the one asked for)."""
 
 
-class AnnotationError(ValueError):
-    """An annotation that cannot be used. ``reason`` is a short code, ``detail`` a human sentence."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+class AnnotationError(DataError):
+    """An annotation that cannot be used (``reason``: ``missing-annotation``, ``unparsable-annotation``, ...)."""
 
 
 @dataclass(frozen=True)
@@ -207,7 +203,7 @@ def _voc_parse(item: Item, width: int, height: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------- oxford-pets
 def _oxford_items(root: Path, box: str) -> list[Item]:
     if box not in OXFORD_BOXES:
-        raise ValueError(f"oxford-pets box must be one of {OXFORD_BOXES}, got {box!r}")
+        raise ConfigError(f"oxford-pets box must be one of {OXFORD_BOXES}, got {box!r}")
     folder = root / "annotations" / ("trimaps" if box == "animal" else "xmls")
     suffix = ".png" if box == "animal" else ".xml"
     return [Item(image, folder / f"{image.stem}{suffix}") for image in _images_under(root / "images")]

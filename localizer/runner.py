@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .download import REPO_ROOT, ensure_data
+from .errors import ConfigError
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 NOTEBOOKS = (
@@ -82,7 +83,7 @@ def run_notebooks(
         overwrite: delete an existing run folder first.
 
     Raises:
-        ValueError: unknown profile, a parameter that no notebook's ``parameters`` cell has (a typo
+        localizer.errors.ConfigError: unknown profile, a parameter that no notebook's ``parameters`` cell has (a typo
             such as ``epoch`` would otherwise be ignored and the run would use the default), or a
             value :class:`localizer.training.TrainConfig` refuses (e.g. ``epochs="two"``).
         FileExistsError: ``run_dir`` is not empty and neither ``resume`` nor ``overwrite``.
@@ -92,11 +93,11 @@ def run_notebooks(
     from papermill.exceptions import PapermillExecutionError
 
     if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
     known = set().union(*(papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb")) for name in notebooks))
     unknown = set(params or {}) - known
     if unknown:
-        raise ValueError(f"unknown notebook parameter(s) {sorted(unknown)}; the notebooks take {sorted(known)}")
+        raise ConfigError(f"unknown notebook parameter(s) {sorted(unknown)}; the notebooks take {sorted(known)}")
     from .training import TrainConfig
 
     TrainConfig.from_dict({**PROFILES[profile], **(params or {})})  # a bad value fails now, not in notebook 03

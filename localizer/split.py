@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import ConfigError, DataError
 from .files import atomic_write_text
 
 SPLITS = ("train", "val", "test")
@@ -25,12 +26,12 @@ def split_sizes(n: int, fractions: tuple[float, float, float] = DEFAULT_FRACTION
     """Sizes ``(floor(f_train N), floor(f_val N), rest)`` of a split of ``n`` items.
 
     Raises:
-        ValueError: negative ``n``, or fractions that are negative or do not sum to 1.
+        localizer.errors.ConfigError: negative ``n``, or fractions that are negative or do not sum to 1.
     """
     if n < 0:
-        raise ValueError(f"cannot split {n} items")
+        raise ConfigError(f"cannot split {n} items")
     if len(fractions) != 3 or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0, abs_tol=1e-9):
-        raise ValueError(f"split fractions must be 3 non-negative numbers summing to 1, got {fractions}")
+        raise ConfigError(f"split fractions must be 3 non-negative numbers summing to 1, got {fractions}")
     # The small epsilon keeps floor(0.7 * 10) == 7 although 0.7 * 10 == 6.999999999999999 in floats.
     n_train = math.floor(fractions[0] * n + 1e-9)
     n_val = math.floor(fractions[1] * n + 1e-9)
@@ -49,7 +50,7 @@ def assign_split(
 
     Raises:
         KeyError: ``table`` has no ``file`` column.
-        ValueError: bad fractions (see :func:`split_sizes`).
+        localizer.errors.ConfigError: bad fractions (see :func:`split_sizes`).
     """
     ordered = table.sort_values("file", ignore_index=True)
     n_train, n_val, _ = split_sizes(len(ordered), fractions)
@@ -85,12 +86,12 @@ def load_manifest(path: Path | str) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: columns missing (the message names the file and the columns).
+        localizer.errors.DataError: columns missing (the message names the file and the columns).
     """
     path = Path(path)
     table = pd.read_csv(path)
     required = {"file", "path", "width", "height", "xmin", "ymin", "xmax", "ymax", "split"}
     missing = required - set(table.columns)
     if missing:
-        raise ValueError(f"{path}: not a localizer manifest, columns missing: {sorted(missing)}")
+        raise DataError("not-a-manifest", f"columns missing: {sorted(missing)}", path)
     return table

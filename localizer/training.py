@@ -28,11 +28,12 @@ from tqdm.auto import tqdm
 from .batch_augment import BatchAugment
 from .cache import ImageCache
 from .data import CachedBoxDataset, make_loader
+from .errors import ConfigError
 from .files import atomic_save, write_csv, write_json
 from .losses import LOSSES, box_loss
 from .metrics import paired_iou
 from .models import BACKBONES, build_model
-from .split import DEFAULT_SEED, assign_split, load_manifest, save_manifest
+from .split import DEFAULT_FRACTIONS, DEFAULT_SEED, assign_split, load_manifest, save_manifest
 from .transforms import model_input
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "train_iou", "val_iou", "lr", "seconds"]
@@ -79,7 +80,7 @@ class TrainConfig:
     plateau_factor: float = 0.1
     plateau_patience: int = 3
     seed: int = DEFAULT_SEED
-    fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
     subset: int | None = None
     device: str = "auto"
     workers: int = -1
@@ -89,10 +90,10 @@ class TrainConfig:
         """Check every value's type and range at once, so a bad ``-p`` value fails before any work.
 
         Raises:
-            ValueError: naming the field, its value and what it takes.
+            localizer.errors.ConfigError: naming the field, its value and what it takes.
         """
         def bad(name: str, expected: str):
-            raise ValueError(f"{name}={getattr(self, name)!r}: expected {expected}")
+            raise ConfigError(f"{name}={getattr(self, name)!r}: expected {expected}")
 
         def whole(value) -> bool:
             return isinstance(value, int) and not isinstance(value, bool)
@@ -242,14 +243,14 @@ def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
     """The learning-rate schedule of ``config.schedule`` (stepped once per epoch by :func:`fit`).
 
     Raises:
-        ValueError: unknown schedule (see :data:`SCHEDULES`).
+        localizer.errors.ConfigError: unknown schedule (see :data:`SCHEDULES`).
     """
     if config.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=config.plateau_factor, patience=config.plateau_patience)
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    raise ValueError(f"unknown schedule {config.schedule!r}; choose one of {SCHEDULES}")
+    raise ConfigError(f"unknown schedule {config.schedule!r}; choose one of {SCHEDULES}")
 
 
 def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.device, progress: bool = True):
