@@ -114,3 +114,13 @@ def check_box(box: np.ndarray, width: int, height: int, tolerance: float = BOX_T
 
 def _fmt(box: np.ndarray) -> str:
     return "(" + ", ".join(f"{v:g}" for v in box) + ")"
+
+
+#: The columns of a table (scan table, manifest) that hold the primary box in pixel xyxy.
+BOX_COLUMNS = ["xmin", "ymin", "xmax", "ymax"]
+
+
+def normalized_boxes(table) -> np.ndarray:
+    """The primary boxes of a table (columns :data:`BOX_COLUMNS`, ``width``, ``height``) as ``(N, 4)``
+    float64 xyxy normalized by each image's width and height."""
+    return normalize_boxes(table[BOX_COLUMNS].to_numpy(), table["width"].to_numpy(), table["height"].to_numpy())

@@ -11,18 +11,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from .boxes import normalize_boxes
+from .boxes import BOX_COLUMNS, normalized_boxes
 from .cache import ImageCache
 
-BOX_COLUMNS = ["xmin", "ymin", "xmax", "ymax"]
+__all__ = ["BOX_COLUMNS", "CachedBoxDataset", "make_loader", "normalized_targets"]
 
 
 def normalized_targets(table: pd.DataFrame) -> np.ndarray:
     """Primary boxes of a table as ``(N, 4)`` float32 xyxy normalized by each image's width/height."""
-    boxes = normalize_boxes(table[BOX_COLUMNS].to_numpy(), table["width"].to_numpy(), table["height"].to_numpy())
-    return boxes.astype(np.float32)
+    return normalized_boxes(table).astype(np.float32)
 
 
 class CachedBoxDataset(Dataset):
@@ -71,9 +70,19 @@ def make_loader(
     seed: int = 0,
     pin_memory: bool = False,
 ) -> DataLoader:
-    """A :class:`~torch.utils.data.DataLoader` with a seeded shuffle order (``torch.Generator(seed)``)."""
-    generator = torch.Generator().manual_seed(seed)
+    """A :class:`~torch.utils.data.DataLoader` in ``workers`` processes; with ``shuffle``, in the order of
+    a :class:`~torch.utils.data.RandomSampler` with its own generator, seeded with ``seed``.
+
+    The order depends on that generator alone, not on how often the loader was iterated:
+    :func:`localizer.training.fit` re-seeds ``loader.sampler.generator`` at each epoch, so a resumed
+    run draws the same batches as an uninterrupted one, with or without (persistent) workers. The
+    loader has a generator of its own too: each new iterator draws its workers' base seed from it,
+    which would otherwise be drawn from torch's global generator, shifting the augmentation and
+    dropout of the epoch in which a resumed run (but not an uninterrupted one) starts its workers.
+    """
+    sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle else None
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, generator=generator,
-        pin_memory=pin_memory, persistent_workers=workers > 0, drop_last=False,
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+        generator=torch.Generator().manual_seed(seed), pin_memory=pin_memory,
+        persistent_workers=workers > 0, drop_last=False,
     )

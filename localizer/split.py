@@ -4,6 +4,11 @@ The split is the course report's: a seeded random 70/15/15 split with sizes ``fl
 ``floor(0.15 N)`` and the rest (N = 3,179 gives 2,225/476/478; N = 2,427 gives 1,698/364/365).
 Rows are sorted by ``file`` (path relative to the data folder) before the permutation, so the same
 seed gives the same split on any machine, wherever the data folder lies.
+
+Near-duplicate photos (column ``dup_group``, see :mod:`localizer.duplicates`) are split as one
+unit: a group lands whole in one split, so no test photo has a twin in training. The sizes stay as
+close to the ones above as the groups allow (with only single photos, exactly those, and the very
+same split as without grouping).
 """
 
 from __future__ import annotations
@@ -38,6 +43,26 @@ def split_sizes(n: int, fractions: tuple[float, float, float] = DEFAULT_FRACTION
     return n_train, n_val, n - n_train - n_val
 
 
+class NotEnoughDataError(DataError):
+    """Too few usable photos (or too few groups of near-duplicates) to fill every split."""
+
+
+def minimum_photos(fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> int:
+    """The smallest N whose split (:func:`split_sizes`) has at least one photo in each of train, val
+    and test (7 for 70/15/15).
+
+    Raises:
+        localizer.errors.ConfigError: bad fractions, or a zero fraction (no N fills that split).
+    """
+    split_sizes(0, fractions)  # checks the fractions
+    if min(fractions) <= 0:
+        raise ConfigError(f"split fractions {fractions} leave a split empty; each must be > 0")
+    n = 1
+    while min(split_sizes(n, fractions)) < 1:
+        n += 1
+    return n
+
+
 def assign_split(
     table: pd.DataFrame,
     seed: int = DEFAULT_SEED,
@@ -46,21 +71,48 @@ def assign_split(
     """Return a copy of ``table`` sorted by ``file`` with a ``split`` column (train/val/test).
 
     The permutation is ``numpy.random.default_rng(seed).permutation(N)`` (PCG64, identical on every
-    platform); the first ``floor(0.70 N)`` permuted rows are train, the next ``floor(0.15 N)`` val.
+    platform). Rows are visited in permuted order; the first time a row of a group of near-duplicates
+    (``dup_group > 0``; a row without the column, or with 0, is a group of its own) is visited, the
+    whole group goes to the first split that still has room for it: train up to ``floor(0.70 N)``
+    rows, then val up to ``floor(0.15 N)``, then test. Without near-duplicates the first
+    ``floor(0.70 N)`` permuted rows are train and the next ``floor(0.15 N)`` val.
 
     Raises:
         KeyError: ``table`` has no ``file`` column.
         localizer.errors.ConfigError: bad fractions (see :func:`split_sizes`).
+        NotEnoughDataError: a split would be empty; the message names the number of usable photos
+            (and groups) and how many the split needs (:func:`minimum_photos`).
     """
     ordered = table.sort_values("file", ignore_index=True)
-    n_train, n_val, _ = split_sizes(len(ordered), fractions)
-    order = np.random.default_rng(seed).permutation(len(ordered))
-    labels = np.empty(len(ordered), dtype=object)
-    labels[order[:n_train]] = "train"
-    labels[order[n_train:n_train + n_val]] = "val"
-    labels[order[n_train + n_val:]] = "test"
+    n = len(ordered)
+    sizes = split_sizes(n, fractions)
+    if n < minimum_photos(fractions):
+        raise NotEnoughDataError("not-enough-data", _too_few(n, fractions))
+    groups = ordered["dup_group"].to_numpy() if "dup_group" in ordered else np.zeros(n, dtype=np.int64)
+    # a photo without twins is a unit of its own; each group of twins is one unit
+    units = np.where(groups > 0, groups, -1 - np.arange(n))
+    members = pd.Series(np.arange(n)).groupby(units).apply(list).to_dict()
+    labels = np.full(n, None, dtype=object)
+    filled = [0, 0, 0]
+    for row in np.random.default_rng(seed).permutation(n):
+        if labels[row] is not None:
+            continue
+        rows = members[units[row]]
+        target = next((i for i in (0, 1) if filled[i] + len(rows) <= sizes[i]), 2)
+        labels[rows] = SPLITS[target]
+        filled[target] += len(rows)
+    if min(filled) == 0:
+        raise NotEnoughDataError("not-enough-data", _too_few(n, fractions, len(members)))
     ordered["split"] = labels
     return ordered
+
+
+def _too_few(n: int, fractions: tuple[float, float, float], units: int | None = None) -> str:
+    split = "/".join(f"{100 * f:g}" for f in fractions)
+    grouped = f" ({units} once near-duplicates are grouped)" if units is not None else ""
+    return (f"only {n} usable photos{grouped}: a {split} train/val/test split needs at least "
+            f"{minimum_photos(fractions)} separate photos, so that train, val and test each get one "
+            f"(their sizes are floor({fractions[0]:g} N), floor({fractions[1]:g} N) and the rest)")
 
 
 def save_manifest(table: pd.DataFrame, path: Path | str, overwrite: bool = False) -> Path:
