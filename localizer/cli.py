@@ -26,12 +26,18 @@ def _add_data_args(parser: argparse.ArgumentParser, required: bool = True) -> No
     parser.add_argument("--format", default="auto", choices=("auto",) + FORMATS, help="dataset format (default: auto)")
     parser.add_argument("--oxford-box", default="animal", choices=OXFORD_BOXES,
                         help="oxford-pets: whole-animal box from the trimap, or the XML head box")
+    _add_classes_arg(parser)
+
+
+def _add_classes_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--classes", help="keep only boxes of these classes: VOC or COCO names, YOLO ids "
+                                          "(comma-separated), or 'animals' (the VOC and COCO animal classes)")
 
 
 def cmd_check_data(args: argparse.Namespace) -> int:
     from .validation import scan_dataset
 
-    result = scan_dataset(args.data, fmt=args.format, oxford_box=args.oxford_box,
+    result = scan_dataset(args.data, fmt=args.format, oxford_box=args.oxford_box, classes=args.classes,
                           progress=not args.quiet)
     print(result.summary())
     if args.report:
@@ -59,14 +65,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import RUNTIME_FIELDS, TrainConfig, fit, recipe_values
 
     overrides = _config_overrides(args.param)
-    values = {"data": args.data, "format": args.format, "oxford_box": args.oxford_box, **overrides}
+    values = {"data": args.data, "format": args.format, "oxford_box": args.oxford_box, "classes": args.classes,
+              **overrides}
     unknown = set(values) - set(asdict(TrainConfig()))
     if unknown:
         raise ConfigError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(asdict(TrainConfig()))}")
     saved_path = args.run_dir / "config.json"
     if args.resume and saved_path.exists():
         # --resume continues the recipe the run was started with; a -p or data option contradicting it is a mistake
-        named = [n for n in dict.fromkeys([*overrides, "data", "format", "oxford_box"]) if n not in RUNTIME_FIELDS]
+        named = [n for n in dict.fromkeys([*overrides, "data", "format", "oxford_box", "classes"])
+                 if n not in RUNTIME_FIELDS]
         given = recipe_values(TrainConfig.from_dict(values), named)
         saved = recipe_values(TrainConfig.from_dict(json.loads(saved_path.read_text())), named)
         changed = [f"{n}={given[n]!r} (the run has {saved[n]!r})" for n in named if given[n] != saved[n]]
@@ -80,20 +88,52 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _manifest_for(args: argparse.Namespace, info: dict):
-    """The split to evaluate on: re-made from --data with the run's seed, or the run's manifest."""
-    from dataclasses import replace
+def _is_run_data(args: argparse.Namespace, config) -> bool:
+    """True when ``evaluate`` scores the run's own data: no ``--data``, or the run's folder and format."""
+    return args.data is None or (Path(args.data).resolve() == Path(config.data).resolve()
+                                 and args.format in ("auto", config.format) and args.oxford_box == config.oxford_box
+                                 and args.classes in (None, config.classes))
 
-    from .split import load_manifest
-    from .training import make_manifest
 
-    if args.data:
-        config = replace(info["config"], data=args.data, format=args.format, oxford_box=args.oxford_box)
-        return make_manifest(config, progress=not args.quiet)[0]
-    manifest = Path(args.checkpoint).resolve().parent.parent / "manifest.csv"
-    if not manifest.exists():
-        raise FileNotFoundError(f"no --data given and no run manifest at {manifest}")
-    return load_manifest(manifest)
+def _evaluation_set(args: argparse.Namespace, info: dict, split: str):
+    """What ``evaluate`` scores: ``(table with a split column, mean box, description)``.
+
+    On the run's own data (:func:`_is_run_data`) the rows come from the run's manifest, as split
+    when it was trained: a folder that changed since cannot move photos between splits. On other
+    data: every usable photo (``all``; never the run's ``subset``), or the split asked for, made
+    afresh with the run's seed and fractions. The mean-box baseline is always the run's training
+    mean box.
+    """
+    from .split import assign_split, load_manifest
+    from .validation import scan_dataset
+
+    config = info["config"]
+    manifest_path = Path(args.checkpoint).resolve().parent.parent / "manifest.csv"
+    manifest = load_manifest(manifest_path) if manifest_path.is_file() else None
+    mean_box = info["train_mean_box"]
+    if mean_box is None and manifest is not None:  # checkpoints from before train_mean_box
+        from .data import normalized_targets
+
+        mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0)
+    if _is_run_data(args, config):
+        if manifest is None:
+            raise FileNotFoundError(f"no --data given and no run manifest at {manifest_path}")
+        count = len(manifest) if split == "all" else int((manifest["split"] == split).sum())
+        return manifest, mean_box, f"the run's manifest ({manifest_path}): {split} split, {count} photos"
+    scan = scan_dataset(args.data, fmt=args.format, oxford_box=args.oxford_box, classes=args.classes,
+                        progress=not args.quiet)
+    if split == "all":
+        table = scan.table.assign(split="all")
+        what = f"all {len(table)} usable photos of {scan.root} (not the run's data; no split, no subset)"
+    else:
+        table = assign_split(scan.table, seed=config.seed, fractions=config.fractions)
+        count = int((table["split"] == split).sum())
+        what = (f"the {split} split ({count} photos) of a fresh seeded split of all {len(table)} usable photos "
+                f"of {scan.root} (not the run's data; seed {config.seed})")
+    if mean_box is None:
+        raise FileNotFoundError(f"{args.checkpoint} records no training mean box and there is no run manifest "
+                                f"at {manifest_path} for the mean-box baseline")
+    return table, mean_box, what
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -101,16 +141,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .files import write_json
     from .training import load_model
 
-    out = Path(args.out or Path(args.checkpoint).resolve().parent.parent / (
-        f"metrics_{args.split}{'_tta' if args.tta else ''}.json"))
+    model, info = load_model(args.checkpoint, args.device)
+    own = _is_run_data(args, info["config"])
+    split = args.split or ("test" if own else "all")
+    name = f"metrics_{split}" if own else f"metrics_{Path(args.data).resolve().name}_{split}"
+    out = Path(args.out or Path(args.checkpoint).resolve().parent.parent / f"{name}{'_tta' if args.tta else ''}.json")
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite or another --out")
-    model, info = load_model(args.checkpoint, args.device)
-    manifest = _manifest_for(args, info)
+    table, mean_box, what = _evaluation_set(args, info, split)
+    print(f"evaluated on: {what}")
     metrics, per_image = evaluate_model(
-        model, manifest, info["config"].image_size, info["input_mean"], info["input_std"], split=args.split,
-        tta=args.tta, cache_dir=info["config"].cache_dir, seed=info["config"].seed, progress=not args.quiet)
+        model, table, info["config"].image_size, info["input_mean"], info["input_std"], split=split,
+        tta=args.tta, cache_dir=info["config"].cache_dir, seed=info["config"].seed, progress=not args.quiet,
+        mean_box=mean_box)
     metrics["checkpoint"] = str(args.checkpoint)
+    metrics["evaluated_on"] = what
     print(format_metrics(metrics))
     write_json(out, metrics)
     write_per_image(per_image, out.with_suffix(".csv"))
@@ -119,13 +164,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .prediction import expand_inputs, predict_files
+    from .prediction import drawing_paths, expand_inputs, predict_files
     from .training import load_model
 
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite or another --out")
-    model, info = load_model(args.checkpoint, args.device)
     files = expand_inputs(args.inputs)
+    if args.draw and not args.overwrite:
+        existing = [str(p) for p in drawing_paths(files, args.draw).values() if p.exists()]
+        if existing:
+            raise FileExistsError(f"{len(existing)} drawings exist already in {args.draw} (e.g. {existing[0]}); "
+                                  "pass --overwrite or another --draw folder")
+    model, info = load_model(args.checkpoint, args.device)
     table = predict_files(model, files, info["config"].image_size, info["input_mean"], info["input_std"],
                           tta=args.tta, draw_dir=args.draw, progress=not args.quiet)
     if args.out:
@@ -189,12 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="metrics of a checkpoint beside the baselines")
     evaluate.add_argument("--checkpoint", required=True, type=Path)
-    evaluate.add_argument("--data", help="dataset folder (default: the run's manifest)")
+    evaluate.add_argument("--data", help="dataset folder (default: the run's own data, as split in its manifest)")
     evaluate.add_argument("--format", default="auto", choices=("auto",) + FORMATS)
     evaluate.add_argument("--oxford-box", default="animal", choices=OXFORD_BOXES)
-    evaluate.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+    _add_classes_arg(evaluate)
+    evaluate.add_argument("--split", choices=("train", "val", "test", "all"),
+                          help="default: test on the run's own data (its manifest), all on other --data")
     evaluate.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
-    evaluate.add_argument("--out", type=Path, help="metrics JSON (default: RUN/metrics_SPLIT.json)")
+    evaluate.add_argument("--out", type=Path, help="metrics JSON (default: RUN/metrics_SPLIT[_tta].json, "
+                                                   "RUN/metrics_DATANAME_SPLIT[_tta].json for other --data)")
     evaluate.add_argument("--overwrite", action="store_true")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--quiet", action="store_true")
@@ -204,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", required=True, type=Path)
     predict.add_argument("inputs", nargs="+", help="image files or folders")
     predict.add_argument("--out", type=Path, help="CSV of predictions (default: print)")
-    predict.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --out file and drawings")
     predict.add_argument("--draw", type=Path, help="folder for images with the box drawn")
     predict.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
     predict.add_argument("--device", default="auto")

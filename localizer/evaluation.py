@@ -60,9 +60,17 @@ def predict_dataset(model, dataset, mean, std, batch_size: int = 64, tta: bool =
     return torch.cat(preds) if preds else torch.zeros(0, 4)
 
 
-def baseline_predictions(train_targets: np.ndarray, n: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """``{"mean_box": (n, 4), "random_box": (n, 4)}`` normalized xyxy baseline predictions."""
-    mean_box = np.repeat(np.asarray(train_targets, dtype=np.float64).mean(axis=0, keepdims=True), n, axis=0)
+def baseline_predictions(mean_box, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """``{"mean_box": (n, 4), "random_box": (n, 4)}`` normalized xyxy baseline predictions.
+
+    Args:
+        mean_box: ``(4,)`` the mean normalized xyxy box of the training split (e.g.
+            ``normalized_targets(train_rows).mean(0)``), or ``(K, 4)`` training boxes to average.
+        n: number of images to predict for.
+        seed: seed of the random boxes.
+    """
+    mean_box = np.asarray(mean_box, dtype=np.float64).reshape(-1, 4).mean(axis=0, keepdims=True)
+    mean_box = np.repeat(mean_box, n, axis=0)
     rng = np.random.default_rng(seed)
     xs, ys = np.sort(rng.uniform(size=(n, 2)), axis=1), np.sort(rng.uniform(size=(n, 2)), axis=1)
     random_box = np.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], axis=1)
@@ -80,8 +88,12 @@ def evaluate_model(
     cache_dir: str | None = None,
     seed: int = 0,
     progress: bool = True,
+    mean_box=None,
 ) -> tuple[dict, pd.DataFrame]:
     """Score ``model`` on the ``split`` rows of a manifest (``"all"`` for every row).
+
+    The mean-box baseline predicts ``mean_box`` (``(4,)`` normalized xyxy), by default the mean box
+    of the manifest's train rows: it must come from training data, never from the photos scored.
 
     Returns:
         ``(metrics, per_image)``. ``metrics``: ``mean_iou``, ``acc_50`` (PASCAL VOC criterion,
@@ -91,7 +103,8 @@ def evaluate_model(
         predicted ``pred_xmin..pred_ymax`` (pixels of the original image) and ``iou``.
 
     Raises:
-        localizer.errors.DataError: the split has no rows.
+        localizer.errors.DataError: the split has no rows, or no ``mean_box`` is given and the
+            manifest has no train rows.
     """
     rows = manifest if split == "all" else manifest[manifest["split"] == split]
     if rows.empty:
@@ -102,11 +115,14 @@ def evaluate_model(
     targets = torch.from_numpy(normalized_targets(rows))
     ious = paired_iou(preds, targets)
     metrics = {**summarize(ious), "split": split, "tta": tta}
-    train_targets = normalized_targets(manifest[manifest["split"] == "train"]) if (manifest["split"] == "train").any() \
-        else targets.numpy()
+    if mean_box is None:
+        train = manifest[manifest["split"] == "train"]
+        if train.empty:
+            raise DataError("no-training-boxes", "the mean-box baseline needs the training boxes: pass mean_box")
+        mean_box = normalized_targets(train).mean(axis=0)
     metrics["baselines"] = {
         name: summarize(paired_iou(torch.from_numpy(boxes).float(), targets))
-        for name, boxes in baseline_predictions(train_targets, len(rows), seed).items()
+        for name, boxes in baseline_predictions(mean_box, len(rows), seed).items()
     }
     per_image = rows[["file", "path", "width", "height", *BOX_COLUMNS]].copy()
     per_image[[f"pred_{c}" for c in BOX_COLUMNS]] = denormalize_boxes(

@@ -7,6 +7,7 @@ be read gets a row with its error reason; prediction never stops at a bad file.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +26,34 @@ PREDICTION_COLUMNS = ["file", "xmin", "ymin", "xmax", "ymax", "width", "height",
 
 
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
-    """Files and folders -> a sorted list of files (folders: their image files, recursively)."""
+    """Files and folders -> a list of files, each once (folders: their image files, recursively,
+    sorted; a file named twice, or also found in a named folder, keeps its first place)."""
     files: list[Path] = []
     for entry in map(Path, inputs):
         if entry.is_dir():
             files += sorted(p for p in entry.rglob("*") if p.is_file() and is_image_file(p))
         else:
             files.append(entry)
-    return files
+    unique = {os.path.abspath(f): f for f in reversed(files)}  # the first occurrence wins
+    return [unique[key] for key in dict.fromkeys(os.path.abspath(f) for f in files)]
+
+
+def drawing_paths(files: list[Path], draw_dir: Path | str) -> dict[str, Path]:
+    """Where :func:`predict_files` saves each file's drawing: ``draw_dir`` mirrors the files' paths
+    relative to their common folder, with the file's own name, so that ``a/x.jpg`` and ``b/x.jpg``
+    get ``draw_dir/a/x.jpg`` and ``draw_dir/b/x.jpg`` (written in the format their suffix names; a file
+    without an image suffix gets ``.png`` added). Keys are ``str(file)``."""
+    absolute = [Path(os.path.abspath(f)) for f in files]
+    if not absolute:
+        return {}
+    common = Path(os.path.commonpath([str(p.parent) for p in absolute]))
+    paths = {}
+    for file, path in zip(files, absolute):
+        relative = path.relative_to(common)
+        if not is_image_file(relative):
+            relative = relative.with_name(relative.name + ".png")
+        paths[str(file)] = Path(draw_dir) / relative
+    return paths
 
 
 def predict_files(
@@ -54,7 +75,9 @@ def predict_files(
         image_size: the training input size (square side, pixels).
         mean, std: the model's input normalization.
         tta: horizontal-flip test-time augmentation.
-        draw_dir: if given, save ``NAME.png`` with the predicted box drawn (red) for each image.
+        draw_dir: if given, save each image with its predicted box drawn (red) there, at the path
+            :func:`drawing_paths` gives (the inputs' relative paths mirrored: no two inputs share a
+            drawing).
 
     Returns:
         DataFrame with :data:`PREDICTION_COLUMNS`: pixel xyxy in the EXIF-oriented original image,
@@ -62,6 +85,7 @@ def predict_files(
     """
     rows: list[dict] = []
     batch: list[tuple[Path, torch.Tensor, tuple[int, int], object]] = []
+    drawings = drawing_paths(list(map(Path, files)), draw_dir) if draw_dir is not None else {}
 
     def flush():
         if not batch:
@@ -73,7 +97,7 @@ def predict_files(
             rows.append({"file": str(path), "xmin": box[0], "ymin": box[1], "xmax": box[2], "ymax": box[3],
                          "width": width, "height": height, "error": ""})
             if draw_dir is not None:
-                _draw(original, box, Path(draw_dir) / f"{path.stem}.png")
+                _draw(original, box, drawings[str(path)])
         batch.clear()
 
     for path in tqdm(list(map(Path, files)), desc="predict", unit="img", disable=not progress):
@@ -98,4 +122,4 @@ def _draw(image: torch.Tensor, box: np.ndarray, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     width = max(2, round(max(image.shape[1:]) / 200))
     drawn = draw_bounding_boxes(image, torch.tensor(box, dtype=torch.float32)[None], colors="red", width=width)
-    F.to_pil_image(drawn).save(out)
+    F.to_pil_image(drawn).save(out, quality=95)  # quality: JPEG only

@@ -8,12 +8,13 @@ A failing cell stops the run with the notebook's name and the cell's number.
 
 from __future__ import annotations
 
+import fnmatch
 import shutil
 import time
 from pathlib import Path
 
 from .download import REPO_ROOT, ensure_data
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 NOTEBOOKS = (
@@ -44,6 +45,49 @@ REPORT_FIGURES = ("figure1_training_curves.png", "figure2_test_samples.png", "fi
 
 class NotebookFailed(RuntimeError):
     """A notebook cell raised; the message names the notebook, the cell and the error."""
+
+
+class NotebookDataError(DataError):
+    """A notebook cell stopped on unusable data or a missing dataset (too few photos, an offline
+    download, ...): the user's input, not a bug; the message names the notebook, the cell and the error."""
+
+
+def _data_error_names() -> set[str]:
+    """Class names of the exceptions that mean "unusable input" (:class:`localizer.errors.DataError`
+    and its subclasses, missing files and datasets), as a failed notebook reports them."""
+    from . import readers, split, training  # noqa: F401 - import the modules that define subclasses
+
+    names, todo = {"FileNotFoundError", "DataUnavailableError"}, [DataError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo += cls.__subclasses__()
+    return names
+
+
+#: What a run folder holds (files, folders and patterns): anything else in a folder marks it as
+#: not a localizer run, which ``--overwrite`` never deletes.
+RUN_ENTRIES = ("notebooks", "figures", "checkpoints", "config.json", "manifest.csv", "data_report.csv",
+               "history.csv", "metrics.json", "per_image_test.csv", "metrics_*.json", "metrics_*.csv", "*.tmp")
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """Names in ``folder`` (not recursive) that are not part of a localizer run (:data:`RUN_ENTRIES`),
+    sorted; with files outside ``notebooks/``, ``figures/`` and ``checkpoints/`` of the run's own
+    kinds checked too (``.ipynb``, ``.png``, ``.pt``). Empty for a run folder."""
+    kinds = {"notebooks": ".ipynb", "figures": ".png", "checkpoints": ".pt"}
+    foreign = []
+    for entry in sorted(folder.iterdir()):
+        if not any(fnmatch.fnmatch(entry.name, pattern) for pattern in RUN_ENTRIES):
+            foreign.append(entry.name)
+        elif entry.name in kinds:
+            if not entry.is_dir():
+                foreign.append(entry.name)
+                continue
+            suffix = kinds[entry.name]
+            foreign += [f"{entry.name}/{p.relative_to(entry).as_posix()}" for p in sorted(entry.rglob("*"))
+                        if not (p.is_file() and (p.suffix == suffix or p.name.endswith(suffix + ".tmp")))]
+    return foreign
 
 
 def _notebook_path(path: Path) -> str:
@@ -80,14 +124,17 @@ def run_notebooks(
         run_dir: run folder (default :func:`default_run_dir`).
         figures_dir: copy the three report figures here too (e.g. ``figures/``).
         resume: continue in an existing run folder (a finished training is not repeated).
-        overwrite: delete an existing run folder first.
+        overwrite: replace an existing run folder (only a localizer run, see :func:`foreign_entries`).
 
     Raises:
         localizer.errors.ConfigError: unknown profile, a parameter that no notebook's ``parameters`` cell has (a typo
             such as ``epoch`` would otherwise be ignored and the run would use the default), or a
             value :class:`localizer.training.TrainConfig` refuses (e.g. ``epochs="two"``).
-        FileExistsError: ``run_dir`` is not empty and neither ``resume`` nor ``overwrite``.
-        NotebookFailed: a cell raised.
+        FileExistsError: ``run_dir`` is not empty and neither ``resume`` nor ``overwrite``, or
+            ``overwrite`` on a folder that is not a localizer run (:func:`foreign_entries`): it is
+            never deleted.
+        NotebookDataError: a cell stopped on unusable data (e.g. too few usable photos to split).
+        NotebookFailed: a cell raised anything else.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -105,6 +152,12 @@ def run_notebooks(
     run_dir = Path(run_dir or default_run_dir(profile)).resolve()
     if run_dir.exists() and any(run_dir.iterdir()):
         if overwrite:
+            foreign = foreign_entries(run_dir)
+            if foreign:
+                raise FileExistsError(
+                    f"{run_dir} is not a localizer run folder (it holds {', '.join(foreign[:5])}"
+                    f"{', ...' if len(foreign) > 5 else ''}); --overwrite replaces only run folders. "
+                    "Choose another --run-dir")
             shutil.rmtree(run_dir)
         elif not resume:
             raise FileExistsError(f"run folder {run_dir} is not empty; pass --resume to continue it, "
@@ -124,8 +177,9 @@ def run_notebooks(
                 cwd=str(REPO_ROOT), kernel_name="python3", progress_bar=False, log_output=progress,
             )
         except PapermillExecutionError as exc:
-            raise NotebookFailed(
-                f"{name}.ipynb failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
-                f"the executed notebook is {output}"
-            ) from None
+            message = (f"{name}.ipynb failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
+                       f"the executed notebook is {output}")
+            if exc.ename in _data_error_names():
+                raise NotebookDataError("", message) from None
+            raise NotebookFailed(message) from None
     return run_dir

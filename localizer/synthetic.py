@@ -46,6 +46,10 @@ JPEG_QUALITY = 92
 
 BOX_COLUMNS = ["xmin", "ymin", "xmax", "ymax"]
 
+#: The file that marks a folder as written by :func:`make_synthetic_dataset` (and so safe to replace).
+MARKER_FILE = "README.txt"
+MARKER = "Synthetic test data written by localizer.synthetic; safe to delete."
+
 
 @dataclass(frozen=True)
 class Photo:
@@ -164,7 +168,8 @@ def make_synthetic_dataset(
         n_images: photos drawn (plus two near-duplicates, an unannotated one and a truncated file).
         seed: seed of the drawing.
         layouts: some of :data:`LAYOUTS`.
-        overwrite: replace ``root/<layout>`` folders that exist (otherwise they are refused).
+        overwrite: replace ``root/<layout>`` folders that exist and hold a synthetic dataset (marked
+            by :data:`MARKER_FILE`); any other existing folder is refused.
 
     Returns:
         The truth: one row per usable photo, sorted by ``name``, columns ``name``, ``width``,
@@ -174,7 +179,8 @@ def make_synthetic_dataset(
 
     Raises:
         ValueError: an unknown layout, or ``n_images < 3``.
-        FileExistsError: ``root/<layout>`` exists and ``overwrite`` is False.
+        FileExistsError: ``root/<layout>`` exists and ``overwrite`` is False, or it is not a
+            synthetic dataset.
     """
     unknown = set(layouts) - set(LAYOUTS)
     if unknown:
@@ -188,6 +194,9 @@ def make_synthetic_dataset(
         if folder.exists():
             if not overwrite:
                 raise FileExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
+            if not _is_synthetic(folder):
+                raise FileExistsError(f"{folder} exists and is not a synthetic dataset written by localizer "
+                                      f"(no {MARKER_FILE} from it): it is never deleted; choose another folder")
             shutil.rmtree(folder)
         _write_layout(folder, layout, photos, unannotated)
     rows = [{"name": p.name, "width": p.image.width, "height": p.image.height,
@@ -195,9 +204,15 @@ def make_synthetic_dataset(
     return pd.DataFrame(rows).sort_values("name", ignore_index=True)
 
 
+def _is_synthetic(folder: Path) -> bool:
+    marker = folder / MARKER_FILE
+    return marker.is_file() and marker.read_text().startswith(MARKER)
+
+
 def _write_layout(folder: Path, layout: str, photos: list[Photo], unannotated: Photo) -> None:
     image_dir = folder / {"voc": "JPEGImages"}.get(layout, "images")
     image_dir.mkdir(parents=True)
+    (folder / MARKER_FILE).write_text(f"{MARKER}\nLayout: {layout}. See localizer/synthetic.py.\n")
     for photo in [*photos, unannotated]:
         quality = 75 if photo.name.startswith("twin_") else JPEG_QUALITY
         photo.image.save(image_dir / photo.name, quality=quality)

@@ -9,7 +9,15 @@ Per epoch the history records ``train_loss`` (mean of the epoch's batch losses),
 ``seconds``. After every epoch ``checkpoints/last.pt`` is written atomically (temp file + rename),
 and ``checkpoints/best.pt`` (model weights, config and history, no optimizer state) whenever the
 validation IoU improves. :func:`fit` with ``resume=True`` continues a killed run from ``last.pt``
-with the same split, optimizer, scheduler and RNG state.
+with the same split, optimizer and scheduler state, and the same batches: the shuffle order and the
+augmentation of epoch ``e`` are seeded by ``(seed, e)`` alone, whether the run was interrupted or not.
+
+Crash safety: ``last.pt`` is written first and records the best epoch and score; ``best.pt``
+follows. A kill between the two leaves a ``last.pt`` whose best epoch is its own epoch and an older
+``best.pt``: :func:`reconcile_checkpoints` (run on resume and when a checkpoint is loaded) then
+rewrites ``best.pt`` from ``last.pt``'s weights, which are that best epoch's. Checkpoints hold only
+tensors, numbers, strings, lists and dicts, and are loaded with ``torch.load(weights_only=True)``,
+which cannot run code.
 """
 
 from __future__ import annotations
@@ -27,13 +35,14 @@ from tqdm.auto import tqdm
 
 from .batch_augment import BatchAugment
 from .cache import ImageCache
-from .data import CachedBoxDataset, make_loader
-from .errors import ConfigError
+from .data import CachedBoxDataset, make_loader, normalized_targets
+from .errors import ConfigError, DataError
 from .files import atomic_save, write_csv, write_json
 from .losses import LOSSES, box_loss
 from .metrics import paired_iou
 from .models import BACKBONES, build_model
-from .split import DEFAULT_FRACTIONS, DEFAULT_SEED, assign_split, load_manifest, save_manifest
+from .readers import DataFormatError, parse_classes
+from .split import DEFAULT_FRACTIONS, DEFAULT_SEED, NotEnoughDataError, assign_split, load_manifest, save_manifest
 from .transforms import model_input
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "train_iou", "val_iou", "lr", "seconds"]
@@ -43,11 +52,17 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class CheckpointError(DataError):
+    """A file that is not a localizer checkpoint (foreign, malformed, or holding objects other than
+    tensors, numbers, strings, lists and dicts, which ``weights_only`` loading refuses)."""
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (saved as ``config.json`` and in each checkpoint).
 
-    Attributes mirror the report's recipe by default. ``schedule`` is ``plateau`` (the report's
+    Attributes mirror the report's recipe by default. ``classes`` keeps only boxes of these classes
+    (None: all; e.g. ``"animals"``, see :func:`localizer.readers.parse_classes`). ``schedule`` is ``plateau`` (the report's
     ReduceLROnPlateau on the validation loss) or ``cosine`` (cosine annealing from ``lr`` to 0 over
     ``epochs``, stepped once per epoch; Loshchilov & Hutter, SGDR, 2017). ``subset`` limits the number of images
     (seeded, before the split) for quick runs; ``workers`` is the number of DataLoader processes
@@ -66,6 +81,7 @@ class TrainConfig:
     data: str = "data/oxford-iiit-pet"
     format: str = "auto"
     oxford_box: str = "animal"
+    classes: str | None = None
     image_size: int = 256
     epochs: int = 40
     batch_size: int = 32
@@ -124,6 +140,10 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 bad(name, f"one of {allowed}")
+        try:
+            parse_classes(self.classes)
+        except DataFormatError as exc:
+            raise ConfigError(f"classes={self.classes!r}: {exc}") from None
         self.data = str(self.data)  # a pathlib.Path is welcome; config.json stores text
         self.cache_dir = None if self.cache_dir is None else str(self.cache_dir)
 
@@ -169,7 +189,7 @@ def same_recipe(a: TrainConfig, b: TrainConfig) -> bool:
 
 
 #: Config fields that decide the manifest (which images, which split).
-SPLIT_FIELDS = ("data", "format", "oxford_box", "subset", "seed", "fractions")
+SPLIT_FIELDS = ("data", "format", "oxford_box", "classes", "subset", "seed", "fractions")
 
 
 def _holds_split_of(run_dir: Path, config: TrainConfig) -> bool:
@@ -207,14 +227,22 @@ def make_manifest(config: TrainConfig, progress: bool = True):
     Returns:
         ``(manifest, scan)``: the split table (see :func:`localizer.split.assign_split`) and the
         :class:`localizer.validation.ScanResult`. The same config gives the same manifest anywhere.
+
+    Raises:
+        localizer.split.NotEnoughDataError: too few usable photos for the split (the message names
+            the data folder, the number of usable photos and how many the split needs).
     """
     from .validation import scan_dataset
 
-    scan = scan_dataset(config.data, fmt=config.format, oxford_box=config.oxford_box, progress=progress)
+    scan = scan_dataset(config.data, fmt=config.format, oxford_box=config.oxford_box, classes=config.classes,
+                        progress=progress)
     table = scan.table
     if config.subset and config.subset < len(table):
         table = table.sort_values("file").sample(n=config.subset, random_state=config.seed)
-    return assign_split(table, seed=config.seed, fractions=config.fractions), scan
+    try:
+        return assign_split(table, seed=config.seed, fractions=config.fractions), scan
+    except NotEnoughDataError as exc:
+        raise NotEnoughDataError(exc.reason, exc.detail, config.data) from None
 
 
 def prepare_run(config: TrainConfig, run_dir: Path | str, overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
@@ -274,6 +302,7 @@ class _State:
     epoch: int = 0
     best_val_iou: float = -1.0
     history: list = field(default_factory=list)
+    best_epoch: int = 0
 
 
 def run_epoch(model, loader, loss_name, device, mean, std, optimizer=None, desc="", progress=True, augment=None):
@@ -362,7 +391,8 @@ def fit(
     if resume:
         if not last_path.exists():
             raise FileNotFoundError(f"cannot resume: {last_path} does not exist")
-        checkpoint = torch.load(last_path, map_location="cpu", weights_only=False)
+        reconcile_checkpoints(last_path.parent)
+        checkpoint = load_checkpoint(last_path)
         saved = TrainConfig.from_dict(checkpoint["config"])
         if auto and not same_recipe(saved, config):
             raise FileExistsError(f"{run_dir} holds a run with another config; choose another run folder "
@@ -397,16 +427,18 @@ def fit(
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        state = _State(checkpoint["epoch"], checkpoint["best_val_iou"], checkpoint["history"])
+        state = _State(checkpoint["epoch"], checkpoint["best_val_iou"], checkpoint["history"],
+                       checkpoint.get("best_epoch", 0))
 
     train_loader, val_loader = make_loaders(config, manifest, device, progress)
     augment = BatchAugment()
+    train_mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0).tolist()
 
     last_epoch = config.epochs if max_epochs is None else min(config.epochs, state.epoch + max_epochs)
     for epoch in range(state.epoch + 1, last_epoch + 1):
         start = time.perf_counter()
         # Epoch-seeded order and augmentation: a resumed run sees the same batches it would have.
-        train_loader.generator.manual_seed(config.seed * 1000 + epoch)
+        train_loader.sampler.generator.manual_seed(config.seed * 1000 + epoch)
         torch.manual_seed(config.seed * 1000 + epoch)
         tag = f"epoch {epoch}/{config.epochs}"
         train_loss, train_iou = run_epoch(model, train_loader, config.loss, device, mean, std,
@@ -423,17 +455,19 @@ def fit(
         state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                               "train_iou": train_iou, "val_iou": val_iou, "lr": lr,
                               "seconds": time.perf_counter() - start})
+        improved = val_iou > state.best_val_iou
+        if improved:
+            state.best_val_iou, state.best_epoch = val_iou, epoch
         payload = {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": epoch, "history": state.history,
-            "best_val_iou": max(state.best_val_iou, val_iou), "config": asdict(config),
-            "input_mean": mean, "input_std": std,
+            "best_val_iou": state.best_val_iou, "best_epoch": state.best_epoch, "config": asdict(config),
+            "input_mean": mean, "input_std": std, "train_mean_box": train_mean_box,
         }
+        # last.pt first: a kill before best.pt is written is repaired from it (reconcile_checkpoints)
         atomic_save(payload, last_path)
-        if val_iou > state.best_val_iou:
-            state.best_val_iou = val_iou
-            # best.pt is for evaluation and prediction: the optimizer state (2/3 of last.pt) stays out
-            atomic_save({k: v for k, v in payload.items() if k not in ("optimizer", "scheduler")}, best_path)
+        if improved:
+            atomic_save(best_payload(payload), best_path)
         write_csv(pd.DataFrame(state.history, columns=HISTORY_COLUMNS), run_dir / "history.csv")
         if progress:
             tqdm.write(f"{tag}: train loss {train_loss:.4f} IoU {train_iou:.3f} | "
@@ -442,30 +476,90 @@ def fit(
     return pd.DataFrame(state.history, columns=HISTORY_COLUMNS)
 
 
-def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
-    """Load a trained model from a checkpoint.
+#: Entries every localizer checkpoint holds (``last.pt`` also ``optimizer`` and ``scheduler``).
+CHECKPOINT_KEYS = ("model", "config", "epoch", "history", "input_mean", "input_std")
 
-    Returns:
-        ``(model, info)``: the model in eval mode on ``device``, and a dict with ``config``
-        (:class:`TrainConfig`), ``input_mean``, ``input_std``, ``epoch``, ``history``.
+
+def best_payload(checkpoint: dict) -> dict:
+    """What ``best.pt`` holds of a ``last.pt`` payload: all but the optimizer and scheduler state
+    (2/3 of the bytes; best.pt is for evaluation and prediction)."""
+    return {k: v for k, v in checkpoint.items() if k not in ("optimizer", "scheduler")}
+
+
+def load_checkpoint(path: Path | str) -> dict:
+    """Load a localizer checkpoint with ``torch.load(weights_only=True)``: tensors, numbers, strings,
+    lists and dicts only, so a crafted file cannot run code while it is read.
 
     Raises:
-        FileNotFoundError: no such checkpoint.
-        ValueError: the file is not a localizer checkpoint (the message names it).
+        FileNotFoundError: no such file.
+        CheckpointError: a file that is not a localizer checkpoint (foreign, malformed, or holding
+            other objects); one line that names the file.
     """
-    path = Path(checkpoint_path)
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle, zip and weights-only errors alike: not ours
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError("not-a-checkpoint", f"cannot be loaded safely as a localizer checkpoint "
+                              f"({type(exc).__name__}: {first_line})", path) from None
+    missing = [k for k in CHECKPOINT_KEYS if k not in checkpoint] if isinstance(checkpoint, dict) else CHECKPOINT_KEYS
+    if missing:
+        raise CheckpointError("not-a-checkpoint", f"not a localizer checkpoint (no {', '.join(missing)})", path)
+    return checkpoint
+
+
+def reconcile_checkpoints(folder: Path | str) -> bool:
+    """Make ``best.pt`` in ``folder`` agree with ``last.pt`` after a kill between their writes.
+
+    :func:`fit` writes ``last.pt`` (which records ``best_epoch``) before ``best.pt``. When
+    ``last.pt``'s best epoch is its own epoch but ``best.pt`` is missing or from another epoch, the
+    kill came in between, and ``last.pt``'s weights are the best ones: ``best.pt`` is rewritten from
+    them. Returns True when it did so.
+
+    Raises:
+        CheckpointError: ``last.pt`` or ``best.pt`` is not a localizer checkpoint.
+    """
+    last_path, best_path = Path(folder) / "last.pt", Path(folder) / "best.pt"
+    if not last_path.is_file():
+        return False
+    last = load_checkpoint(last_path)
+    if last.get("best_epoch") != last["epoch"]:
+        return False
+    if best_path.is_file() and load_checkpoint(best_path)["epoch"] == last["epoch"]:
+        return False
+    atomic_save(best_payload(last), best_path)
+    return True
+
+
+def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
+    """Load a trained model from a checkpoint (safely: see :func:`load_checkpoint`).
+
+    A ``best.pt`` beside a ``last.pt`` is first made consistent with it (:func:`reconcile_checkpoints`).
+
+    Returns:
+        ``(model, info)``: the model in eval mode on ``device``, and a dict with ``config``
+        (:class:`TrainConfig`), ``input_mean``, ``input_std``, ``epoch``, ``history`` and
+        ``train_mean_box`` (the mean normalized xyxy training box, or None in older checkpoints).
+
+    Raises:
+        FileNotFoundError: no such checkpoint.
+        CheckpointError: the file is not a localizer checkpoint (the message names it).
+    """
+    path = Path(checkpoint_path)
+    if path.name == "best.pt":
+        reconcile_checkpoints(path.parent)
+    checkpoint = load_checkpoint(path)
+    try:
         config = TrainConfig.from_dict(checkpoint["config"])
         model = build_model(config.backbone, weights=None, dropout=config.dropout)
         model.load_state_dict(checkpoint["model"])
-    except (KeyError, RuntimeError, EOFError, OSError) as exc:
-        raise ValueError(f"{path} is not a localizer checkpoint: {exc}") from exc
+    except (ConfigError, KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError("not-a-checkpoint", f"its recipe or weights do not make a localizer model: {exc}",
+                              path) from None
     model.to(resolve_device(device) if isinstance(device, str) else device).eval()
     info = {"config": config, "input_mean": tuple(checkpoint["input_mean"]),
             "input_std": tuple(checkpoint["input_std"]), "epoch": checkpoint["epoch"],
-            "history": checkpoint["history"]}
+            "history": checkpoint["history"], "train_mean_box": checkpoint.get("train_mean_box")}
     return model, info
-

@@ -24,6 +24,7 @@ from localizer.evaluation import baseline_predictions, hflip_boxes, predict_data
 from localizer.losses import box_loss
 from localizer.metrics import accuracy_at, paired_iou, sanitize_boxes, summarize
 from localizer.models import build_model
+from localizer.prediction import drawing_paths
 from localizer.training import TrainConfig, TrainingDiverged, fit, load_model, run_epoch
 from localizer.validation import scan_dataset
 
@@ -121,8 +122,8 @@ def test_fit_writes_history_checkpoints_and_refuses_to_overwrite(synthetic_data,
     assert list(history.columns) == training.HISTORY_COLUMNS
     assert np.isfinite(history[["train_loss", "val_loss", "train_iou", "val_iou"]].to_numpy()).all()
     assert history["lr"].tolist() == [1e-3, 1e-3]
-    assert "optimizer" in torch.load(run / "checkpoints" / "last.pt", weights_only=False)
-    assert "optimizer" not in torch.load(run / "checkpoints" / "best.pt", weights_only=False)  # weights only
+    assert "optimizer" in torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert "optimizer" not in torch.load(run / "checkpoints" / "best.pt", weights_only=True)  # weights only
     manifest = pd.read_csv(run / "manifest.csv")
     assert manifest["split"].value_counts().to_dict() == {"train": 28, "val": 6, "test": 6}
     with pytest.raises(FileExistsError, match="already holds a training run"):
@@ -145,7 +146,7 @@ def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(synthetic_data, 
     with pytest.raises(TrainingDiverged, match="NaN or infinite"):
         fit(config, run, resume=True, progress=False)
     assert (run / "checkpoints" / "last.pt").read_bytes() == good
-    assert torch.load(run / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
 
 
 def test_sigkill_after_second_epoch_then_resume(synthetic_data, tmp_path):
@@ -165,7 +166,7 @@ def test_sigkill_after_second_epoch_then_resume(synthetic_data, tmp_path):
     assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read().decode()}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["epoch"]
+    killed_at = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"]
     assert 2 <= killed_at < 5
     manifest_before = (run / "manifest.csv").read_text()
 
@@ -174,7 +175,7 @@ def test_sigkill_after_second_epoch_then_resume(synthetic_data, tmp_path):
     history = pd.read_csv(history_path)
     assert history["epoch"].tolist() == [1, 2, 3, 4, 5]
     assert (run / "manifest.csv").read_text() == manifest_before
-    assert torch.load(run / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 5
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 5
 
 
 # ------------------------------------------------------------------------- evaluate and predict
@@ -213,7 +214,9 @@ def test_evaluate_and_predict_commands(synthetic_data, tmp_path, monkeypatch, ca
     assert (int(ok["width"]), int(ok["height"])) == (160, 120) and ok["error"] == ""
     assert 0 <= float(ok["xmin"]) <= float(ok["xmax"]) <= 160 and 0 <= float(ok["ymin"]) <= float(ok["ymax"]) <= 120
     assert bad["error"].startswith("not-an-image")
-    assert (tmp_path / "drawn" / "animal_001.png").exists()
+    drawings = drawing_paths([image, junk], tmp_path / "drawn")  # mirrored below the inputs' common folder
+    assert drawings[str(image)].name == "animal_001.jpg" and drawings[str(image)].exists()
+    assert not drawings[str(junk)].exists()
     assert math.isfinite(float(ok["xmin"]))
     # an existing predictions file is not replaced without --overwrite
     assert cli_main(["predict", "--checkpoint", str(ckpt), str(image), "--out", str(preds), "--quiet"]) == 2
