@@ -153,7 +153,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics, per_image = evaluate_model(
         model, table, info["config"].image_size, info["input_mean"], info["input_std"], split=split,
         tta=args.tta, cache_dir=info["config"].cache_dir, seed=info["config"].seed, progress=not args.quiet,
-        mean_box=mean_box)
+        mean_box=mean_box, numerics=info["numerics"])
     metrics["checkpoint"] = str(args.checkpoint)
     metrics["evaluated_on"] = what
     print(format_metrics(metrics))
@@ -177,7 +177,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                   "pass --overwrite or another --draw folder")
     model, info = load_model(args.checkpoint, args.device)
     table = predict_files(model, files, info["config"].image_size, info["input_mean"], info["input_std"],
-                          tta=args.tta, draw_dir=args.draw, progress=not args.quiet)
+                          tta=args.tta, draw_dir=args.draw, progress=not args.quiet, numerics=info["numerics"])
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out, index=False)

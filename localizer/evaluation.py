@@ -25,6 +25,7 @@ from .data import BOX_COLUMNS, CachedBoxDataset, make_loader, normalized_targets
 from .errors import DataError
 from .files import write_csv
 from .metrics import paired_iou, sanitize_boxes, summarize
+from .numerics import Numerics, default_numerics
 from .transforms import model_input
 
 
@@ -35,27 +36,32 @@ def hflip_boxes(boxes: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_batch(model, images: torch.Tensor, mean, std, tta: bool = False) -> torch.Tensor:
+def predict_batch(model, images: torch.Tensor, mean, std, tta: bool = False, numerics: Numerics | None = None
+                  ) -> torch.Tensor:
     """Normalized xyxy predictions ``(N, 4)`` (float32, on CPU) for uint8 images ``(N, 3, S, S)``.
 
     With ``tta`` the prediction is the mean of the plain one and the un-mirrored prediction on the
     mirrored image (horizontal-flip test-time augmentation). Boxes are sanitized (see
-    :func:`localizer.metrics.sanitize_boxes`).
+    :func:`localizer.metrics.sanitize_boxes`). ``numerics``: how to compute (what
+    :func:`localizer.training.load_model` returns in ``info["numerics"]``: the training's format);
+    default float32 on the model's device.
     """
-    device = next(model.parameters()).device
-    x = model_input(images, device, mean, std)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    numerics = numerics or default_numerics(next(model.parameters()).device, "fp32")
+    x = model_input(images, numerics, mean, std)
+    with numerics.autocast():
         pred = model(x).float()
         if tta:
             pred = (pred + hflip_boxes(model(x.flip(-1)).float())) / 2
     return sanitize_boxes(pred).cpu()
 
 
-def predict_dataset(model, dataset, mean, std, batch_size: int = 64, tta: bool = False, progress: bool = True) -> torch.Tensor:
-    """Predictions ``(N, 4)`` normalized xyxy for every item of a dataset of ``(image, target)``."""
+def predict_dataset(model, dataset, mean, std, batch_size: int = 64, tta: bool = False, progress: bool = True,
+                    numerics: Numerics | None = None) -> torch.Tensor:
+    """Predictions ``(N, 4)`` normalized xyxy for every item of a dataset of ``(image, target)``
+    (``numerics``: see :func:`predict_batch`)."""
     model.eval()
     loader = make_loader(dataset, batch_size=batch_size)
-    preds = [predict_batch(model, images, mean, std, tta)
+    preds = [predict_batch(model, images, mean, std, tta, numerics)
              for images, _ in tqdm(loader, desc="predicting", unit="batch", leave=False, disable=not progress)]
     return torch.cat(preds) if preds else torch.zeros(0, 4)
 
@@ -89,11 +95,13 @@ def evaluate_model(
     seed: int = 0,
     progress: bool = True,
     mean_box=None,
+    numerics: Numerics | None = None,
 ) -> tuple[dict, pd.DataFrame]:
     """Score ``model`` on the ``split`` rows of a manifest (``"all"`` for every row).
 
     The mean-box baseline predicts ``mean_box`` (``(4,)`` normalized xyxy), by default the mean box
     of the manifest's train rows: it must come from training data, never from the photos scored.
+    ``numerics``: how the model computes (see :func:`predict_batch`; default float32).
 
     Returns:
         ``(metrics, per_image)``. ``metrics``: ``mean_iou``, ``acc_50`` (PASCAL VOC criterion,
@@ -111,7 +119,7 @@ def evaluate_model(
         raise DataError("empty-split", f"the manifest has no rows in split {split!r}")
     rows = rows.reset_index(drop=True)
     dataset = CachedBoxDataset(rows, ImageCache(cache_dir, image_size), progress=progress)
-    preds = predict_dataset(model, dataset, mean, std, tta=tta, progress=progress)
+    preds = predict_dataset(model, dataset, mean, std, tta=tta, progress=progress, numerics=numerics)
     targets = torch.from_numpy(normalized_targets(rows))
     ious = paired_iou(preds, targets)
     metrics = {**summarize(ious), "split": split, "tta": tta}

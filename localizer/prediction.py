@@ -66,6 +66,7 @@ def predict_files(
     batch_size: int = 32,
     draw_dir: Path | str | None = None,
     progress: bool = True,
+    numerics=None,
 ) -> pd.DataFrame:
     """Predict one box per image file.
 
@@ -75,6 +76,8 @@ def predict_files(
         image_size: the training input size (square side, pixels).
         mean, std: the model's input normalization.
         tta: horizontal-flip test-time augmentation.
+        numerics: how the model computes (``info["numerics"]`` of
+            :func:`localizer.training.load_model`: as in training); default float32.
         draw_dir: if given, save each image with its predicted box drawn (red) there, at the path
             :func:`drawing_paths` gives (the inputs' relative paths mirrored: no two inputs share a
             drawing).
@@ -91,7 +94,7 @@ def predict_files(
         if not batch:
             return
         images = torch.stack([b[1] for b in batch])
-        preds = predict_batch(model, images, mean, std, tta).numpy()
+        preds = predict_batch(model, images, mean, std, tta, numerics).numpy()
         for (path, _, (width, height), original), pred in zip(batch, preds):
             box = denormalize_boxes(pred, width, height)
             rows.append({"file": str(path), "xmin": box[0], "ymin": box[1], "xmax": box[2], "ymax": box[3],

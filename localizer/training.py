@@ -41,6 +41,7 @@ from .files import atomic_save, write_csv, write_json
 from .losses import LOSSES, box_loss
 from .metrics import paired_iou
 from .models import BACKBONES, build_model
+from .numerics import PRECISIONS, Numerics, choose_numerics, default_numerics, native_bf16, resolve_device
 from .readers import DataFormatError, parse_classes
 from .split import DEFAULT_FRACTIONS, DEFAULT_SEED, NotEnoughDataError, assign_split, load_manifest, save_manifest
 from .transforms import model_input
@@ -67,7 +68,7 @@ class TrainConfig:
     ``epochs``, stepped once per epoch; Loshchilov & Hutter, SGDR, 2017). ``subset`` limits the number of images
     (seeded, before the split) for quick runs; ``workers`` is the number of DataLoader processes
     for the training set (``-1``: 1 on CPU, 4 on an accelerator); ``device`` is ``auto``, ``cpu``,
-    ``cuda`` or ``mps``.
+    ``cuda`` or ``mps``; ``precision`` is ``auto``, ``fp32`` or ``bf16`` (see :mod:`localizer.numerics`).
 
     Large batches (for a GPU): ``lr`` is the learning rate at the report's batch of 32
     (:data:`REFERENCE_BATCH`); ``lr_scaling`` scales it to ``batch_size`` (see
@@ -99,6 +100,7 @@ class TrainConfig:
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
     subset: int | None = None
     device: str = "auto"
+    precision: str = "auto"
     workers: int = -1
     cache_dir: str | None = None
 
@@ -136,7 +138,7 @@ class TrainConfig:
         if not whole(self.workers) or self.workers < -1:
             bad("workers", "-1 (automatic) or a whole number >= 0")
         choices = {"backbone": BACKBONES, "loss": LOSSES, "schedule": SCHEDULES, "lr_scaling": LR_SCALINGS,
-                   "oxford_box": ("animal", "head")}
+                   "oxford_box": ("animal", "head"), "precision": PRECISIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 bad(name, f"one of {allowed}")
@@ -171,7 +173,7 @@ def effective_lr(config: TrainConfig) -> float:
 
 
 #: Config fields that say where and how fast a run goes, not what it learns.
-RUNTIME_FIELDS = ("device", "workers", "cache_dir")
+RUNTIME_FIELDS = ("device", "precision", "workers", "cache_dir")
 
 
 def recipe_values(config: TrainConfig, names=None) -> dict:
@@ -200,17 +202,6 @@ def _holds_split_of(run_dir: Path, config: TrainConfig) -> bool:
         return False
     saved = TrainConfig.from_dict(json.loads(saved_path.read_text()))
     return recipe_values(saved, SPLIT_FIELDS) == recipe_values(config, SPLIT_FIELDS)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` if available, else ``mps``, else ``cpu``; other names as given."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -305,14 +296,16 @@ class _State:
     best_epoch: int = 0
 
 
-def run_epoch(model, loader, loss_name, device, mean, std, optimizer=None, desc="", progress=True, augment=None):
+def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer=None, desc="", progress=True,
+              augment=None):
     """One pass over ``loader`` (any iterable of ``(uint8 images, targets)`` batches).
 
-    Images are moved to ``device``, augmented there by ``augment`` (e.g.
-    :class:`localizer.batch_augment.BatchAugment`) when given, and normalized with ``mean``/``std``
-    (channels_last and bf16 autocast on CUDA). Trains when ``optimizer`` is given, else only
-    evaluates. Losses and IoUs stay on the device until the end of the pass, so the loop never
-    waits for the GPU (the progress bar's loss, every 10 batches, is the only read-back).
+    Images are moved to ``numerics.device``, augmented there by ``augment`` (e.g.
+    :class:`localizer.batch_augment.BatchAugment`) when given, normalized with ``mean``/``std`` and
+    laid out and computed as ``numerics`` says (channels_last, bf16 autocast). Trains when
+    ``optimizer`` is given, else only evaluates. Losses and IoUs stay on the device until the end of
+    the pass, so the loop never waits for a GPU (the progress bar's loss, every 10 batches, is the
+    only read-back).
 
     Returns:
         ``(mean of the batch losses, mean IoU)``.
@@ -323,7 +316,7 @@ def run_epoch(model, loader, loss_name, device, mean, std, optimizer=None, desc=
     """
     training = optimizer is not None
     model.train(training)
-    amp = device.type == "cuda"
+    device = numerics.device
     losses, ious = [], []
     bar = tqdm(loader, desc=desc, leave=False, unit="batch", disable=not progress)
     for images, targets in bar:
@@ -331,8 +324,8 @@ def run_epoch(model, loader, loss_name, device, mean, std, optimizer=None, desc=
         targets = targets.to(device, non_blocking=True)
         if augment is not None:
             images, targets = augment(images, targets)
-        images = model_input(images, device, mean, std)
-        with torch.set_grad_enabled(training), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        images = model_input(images, numerics, mean, std)
+        with torch.set_grad_enabled(training), numerics.autocast():
             preds = model(images)
         loss = box_loss(loss_name, preds.float(), targets)
         if training:
@@ -348,6 +341,20 @@ def run_epoch(model, loader, loss_name, device, mean, std, optimizer=None, desc=
         step = int((~torch.isfinite(losses)).nonzero()[0])
         raise TrainingDiverged(f"{desc}: the loss became {losses[step].item()} (NaN or infinite) at batch {step + 1}")
     return float(losses.mean()), float(torch.cat(ious).mean())
+
+
+def training_numerics(config: TrainConfig, device: torch.device, model, checkpoint: dict | None):
+    """The numerics of a training run (see :func:`localizer.numerics.choose_numerics`) and why.
+
+    A resumed ``auto`` run keeps the format its checkpoint was trained in when it resumes on the same
+    kind of device (so that it continues as it began), instead of probing again.
+    """
+    if (checkpoint and config.precision == "auto" and checkpoint.get("device_type") == device.type
+            and checkpoint.get("precision_used") in ("fp32", "bf16")):
+        used = checkpoint["precision_used"]
+        if used == "fp32" or native_bf16(device):
+            return default_numerics(device, used), f"auto: as the run began ({used})"
+    return choose_numerics(config.precision, device, model, config.image_size)
 
 
 def fit(
@@ -416,9 +423,11 @@ def fit(
 
     model = build_model(config.backbone, weights=None if checkpoint else config.weights, dropout=config.dropout)
     mean, std = model.input_mean, model.input_std
-    model.to(device)
+    numerics, why = training_numerics(config, device, model, checkpoint)
+    if progress:
+        tqdm.write(f"numerics: {numerics} ({why})")
+    numerics.place_model(model)
     if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True  # one input size throughout: pick the fastest kernels once
     optimizer = torch.optim.AdamW(model.parameters(), lr=effective_lr(config), weight_decay=config.weight_decay)
     scheduler = make_scheduler(config, optimizer)
@@ -441,10 +450,10 @@ def fit(
         train_loader.sampler.generator.manual_seed(config.seed * 1000 + epoch)
         torch.manual_seed(config.seed * 1000 + epoch)
         tag = f"epoch {epoch}/{config.epochs}"
-        train_loss, train_iou = run_epoch(model, train_loader, config.loss, device, mean, std,
+        train_loss, train_iou = run_epoch(model, train_loader, config.loss, numerics, mean, std,
                                            optimizer, f"{tag} train", progress, augment=augment)
         with torch.no_grad():
-            val_loss, val_iou = run_epoch(model, val_loader, config.loss, device, mean, std,
+            val_loss, val_iou = run_epoch(model, val_loader, config.loss, numerics, mean, std,
                                            None, f"{tag} val", progress)
         lr = optimizer.param_groups[0]["lr"]
         if config.schedule == "plateau":
@@ -463,6 +472,7 @@ def fit(
             "scheduler": scheduler.state_dict(), "epoch": epoch, "history": state.history,
             "best_val_iou": state.best_val_iou, "best_epoch": state.best_epoch, "config": asdict(config),
             "input_mean": mean, "input_std": std, "train_mean_box": train_mean_box,
+            "device_type": device.type, "precision_used": numerics.precision,
         }
         # last.pt first: a kill before best.pt is written is repaired from it (reconcile_checkpoints)
         atomic_save(payload, last_path)
@@ -540,8 +550,9 @@ def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
 
     Returns:
         ``(model, info)``: the model in eval mode on ``device``, and a dict with ``config``
-        (:class:`TrainConfig`), ``input_mean``, ``input_std``, ``epoch``, ``history`` and
-        ``train_mean_box`` (the mean normalized xyxy training box, or None in older checkpoints).
+        (:class:`TrainConfig`), ``input_mean``, ``input_std``, ``epoch``, ``history``,
+        ``train_mean_box`` (the mean normalized xyxy training box, or None in older checkpoints) and
+        ``numerics`` (:func:`inference_numerics`: pass it to ``predict_batch``).
 
     Raises:
         FileNotFoundError: no such checkpoint.
@@ -558,8 +569,18 @@ def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
     except (ConfigError, KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError("not-a-checkpoint", f"its recipe or weights do not make a localizer model: {exc}",
                               path) from None
-    model.to(resolve_device(device) if isinstance(device, str) else device).eval()
+    device = resolve_device(device) if isinstance(device, str) else device
+    numerics = inference_numerics(checkpoint, device)
+    numerics.place_model(model).eval()
     info = {"config": config, "input_mean": tuple(checkpoint["input_mean"]),
             "input_std": tuple(checkpoint["input_std"]), "epoch": checkpoint["epoch"],
-            "history": checkpoint["history"], "train_mean_box": checkpoint.get("train_mean_box")}
+            "history": checkpoint["history"], "train_mean_box": checkpoint.get("train_mean_box"),
+            "numerics": numerics}
     return model, info
+
+
+def inference_numerics(checkpoint: dict, device: torch.device) -> Numerics:
+    """Evaluation and prediction compute as the training did (its validation scores were measured
+    so): bf16 when the checkpoint was trained in bf16 and ``device`` has native bf16, else float32."""
+    used = checkpoint.get("precision_used", "fp32")
+    return default_numerics(device, "bf16" if used == "bf16" and native_bf16(device) else "fp32")

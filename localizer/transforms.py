@@ -5,7 +5,7 @@
   resize to ``image_size`` x ``image_size`` (aspect ratio not kept, as in the course report), train-only
   augmentation (:func:`build_augmentation`), float conversion and ImageNet normalization: the
   textbook per-item pipeline (notebook 02 shows it step by step; the benchmark's ``plain`` baseline).
-* :func:`model_input` / :func:`normalize_images` — what training and prediction use on the
+* :func:`model_input` / :func:`normalize_images` — what prediction and training use on the
   decode-once cache's uint8 batches: normalization of whole batches on the device. Training
   augments those batches first with :class:`localizer.batch_augment.BatchAugment` (the same flip and
   ColorJitter, drawn per image).
@@ -93,16 +93,11 @@ def boxes_to_target(boxes: tv_tensors.BoundingBoxes) -> torch.Tensor:
     return boxes.as_subclass(torch.Tensor)[0].float() / scale
 
 
-def model_input(
-    images: torch.Tensor,
-    device: torch.device,
-    mean: tuple[float, float, float],
-    std: tuple[float, float, float],
-) -> torch.Tensor:
-    """uint8 batch ``(N, 3, H, W)`` -> normalized float32 batch on ``device``, channels_last on CUDA
-    (the layout the bf16 convolutions there are fastest in). Used for training and inference alike."""
-    x = normalize_images(images.to(device, non_blocking=True), mean, std)
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+def model_input(images: torch.Tensor, numerics, mean: tuple[float, float, float],
+                std: tuple[float, float, float]) -> torch.Tensor:
+    """uint8 batch ``(N, 3, H, W)`` -> normalized float32 batch on ``numerics.device``, in its memory
+    layout (:class:`localizer.numerics.Numerics`; channels_last on CPUs and CUDA GPUs)."""
+    return numerics.place_images(normalize_images(images.to(numerics.device, non_blocking=True), mean, std))
 
 
 def normalize_images(

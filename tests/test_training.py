@@ -24,6 +24,7 @@ from localizer.evaluation import baseline_predictions, hflip_boxes, predict_data
 from localizer.losses import box_loss
 from localizer.metrics import accuracy_at, paired_iou, sanitize_boxes, summarize
 from localizer.models import build_model
+from localizer.numerics import default_numerics
 from localizer.prediction import drawing_paths
 from localizer.training import TrainConfig, TrainingDiverged, fit, load_model, run_epoch
 from localizer.validation import scan_dataset
@@ -98,10 +99,10 @@ def test_real_model_overfits_eight_images(synthetic_data, tmp_path):
     mean, std = model.input_mean, model.input_std
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loader = make_loader(dataset, batch_size=8)
-    device = torch.device("cpu")
+    numerics = default_numerics(torch.device("cpu"), "fp32")
     before = paired_iou(predict_dataset(model, dataset, mean, std, progress=False), dataset.targets).mean().item()
     for _ in range(100):
-        run_epoch(model, loader, "smooth_l1", device, mean, std, optimizer, progress=False)
+        run_epoch(model, loader, "smooth_l1", numerics, mean, std, optimizer, progress=False)
     preds = predict_dataset(model, dataset, mean, std, progress=False)
     ious = paired_iou(preds, dataset.targets)
     assert before < 0.5 and ious.mean().item() > 0.9, (before, ious)
