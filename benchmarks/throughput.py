@@ -1,18 +1,26 @@
-"""Training throughput, side by side in one run: plain pipeline vs localizer's vs the model-only ceiling.
+"""Training throughput, side by side in one run: plain pipeline, localizer's float32 pipeline of
+before, localizer's pipeline, and the model alone in its fastest number format (the ceiling).
 
-Same machine, model, batch size and image size for all three:
+Same machine, model, batch size and image size for all:
 
 * ``plain``: what a course report writes — a Dataset that decodes the JPEG with PIL and applies
   torchvision transforms (resize, flip, ColorJitter, ToDtype, Normalize) per item, a DataLoader
-  with workers, float32, every epoch.
+  with workers, float32, contiguous memory, every epoch.
+* ``fp32_before``: localizer's pipeline in float32 and contiguous memory, as it ran on CPUs before
+  ``precision`` existed.
 * ``ours``: localizer's pipeline as :func:`localizer.training.fit` runs it — decode-once memmap
   cache, uint8 batches, flip + ColorJitter on whole batches on the device
-  (:class:`localizer.batch_augment.BatchAugment`), normalization there, bf16 autocast and
-  channels_last on CUDA.
-* ``ceiling``: forward + backward + optimizer step on a batch already on the device.
+  (:class:`localizer.batch_augment.BatchAugment`), normalization there, and the numerics
+  ``precision=auto`` chooses (:func:`localizer.numerics.choose_numerics`: channels_last, and bf16
+  where it is faster).
+* ``ceiling``: forward + backward + optimizer step on a batch already on the device, in each of
+  float32 / bf16 autocast x contiguous / channels_last; the fastest of the four is *the* ceiling, so
+  ``ours / ceiling`` measures the whole pipeline against what the hardware can do.
 
-Also prediction throughput (``predict_batch`` on cached uint8 batches). Prints a table and the ratios
-ours/plain and ours/ceiling, and writes them as JSON.
+Prediction likewise: ``predict`` is ``predict_batch`` on cached uint8 batches with ours' numerics,
+``predict_ceiling`` the fastest of the four formats on a batch already on the device (prediction
+keeps the number format of training, so ``predict_over_ceiling_same_format`` compares it with the
+model alone in that format too). Prints a table and the ratios, and writes them as JSON.
 
     python benchmarks/throughput.py --data ../shared/data/lion --backbone resnet18 --image-size 256
 """
@@ -20,6 +28,7 @@ ours/plain and ours/ceiling, and writes them as JSON.
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import json
 import os
@@ -38,7 +47,8 @@ from localizer.evaluation import predict_batch
 from localizer.imageio import load_rgb
 from localizer.losses import box_loss
 from localizer.models import build_model
-from localizer.training import TrainConfig, make_loaders, make_manifest, resolve_device, run_epoch
+from localizer.numerics import Numerics, choose_numerics, resolve_device
+from localizer.training import TrainConfig, make_loaders, make_manifest, run_epoch
 from localizer.transforms import boxes_to_target, build_transforms, pixel_boxes
 
 
@@ -103,14 +113,6 @@ def interleaved(runs: dict, rounds: int, n_steps: int, warmup: int, batch_size: 
     return {name: float(np.median(values)) for name, values in samples.items()}
 
 
-def repeat(step):
-    """``run(n)`` that calls ``step()`` ``n`` times."""
-    def run(n: int) -> None:
-        for _ in range(n):
-            step()
-    return run
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="dataset folder (default: localizer.download.default_data)")
@@ -127,82 +129,127 @@ def main(argv=None) -> dict:
 
     device = resolve_device(args.device)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as fit() sets it, for all three methods alike
+        torch.backends.cudnn.benchmark = True  # as fit() sets it, for all methods alike
     config = TrainConfig(data=ensure_data(args.data), image_size=args.image_size, batch_size=args.batch_size,
                          backbone=args.backbone, weights=None, device=str(device))
     manifest, _ = make_manifest(config, progress=False)
     torch.manual_seed(0)
-    model = build_model(args.backbone, weights=None).to(device)
-    mean, std = model.input_mean, model.input_std
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    base = build_model(args.backbone, weights=None).to(device)
+    mean, std = base.input_mean, base.input_std
     n = args.steps
+    ours_numerics, why = choose_numerics("auto", device, base, args.image_size)
+    formats = {f"{'bf16' if bf16 else 'fp32'}_{'channels_last' if cl else 'contiguous'}": Numerics(device, bf16, cl)
+               for bf16 in (False, True) for cl in (False, True)}
 
-    # ours: exactly fit()'s loaders and training step (cache built before timing, as after a first run)
+    def trainee(numerics):
+        """A copy of the model laid out as ``numerics`` says, with an optimizer of its own (one model
+        switched between layouts would mix layouts in its optimizer state and slow down)."""
+        model = numerics.place_model(copy.deepcopy(base))
+        return model, torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    # ours and fp32_before: exactly fit()'s loaders and training step (cache built before timing,
+    # as after a first run), in two number formats
     train_loader, _ = make_loaders(config, manifest, device, progress=False)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    ours_batches = forever(train_loader)
+    batches = forever(train_loader)
     augment = BatchAugment()
 
-    def ours_run(n: int) -> None:  # n batches in one run_epoch call, as fit() runs them
-        run_epoch(model, itertools.islice(ours_batches, n), config.loss, device, mean, std, optimizer,
-                  progress=False, augment=augment)
+    def pipeline(numerics):
+        model, optimizer = trainee(numerics)
 
-    # ceiling: one batch already on the device, same loss, autocast and memory format
+        def run(n: int) -> None:  # n batches in one run_epoch call, as fit() runs them
+            run_epoch(model, itertools.islice(batches, n), config.loss, numerics, mean, std, optimizer,
+                      progress=False, augment=augment)
+        return run
+
+    # ceiling: one batch already on the device, same loss, in each number format
     images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
     targets = torch.rand(args.batch_size, 4, device=device).sort(dim=1).values
-    if device.type == "cuda":
-        images = images.contiguous(memory_format=torch.channels_last)
 
-    def ceiling_step():
-        model.train()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = box_loss(config.loss, model(images).float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    def model_only(numerics, train=True):
+        x = numerics.place_images(images)
+        model, optimizer = trainee(numerics)
+
+        def step():
+            model.train(train)
+            with torch.set_grad_enabled(train), numerics.autocast():
+                out = model(x).float()
+            if train:
+                loss = box_loss(config.loss, out, targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                step()
+        return run
 
     # plain: per-item decode + transforms in DataLoader workers, float32, channels-first
     plain_set = PlainDataset(manifest[manifest["split"] == "train"], args.image_size, mean, std)
     plain_loader = DataLoader(plain_set, batch_size=args.batch_size, shuffle=True, num_workers=args.plain_workers,
                               persistent_workers=args.plain_workers > 0)
     plain_batches = forever(plain_loader)
+    plain_model, plain_optimizer = trainee(formats["fp32_contiguous"])
 
     def plain_step():
-        model.train()
+        plain_model.train()
         x, y = next(plain_batches)
-        loss = box_loss(config.loss, model(x.to(device).contiguous()), y.to(device))
-        optimizer.zero_grad(set_to_none=True)
+        loss = box_loss(config.loss, plain_model(x.to(device).contiguous()), y.to(device))
+        plain_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        plain_optimizer.step()
 
-    speeds = interleaved({"plain": repeat(plain_step), "ours": ours_run, "ceiling": repeat(ceiling_step)},
-                         args.rounds, n, args.warmup, args.batch_size, device)
+    def plain_run(n: int) -> None:
+        for _ in range(n):
+            plain_step()
 
-    # prediction on cached uint8 batches
-    model.eval()
+    runs = {"plain": plain_run, "fp32_before": pipeline(formats["fp32_contiguous"]), "ours": pipeline(ours_numerics)}
+    runs |= {f"ceiling_{name}": model_only(numerics) for name, numerics in formats.items()}
+    speeds = interleaved(runs, args.rounds, n, args.warmup, args.batch_size, device)
+    ceiling_name = max(formats, key=lambda name: speeds[f"ceiling_{name}"])
+    speeds["ceiling"] = speeds[f"ceiling_{ceiling_name}"]
+
+    # prediction on cached uint8 batches, against the model alone in eval mode in each format
     batch_u8 = next(iter(train_loader))[0]
-    speeds["predict"] = interleaved({"predict": repeat(lambda: predict_batch(model, batch_u8, mean, std))},
-                                    args.rounds, n, 1, args.batch_size, device)["predict"]
-    plain, ours, ceiling = speeds["plain"], speeds["ours"], speeds["ceiling"]
+
+    predictor = trainee(ours_numerics)[0].eval()
+
+    def predict_run(n: int) -> None:
+        for _ in range(n):
+            predict_batch(predictor, batch_u8, mean, std, numerics=ours_numerics)
+
+    predict_runs = {"predict": predict_run}
+    predict_runs |= {f"predict_ceiling_{name}": model_only(numerics, train=False) for name, numerics in formats.items()}
+    speeds |= interleaved(predict_runs, args.rounds, n, 1, args.batch_size, device)
+    predict_ceiling_name = max(formats, key=lambda name: speeds[f"predict_ceiling_{name}"])
+    ours_format = next(name for name, numerics in formats.items() if numerics == ours_numerics)
+    speeds["predict_ceiling"] = speeds[f"predict_ceiling_{predict_ceiling_name}"]
 
     result = {
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(),
         "backbone": args.backbone, "image_size": args.image_size, "batch_size": args.batch_size, "steps": n,
-        "rounds": args.rounds, "images_per_s": speeds,
-        "ours_over_plain": ours / plain, "ours_over_ceiling": ours / ceiling,
+        "rounds": args.rounds, "ours_numerics": str(ours_numerics), "ours_numerics_why": why,
+        "ceiling_format": ceiling_name, "predict_ceiling_format": predict_ceiling_name, "images_per_s": speeds,
+        "ours_over_ceiling": speeds["ours"] / speeds["ceiling"],
+        "ours_over_fp32_before": speeds["ours"] / speeds["fp32_before"],
+        "ours_over_plain": speeds["ours"] / speeds["plain"],
+        "predict_over_ceiling": speeds["predict"] / speeds["predict_ceiling"],
+        # prediction keeps training's number format (see localizer.numerics): its own ceiling
+        "predict_over_ceiling_same_format": speeds["predict"] / speeds[f"predict_ceiling_{ours_format}"],
     }
-    print(f"{result['device']} | {args.backbone} {args.image_size}px batch {args.batch_size}")
-    print(pd.Series(result["images_per_s"], name="images/s").round(1).to_string())
-    print(f"ours/plain   {result['ours_over_plain']:.2f}x")
-    print(f"ours/ceiling {result['ours_over_ceiling']:.2f}x")
+    print(f"{result['device']} | {args.backbone} {args.image_size}px batch {args.batch_size} | {result['machine']}")
+    print(f"ours: {ours_numerics} ({why})")
+    print(pd.Series(speeds, name="images/s").round(1).to_string())
+    print(f"ceiling = {ceiling_name}, predict ceiling = {predict_ceiling_name}")
+    for key in ("ours_over_ceiling", "ours_over_fp32_before", "ours_over_plain", "predict_over_ceiling",
+                "predict_over_ceiling_same_format"):
+        print(f"{key:32s} {result[key]:.2f}x")
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"throughput_{device.type}_{args.backbone}_{args.image_size}px_b{args.batch_size}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"written: {out}")
     return result
-
 
 if __name__ == "__main__":
     main()

@@ -167,10 +167,12 @@ def run_notebooks(
                   "run_dir": _notebook_path(run_dir)}
     if figures_dir is not None:
         parameters["figures_dir"] = _notebook_path(Path(figures_dir).resolve())
+    started = time.perf_counter()
     for name in notebooks:
         output = run_dir / "notebooks" / f"{name}.ipynb"
         if progress:
             print(f"[{name}] running -> {output}", flush=True)
+        notebook_started = time.perf_counter()
         try:
             papermill.execute_notebook(
                 str(NOTEBOOK_DIR / f"{name}.ipynb"), str(output), parameters=parameters,
@@ -182,4 +184,11 @@ def run_notebooks(
             if exc.ename in _data_error_names():
                 raise NotebookDataError("", message) from None
             raise NotebookFailed(message) from None
+        print(f"[{name}] done in {_minutes(time.perf_counter() - notebook_started)}", flush=True)
+    print(f"run: {len(notebooks)} notebooks in {_minutes(time.perf_counter() - started)} "
+          f"(wall time, from the first notebook's start)", flush=True)
     return run_dir
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
