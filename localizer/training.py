@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from .batch_augment import BatchAugment
@@ -38,6 +39,7 @@ from .cache import ImageCache
 from .data import CachedBoxDataset, make_loader, normalized_targets
 from .errors import ConfigError, DataError
 from .files import atomic_save, write_csv, write_json
+from .heads import HEADS
 from .losses import LOSSES, box_loss
 from .metrics import paired_iou
 from .models import BACKBONES, build_model
@@ -63,7 +65,14 @@ class TrainConfig:
     """Everything that defines a training run (saved as ``config.json`` and in each checkpoint).
 
     Attributes mirror the report's recipe by default. ``classes`` keeps only boxes of these classes
-    (None: all; e.g. ``"animals"``, see :func:`localizer.readers.parse_classes`). ``schedule`` is ``plateau`` (the report's
+    (None: all; e.g. ``"animals"``, see :func:`localizer.readers.parse_classes`). ``head`` is the
+    report's ``linear`` head or ``softargmax`` (:mod:`localizer.heads`). ``affine_p`` is the
+    probability of the box-aware random scale + shift per training image
+    (:class:`localizer.batch_augment.BatchAugment`; 0 in the report). ``ema`` > 0 keeps an
+    exponential moving average of the weights (decay per step; :class:`torch.optim.swa_utils.AveragedModel`),
+    which validation, ``best.pt`` and so evaluation and prediction use. ``warmup_epochs`` > 0
+    (cosine schedule only) raises the learning rate linearly from a tenth over those epochs
+    before the cosine decay (Goyal et al. 2017). ``schedule`` is ``plateau`` (the report's
     ReduceLROnPlateau on the validation loss) or ``cosine`` (cosine annealing from ``lr`` to 0 over
     ``epochs``, stepped once per epoch; Loshchilov & Hutter, SGDR, 2017). ``subset`` limits the number of images
     (seeded, before the split) for quick runs; ``workers`` is the number of DataLoader processes
@@ -91,11 +100,15 @@ class TrainConfig:
     weight_decay: float = 1e-4
     backbone: str = "resnet18"
     weights: str | None = "imagenet"
+    head: str = "linear"
     dropout: float = 0.5
     loss: str = "smooth_l1"
     schedule: str = "plateau"
     plateau_factor: float = 0.1
     plateau_patience: int = 3
+    warmup_epochs: int = 0
+    ema: float = 0.0
+    affine_p: float = 0.0
     seed: int = DEFAULT_SEED
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
     subset: int | None = None
@@ -129,6 +142,14 @@ class TrainConfig:
             bad("lr", "a number > 0")
         if not number(self.dropout) or not 0 <= self.dropout < 1:
             bad("dropout", "a number in [0, 1)")
+        if not number(self.ema) or not 0 <= self.ema < 1:
+            bad("ema", "a number in [0, 1): the EMA decay per step (0: no EMA)")
+        if not number(self.affine_p) or not 0 <= self.affine_p <= 1:
+            bad("affine_p", "a number in [0, 1]")
+        if not whole(self.warmup_epochs) or not 0 <= self.warmup_epochs < self.epochs:
+            bad("warmup_epochs", "a whole number >= 0 and below epochs")
+        if self.warmup_epochs and self.schedule != "cosine":
+            bad("warmup_epochs", "0 with schedule='plateau' (warm-up is for the cosine schedule)")
         if not whole(self.plateau_patience) or self.plateau_patience < 0:
             bad("plateau_patience", "a whole number >= 0")
         if self.subset is not None and (not whole(self.subset) or self.subset < 1):
@@ -138,7 +159,7 @@ class TrainConfig:
         if not whole(self.workers) or self.workers < -1:
             bad("workers", "-1 (automatic) or a whole number >= 0")
         choices = {"backbone": BACKBONES, "loss": LOSSES, "schedule": SCHEDULES, "lr_scaling": LR_SCALINGS,
-                   "oxford_box": ("animal", "head"), "precision": PRECISIONS}
+                   "oxford_box": ("animal", "head"), "precision": PRECISIONS, "head": HEADS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 bad(name, f"one of {allowed}")
@@ -256,10 +277,13 @@ def prepare_run(config: TrainConfig, run_dir: Path | str, overwrite: bool = Fals
 
 # ------------------------------------------------------------------------------------------- fit
 SCHEDULES = ("plateau", "cosine")
+#: Warm-up starts at this share of the learning rate and reaches it after ``warmup_epochs``.
+WARMUP_START = 0.1
 
 
 def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
-    """The learning-rate schedule of ``config.schedule`` (stepped once per epoch by :func:`fit`).
+    """The learning-rate schedule of ``config.schedule`` (stepped once per epoch by :func:`fit`),
+    after ``config.warmup_epochs`` of linear warm-up from :data:`WARMUP_START` of the rate (cosine only).
 
     Raises:
         localizer.errors.ConfigError: unknown schedule (see :data:`SCHEDULES`).
@@ -268,7 +292,11 @@ def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=config.plateau_factor, patience=config.plateau_patience)
     if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs - config.warmup_epochs)
+        if not config.warmup_epochs:
+            return cosine
+        warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=WARMUP_START, total_iters=config.warmup_epochs)
+        return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, cosine], milestones=[config.warmup_epochs])
     raise ConfigError(f"unknown schedule {config.schedule!r}; choose one of {SCHEDULES}")
 
 
@@ -297,13 +325,14 @@ class _State:
 
 
 def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer=None, desc="", progress=True,
-              augment=None):
+              augment=None, ema=None):
     """One pass over ``loader`` (any iterable of ``(uint8 images, targets)`` batches).
 
     Images are moved to ``numerics.device``, augmented there by ``augment`` (e.g.
     :class:`localizer.batch_augment.BatchAugment`) when given, normalized with ``mean``/``std`` and
     laid out and computed as ``numerics`` says (channels_last, bf16 autocast). Trains when
-    ``optimizer`` is given, else only evaluates. Losses and IoUs stay on the device until the end of
+    ``optimizer`` is given, else only evaluates; ``ema`` (an :class:`~torch.optim.swa_utils.AveragedModel`
+    of ``model``) is updated after every optimizer step. Losses and IoUs stay on the device until the end of
     the pass, so the loop never waits for a GPU (the progress bar's loss, every 10 batches, is the
     only read-back).
 
@@ -332,6 +361,8 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
         losses.append(loss.detach())
         ious.append(paired_iou(preds.detach().float(), targets))
         if progress and len(losses) % 10 == 0:
@@ -421,7 +452,8 @@ def fit(
     device = resolve_device(config.device)
     seed_everything(config.seed)
 
-    model = build_model(config.backbone, weights=None if checkpoint else config.weights, dropout=config.dropout)
+    model = build_model(config.backbone, weights=None if checkpoint else config.weights, dropout=config.dropout,
+                        head=config.head, image_size=config.image_size)
     mean, std = model.input_mean, model.input_std
     numerics, why = training_numerics(config, device, model, checkpoint)
     if progress:
@@ -431,16 +463,19 @@ def fit(
         torch.backends.cudnn.benchmark = True  # one input size throughout: pick the fastest kernels once
     optimizer = torch.optim.AdamW(model.parameters(), lr=effective_lr(config), weight_decay=config.weight_decay)
     scheduler = make_scheduler(config, optimizer)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True) if config.ema else None
     state = _State()
     if checkpoint:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(checkpoint["ema"])
         state = _State(checkpoint["epoch"], checkpoint["best_val_iou"], checkpoint["history"],
                        checkpoint.get("best_epoch", 0))
 
     train_loader, val_loader = make_loaders(config, manifest, device, progress)
-    augment = BatchAugment()
+    augment = BatchAugment(affine_p=config.affine_p)
     train_mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0).tolist()
 
     last_epoch = config.epochs if max_epochs is None else min(config.epochs, state.epoch + max_epochs)
@@ -451,10 +486,10 @@ def fit(
         torch.manual_seed(config.seed * 1000 + epoch)
         tag = f"epoch {epoch}/{config.epochs}"
         train_loss, train_iou = run_epoch(model, train_loader, config.loss, numerics, mean, std,
-                                           optimizer, f"{tag} train", progress, augment=augment)
-        with torch.no_grad():
-            val_loss, val_iou = run_epoch(model, val_loader, config.loss, numerics, mean, std,
-                                           None, f"{tag} val", progress)
+                                           optimizer, f"{tag} train", progress, augment=augment, ema=ema)
+        with torch.no_grad():  # validation scores the weights that best.pt keeps: the EMA's, if any
+            val_loss, val_iou = run_epoch(ema.module if ema else model, val_loader, config.loss, numerics, mean,
+                                           std, None, f"{tag} val", progress)
         lr = optimizer.param_groups[0]["lr"]
         if config.schedule == "plateau":
             scheduler.step(val_loss)
@@ -474,6 +509,8 @@ def fit(
             "input_mean": mean, "input_std": std, "train_mean_box": train_mean_box,
             "device_type": device.type, "precision_used": numerics.precision,
         }
+        if ema is not None:
+            payload |= {"ema": ema.state_dict(), "ema_model": ema.module.state_dict()}
         # last.pt first: a kill before best.pt is written is repaired from it (reconcile_checkpoints)
         atomic_save(payload, last_path)
         if improved:
@@ -491,9 +528,12 @@ CHECKPOINT_KEYS = ("model", "config", "epoch", "history", "input_mean", "input_s
 
 
 def best_payload(checkpoint: dict) -> dict:
-    """What ``best.pt`` holds of a ``last.pt`` payload: all but the optimizer and scheduler state
-    (2/3 of the bytes; best.pt is for evaluation and prediction)."""
-    return {k: v for k, v in checkpoint.items() if k not in ("optimizer", "scheduler")}
+    """What ``best.pt`` holds of a ``last.pt`` payload: the weights that were validated (the EMA's
+    when the recipe keeps one) as ``model``, and no optimizer, scheduler or second copy of the
+    weights (best.pt is for evaluation and prediction)."""
+    best = {k: v for k, v in checkpoint.items() if k not in ("optimizer", "scheduler", "ema", "ema_model")}
+    best["model"] = checkpoint.get("ema_model", checkpoint["model"])
+    return best
 
 
 def load_checkpoint(path: Path | str) -> dict:
@@ -564,7 +604,8 @@ def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
     checkpoint = load_checkpoint(path)
     try:
         config = TrainConfig.from_dict(checkpoint["config"])
-        model = build_model(config.backbone, weights=None, dropout=config.dropout)
+        model = build_model(config.backbone, weights=None, dropout=config.dropout, head=config.head,
+                            image_size=config.image_size)
         model.load_state_dict(checkpoint["model"])
     except (ConfigError, KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError("not-a-checkpoint", f"its recipe or weights do not make a localizer model: {exc}",

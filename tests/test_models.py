@@ -24,8 +24,10 @@ from localizer.models import (
 # Exact counts, computed once with torchvision 0.29.1 / efficientnet-lite-pytorch 0.1.0:
 # resnet18 with fc removed: 11,689,512 - (512*1000 + 1000) = 11,176,512
 # efficientnet-lite0 with _fc removed: 4,652,008 - (1280*1000 + 1000) = 3,371,008
-BACKBONE_PARAMS = {"resnet18": 11_176_512, "efficientnet_lite0": 3_371_008}
-NUM_FEATURES = {"resnet18": 512, "efficientnet_lite0": 1280}
+# efficientnet-lite1/2: 5,416,680 - 1,281,000 = 4,135,680 and 6,092,072 - 1,281,000 = 4,811,072
+BACKBONE_PARAMS = {"resnet18": 11_176_512, "efficientnet_lite0": 3_371_008, "efficientnet_lite1": 4_135_680,
+                   "efficientnet_lite2": 4_811_072}
+NUM_FEATURES = {"resnet18": 512, "efficientnet_lite0": 1280, "efficientnet_lite1": 1280, "efficientnet_lite2": 1280}
 
 IMAGENET_LION = 291
 

@@ -1,0 +1,93 @@
+"""Box heads: from the backbone's feature map ``(N, F, h, w)`` to one normalized xyxy box ``(N, 4)``.
+
+* ``linear`` — the course report's head: global average pooling, Dropout(p), Linear(F, 4). Pooling
+  throws away *where* the features are; the linear layer must read the box off what survives.
+* ``softargmax`` — a head that keeps where things are: a 1x1 convolution reduces the map to
+  :data:`REDUCED_CHANNELS` channels (+ BatchNorm + ReLU), which are flattened with their positions
+  (as fastai's VOC largest-object lesson flattens the map instead of pooling it), then Dropout(p)
+  and a linear layer give, for each of the four edges, logits over :data:`BINS` positions spread
+  evenly over [0, 1]. Each edge is the expectation of its softmax distribution (a soft-argmax:
+  integral regression, Sun et al., "Integral Human Pose Regression", ECCV 2018; per-edge
+  distributions as in Li et al., "Generalized Focal Loss", NeurIPS 2020, and 1-D coordinate
+  classification as in SimCC, Li et al., ECCV 2022). The result always lies in [0, 1], and a
+  one-hot distribution at bin ``k`` gives exactly ``k / (BINS - 1)``, so edges on the image border
+  (frequent with tight framing) are reachable.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+HEADS = ("linear", "softargmax")
+REDUCED_CHANNELS = 64
+BINS = 32
+
+
+class LinearHead(nn.Sequential):
+    """The report's head: ``(N, F, h, w)`` -> global average pool -> Dropout(p) -> Linear(F, 4).
+
+    An ``nn.Sequential(Dropout, Linear)`` (``head[0]``, ``head[1]``; state-dict keys ``0.*``, ``1.*``)
+    whose forward pools first. The output is the raw linear output: it can leave [0, 1].
+    """
+
+    def __init__(self, num_features: int, dropout: float = 0.5):
+        super().__init__(nn.Dropout(p=float(dropout)), nn.Linear(int(num_features), 4))
+
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return super().forward(feature_map.mean(dim=(2, 3)))
+
+
+def soft_argmax(logits: torch.Tensor) -> torch.Tensor:
+    """Expected position of softmax distributions over bins spread evenly over [0, 1].
+
+    Args:
+        logits: ``(..., K)`` with ``K >= 2`` bins at positions ``k / (K - 1)``, k = 0..K-1.
+
+    Returns:
+        ``(...)`` float32 expectations in [0, 1] (computed in float32 also under autocast).
+    """
+    positions = torch.linspace(0.0, 1.0, logits.shape[-1], device=logits.device)
+    return (logits.float().softmax(dim=-1) * positions).sum(dim=-1)
+
+
+class SoftArgmaxHead(nn.Module):
+    """A head on the un-pooled map: ``(N, F, h, w)`` -> 1x1 conv to ``channels`` (+ BN + ReLU) ->
+    flatten -> Dropout(p) -> Linear(channels h w, 4 bins) -> per-edge :func:`soft_argmax` -> ``(N, 4)``
+    normalized xyxy in [0, 1].
+
+    Args:
+        num_features: ``F``, channels of the backbone's map.
+        grid: ``(h, w)`` of the map for the training input size (its input must keep that size).
+        dropout: dropout before the linear layer.
+        channels, bins: see :data:`REDUCED_CHANNELS` and :data:`BINS`.
+    """
+
+    def __init__(self, num_features: int, grid: tuple[int, int], dropout: float = 0.5,
+                 channels: int = REDUCED_CHANNELS, bins: int = BINS):
+        super().__init__()
+        self.grid, self.bins = tuple(grid), int(bins)
+        self.reduce = nn.Sequential(nn.Conv2d(num_features, channels, 1, bias=False), nn.BatchNorm2d(channels),
+                                    nn.ReLU(inplace=True))
+        self.dropout = nn.Dropout(p=float(dropout))
+        self.edges = nn.Linear(channels * self.grid[0] * self.grid[1], 4 * self.bins)
+
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+        if tuple(feature_map.shape[-2:]) != self.grid:
+            raise ValueError(f"the softargmax head was built for a {self.grid} feature map (its training input "
+                             f"size) and got {tuple(feature_map.shape[-2:])}")
+        logits = self.edges(self.dropout(self.reduce(feature_map).flatten(1)))
+        return soft_argmax(logits.view(-1, 4, self.bins))
+
+
+def build_head(name: str, num_features: int, grid: tuple[int, int], dropout: float) -> nn.Module:
+    """The head ``name`` (one of :data:`HEADS`) for a ``num_features``-channel map of size ``grid``.
+
+    Raises:
+        ValueError: an unknown head.
+    """
+    if name == "linear":
+        return LinearHead(num_features, dropout)
+    if name == "softargmax":
+        return SoftArgmaxHead(num_features, grid, dropout)
+    raise ValueError(f"unknown head {name!r}; expected one of {HEADS}")
