@@ -8,7 +8,7 @@ Same machine, model, batch size and image size for all:
   with workers, float32, contiguous memory, every epoch.
 * ``fp32_before``: localizer's pipeline in float32 and contiguous memory, as it ran on CPUs before
   ``precision`` existed.
-* ``ours``: localizer's pipeline as :func:`localizer.training.fit` runs it — decode-once memmap
+* ``ours``: localizer's pipeline as :func:`localizer.training.train` runs it — decode-once memmap
   cache, uint8 batches, flip + ColorJitter on whole batches on the device
   (:class:`localizer.batch_augment.BatchAugment`), normalization there, and the numerics
   ``precision=auto`` chooses (:func:`localizer.numerics.choose_numerics`: channels_last, and bf16
@@ -43,12 +43,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from localizer.batch_augment import BatchAugment
 from localizer.download import ensure_data
-from localizer.evaluation import predict_batch
 from localizer.imageio import load_rgb
+from localizer.inference import predict_batch
 from localizer.losses import box_loss
 from localizer.models import build_model
 from localizer.numerics import Numerics, choose_numerics, resolve_device
-from localizer.training import TrainConfig, make_loaders, make_manifest, run_epoch
+from localizer.recipe import TrainConfig
+from localizer.run import make_manifest
+from localizer.training import make_loaders, run_epoch
 from localizer.transforms import boxes_to_target, build_transforms, pixel_boxes
 
 

@@ -1,12 +1,57 @@
 """localizer: single-object localization — regress the one bounding box of the primary animal in a photo.
 
-Modules, one job each: :mod:`~localizer.boxes` (box conventions), :mod:`~localizer.imageio` (safe
-decoding), :mod:`~localizer.readers` (dataset formats), :mod:`~localizer.validation` (check-data),
-:mod:`~localizer.split` (seeded split, manifest), :mod:`~localizer.transforms` (torchvision v2),
-:mod:`~localizer.cache` (decode-once cache), :mod:`~localizer.data` (datasets, loaders),
-:mod:`~localizer.models`, :mod:`~localizer.metrics`, :mod:`~localizer.training`,
-:mod:`~localizer.evaluation`, :mod:`~localizer.prediction`, :mod:`~localizer.plots`,
-:mod:`~localizer.runner` (papermill), :mod:`~localizer.cli`.
+A map of the package, one job per module, in the order data flows through it (data → split → run
+→ train → evaluate / predict → plots); each module imports only from those above it (and from the
+small helpers at the end).
+
+Data
+    ``download``       where the data is: the course's lion photos or Oxford-IIIT Pet (downloaded)
+                       — imports ``network``
+    ``imageio``        decode a photo safely: EXIF-oriented RGB, or a reason it cannot be used
+    ``readers/``       dataset layouts (``yolo``, ``voc``, ``oxford``, ``coco``, ``csvfile``), the
+                       class filter (``classes``) and boxes on the displayed photo (``frames``)
+                       — imports ``imageio``, ``boxes``
+    ``duplicates``     near-duplicate photos (dHash) and their groups
+    ``validation``     ``check-data``: decode every photo, parse every annotation, report skips
+                       — imports ``readers``, ``imageio``, ``boxes``, ``duplicates``
+    ``exploration``    box statistics of a dataset and their figure (notebook 01) — imports ``plots``
+    ``synthetic``      the small synthetic dataset of the tests
+Split and run
+    ``split``          the seeded 70/15/15 split, near-duplicates kept together; the manifest CSV
+    ``recipe``         :class:`~localizer.recipe.TrainConfig` (every value of a run, checked) and
+                       the named profiles — imports the names of ``models``, ``heads``, ``losses``,
+                       ``numerics``, ``readers``, ``split``
+    ``run``            the run folder: create, open, checkpoints (saved in a crash-safe order,
+                       loaded safely), :func:`~localizer.run.load_model` — imports ``recipe``,
+                       ``split``, ``validation``, ``models``, ``numerics``
+Training
+    ``transforms``     the per-image torchvision v2 pipeline and batch normalization
+    ``cache``          the decode-once image cache — imports ``imageio``, ``transforms``
+    ``data``           datasets and loaders over the cache — imports ``cache``, ``boxes``
+    ``batch_augment``  flip, ColorJitter and box-aware scale + shift on whole batches — imports
+                       ``boxes``, ``transforms``
+    ``weights``        ImageNet and local weights files — imports ``network``
+    ``heads``          the box heads: the report's linear head, the soft-argmax head
+    ``models``         backbone + head — imports ``heads``, ``weights``
+    ``numerics``       device, bf16 autocast, channels_last, and ``precision=auto``'s choice
+    ``losses``         Smooth L1 and GIoU + L1 — imports ``metrics``
+    ``training``       the epoch loop: :func:`~localizer.training.train` — imports ``run``,
+                       ``recipe``, ``data``, ``batch_augment``, ``models``, ``numerics``, ``losses``
+Evaluation and prediction
+    ``metrics``        IoU, accuracy at IoU > t (the PASCAL VOC criterion at 0.5)
+    ``inference``      the model's boxes for batches (shared by the two below) — imports ``data``,
+                       ``numerics``, ``transforms``, ``metrics``
+    ``evaluation``     metrics of a split beside the mean-box and random-box baselines — imports
+                       ``inference``, ``data``, ``metrics``
+    ``prediction``     ``predict``: boxes of new photos, drawings — imports ``inference``, ``imageio``
+    ``plots``          the report's figures — imports ``imageio``, ``boxes``
+Commands
+    ``runner``         ``run``: the four notebooks with papermill into one run folder — imports
+                       ``run``, ``recipe``, ``download``
+    ``cli``            ``python -m localizer ...`` — imports what each command needs
+Helpers
+    ``boxes`` (box conventions), ``errors`` (:class:`~localizer.errors.DataError`), ``files``
+    (atomic writes), ``network`` (download timeout)
 """
 
 __version__ = "0.1.0"

@@ -8,7 +8,7 @@ one brightness factor for all). Per-image randomness over a batch is what this m
 image operations themselves are torchvision's:
 
 * flip: :func:`torchvision.transforms.v2.functional.horizontal_flip` for the pixels and
-  :func:`~torchvision.transforms.v2.functional.horizontal_flip_bounding_boxes` for the boxes
+  :func:`localizer.boxes.hflip_boxes` (torchvision's ``horizontal_flip_bounding_boxes``) for the boxes
   (normalized xyxy, so the canvas is 1 x 1: xmin' = 1 - xmax, xmax' = 1 - xmin), selected per image;
 * ColorJitter: the blends of torchvision's ``adjust_brightness`` (image x f), ``adjust_contrast``
   (blend with the mean of the grey image) and ``adjust_saturation`` (blend with the grey image,
@@ -27,7 +27,7 @@ image operations themselves are torchvision's:
   of the image). Done image by image (one affine each), before the flip.
 
 The random numbers are drawn on the CPU from torch's global generator (seeded per epoch by
-:func:`localizer.training.fit`), so a seed gives the same augmentation on any device, and drawing
+:func:`localizer.training.train`), so a seed gives the same augmentation on any device, and drawing
 them never waits for the GPU. The work is about a dozen element-wise passes over the batch (on 2 CPU
 cores, a few per cent of a ResNet18 training step; on a GPU, memory-bound kernels over 25 MB
 for 32 images of 256 px), instead of per-image transforms in loader workers.
@@ -41,6 +41,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
+from .boxes import hflip_boxes
 from .transforms import COLOR_JITTER, FLIP_P
 
 #: The order of the jitter columns in :class:`AugmentParams` ``factors``.
@@ -154,8 +155,7 @@ def apply_augment(images: torch.Tensor, boxes: torch.Tensor, params: AugmentPara
         x, boxes = _scale_and_shift(x, boxes, params)
     flip = params.flip.to(device, non_blocking=True)
     x = torch.where(flip[:, None, None, None], F.horizontal_flip(x), x)
-    mirrored = F.horizontal_flip_bounding_boxes(boxes, format=tv_tensors.BoundingBoxFormat.XYXY, canvas_size=(1, 1))
-    boxes = torch.where(flip[:, None], mirrored, boxes)
+    boxes = torch.where(flip[:, None], hflip_boxes(boxes), boxes)
     factors = params.factors.to(device, non_blocking=True)
     for op in params.order:
         f = factors[:, JITTER_OPS.index(op), None, None, None]

@@ -19,7 +19,9 @@ import math
 
 import numpy as np
 import torch
+from torchvision import tv_tensors
 from torchvision.ops import box_area, box_convert
+from torchvision.transforms.v2 import functional as F
 
 from .errors import DataError
 
@@ -124,3 +126,9 @@ def normalized_boxes(table) -> np.ndarray:
     """The primary boxes of a table (columns :data:`BOX_COLUMNS`, ``width``, ``height``) as ``(N, 4)``
     float64 xyxy normalized by each image's width and height."""
     return normalize_boxes(table[BOX_COLUMNS].to_numpy(), table["width"].to_numpy(), table["height"].to_numpy())
+
+
+def hflip_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """Mirror normalized xyxy boxes ``(N, 4)`` left-right: ``(1 - xmax, ymin, 1 - xmin, ymax)``
+    (torchvision's box flip on a 1 x 1 canvas)."""
+    return F.horizontal_flip_bounding_boxes(boxes, format=tv_tensors.BoundingBoxFormat.XYXY, canvas_size=(1, 1))

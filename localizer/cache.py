@@ -13,18 +13,20 @@ import fcntl
 import hashlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
+from tqdm.contrib.concurrent import thread_map
 
 from .files import atomic_write_text
 from .imageio import load_rgb
 from .transforms import resize_image
 
 CACHE_VERSION = "v1"
+#: Photos decoded at once while caching (memory: this many decoded, resized photos).
+DECODE_CHUNK = 256
 
 
 def default_cache_dir() -> Path:
@@ -87,33 +89,34 @@ class ImageCache:
             localizer.imageio.ImageLoadError: a file cannot be decoded (its name and reason are given).
         """
         workers = workers or os.cpu_count() or 1
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            digests = list(pool.map(file_digest, paths))
+        digests = thread_map(file_digest, paths, max_workers=workers, disable=True)
         with self._locked():
             index = self._read_index()
             todo = sorted({d: p for d, p in zip(digests, paths) if d not in index}.items())
             if todo:
-                count = len(index)
-                with open(self.data_path, "ab") as f:
-                    f.truncate(count * self.slot_bytes)  # drop bytes of an interrupted append
-                    f.seek(count * self.slot_bytes)
-                    decoded = pool_map_ordered(self._decode, [p for _, p in todo], workers, progress,
-                                               f"caching {len(todo)} images at {self.image_size}px")
-                    for array, (digest, _) in zip(decoded, todo, strict=True):
-                        f.write(array.tobytes())
-                        index[digest] = count
-                        count += 1
+                self._append(todo, index, workers, progress)
                 atomic_write_text(self.index_path, json.dumps(index))
         return np.array([index[d] for d in digests], dtype=np.int64)
+
+    def _append(self, todo: list[tuple[str, str]], index: dict[str, int], workers: int, progress: bool) -> None:
+        """Decode ``(digest, path)`` pairs in threads, :data:`DECODE_CHUNK` at a time (so that memory
+        holds one chunk, not the data set), and append them to the data file and ``index``."""
+        count = len(index)
+        with open(self.data_path, "ab") as f, tqdm(total=len(todo), unit="img", disable=not progress,
+                                                  desc=f"caching {len(todo)} images at {self.image_size}px") as bar:
+            f.truncate(count * self.slot_bytes)  # drop bytes of an interrupted append
+            f.seek(count * self.slot_bytes)
+            for start in range(0, len(todo), DECODE_CHUNK):
+                chunk = todo[start:start + DECODE_CHUNK]
+                decoded = thread_map(self._decode, [p for _, p in chunk], max_workers=workers, disable=True)
+                for array, (digest, _) in zip(decoded, chunk, strict=True):
+                    f.write(array.tobytes())
+                    index[digest] = count
+                    count += 1
+                bar.update(len(chunk))
 
     def open(self) -> np.memmap:
         """The cached images as a read-only memmap ``(n, size, size, 3)`` uint8."""
         count = len(self._read_index())
         return np.memmap(self.data_path, dtype=np.uint8, mode="r",
                          shape=(count, self.image_size, self.image_size, 3))
-
-
-def pool_map_ordered(fn, items: list, workers: int, progress: bool, desc: str):
-    """Yield ``fn(item)`` in order, computed by ``workers`` threads, with a tqdm progress bar."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from tqdm(pool.map(fn, items), total=len(items), desc=desc, unit="img", disable=not progress)

@@ -17,6 +17,7 @@ from .download import DataUnavailableError
 from .errors import ConfigError, DataError
 from .models import WeightsUnavailableError
 from .readers import FORMATS, OXFORD_BOXES
+from .recipe import PROFILES
 from .runner import NotebookFailed
 from .training import TrainingDiverged
 
@@ -60,31 +61,21 @@ def _config_overrides(pairs: list[str]) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    from .training import RUNTIME_FIELDS, TrainConfig, fit, recipe_values
+    from .recipe import recipe_for
+    from .run import Run
+    from .training import train
 
     overrides = _config_overrides(args.param)
-    values = {"data": args.data, "format": args.format, "oxford_box": args.oxford_box, "classes": args.classes,
-              **overrides}
-    unknown = set(values) - set(asdict(TrainConfig()))
-    if unknown:
-        raise ConfigError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(asdict(TrainConfig()))}")
-    saved_path = args.run_dir / "config.json"
-    if args.resume and saved_path.exists():
-        # --resume continues the recipe the run was started with; a -p or data option contradicting it is a mistake
-        named = [n for n in dict.fromkeys([*overrides, "data", "format", "oxford_box", "classes"])
-                 if n not in RUNTIME_FIELDS]
-        given = recipe_values(TrainConfig.from_dict(values), named)
-        saved = recipe_values(TrainConfig.from_dict(json.loads(saved_path.read_text())), named)
-        changed = [f"{n}={given[n]!r} (the run has {saved[n]!r})" for n in named if given[n] != saved[n]]
-        if changed:
-            raise ConfigError(f"--resume continues {args.run_dir} with the recipe it was started with; it cannot "
-                             f"change {', '.join(changed)}. Train another recipe in another --run-dir.")
-    history = fit(TrainConfig.from_dict(values), args.run_dir, resume=args.resume, overwrite=args.overwrite,
-                  progress=not args.quiet)
+    given = {"data": args.data, "format": args.format, "oxford_box": args.oxford_box, "classes": args.classes,
+             **overrides}
+    config = recipe_for(args.profile, **given)  # names and values checked before any work
+    if args.resume:  # the recipe the run was started with; a -p or data option contradicting it is refused
+        run = Run.open(args.run_dir, **given)
+    else:
+        run = Run.create(config, args.run_dir, overwrite=args.overwrite, progress=not args.quiet)
+    history = train(run, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     print(history.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"checkpoints: {Path(args.run_dir) / 'checkpoints'}")
+    print(f"checkpoints: {run.checkpoints}")
     return 0
 
 
@@ -104,22 +95,22 @@ def _evaluation_set(args: argparse.Namespace, info: dict, split: str):
     afresh with the run's seed and fractions. The mean-box baseline is always the run's training
     mean box.
     """
-    from .split import assign_split, load_manifest
+    from .data import normalized_targets
+    from .run import Run
+    from .split import assign_split
     from .validation import scan_dataset
 
     config = info["config"]
-    manifest_path = Path(args.checkpoint).resolve().parent.parent / "manifest.csv"
-    manifest = load_manifest(manifest_path) if manifest_path.is_file() else None
+    run = Run.of_checkpoint(args.checkpoint)
+    manifest = run.manifest if run else None
     mean_box = info["train_mean_box"]
     if mean_box is None and manifest is not None:  # checkpoints from before train_mean_box
-        from .data import normalized_targets
-
         mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0)
     if _is_run_data(args, config):
         if manifest is None:
-            raise FileNotFoundError(f"no --data given and no run manifest at {manifest_path}")
+            raise FileNotFoundError(f"no --data given and {args.checkpoint} is not in a run folder with a manifest")
         count = len(manifest) if split == "all" else int((manifest["split"] == split).sum())
-        return manifest, mean_box, f"the run's manifest ({manifest_path}): {split} split, {count} photos"
+        return manifest, mean_box, f"the run's manifest ({run.folder / 'manifest.csv'}): {split} split, {count} photos"
     scan = scan_dataset(args.data, fmt=args.format, oxford_box=args.oxford_box, classes=args.classes,
                         progress=not args.quiet)
     if split == "all":
@@ -131,15 +122,15 @@ def _evaluation_set(args: argparse.Namespace, info: dict, split: str):
         what = (f"the {split} split ({count} photos) of a fresh seeded split of all {len(table)} usable photos "
                 f"of {scan.root} (not the run's data; seed {config.seed})")
     if mean_box is None:
-        raise FileNotFoundError(f"{args.checkpoint} records no training mean box and there is no run manifest "
-                                f"at {manifest_path} for the mean-box baseline")
+        raise FileNotFoundError(f"{args.checkpoint} records no training mean box and is not in a run folder "
+                                "whose manifest gives it (the mean-box baseline)")
     return table, mean_box, what
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_model, format_metrics, write_per_image
-    from .files import write_json
-    from .training import load_model
+    from .evaluation import evaluate_model, format_metrics
+    from .files import write_csv, write_json
+    from .run import load_model
 
     model, info = load_model(args.checkpoint, args.device)
     own = _is_run_data(args, info["config"])
@@ -158,14 +149,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics["evaluated_on"] = what
     print(format_metrics(metrics))
     write_json(out, metrics)
-    write_per_image(per_image, out.with_suffix(".csv"))
+    write_csv(per_image, out.with_suffix(".csv"))
     print(f"metrics: {out}")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .prediction import drawing_paths, expand_inputs, predict_files
-    from .training import load_model
+    from .run import load_model
 
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite or another --out")
@@ -209,59 +200,67 @@ def cmd_run(args: argparse.Namespace) -> int:
     metrics = run_dir / "metrics.json"
     if metrics.exists():
         from .evaluation import format_metrics
-        import json
 
         print(format_metrics(json.loads(metrics.read_text())))
     return 0
 
 
+def _add_recipe_args(parser: argparse.ArgumentParser, profile: str, what: str) -> None:
+    """``--profile``, ``-p NAME=VALUE`` (a recipe field; see :class:`localizer.recipe.TrainConfig`)
+    and ``--resume`` / ``--overwrite``."""
+    parser.add_argument("--profile", default=profile, choices=sorted(PROFILES),
+                        help=f"named recipe to start from (default {profile})")
+    parser.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                        help="recipe value (JSON), e.g. -p epochs=10 -p backbone=efficientnet_lite0 -p weights=null")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help=f"continue {what}, with the recipe it was started with")
+    again.add_argument("--overwrite", action="store_true", help=f"start afresh over {what} (only a localizer run)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_inference_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quiet", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m localizer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m localizer", description="Single-object localization: check a "
+                                     "dataset, train, evaluate, predict, run the notebooks.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser("check-data", help="validate a dataset folder and report skipped files")
     _add_data_args(check)
-    check.add_argument("--report", type=Path, help="write file,status,reason CSV here")
+    check.add_argument("--report", type=Path, help="write one row per image found (file, status, reason, ...)")
     check.add_argument("--quiet", action="store_true", help="no progress bar")
     check.set_defaults(func=cmd_check_data)
 
     train = sub.add_parser("train", help="train a box regressor (the report's recipe by default)")
     _add_data_args(train)
     train.add_argument("--run-dir", required=True, type=Path, help="run folder (manifest, checkpoints, history)")
-    train.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
-                       help="recipe parameter, e.g. -p epochs=10 -p backbone=efficientnet_lite0 -p weights=null")
-    again = train.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true",
-                       help="continue the run from checkpoints/last.pt, with the recipe it was started with")
-    again.add_argument("--overwrite", action="store_true", help="start afresh over an existing run")
-    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_recipe_args(train, "report", "the run in --run-dir")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="metrics of a checkpoint beside the baselines")
-    evaluate.add_argument("--checkpoint", required=True, type=Path)
+    _add_inference_args(evaluate)
     evaluate.add_argument("--data", help="dataset folder (default: the run's own data, as split in its manifest)")
     evaluate.add_argument("--format", default="auto", choices=("auto",) + FORMATS)
     evaluate.add_argument("--oxford-box", default="animal", choices=OXFORD_BOXES)
     _add_classes_arg(evaluate)
     evaluate.add_argument("--split", choices=("train", "val", "test", "all"),
                           help="default: test on the run's own data (its manifest), all on other --data")
-    evaluate.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
     evaluate.add_argument("--out", type=Path, help="metrics JSON (default: RUN/metrics_SPLIT[_tta].json, "
                                                    "RUN/metrics_DATANAME_SPLIT[_tta].json for other --data)")
     evaluate.add_argument("--overwrite", action="store_true")
-    evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = sub.add_parser("predict", help="predict the box of new photos")
-    predict.add_argument("--checkpoint", required=True, type=Path)
+    _add_inference_args(predict)
     predict.add_argument("inputs", nargs="+", help="image files or folders")
     predict.add_argument("--out", type=Path, help="CSV of predictions (default: print)")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --out file and drawings")
     predict.add_argument("--draw", type=Path, help="folder for images with the box drawn")
-    predict.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
-    predict.add_argument("--device", default="auto")
-    predict.add_argument("--quiet", action="store_true")
     predict.set_defaults(func=cmd_predict)
 
     synthetic = sub.add_parser("synthetic", help="write the small synthetic test dataset (known boxes, several layouts)")
@@ -271,20 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--overwrite", action="store_true", help="replace the layouts' folders if they exist")
     synthetic.set_defaults(func=cmd_synthetic)
 
-    from .runner import PROFILES
-
     run = sub.add_parser("run", help="execute notebooks 01-04 with papermill into one run folder")
     run.add_argument("--data", help="dataset folder (default: ../shared/data/lion beside the repository when it "
                                      "exists, else data/oxford-iiit-pet, downloaded when missing)")
-    run.add_argument("--profile", default="quick", choices=sorted(PROFILES), help="parameter set (default quick)")
     run.add_argument("--run-dir", type=Path, help="run folder (default runs/PROFILE-DATE-TIME)")
-    run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
-                     help="notebook parameter, e.g. -p epochs=5 -p device=cuda")
     run.add_argument("--figures", type=Path, help="also copy the three report figures here")
-    again = run.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true", help="continue in an existing run folder")
-    again.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    run.add_argument("--quiet", action="store_true")
+    _add_recipe_args(run, "quick", "the run folder")
     run.set_defaults(func=cmd_run)
     return parser
 

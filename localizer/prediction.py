@@ -18,8 +18,8 @@ from torchvision.utils import draw_bounding_boxes
 from tqdm.auto import tqdm
 
 from .boxes import denormalize_boxes
-from .evaluation import predict_batch
 from .imageio import ImageLoadError, is_image_file, load_rgb
+from .inference import predict_batch
 from .transforms import resize_image
 
 PREDICTION_COLUMNS = ["file", "xmin", "ymin", "xmax", "ymax", "width", "height", "error"]
@@ -77,7 +77,7 @@ def predict_files(
         mean, std: the model's input normalization.
         tta: horizontal-flip test-time augmentation.
         numerics: how the model computes (``info["numerics"]`` of
-            :func:`localizer.training.load_model`: as in training); default float32.
+            :func:`localizer.run.load_model`: as in training); default float32.
         draw_dir: if given, save each image with its predicted box drawn (red) there, at the path
             :func:`drawing_paths` gives (the inputs' relative paths mirrored: no two inputs share a
             drawing).

@@ -6,12 +6,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import fit
 
+from localizer import run as runs
 from localizer import training
 from localizer.batch_augment import AFFINE_FILL, AugmentParams, BatchAugment, apply_augment
 from localizer.heads import BINS, LinearHead, SoftArgmaxHead, soft_argmax
 from localizer.models import build_model, count_parameters
-from localizer.training import TrainConfig, fit
+from localizer.recipe import TrainConfig
 
 IMAGENET_LION = 291
 
@@ -149,13 +151,13 @@ def test_ema_weights_are_validated_and_kept_in_best(synthetic_data, tmp_path):
                          schedule="cosine", warmup_epochs=1, loss="giou", precision="fp32")
     run = tmp_path / "run"
     history = fit(config, run, progress=False)
-    last = training.load_checkpoint(run / "checkpoints" / "last.pt")
-    best = training.load_checkpoint(run / "checkpoints" / "best.pt")
+    last = runs.load_checkpoint(run / "checkpoints" / "last.pt")
+    best = runs.load_checkpoint(run / "checkpoints" / "best.pt")
     assert last["ema"]["n_averaged"].item() == 2 * math.ceil(14 / 8)  # one update per step
     ema_weights, raw = last["ema_model"], last["model"]
     assert not all(torch.equal(ema_weights[k], raw[k]) for k in raw)
     if best["epoch"] == 2:
         assert all(torch.equal(best["model"][k], ema_weights[k]) for k in raw)
     assert "ema" not in best and "ema_model" not in best and "optimizer" not in best
-    model, info = training.load_model(run / "checkpoints" / "best.pt")
+    model, info = runs.load_model(run / "checkpoints" / "best.pt")
     assert isinstance(model.head, SoftArgmaxHead) and np.isfinite(history["val_iou"]).all()

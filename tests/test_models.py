@@ -1,14 +1,12 @@
 """Tests for localizer.models (CPU only, offline, a few seconds in total)."""
 
-from pathlib import Path
 import time
 
 import pytest
 import torch
 from torch import nn
 
-from localizer import models
-from localizer.transforms import normalize_images
+from localizer import network
 from localizer.models import (
     BACKBONES,
     EFFICIENTNET_LITE_MEAN,
@@ -20,6 +18,7 @@ from localizer.models import (
     build_model,
     count_parameters,
 )
+from localizer.transforms import normalize_images
 
 # Exact counts, computed once with torchvision 0.29.1 / efficientnet-lite-pytorch 0.1.0:
 # resnet18 with fc removed: 11,689,512 - (512*1000 + 1000) = 11,176,512
@@ -189,7 +188,7 @@ def test_unknown_backbone_raises_value_error():
 
 def test_resnet18_imagenet_offline_raises_quickly(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setattr(models, "DOWNLOAD_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(network, "DOWNLOAD_TIMEOUT_S", 2.0)
     # With network access this would download a 45 MB file: run it only offline.
     import socket
 

@@ -2,12 +2,15 @@
 
 import pytest
 import torch
+from helpers import fit
 
 from localizer import numerics, training
+from localizer import run as runs
 from localizer.errors import ConfigError
 from localizer.models import build_model
 from localizer.numerics import Numerics, choose_numerics, default_numerics
-from localizer.training import TrainConfig, fit, load_model
+from localizer.recipe import TrainConfig
+from localizer.run import load_model
 
 CPU = torch.device("cpu")
 
@@ -66,11 +69,11 @@ def test_training_records_its_numerics_and_inference_and_resume_follow(synthetic
                          cache_dir=str(tmp_path / "cache"), precision="bf16")
     run = tmp_path / "run"
     fit(config, run, progress=False, max_epochs=1)
-    checkpoint = training.load_checkpoint(run / "checkpoints" / "last.pt")
+    checkpoint = runs.load_checkpoint(run / "checkpoints" / "last.pt")
     assert (checkpoint["precision_used"], checkpoint["device_type"]) == ("bf16", "cpu")
-    monkeypatch.setattr(training, "native_bf16", lambda device: True)
+    monkeypatch.setattr(runs, "native_bf16", lambda device: True)
     assert load_model(run / "checkpoints" / "best.pt")[1]["numerics"] == default_numerics(CPU, "bf16")
-    monkeypatch.setattr(training, "native_bf16", lambda device: False)  # e.g. evaluated on an older CPU
+    monkeypatch.setattr(runs, "native_bf16", lambda device: False)  # e.g. evaluated on an older CPU
     assert load_model(run / "checkpoints" / "best.pt")[1]["numerics"] == default_numerics(CPU, "fp32")
     # precision is a runtime field: resume with auto keeps the format the run began in, without probing
     monkeypatch.setattr(training, "native_bf16", lambda device: True)
@@ -78,4 +81,4 @@ def test_training_records_its_numerics_and_inference_and_resume_follow(synthetic
     auto = TrainConfig(**{**config.__dict__, "precision": "auto"})
     history = fit(auto, run, resume=True, progress=False)
     assert history["epoch"].tolist() == [1, 2]
-    assert training.load_checkpoint(run / "checkpoints" / "last.pt")["precision_used"] == "bf16"
+    assert runs.load_checkpoint(run / "checkpoints" / "last.pt")["precision_used"] == "bf16"

@@ -13,7 +13,7 @@ from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from localizer import plots  # noqa: E402
+from localizer import exploration, plots  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -57,14 +57,14 @@ def test_figure_names():
 def test_box_statistics_values_and_figure(tmp_path):
     table = pd.DataFrame({"width": [200], "height": [100], "xmin": [50.0], "ymin": [10.0],
                           "xmax": [150.0], "ymax": [60.0]})
-    stats = plots.box_statistics(table).iloc[0]
+    stats = exploration.box_statistics(table).iloc[0]
     assert stats["box_width"] == pytest.approx(0.5) and stats["box_height"] == pytest.approx(0.5)
     assert stats["aspect_ratio"] == pytest.approx(2.0)
     assert (stats["center_x"], stats["center_y"]) == pytest.approx((0.5, 0.35))
     assert stats["relative_area"] == pytest.approx(0.25)
 
     path = tmp_path / "sub" / "stats.png"
-    fig = plots.plot_box_statistics(_table(), path=path)
+    fig = exploration.plot_box_statistics(_table(), path=path)
     assert len(fig.axes) == 6
     assert path.is_file() and path.stat().st_size > 0
 

@@ -15,18 +15,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import fit
 
-from localizer import training
+from localizer import recipe, training
+from localizer import run as runs
+from localizer.boxes import hflip_boxes
 from localizer.cache import ImageCache
 from localizer.cli import main as cli_main
 from localizer.data import CachedBoxDataset, make_loader
-from localizer.evaluation import baseline_predictions, hflip_boxes, predict_dataset
+from localizer.evaluation import baseline_predictions
+from localizer.inference import predict_dataset
 from localizer.losses import box_loss
 from localizer.metrics import accuracy_at, paired_iou, sanitize_boxes, summarize
 from localizer.models import build_model
 from localizer.numerics import default_numerics
 from localizer.prediction import drawing_paths
-from localizer.training import TrainConfig, TrainingDiverged, fit, load_model, run_epoch
+from localizer.recipe import TrainConfig
+from localizer.run import load_model
+from localizer.training import TrainingDiverged, run_epoch
 from localizer.validation import scan_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -247,10 +253,10 @@ def test_schedules():
 
 
 def test_large_batch_learning_rate_scaling(synthetic_data, tmp_path):
-    assert training.effective_lr(TrainConfig(batch_size=256)) == pytest.approx(1e-3)
-    assert training.effective_lr(TrainConfig(batch_size=256, lr_scaling="linear")) == pytest.approx(8e-3)
-    assert training.effective_lr(TrainConfig(batch_size=256, lr_scaling="sqrt")) == pytest.approx(1e-3 * 8 ** 0.5)
-    assert training.effective_lr(TrainConfig(batch_size=32, lr_scaling="sqrt")) == pytest.approx(1e-3)
+    assert recipe.effective_lr(TrainConfig(batch_size=256)) == pytest.approx(1e-3)
+    assert recipe.effective_lr(TrainConfig(batch_size=256, lr_scaling="linear")) == pytest.approx(8e-3)
+    assert recipe.effective_lr(TrainConfig(batch_size=256, lr_scaling="sqrt")) == pytest.approx(1e-3 * 8 ** 0.5)
+    assert recipe.effective_lr(TrainConfig(batch_size=32, lr_scaling="sqrt")) == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="^lr_scaling='cubic': expected one of"):
         TrainConfig(lr_scaling="cubic")
     # fit starts the optimizer at the scaled rate (history's lr is the rate of each epoch)
@@ -283,7 +289,7 @@ def test_a_folder_left_by_another_dataset_is_not_reused(synthetic_data, tmp_path
     """A run folder holding a manifest of other data (e.g. from a start that failed) is refused,
     not trained on silently; the same data reuses the manifest."""
     run = tmp_path / "run"
-    training.prepare_run(_tiny_config(synthetic_data / "yolo", tmp_path, subset=40), run, progress=False)
+    runs.Run.create(_tiny_config(synthetic_data / "yolo", tmp_path, subset=40), run, progress=False)
     yolo_manifest = (run / "manifest.csv").read_text()
     voc = _tiny_config(synthetic_data / "voc", tmp_path, subset=40, epochs=1)
     with pytest.raises(FileExistsError, match="another split"):

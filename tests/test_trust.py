@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import fit
 
+from localizer import run as runs
 from localizer import training
 from localizer.cli import main as cli_main
 from localizer.duplicates import duplicate_groups, near_duplicate_pairs, twin_box_iou
 from localizer.errors import DataError
 from localizer.prediction import drawing_paths, expand_inputs
+from localizer.recipe import TrainConfig
+from localizer.run import load_model
 from localizer.split import NotEnoughDataError, assign_split, minimum_photos, split_sizes
 from localizer.synthetic import make_photos
-from localizer.training import TrainConfig, fit, load_model
 from localizer.validation import scan_dataset
 
 
@@ -91,7 +93,7 @@ def test_synthetic_twins_are_grouped_reported_and_split_together(synthetic_data,
     assert (groups > 0).sum() == 4
     # twin_moved's box is the original's shifted left by a quarter of its width (integer pixels)
     photos = {p.name: p for p in make_photos()}
-    (x0, y0, x1, y1), (m0, _, m1, _) = photos["animal_002.jpg"].boxes[0], photos["twin_moved.jpg"].boxes[0]
+    (x0, _, x1, _), (m0, _, m1, _) = photos["animal_002.jpg"].boxes[0], photos["twin_moved.jpg"].boxes[0]
     expected = (m1 - x0) / ((x1 - x0) + (m1 - m0) - (m1 - x0))
     report = scan.report.set_index("file")
     assert report.loc["images/twin_moved.jpg", "twin_box_iou"] == pytest.approx(expected, abs=1e-4)
@@ -179,7 +181,7 @@ def test_run_overwrite_never_deletes_a_folder_that_is_not_a_run(synthetic_data, 
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.json").write_text("{}")
     (run / "checkpoints" / "notes.txt").write_text("mine")
-    from localizer.runner import foreign_entries
+    from localizer.run import foreign_entries
 
     assert foreign_entries(run) == ["checkpoints/notes.txt"]
     (run / "checkpoints" / "notes.txt").unlink()
@@ -263,7 +265,7 @@ class _Killed(BaseException):
 def test_a_kill_between_last_and_best_is_repaired(synthetic_data, tmp_path, monkeypatch):
     run = tmp_path / "run"
     config = tiny_config(synthetic_data / "yolo", tmp_path, epochs=3, subset=20)
-    real_epoch, real_save = training.run_epoch, training.atomic_save
+    real_epoch, real_save = training.run_epoch, runs.atomic_save
     val_ious = iter([0.3, 0.5, 0.7])  # epochs 1, 2 (killed before best.pt) and 3 (after the resume)
 
     def improving(model, loader, loss_name, device, mean, std, optimizer=None, *args, **kwargs):
@@ -276,24 +278,24 @@ def test_a_kill_between_last_and_best_is_repaired(synthetic_data, tmp_path, monk
         return real_save(obj, path)
 
     monkeypatch.setattr(training, "run_epoch", improving)
-    monkeypatch.setattr(training, "atomic_save", killed_before_best)
+    monkeypatch.setattr(runs, "atomic_save", killed_before_best)
     with pytest.raises(_Killed):
         fit(config, run, progress=False)
-    monkeypatch.setattr(training, "atomic_save", real_save)
-    last = training.load_checkpoint(run / "checkpoints" / "last.pt")
-    stale = training.load_checkpoint(run / "checkpoints" / "best.pt")
+    monkeypatch.setattr(runs, "atomic_save", real_save)
+    last = runs.load_checkpoint(run / "checkpoints" / "last.pt")
+    stale = runs.load_checkpoint(run / "checkpoints" / "best.pt")
     assert (last["epoch"], last["best_epoch"], last["best_val_iou"]) == (2, 2, 0.5)
     assert (stale["epoch"], stale["best_val_iou"]) == (1, 0.3)
     # loading best.pt repairs it from last.pt, whose weights are epoch 2's (the best)
     model, info = load_model(run / "checkpoints" / "best.pt")
-    best = training.load_checkpoint(run / "checkpoints" / "best.pt")
+    best = runs.load_checkpoint(run / "checkpoints" / "best.pt")
     assert info["epoch"] == 2 and best["best_val_iou"] == 0.5 and "optimizer" not in best
     assert all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])
-    assert not training.reconcile_checkpoints(run / "checkpoints")  # consistent now
+    assert not runs.reconcile_checkpoints(run / "checkpoints")  # consistent now
     history = fit(config, run, resume=True, progress=False)
     assert history["epoch"].tolist() == [1, 2, 3]
-    last = training.load_checkpoint(run / "checkpoints" / "last.pt")
-    best = training.load_checkpoint(run / "checkpoints" / "best.pt")
+    last = runs.load_checkpoint(run / "checkpoints" / "last.pt")
+    best = runs.load_checkpoint(run / "checkpoints" / "best.pt")
     assert best["epoch"] == last["best_epoch"] == 3 and best["best_val_iou"] == last["best_val_iou"] == 0.7
 
 

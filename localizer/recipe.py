@@ -1,0 +1,220 @@
+"""The recipe: every value that defines a training run (:class:`TrainConfig`), its checks, and the
+named recipes (:data:`PROFILES`) that ``run --profile`` and the notebooks start from.
+
+The defaults are the course report's recipe: ResNet18 backbone (ImageNet weights), head
+Dropout(0.5) + Linear(512, 4), Smooth L1 loss on normalized xyxy boxes, AdamW (lr 1e-3, weight
+decay 1e-4), batch 32, ReduceLROnPlateau (factor 0.1, patience 3) on the validation loss, 256 x 256
+inputs, a seeded 70/15/15 split. A bad value fails here, before any work, naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from .errors import ConfigError
+from .heads import HEADS
+from .losses import LOSSES
+from .models import BACKBONES
+from .numerics import PRECISIONS
+from .readers import DataFormatError, parse_classes
+from .split import DEFAULT_FRACTIONS, DEFAULT_SEED
+
+SCHEDULES = ("plateau", "cosine")
+#: Warm-up starts at this share of the learning rate and reaches it after ``warmup_epochs``.
+WARMUP_START = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as ``config.json`` and in each checkpoint).
+
+    Attributes mirror the report's recipe by default. ``classes`` keeps only boxes of these classes
+    (None: all; e.g. ``"animals"``, see :func:`localizer.readers.parse_classes`). ``head`` is the
+    report's ``linear`` head or ``softargmax`` (:mod:`localizer.heads`). ``affine_p`` is the
+    probability of the box-aware random scale + shift per training image
+    (:class:`localizer.batch_augment.BatchAugment`; 0 in the report). ``ema`` > 0 keeps an
+    exponential moving average of the weights (decay per step; :class:`torch.optim.swa_utils.AveragedModel`),
+    which validation, ``best.pt`` and so evaluation and prediction use. ``warmup_epochs`` > 0
+    (cosine schedule only) raises the learning rate linearly from a tenth over those epochs
+    before the cosine decay (Goyal et al. 2017). ``schedule`` is ``plateau`` (the report's
+    ReduceLROnPlateau on the validation loss) or ``cosine`` (cosine annealing from ``lr`` to 0 over
+    ``epochs``, stepped once per epoch; Loshchilov & Hutter, SGDR, 2017). ``subset`` limits the number of images
+    (seeded, before the split) for quick runs; ``workers`` is the number of DataLoader processes
+    for the training set (``-1``: 1 on CPU, 4 on an accelerator); ``device`` is ``auto``, ``cpu``,
+    ``cuda`` or ``mps``; ``precision`` is ``auto``, ``fp32`` or ``bf16`` (see :mod:`localizer.numerics`).
+    ``tta`` is not about training: it makes notebook 04 score the test split with horizontal-flip
+    test-time augmentation.
+
+    Large batches (for a GPU): ``lr`` is the learning rate at the report's batch of 32
+    (:data:`REFERENCE_BATCH`); ``lr_scaling`` scales it to ``batch_size`` (see
+    :func:`effective_lr`): ``none`` (default), ``linear`` (x batch/32; Goyal et al., "Accurate,
+    Large Minibatch SGD", 2017, the rule for SGD) or ``sqrt`` (x sqrt(batch/32); the rule for
+    Adam-type optimizers such as AdamW, Malladi et al., "On the SDEs and Scaling Rules for Adaptive
+    Gradient Algorithms", NeurIPS 2022). E.g. ``batch_size=256, lr_scaling="sqrt"`` trains with
+    lr 2.83e-3.
+    """
+
+    data: str = "data/oxford-iiit-pet"
+    format: str = "auto"
+    oxford_box: str = "animal"
+    classes: str | None = None
+    image_size: int = 256
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    lr_scaling: str = "none"
+    weight_decay: float = 1e-4
+    backbone: str = "resnet18"
+    weights: str | None = "imagenet"
+    head: str = "linear"
+    dropout: float = 0.5
+    loss: str = "smooth_l1"
+    schedule: str = "plateau"
+    plateau_factor: float = 0.1
+    plateau_patience: int = 3
+    warmup_epochs: int = 0
+    ema: float = 0.0
+    affine_p: float = 0.0
+    seed: int = DEFAULT_SEED
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+    subset: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    workers: int = -1
+    cache_dir: str | None = None
+    tta: bool = False
+
+    def __post_init__(self):
+        """Check every value's type and range at once, so a bad ``-p`` value fails before any work.
+
+        Raises:
+            localizer.errors.ConfigError: naming the field, its value and what it takes.
+        """
+        def bad(name: str, expected: str):
+            raise ConfigError(f"{name}={getattr(self, name)!r}: expected {expected}")
+
+        def whole(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        def number(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
+
+        for name in ("image_size", "epochs", "batch_size"):
+            if not whole(getattr(self, name)) or getattr(self, name) < 1:
+                bad(name, "a whole number >= 1")
+        for name in ("weight_decay", "plateau_factor"):
+            if not number(getattr(self, name)) or getattr(self, name) < 0:
+                bad(name, "a number >= 0")
+        if not number(self.lr) or self.lr <= 0:
+            bad("lr", "a number > 0")
+        if not number(self.dropout) or not 0 <= self.dropout < 1:
+            bad("dropout", "a number in [0, 1)")
+        if not number(self.ema) or not 0 <= self.ema < 1:
+            bad("ema", "a number in [0, 1): the EMA decay per step (0: no EMA)")
+        if not number(self.affine_p) or not 0 <= self.affine_p <= 1:
+            bad("affine_p", "a number in [0, 1]")
+        if not whole(self.warmup_epochs) or not 0 <= self.warmup_epochs < self.epochs:
+            bad("warmup_epochs", "a whole number >= 0 and below epochs")
+        if self.warmup_epochs and self.schedule != "cosine":
+            bad("warmup_epochs", "0 with schedule='plateau' (warm-up is for the cosine schedule)")
+        if not whole(self.plateau_patience) or self.plateau_patience < 0:
+            bad("plateau_patience", "a whole number >= 0")
+        if self.subset is not None and (not whole(self.subset) or self.subset < 1):
+            bad("subset", "null or a whole number >= 1")
+        if not whole(self.seed):
+            bad("seed", "a whole number")
+        if not whole(self.workers) or self.workers < -1:
+            bad("workers", "-1 (automatic) or a whole number >= 0")
+        if not isinstance(self.tta, bool):
+            bad("tta", "true or false")
+        choices = {"backbone": BACKBONES, "loss": LOSSES, "schedule": SCHEDULES, "lr_scaling": LR_SCALINGS,
+                   "oxford_box": ("animal", "head"), "precision": PRECISIONS, "head": HEADS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                bad(name, f"one of {allowed}")
+        try:
+            parse_classes(self.classes)
+        except DataFormatError as exc:
+            raise ConfigError(f"classes={self.classes!r}: {exc}") from None
+        self.data = str(self.data)  # a pathlib.Path is welcome; config.json stores text
+        self.cache_dir = None if self.cache_dir is None else str(self.cache_dir)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from a dict, ignoring unknown keys; ``fractions`` may be a list."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in values.items() if k in names}
+        if "fractions" in values:
+            values["fractions"] = tuple(values["fractions"])
+        return cls(**values)
+
+
+#: The batch size that ``TrainConfig.lr`` refers to (the course report's).
+REFERENCE_BATCH = 32
+LR_SCALINGS = ("none", "linear", "sqrt")
+
+
+def effective_lr(config: TrainConfig) -> float:
+    """The learning rate the optimizer starts with: ``config.lr`` scaled from :data:`REFERENCE_BATCH`
+    to ``config.batch_size`` by ``config.lr_scaling`` (``none``: lr; ``linear``: lr x B/32;
+    ``sqrt``: lr x sqrt(B/32); :class:`TrainConfig` accepts no other value)."""
+    exponent = {"none": 0.0, "linear": 1.0, "sqrt": 0.5}[config.lr_scaling]
+    return config.lr * (config.batch_size / REFERENCE_BATCH) ** exponent
+
+
+#: Config fields that say where and how fast a run goes (and how notebook 04 scores it), not what
+#: it learns: a resumed run may change them.
+RUNTIME_FIELDS = ("device", "precision", "workers", "cache_dir", "tta")
+
+
+def recipe_values(config: TrainConfig, names=None) -> dict:
+    """The fields ``names`` of ``config`` (default: all but :data:`RUNTIME_FIELDS`) as a dict to
+    compare configs by, with ``data`` as a resolved path (``data/x`` and ``./data/x`` are the same)."""
+    values = asdict(config)
+    names = [k for k in values if k not in RUNTIME_FIELDS] if names is None else names
+    return {k: str(Path(values[k]).resolve()) if k == "data" else values[k] for k in names}
+
+
+def same_recipe(a: TrainConfig, b: TrainConfig) -> bool:
+    """True when two configs train the same model on the same data: equal but for
+    :data:`RUNTIME_FIELDS`, with the data folders compared as resolved paths."""
+    return recipe_values(a) == recipe_values(b)
+
+
+#: Config fields that decide the manifest (which images, which split).
+SPLIT_FIELDS = ("data", "format", "oxford_box", "classes", "subset", "seed", "fractions")
+
+
+#: Named recipes: a profile's values replace :class:`TrainConfig`'s defaults, and ``-p NAME=VALUE``
+#: replaces a profile's. ``report``: the course report's recipe. ``quick``: an offline-pretrained,
+#: CPU-friendly recipe. ``best``: the most accurate recipe that trains in under an hour on 2 CPU
+#: cores. ``smoke``: a tiny subset in about a minute (tests and CI). The README's results table
+#: gives each one's scores and time.
+PROFILES: dict[str, dict] = {
+    "report": {},
+    "quick": {"image_size": 160, "epochs": 20, "backbone": "efficientnet_lite0", "loss": "giou",
+              "schedule": "cosine", "tta": True},
+    "smoke": {"image_size": 64, "epochs": 2, "batch_size": 16, "backbone": "efficientnet_lite0",
+              "subset": 64},
+}
+
+
+def field_names() -> list[str]:
+    """The names of :class:`TrainConfig`'s fields, in order."""
+    return [f.name for f in fields(TrainConfig)]
+
+
+def recipe_for(profile: str = "report", **values) -> TrainConfig:
+    """The recipe of ``profile`` (a key of :data:`PROFILES`) with ``values`` replacing its own.
+
+    Raises:
+        localizer.errors.ConfigError: an unknown profile, an unknown field name (a typo such as
+            ``epoch`` would otherwise be ignored), or a value :class:`TrainConfig` refuses.
+    """
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    unknown = set(values) - set(field_names())
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(field_names())}")
+    return TrainConfig(**{**PROFILES[profile], **values})
