@@ -116,7 +116,8 @@ class Run:
     @classmethod
     def create(cls, config: TrainConfig, folder: Path | str, overwrite: bool = False, progress: bool = True) -> Run:
         """Scan ``config.data``, split it and write ``manifest.csv``, ``data_report.csv`` and
-        ``config.json`` into ``folder``. A run folder with the same split keeps its manifest.
+        ``config.json`` (with the data folder as an absolute path) into ``folder``. A run folder
+        with the same split keeps its manifest.
 
         Raises:
             FileExistsError: ``folder`` holds a different split, or checkpoints of another recipe,
@@ -124,6 +125,7 @@ class Run:
             localizer.split.NotEnoughDataError: too few usable photos for the split.
         """
         folder = Path(folder)
+        config = replace(config, data=str(Path(config.data).resolve()))  # the same folder from any working dir
         saved = folder / CONFIG
         if (folder / CHECKPOINTS / LAST).exists() and saved.exists() and not overwrite:
             if not same_recipe(TrainConfig.from_dict(json.loads(saved.read_text())), config):

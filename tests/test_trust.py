@@ -125,7 +125,7 @@ def test_lion_near_duplicates_never_straddle_splits(shared_data):
 
 
 # -------------------------------------------------------------------------------- honest evaluation
-def test_evaluate_uses_the_runs_manifest_and_never_its_subset(synthetic_data, tmp_path, capsys):
+def test_evaluate_uses_the_runs_manifest_and_never_its_subset(synthetic_data, tmp_path, capsys, monkeypatch):
     data = tmp_path / "data"
     shutil.copytree(synthetic_data / "yolo", data)
     run = tmp_path / "run"
@@ -139,6 +139,11 @@ def test_evaluate_uses_the_runs_manifest_and_never_its_subset(synthetic_data, tm
     shutil.copy(data / "labels" / "animal_010.txt", data / "labels" / "aaa_new.txt")
     assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--quiet", "--overwrite"]) == 0
     assert pd.read_csv(run / "metrics_test.csv")["file"].tolist() == first
+    # the same folder named relative to another working directory is still the run's data
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--data", "data", "--quiet", "--overwrite"]) == 0
+    assert "evaluated on: the run's manifest" in capsys.readouterr().out
     # other data: every usable photo (not the 20 of the training subset), said so
     assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--data", str(synthetic_data / "voc"), "--quiet"]) == 0
     out = capsys.readouterr().out
