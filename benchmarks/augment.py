@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from throughput import interleaved  # benchmarks/ is the script's folder
 
 from localizer.batch_augment import AFFINE_SCALE, AFFINE_TRANSLATE, BatchAugment
 from localizer.transforms import COLOR_JITTER
@@ -77,16 +76,14 @@ def main(argv=None) -> dict:
     images = torch.randint(0, 256, (args.batch_size, 3, args.image_size, args.image_size), dtype=torch.uint8)
     xs, ys = torch.rand(args.batch_size, 2).sort(dim=1).values, torch.rand(args.batch_size, 2).sort(dim=1).values
     boxes = torch.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], dim=1)
-    samples = {name: [] for name in runs}
-    for name, run in runs.items():
-        run(images, boxes)  # warm-up
-    for r in range(args.rounds):
-        for name in list(runs)[r % 2:] + list(runs)[:r % 2]:
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                runs[name](images, boxes)
-            samples[name].append(args.steps * args.batch_size / (time.perf_counter() - start))
-    speeds = {name: float(np.median(values)) for name, values in samples.items()}
+    def timed(run):
+        def steps(n: int) -> None:
+            for _ in range(n):
+                run(images, boxes)
+        return steps
+
+    speeds = interleaved({name: timed(run) for name, run in runs.items()}, args.rounds, args.steps, 1,
+                         args.batch_size, torch.device("cpu"))
     errors = {name: box_follows_pixels(run) for name, run in runs.items()}
     result = {"machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
               "image_size": args.image_size, "batch_size": args.batch_size, "affine_p": args.affine_p,

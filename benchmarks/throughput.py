@@ -253,5 +253,6 @@ def main(argv=None) -> dict:
     print(f"written: {out}")
     return result
 
+
 if __name__ == "__main__":
     main()
