@@ -13,12 +13,11 @@ interleaved rounds) and checks that each moves a known box as the pixels move; w
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 from pathlib import Path
 
 import torch
-from throughput import interleaved  # benchmarks/ is the script's folder
+from throughput import interleaved, save_result  # benchmarks/ is the script's folder
 
 from localizer.batch_augment import AFFINE_SCALE, AFFINE_TRANSLATE, BatchAugment
 from localizer.transforms import COLOR_JITTER
@@ -93,10 +92,7 @@ def main(argv=None) -> dict:
     for name in runs:
         print(f"{name:7s} {speeds[name]:8.0f} images/s   box vs pixels within {errors[name]:.1f} px")
     print(f"ours / kornia {result['ours_over_kornia']:.2f}x")
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"augment_cpu_{args.image_size}px_b{args.batch_size}_affine{args.affine_p:g}.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(f"written: {out}")
+    save_result(result, args.out, f"augment_cpu_{args.image_size}px_b{args.batch_size}_affine{args.affine_p:g}")
     return result
 
 

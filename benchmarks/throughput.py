@@ -115,6 +115,15 @@ def interleaved(runs: dict, rounds: int, n_steps: int, warmup: int, batch_size: 
     return {name: float(np.median(values)) for name, values in samples.items()}
 
 
+def save_result(result: dict, out_dir: Path, name: str) -> Path:
+    """Write ``result`` as indented JSON to ``out_dir/name.json`` (the folder is made) and say where."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"written: {out}")
+    return out
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="dataset folder (default: localizer.download.default_data)")
@@ -247,10 +256,7 @@ def main(argv=None) -> dict:
     for key in ("ours_over_ceiling", "ours_over_fp32_before", "ours_over_plain", "predict_over_ceiling",
                 "predict_over_ceiling_same_format"):
         print(f"{key:32s} {result[key]:.2f}x")
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"throughput_{device.type}_{args.backbone}_{args.image_size}px_b{args.batch_size}.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(f"written: {out}")
+    save_result(result, args.out, f"throughput_{device.type}_{args.backbone}_{args.image_size}px_b{args.batch_size}")
     return result
 
 
