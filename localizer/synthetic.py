@@ -193,7 +193,8 @@ def make_synthetic_dataset(
         folder = root / layout
         if folder.exists():
             if not overwrite:
-                raise FileExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
+                raise FileExistsError(f"{folder} exists; replace it with --overwrite (overwrite=True in Python) "
+                                      "or choose another folder")
             if not _is_synthetic(folder):
                 raise FileExistsError(f"{folder} exists and is not a synthetic dataset written by localizer "
                                       f"(no {MARKER_FILE} from it): it is never deleted; choose another folder")
