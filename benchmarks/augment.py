@@ -13,11 +13,10 @@ interleaved rounds) and checks that each moves a known box as the pixels move; w
 from __future__ import annotations
 
 import argparse
-import platform
 from pathlib import Path
 
 import torch
-from throughput import interleaved, save_result  # benchmarks/ is the script's folder
+from throughput import cpu_name, interleaved, save_result  # benchmarks/ is the script's folder
 
 from localizer.batch_augment import AFFINE_SCALE, AFFINE_TRANSLATE, BatchAugment
 from localizer.transforms import COLOR_JITTER
@@ -38,11 +37,6 @@ def kornia_augment(affine_p: float):
         out, moved = sequence(images.float() / 255, boxes[:, None] * size)  # kornia: pixels, (B, N, 4)
         return out, moved[:, 0] / size
     return run
-
-
-def ours_augment(affine_p: float):
-    augment = BatchAugment(affine_p=affine_p)
-    return lambda images, boxes: augment(images, boxes)
 
 
 def box_follows_pixels(run, size: int = 96, trials: int = 20) -> float:
@@ -71,7 +65,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
 
-    runs = {"ours": ours_augment(args.affine_p), "kornia": kornia_augment(args.affine_p)}
+    runs = {"ours": BatchAugment(affine_p=args.affine_p), "kornia": kornia_augment(args.affine_p)}
     images = torch.randint(0, 256, (args.batch_size, 3, args.image_size, args.image_size), dtype=torch.uint8)
     xs, ys = torch.rand(args.batch_size, 2).sort(dim=1).values, torch.rand(args.batch_size, 2).sort(dim=1).values
     boxes = torch.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], dim=1)
@@ -84,7 +78,7 @@ def main(argv=None) -> dict:
     speeds = interleaved({name: timed(run) for name, run in runs.items()}, args.rounds, args.steps, 1,
                          args.batch_size, torch.device("cpu"))
     errors = {name: box_follows_pixels(run) for name, run in runs.items()}
-    result = {"machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+    result = {"machine": f"{cpu_name()}, torch {torch.__version__}",
               "image_size": args.image_size, "batch_size": args.batch_size, "affine_p": args.affine_p,
               "images_per_s": speeds, "ours_over_kornia": speeds["ours"] / speeds["kornia"],
               "box_error_px": errors}
