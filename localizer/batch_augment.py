@@ -30,7 +30,8 @@ Why not ``kornia.augmentation`` (``AugmentationSequential(..., data_keys=["input
 which draws per-image parameters too: ``benchmarks/augment.py`` measured both on the CPU (batch 32,
 160 px; ``benchmarks/results/augment_*.json``): this module is 2.2x as fast for flip + ColorJitter
 and 1.4x with the scale + shift, and its boxes follow the pixels within 0.0 and 0.7 px where
-kornia's are off by 1.0 and 1.6 px (kornia flips boxes as pixel indices, ``W - 1 - x``, not as continuous coordinates, ``W - x``).
+kornia's are off by 1.0 and 1.6 px (kornia flips boxes as pixel indices, ``W - 1 - x``, not as
+continuous coordinates, ``W - x``).
 
 The random numbers are drawn on the CPU from torch's global generator (seeded per epoch by
 :func:`localizer.training.train`), so a seed gives the same augmentation on any device, and drawing
