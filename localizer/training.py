@@ -48,7 +48,7 @@ def seed_everything(seed: int) -> None:
 
 
 def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
-    """The learning-rate schedule of ``config.schedule`` (stepped once per epoch by :func:`fit`),
+    """The learning-rate schedule of ``config.schedule`` (stepped once per epoch by :func:`train`),
     after ``config.warmup_epochs`` of linear warm-up from :data:`WARMUP_START` of the rate (cosine only).
 
     Raises:
