@@ -223,9 +223,15 @@ def best_payload(checkpoint: dict) -> dict:
     """What ``best.pt`` holds of a ``last.pt`` payload: the weights that were validated (the EMA's
     when the recipe keeps one) as ``model``, and no optimizer, scheduler or second copy of the
     weights (best.pt is for evaluation and prediction)."""
-    best = {k: v for k, v in checkpoint.items() if k not in ("optimizer", "scheduler", "ema", "ema_model")}
-    best["model"] = checkpoint.get("ema_model", checkpoint["model"])
+    best = {k: v for k, v in checkpoint.items() if k not in ("optimizer", "scheduler", "ema")}
+    if "ema" in checkpoint:  # AveragedModel's state: its module's weights under "module.", and n_averaged
+        best["model"] = ema_weights(checkpoint["ema"])
     return best
+
+
+def ema_weights(ema_state: dict) -> dict:
+    """The averaged model's own state dict out of an :class:`~torch.optim.swa_utils.AveragedModel` state."""
+    return {k.removeprefix("module."): v for k, v in ema_state.items() if k.startswith("module.")}
 
 
 def load_checkpoint(path: Path | str) -> dict:

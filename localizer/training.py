@@ -227,7 +227,7 @@ def _payload(session: _Session, train_mean_box: list[float]) -> dict:
         "precision_used": session.numerics.precision,
     }
     if session.ema is not None:
-        payload |= {"ema": session.ema.state_dict(), "ema_model": session.ema.module.state_dict()}
+        payload["ema"] = session.ema.state_dict()  # its module.* entries are the EMA weights (best.pt)
     return payload
 
 

@@ -154,7 +154,7 @@ def test_ema_weights_are_validated_and_kept_in_best(synthetic_data, tmp_path):
     last = runs.load_checkpoint(run / "checkpoints" / "last.pt")
     best = runs.load_checkpoint(run / "checkpoints" / "best.pt")
     assert last["ema"]["n_averaged"].item() == 2 * math.ceil(14 / 8)  # one update per step
-    ema_weights, raw = last["ema_model"], last["model"]
+    ema_weights, raw = runs.ema_weights(last["ema"]), last["model"]
     assert not all(torch.equal(ema_weights[k], raw[k]) for k in raw)
     if best["epoch"] == 2:
         assert all(torch.equal(best["model"][k], ema_weights[k]) for k in raw)
