@@ -17,11 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 from tqdm.contrib.concurrent import thread_map
 
 from .files import atomic_write_text
 from .imageio import load_rgb
+from .progress import bars_disabled, progress_bar
 from .transforms import resize_image
 
 CACHE_VERSION = "v1"
@@ -102,8 +102,11 @@ class ImageCache:
         """Decode ``(digest, path)`` pairs in threads, :data:`DECODE_CHUNK` at a time (so that memory
         holds one chunk, not the data set), and append them to the data file and ``index``."""
         count = len(index)
-        with open(self.data_path, "ab") as f, tqdm(total=len(todo), unit="img", disable=not progress,
-                                                  desc=f"caching {len(todo)} images at {self.image_size}px") as bar:
+        desc = f"caching {len(todo)} images at {self.image_size}px"
+        if progress and bars_disabled():  # headless: one line instead of a bar
+            print(f"{desc} ...", flush=True)
+        with open(self.data_path, "ab") as f, progress_bar(total=len(todo), unit="img", show=progress,
+                                                          desc=desc) as bar:
             f.truncate(count * self.slot_bytes)  # drop bytes of an interrupted append
             f.seek(count * self.slot_bytes)
             for start in range(0, len(todo), DECODE_CHUNK):

@@ -12,6 +12,7 @@ torchvision's :class:`~torchvision.datasets.OxfordIIITPet` downloads ``images/``
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .network import download_timeout
@@ -24,6 +25,17 @@ COURSE_DATA = REPO_ROOT.parent / "shared" / "data" / "lion"
 
 #: The dataset downloaded when no folder is given and the course data is not there.
 DEFAULT_DATA = REPO_ROOT / "data" / "oxford-iiit-pet"
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` as notebooks and printed summaries show it: relative to the repository root (where
+    the notebooks work) when it lies inside the repository or beside it (the course data,
+    ``../shared/data/lion``), so that executed notebooks do not show where a clone is on one
+    machine; else absolute (``/tmp/run`` stays ``/tmp/run``)."""
+    path = Path(os.path.abspath(path))
+    if path.is_relative_to(REPO_ROOT.parent):
+        return Path(os.path.relpath(path, REPO_ROOT)).as_posix()
+    return str(path)
 
 
 class DataUnavailableError(RuntimeError):

@@ -4,12 +4,12 @@ share it (one input preparation, the training's numerics, optional flip test-tim
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
 from .boxes import hflip_boxes
 from .data import make_loader
 from .metrics import sanitize_boxes
 from .numerics import Numerics, default_numerics
+from .progress import progress_bar
 from .transforms import model_input
 
 
@@ -40,5 +40,5 @@ def predict_dataset(model, dataset, mean, std, batch_size: int = 64, tta: bool =
     model.eval()
     loader = make_loader(dataset, batch_size=batch_size)
     preds = [predict_batch(model, images, mean, std, tta, numerics)
-             for images, _ in tqdm(loader, desc="predicting", unit="batch", leave=False, disable=not progress)]
+             for images, _ in progress_bar(loader, show=progress, desc="predicting", unit="batch", leave=False)]
     return torch.cat(preds) if preds else torch.zeros(0, 4)

@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 from torchvision.transforms.v2 import functional as F
 from torchvision.utils import draw_bounding_boxes
-from tqdm.auto import tqdm
 
 from .boxes import denormalize_boxes
 from .imageio import ImageLoadError, is_image_file, load_rgb
 from .inference import predict_batch
+from .progress import progress_bar
 from .transforms import resize_image
 
 PREDICTION_COLUMNS = ["file", "xmin", "ymin", "xmax", "ymax", "width", "height", "error"]
@@ -103,7 +103,7 @@ def predict_files(
                 _draw(original, box, drawings[str(path)])
         batch.clear()
 
-    for path in tqdm(list(map(Path, files)), desc="predict", unit="img", disable=not progress):
+    for path in progress_bar(list(map(Path, files)), show=progress, desc="predict", unit="img"):
         try:
             with load_rgb(path) as img:
                 size = img.size

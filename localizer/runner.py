@@ -7,15 +7,23 @@ it, so the run folder ends up holding the executed notebooks, ``manifest.csv``, 
 ``checkpoints/``, ``metrics.json`` and ``figures/``. Each notebook receives the parameters its
 ``parameters`` cell declares. A failing cell stops the run with the notebook's name and the cell's
 number.
+
+What the terminal shows: the notebooks' printed output as it comes (papermill's ``stdout_file`` and
+``stderr_file``), so training prints one line per epoch with the time left
+(:func:`localizer.training.epoch_line`). The kernels run with ``TQDM_DISABLE=1``: a tqdm bar in a
+headless notebook is a widget nobody sees, whose last state would stay in the executed notebook.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
-from .download import REPO_ROOT, ensure_data
+from .download import REPO_ROOT, display_path, ensure_data
 from .errors import ConfigError, DataError
 from .recipe import field_names, recipe_for
 from .run import foreign_entries
@@ -28,8 +36,9 @@ NOTEBOOKS = (
     "04_evaluation_and_inference",
 )
 
-#: The three report figures, as the notebooks name them in ``RUN/figures/``.
-REPORT_FIGURES = ("figure1_training_curves.png", "figure2_test_samples.png", "figure3_iou_histogram.png")
+#: Output types that only a live frontend can show (a tqdm bar's widget): a static view (nbconvert,
+#: a repository page) shows their stale text, so published notebooks drop them.
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 class NotebookFailed(RuntimeError):
@@ -74,13 +83,26 @@ def _make_room(run_dir: Path, resume: bool, overwrite: bool) -> None:
     shutil.rmtree(run_dir)
 
 
-def _notebook_path(path: Path) -> str:
-    """An absolute path as the notebooks take it: relative to the repository root (where they work)
-    when it lies inside it, so that executed notebooks do not depend on where the clone is; else absolute."""
+#: Arguments of the headless kernel: its log only at ERROR, so that ipykernel's warning about
+#: unencrypted TCP (the kernel talks to papermill on this machine's loopback only) does not
+#: repeat for every notebook.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+
+@contextmanager
+def _headless_environment():
+    """Environment of the headless kernels: ``TQDM_DISABLE=1`` turns the tqdm progress bars off
+    (papermill cannot show widgets, and their last state would stay in the executed notebooks as
+    stale ``0%| | 0/54`` lines); training prints a text line per epoch instead."""
+    saved = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
     try:
-        return path.relative_to(REPO_ROOT).as_posix()
-    except ValueError:
-        return str(path)
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = saved
 
 
 def default_run_dir(profile: str) -> Path:
@@ -98,6 +120,7 @@ def run_notebooks(
     overwrite: bool = False,
     notebooks: tuple[str, ...] = NOTEBOOKS,
     progress: bool = True,
+    publish_dir: str | Path | None = None,
 ) -> Path:
     """Execute the notebooks in order with papermill; returns the run folder.
 
@@ -107,7 +130,8 @@ def run_notebooks(
         profile: a key of :data:`localizer.recipe.PROFILES`; ``params`` (recipe fields, see
             :class:`localizer.recipe.TrainConfig`) override its values.
         run_dir: run folder (default :func:`default_run_dir`).
-        figures_dir: copy the three report figures here too (e.g. ``figures/``).
+        figures_dir: copy the four report figures here too (e.g. ``figures/``; notebook 04 does it).
+        publish_dir: copy the executed notebooks here too, for reading (:func:`publish_notebooks`).
         resume: continue in an existing run folder (a finished training is not repeated).
         overwrite: replace an existing run folder (only a localizer run, see
             :func:`localizer.run.foreign_entries`).
@@ -135,10 +159,10 @@ def run_notebooks(
     run_dir = Path(run_dir or default_run_dir(profile)).resolve()
     _make_room(run_dir, resume, overwrite)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    values = {"data": _notebook_path(data), "data_format": config.format, "oxford_box": config.oxford_box,
-              "classes": config.classes, "seed": config.seed, "run_dir": _notebook_path(run_dir),
+    values = {"data": display_path(data), "data_format": config.format, "oxford_box": config.oxford_box,
+              "classes": config.classes, "seed": config.seed, "run_dir": display_path(run_dir),
               "profile": profile, "recipe": params,
-              "figures_dir": None if figures_dir is None else _notebook_path(Path(figures_dir).resolve())}
+              "figures_dir": None if figures_dir is None else display_path(Path(figures_dir).resolve())}
     started = time.perf_counter()
     for name in notebooks:
         output = run_dir / "notebooks" / f"{name}.ipynb"
@@ -148,10 +172,13 @@ def run_notebooks(
         source = NOTEBOOK_DIR / f"{name}.ipynb"
         declared = papermill.inspect_notebook(str(source))
         try:
-            papermill.execute_notebook(
-                str(source), str(output), parameters={k: v for k, v in values.items() if k in declared},
-                cwd=str(REPO_ROOT), kernel_name="python3", progress_bar=False, log_output=progress,
-            )
+            with _headless_environment():
+                papermill.execute_notebook(
+                    str(source), str(output), parameters={k: v for k, v in values.items() if k in declared},
+                    cwd=str(REPO_ROOT), kernel_name="python3", progress_bar=False,
+                    stdout_file=sys.stdout if progress else None, stderr_file=sys.stderr if progress else None,
+                    extra_arguments=KERNEL_ARGUMENTS,
+                )
         except PapermillExecutionError as exc:
             message = (f"{name}.ipynb failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
                        f"the executed notebook is {output}")
@@ -161,7 +188,45 @@ def run_notebooks(
         print(f"[{name}] done in {_minutes(time.perf_counter() - notebook_started)}", flush=True)
     print(f"run: {len(notebooks)} notebooks in {_minutes(time.perf_counter() - started)} "
           f"(wall time, from the first notebook's start)", flush=True)
+    if publish_dir is not None:
+        for path in publish_notebooks(run_dir / "notebooks", publish_dir):
+            print(f"published: {path}", flush=True)
     return run_dir
+
+
+def publish_notebooks(source_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """Copy the executed notebooks of ``source_dir`` into ``out_dir`` for reading without running
+    anything (on a repository page or with nbconvert): without widget outputs and widget state
+    (stale progress bars) and with papermill's input and output paths relative to the repository.
+    Returns the written paths. A notebook already in ``out_dir`` is replaced: that folder is the
+    published copy, regenerated as a whole (``make report``).
+
+    Raises:
+        FileNotFoundError: ``source_dir`` holds none of :data:`NOTEBOOKS`.
+    """
+    import nbformat
+
+    sources = [Path(source_dir) / f"{name}.ipynb" for name in NOTEBOOKS]
+    sources = [path for path in sources if path.exists()]
+    if not sources:
+        raise FileNotFoundError(f"{source_dir} holds no executed notebook ({', '.join(NOTEBOOKS)})")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for source in sources:
+        notebook = nbformat.read(source, as_version=4)
+        notebook.metadata.pop("widgets", None)
+        meta = notebook.metadata.get("papermill", {})
+        for key in ("input_path", "output_path"):
+            if meta.get(key):
+                meta[key] = display_path(Path(meta[key]))
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                cell.outputs = [out for out in cell.outputs if WIDGET_MIME not in out.get("data", {})]
+        target = out_dir / source.name
+        nbformat.write(notebook, target)
+        written.append(target)
+    return written
 
 
 def _minutes(seconds: float) -> str:

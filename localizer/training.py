@@ -29,6 +29,7 @@ from .losses import box_loss
 from .metrics import paired_iou
 from .models import build_model
 from .numerics import Numerics, choose_numerics, default_numerics, native_bf16, resolve_device
+from .progress import progress_bar
 from .recipe import RUNTIME_FIELDS, SCHEDULES, WARMUP_START, TrainConfig, effective_lr
 from .run import Run
 from .transforms import model_input
@@ -105,7 +106,7 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
     model.train(training)
     device = numerics.device
     losses, ious = [], []
-    bar = tqdm(loader, desc=desc, leave=False, unit="batch", disable=not progress)
+    bar = progress_bar(loader, show=progress, desc=desc, leave=False, unit="batch")
     for images, targets in bar:
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
@@ -231,6 +232,25 @@ def _payload(session: _Session, train_mean_box: list[float]) -> dict:
     return payload
 
 
+def epoch_line(row: dict, epochs: int, seconds_left: float | None = None) -> str:
+    """One line of training progress for a terminal or a static notebook, e.g.
+    ``epoch  3/11  train loss 0.4210  val loss 0.3012  val IoU 0.781  lr 9.0e-04  58 s  (7 min 44 s left)``.
+
+    Args:
+        row: a history row (:data:`HISTORY_COLUMNS`).
+        epochs: the recipe's number of epochs.
+        seconds_left: estimated time to the last epoch (mean epoch time of this session x epochs to
+            go); None leaves it out.
+    """
+    width = len(str(epochs))
+    line = (f"epoch {int(row['epoch']):>{width}}/{epochs}  train loss {row['train_loss']:.4f}  "
+            f"val loss {row['val_loss']:.4f}  val IoU {row['val_iou']:.3f}  lr {row['lr']:.1e}  "
+            f"{row['seconds']:.0f} s")
+    if seconds_left is not None:
+        line += f"  ({int(seconds_left // 60)} min {seconds_left % 60:.0f} s left)" if seconds_left else "  (done)"
+    return line
+
+
 def train(run: Run, resume: bool | str = False, overwrite: bool = False, progress: bool = True,
           max_epochs: int | None = None) -> pd.DataFrame:
     """Train the recipe of ``run`` on its split; returns the history table.
@@ -241,7 +261,9 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
             (a finished run trains nothing and returns its history: re-running a notebook is
             safe), start afresh when there is none.
         overwrite: allow starting afresh over a folder that already holds checkpoints.
-        progress: tqdm progress bars per epoch.
+        progress: a text line per epoch (loss, val IoU, seconds, time left; :func:`epoch_line`),
+            and tqdm progress bars within each epoch (off when ``TQDM_DISABLE=1``, as in headless
+            runs: :mod:`localizer.runner`). A finished run prints one line saying so.
         max_epochs: stop after this many epochs in this call (for tests); the recipe's ``epochs``
             stays the target of a later ``resume``.
 
@@ -264,8 +286,15 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
     augment = BatchAugment(affine_p=config.affine_p)
     train_mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0).tolist()
     last_epoch = config.epochs if max_epochs is None else min(config.epochs, session.epoch + max_epochs)
+    if progress and session.epoch >= config.epochs:
+        minutes = sum(row["seconds"] for row in session.history) / 60
+        tqdm.write(f"{run.folder}: trained already ({session.epoch}/{config.epochs} epochs in {minutes:.1f} min, "
+                   f"best validation IoU {session.best_val_iou:.3f} at epoch {session.best_epoch}); "
+                   "nothing to train, its history follows")
+    seconds = []
     for epoch in range(session.epoch + 1, last_epoch + 1):
         row = _epoch(session, epoch, loaders, augment, progress)
+        seconds.append(row["seconds"])
         session.epoch = epoch
         session.history.append(row)
         improved = row["val_iou"] > session.best_val_iou
@@ -273,7 +302,5 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
             session.best_val_iou, session.best_epoch = row["val_iou"], epoch
         run.save_epoch(_payload(session, train_mean_box), improved, pd.DataFrame(session.history, columns=HISTORY_COLUMNS))
         if progress:
-            tqdm.write(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} IoU {row['train_iou']:.3f} | "
-                       f"val loss {row['val_loss']:.4f} IoU {row['val_iou']:.3f} | lr {row['lr']:.3g} | "
-                       f"{row['seconds']:.0f}s")
+            tqdm.write(epoch_line(row, config.epochs, (config.epochs - epoch) * sum(seconds) / len(seconds)))
     return pd.DataFrame(session.history, columns=HISTORY_COLUMNS)

@@ -33,11 +33,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.contrib.concurrent import thread_map
 
 from .boxes import BOX_TOLERANCE, BoxError, check_box, normalized_boxes, primary_box
+from .download import display_path
 from .duplicates import NEAR_DUPLICATE_BITS, TWIN_BOX_IOU, duplicate_groups, image_hash, twin_box_iou
 from .imageio import ImageLoadError, decoded_frame, load_rgb
+from .progress import progress_thread_map
 from .readers import (
     AnnotationError,
     Item,
@@ -90,7 +91,7 @@ class ScanResult:
     def summary(self) -> str:
         """A few lines for people: found, usable, skipped per reason, images with several boxes."""
         lines = [
-            f"data:    {self.root} (format {self.format})",
+            f"data:    {display_path(self.root)} (format {self.format})",
             f"found:   {len(self.report)} images",
             f"usable:  {len(self.table)}",
             f"skipped: {int((self.report['status'] == 'skipped').sum())}",
@@ -223,10 +224,9 @@ def scan_dataset(
     reader = get_reader(fmt, oxford_box=oxford_box)
     items = reader.list_items(root)
     wanted = resolve_classes(classes, reader, root)
-    results = thread_map(
-        lambda it: check_item(it, reader, max_pixels, tolerance, wanted), items,
+    results = progress_thread_map(
+        lambda it: check_item(it, reader, max_pixels, tolerance, wanted), items, show=progress,
         max_workers=workers or os.cpu_count() or 1, desc=f"checking {root.name}", unit="img",
-        disable=not progress,
     )
     report_rows, table_rows = [], []
     for item, result in zip(items, results):

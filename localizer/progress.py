@@ -1,0 +1,37 @@
+"""Progress bars: :mod:`tqdm.auto` (a widget in JupyterLab, text in a terminal), switched off for
+headless runs by tqdm's own ``TQDM_DISABLE`` variable.
+
+tqdm reads ``TQDM_DISABLE`` only as the *default* of ``disable``, and localizer passes ``disable``
+explicitly (``progress=False`` must turn a bar off), so every bar of the package is made here,
+where both count. :mod:`localizer.runner` sets ``TQDM_DISABLE=1`` for the notebooks it executes: a
+bar in a headless kernel is a widget nobody sees, whose last state would stay in the executed
+notebook as a stale ``0%| | 0/54`` line.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tqdm.auto import tqdm
+from tqdm.contrib.concurrent import thread_map
+
+#: Values of ``TQDM_DISABLE`` that switch the bars off (tqdm converts the variable with ``bool``
+#: of its text, so any non-empty value counts there; these are the ones meant as "yes").
+_TRUE = ("1", "true", "yes", "on")
+
+
+def bars_disabled() -> bool:
+    """True when the environment switches progress bars off (``TQDM_DISABLE=1``)."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() in _TRUE
+
+
+def progress_bar(iterable=None, show: bool = True, **kwargs) -> tqdm:
+    """A :class:`tqdm.auto.tqdm` over ``iterable`` (``kwargs`` as tqdm's), shown when ``show`` and
+    not :func:`bars_disabled`."""
+    return tqdm(iterable, disable=not show or bars_disabled(), **kwargs)
+
+
+def progress_thread_map(fn, items, show: bool = True, **kwargs) -> list:
+    """:func:`tqdm.contrib.concurrent.thread_map` of ``fn`` over ``items`` with a bar shown as by
+    :func:`progress_bar`; ``kwargs`` as thread_map's (``max_workers``, ``desc``, ...)."""
+    return thread_map(fn, items, disable=not show or bars_disabled(), **kwargs)
