@@ -85,8 +85,8 @@ def make_manifest(config: TrainConfig, progress: bool = True):
 def foreign_entries(folder: Path) -> list[str]:
     """Names in ``folder`` (not recursive) that are not part of a localizer run (:data:`RUN_ENTRIES`),
     sorted; with files outside ``notebooks/``, ``figures/`` and ``checkpoints/`` of the run's own
-    kinds checked too (``.ipynb``, ``.png``, ``.pt``). Empty for a run folder."""
-    kinds = {"notebooks": ".ipynb", "figures": ".png", CHECKPOINTS: ".pt"}
+    kinds checked too (``.ipynb``, ``.png`` / ``.jpg``, ``.pt``). Empty for a run folder."""
+    kinds = {"notebooks": (".ipynb",), "figures": (".png", ".jpg"), CHECKPOINTS: (".pt",)}
     foreign = []
     for entry in sorted(Path(folder).iterdir()):
         if not any(fnmatch.fnmatch(entry.name, pattern) for pattern in RUN_ENTRIES):
@@ -95,9 +95,9 @@ def foreign_entries(folder: Path) -> list[str]:
             if not entry.is_dir():
                 foreign.append(entry.name)
                 continue
-            suffix = kinds[entry.name]
+            suffixes = kinds[entry.name]
             foreign += [f"{entry.name}/{p.relative_to(entry).as_posix()}" for p in sorted(entry.rglob("*"))
-                        if not (p.is_file() and (p.suffix == suffix or p.name.endswith(suffix + ".tmp")))]
+                        if not (p.is_file() and (p.suffix in suffixes or p.name.endswith(tuple(x + ".tmp" for x in suffixes))))]
     return foreign
 
 
