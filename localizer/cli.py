@@ -127,23 +127,30 @@ def _evaluation_set(args: argparse.Namespace, info: dict, split: str):
     return table, mean_box, what
 
 
+def _tta(args: argparse.Namespace, info: dict) -> bool:
+    """Flip test-time augmentation: ``--tta`` / ``--no-tta``, else as the run's recipe scores its
+    test split (``tta`` of its config), so that ``evaluate`` repeats the run's own numbers."""
+    return info["config"].tta if args.tta is None else args.tta
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_model, format_metrics
     from .files import write_csv, write_json
     from .run import load_model
 
     model, info = load_model(args.checkpoint, args.device)
+    tta = _tta(args, info)
     own = _is_run_data(args, info["config"])
     split = args.split or ("test" if own else "all")
     name = f"metrics_{split}" if own else f"metrics_{Path(args.data).resolve().name}_{split}"
-    out = Path(args.out or Path(args.checkpoint).resolve().parent.parent / f"{name}{'_tta' if args.tta else ''}.json")
+    out = Path(args.out or Path(args.checkpoint).resolve().parent.parent / f"{name}{'_tta' if tta else ''}.json")
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite or another --out")
     table, mean_box, what = _evaluation_set(args, info, split)
     print(f"evaluated on: {what}")
     metrics, per_image = evaluate_model(
         model, table, info["config"].image_size, info["input_mean"], info["input_std"], split=split,
-        tta=args.tta, cache_dir=info["config"].cache_dir, seed=info["config"].seed, progress=not args.quiet,
+        tta=tta, cache_dir=info["config"].cache_dir, seed=info["config"].seed, progress=not args.quiet,
         mean_box=mean_box, numerics=info["numerics"])
     metrics["checkpoint"] = str(args.checkpoint)
     metrics["evaluated_on"] = what
@@ -167,18 +174,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise FileExistsError(f"{len(existing)} drawings exist already in {args.draw} (e.g. {existing[0]}); "
                                   "pass --overwrite or another --draw folder")
     model, info = load_model(args.checkpoint, args.device)
+    tta = _tta(args, info)
     table = predict_files(model, files, info["config"].image_size, info["input_mean"], info["input_std"],
-                          tta=args.tta, draw_dir=args.draw, progress=not args.quiet, numerics=info["numerics"])
+                          tta=tta, draw_dir=args.draw, progress=not args.quiet, numerics=info["numerics"])
+    table = table.round(PIXEL_DECIMALS)
+    print(f"{len(table)} photos, predicted {'with flip TTA' if tta else 'without TTA'}; boxes in pixels "
+          "of each original photo (xmin, ymin, xmax, ymax)")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out, index=False)
         print(f"predictions: {args.out}")
     else:
-        print(table.round(1).to_string(index=False))
+        print(table.to_string(index=False))
+    if args.draw:
+        print(f"drawings: {Path(args.draw)} (one per photo read, prediction in red)")
     failed = int((table["error"].fillna("") != "").sum())
     if failed:
         print(f"{failed} of {len(table)} files could not be read (see the error column)", file=sys.stderr)
     return 0 if failed < len(table) else 2
+
+
+#: Decimals of the predicted pixel coordinates ``predict`` writes: 0.1 px, below what a box
+#: drawn by hand or a model at a few hundred pixels can mean.
+PIXEL_DECIMALS = 1
 
 
 def cmd_synthetic(args: argparse.Namespace) -> int:
@@ -195,7 +213,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     run_dir = run_notebooks(data=args.data, profile=args.profile, run_dir=args.run_dir,
                             params=_config_overrides(args.param), figures_dir=args.figures,
-                            resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+                            resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+                            publish_dir=args.publish)
     print(f"run folder: {run_dir}")
     metrics = run_dir / "metrics.json"
     if metrics.exists():
@@ -220,7 +239,8 @@ def _add_recipe_args(parser: argparse.ArgumentParser, profile: str, what: str) -
 
 def _add_inference_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path)
-    parser.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="horizontal-flip test-time augmentation (default: as the run's recipe, its tta)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true")
 
@@ -274,7 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", help="dataset folder (default: ../shared/data/lion beside the repository when it "
                                      "exists, else data/oxford-iiit-pet, downloaded when missing)")
     run.add_argument("--run-dir", type=Path, help="run folder (default runs/PROFILE-DATE-TIME)")
-    run.add_argument("--figures", type=Path, help="also copy the three report figures here")
+    run.add_argument("--figures", type=Path, help="also copy the four report figures here (e.g. figures)")
+    run.add_argument("--publish", type=Path, metavar="DIR",
+                     help="also copy the executed notebooks here, for reading (e.g. report; see make report)")
     _add_recipe_args(run, "quick", "the run folder")
     run.set_defaults(func=cmd_run)
     return parser

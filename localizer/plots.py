@@ -1,8 +1,10 @@
 """Figures of the course report, with matplotlib and seaborn only.
 
 Every function returns the :class:`matplotlib.figure.Figure` it drew and, when ``path`` is given,
-also saves it there as a PNG at :data:`DPI` dots per inch (the folder is created). Nothing is shown:
-in a notebook the figure is displayed because it is the cell's value or by the inline backend.
+also saves it there at :data:`DPI` dots per inch (the folder is created): as PNG for ``.png``, as
+JPEG (quality :data:`JPEG_QUALITY`) for ``.jpg``, the format for grids of photos (a photo grid as
+PNG weighs about five times as much). Nothing is shown: in a notebook, :func:`show` displays a
+figure (photo grids as JPEG, so that executed notebooks stay small).
 
 Drawing conventions, the same in every figure:
 
@@ -11,11 +13,12 @@ Drawing conventions, the same in every figure:
 * box coordinates are pixel xyxy ``(xmin, ymin, xmax, ymax)`` of the image they are drawn on
   (continuous coordinates, see :mod:`localizer.boxes`).
 
-The three numbered figures of the report are saved under the names of :data:`FIGURE_NAMES`.
+The four numbered figures of the report are saved under the names of :data:`FIGURE_NAMES`.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -32,34 +35,70 @@ from matplotlib.ticker import MaxNLocator
 from .boxes import BOX_COLUMNS
 from .imageio import load_rgb
 
-#: File names of the report's numbered figures.
+#: File names of the report's numbered figures (photo grids as JPEG: see the module docstring).
 FIGURE_NAMES = {
     "curves": "figure1_training_curves.png",
-    "samples": "figure2_test_samples.png",
+    "samples": "figure2_test_samples.jpg",
     "histogram": "figure3_iou_histogram.png",
+    "worst": "figure4_worst_predictions.jpg",
 }
 
-#: Resolution of saved PNG files.
+#: Resolution of saved figures (print quality), and of figures shown in a notebook.
 DPI = 150
+SCREEN_DPI = 100
+#: JPEG quality of saved photo grids (Pillow's scale, 1-95).
+JPEG_QUALITY = 90
+#: Colour of the frame around each photo of a grid: a box along the photo's border stays visible
+#: (white and red lines on a white page would not).
+FRAME_COLOR = "0.3"
+#: Width of that frame, as a share of the photo's longer side.
+FRAME_SHARE = 0.03
 
 GT_STYLE = {"edgecolor": "white", "linestyle": "-", "linewidth": 2.0}
 PRED_STYLE = {"edgecolor": "red", "linestyle": "--", "linewidth": 2.0}
 #: ``gid`` of the artists tests and readers may look up: ground truth and prediction rectangles,
 #: learning-rate drop lines, the mean-IoU line and the threshold line.
 GID_GT, GID_PRED, GID_LR_DROP, GID_MEAN, GID_THRESHOLD = "gt_box", "pred_box", "lr_drop", "mean_iou", "threshold"
+GID_BEST = "best_epoch"
 
 _COLORS = {"train": "tab:blue", "val": "tab:orange"}
 
 
 # ----------------------------------------------------------------------------------------- helpers
+def _savefig(fig: Figure, target, fmt: str, dpi: int) -> None:
+    pil_kwargs = {"quality": JPEG_QUALITY} if fmt == "jpeg" else None
+    fig.savefig(target, format=fmt, dpi=dpi, bbox_inches="tight", facecolor="white", pil_kwargs=pil_kwargs)
+
+
 def save_figure(fig: Figure, path: Path | str | None) -> Figure:
-    """Save ``fig`` as a PNG at ``path`` (``DPI`` dpi, tight bounding box, folder created) when
-    ``path`` is not None; returns ``fig``."""
+    """Save ``fig`` at ``path`` (``DPI`` dpi, tight bounding box, folder created) when ``path`` is
+    not None; returns ``fig``. The suffix chooses the format: ``.png``, or ``.jpg`` / ``.jpeg``
+    (JPEG at :data:`JPEG_QUALITY`, for photo grids).
+
+    Raises:
+        ValueError: another suffix.
+    """
     if path is not None:
         path = Path(path)
+        formats = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+        if path.suffix.lower() not in formats:
+            raise ValueError(f"{path}: save figures as .png or .jpg, not {path.suffix or 'without a suffix'}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+        _savefig(fig, path, formats[path.suffix.lower()], DPI)
     return fig
+
+
+def show(fig: Figure) -> None:
+    """Display ``fig`` in a notebook at :data:`SCREEN_DPI` and close it (so it is shown once): a
+    figure with photos in it as JPEG (quality :data:`JPEG_QUALITY`), a chart as PNG. Executed
+    notebooks keep every image they show; photos as JPEG keep them a few MB in all."""
+    from IPython.display import Image, display
+
+    photos = any(ax.get_images() for ax in fig.axes)
+    buffer = io.BytesIO()
+    _savefig(fig, buffer, "jpeg" if photos else "png", SCREEN_DPI)
+    plt.close(fig)
+    display(Image(data=buffer.getvalue(), format="jpeg" if photos else "png"))
 
 
 def _as_image(image) -> np.ndarray:
@@ -155,8 +194,9 @@ def plot_samples(
         raise ValueError(f"{len(titles)} titles for {len(items)} images")
     ncols = max(1, min(ncols, len(items)))
     nrows = math.ceil(len(items) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows + 0.4),
-                             squeeze=False)
+    # constrained layout keeps titles, photos and the legend apart however many rows there are
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, (panel_size + 0.3) * nrows + 0.4),
+                             squeeze=False, layout="constrained")
     any_pred = False
     for index, ax in enumerate(axes.flat):
         if index >= len(items):
@@ -168,16 +208,19 @@ def plot_samples(
         height, width = array.shape[:2]
         draw_box(ax, gt_box, "gt")
         any_pred |= draw_box(ax, pred_box, "pred") is not None
-        ax.set_xlim(0, width)
-        ax.set_ylim(height, 0)
-        ax.axis("off")
+        pad = FRAME_SHARE * max(width, height)  # a dark frame: boxes on the photo's border stay visible
+        ax.set_xlim(-pad, width + pad)
+        ax.set_ylim(height + pad, -pad)
+        ax.set_facecolor(FRAME_COLOR)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
         if titles is not None:
             ax.set_title(titles[index], fontsize=11)
-    fig.tight_layout()
-    if legend:
-        fig.legend(handles=_box_legend_handles(any_pred), loc="lower center", ncol=2, frameon=True,
-                   facecolor="0.55", framealpha=1.0, labelcolor="white",
-                   bbox_to_anchor=(0.5, -0.02 if nrows > 1 else -0.06))
+    if legend:  # above the grid, in a strip of its own: it never covers a photo or a title
+        fig.legend(handles=_box_legend_handles(any_pred), loc="outside upper center", ncol=2, frameon=True,
+                   facecolor="0.55", framealpha=1.0, labelcolor="white")
     return save_figure(fig, path)
 
 
@@ -225,9 +268,10 @@ def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str
 
     Returns:
         A figure with 2 axes: left, train and val loss per epoch; right, train and val mean IoU per
-        epoch. Each learning-rate drop (an epoch whose ``lr`` is lower than the previous epoch's)
-        is a vertical dotted line in both panels (``gid`` :data:`GID_LR_DROP`), labelled with the
-        new rate.
+        epoch; whole-number epoch ticks. The epoch of the best validation mean IoU (the checkpoint
+        ``best.pt`` keeps and notebook 04 tests) is a green vertical line in both panels (``gid``
+        :data:`GID_BEST`). Each learning-rate drop (:func:`lr_drops`) is a vertical dotted line in
+        both panels (``gid`` :data:`GID_LR_DROP`), labelled with the new rate.
     """
     history = pd.DataFrame(history)
     fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(13, 4.8))
@@ -239,7 +283,10 @@ def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str
         ax_iou.plot(epochs, history[f"{split}_iou"], marker=marker, markersize=4, color=_COLORS[split],
                     label=split)
     drops = lr_drops(history)
+    best = history.loc[history["val_iou"].idxmax()]
     for ax in (ax_loss, ax_iou):
+        ax.axvline(best["epoch"], color="tab:green", linewidth=1.5, alpha=0.8, gid=GID_BEST,
+                   label=f"best val IoU {best['val_iou']:.3f} (epoch {int(best['epoch'])}, tested)")
         for number, (epoch, lr) in enumerate(zip(drops["epoch"], drops["lr"])):
             ax.axvline(epoch, color="0.35", linestyle=":", linewidth=1.5, gid=GID_LR_DROP,
                        label="learning-rate drop" if number == 0 else None)
@@ -253,6 +300,8 @@ def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str
         ax.set_xlim(first - 0.5, last + 0.5)
         if last - first < 15:
             ax.set_xticks(range(first, last + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     pad = 16 if len(drops) else 6
     ax_loss.set_title(f"{loss_name} loss per epoch", pad=pad)
     ax_iou.set_title("Mean IoU per epoch", pad=pad)
