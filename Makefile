@@ -1,6 +1,11 @@
 # localizer — the two everyday commands:
-#   make run    set up the environment, then run notebooks 01-04 (papermill) and refresh figures/
-#   make test   set up the environment, then unit tests + smoke notebook run + nbval
+#   make run    set up the environment, then run notebooks 01-04 (papermill) into a new run folder
+#               under runs/ (tracked files are not touched)
+#   make test   set up the environment, then unit tests (with a smoke run of the notebooks) + nbval
+# and:
+#   make lab    JupyterLab on the notebooks, in the project's environment
+#   make report the published report: the best profile's run in runs/report (trained when missing or
+#               unfinished, reused when finished), its executed notebooks into report/ and figures/
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,6 +14,8 @@ BIN    := $(VENV)/bin
 DATA    ?=
 PROFILE ?= quick
 RUN_DIR ?=
+# The run behind report/ and figures/ (ignored by git, like all of runs/).
+REPORT_RUN ?= runs/report
 # Test data: the synthetic dataset (localizer.synthetic), drawn in a second; no download, no ../shared.
 SYNTHETIC  := build/synthetic
 SMOKE_DIR  := build/smoke
@@ -16,7 +23,7 @@ SMOKE_DIR  := build/smoke
 NBVAL_DIR  := build/nbval
 NBVAL_ARGS := --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup run test unit synthetic smoke nbval notebook-expectations benchmark clean
+.PHONY: setup run lab report test unit synthetic smoke nbval notebook-expectations benchmark clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +35,17 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 setup: $(VENV)/.installed
 
 run: setup
-	$(BIN)/python -m localizer run $(if $(DATA),--data $(DATA)) --profile $(PROFILE) --figures figures $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+	$(BIN)/python -m localizer run $(if $(DATA),--data $(DATA)) --profile $(PROFILE) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
-test: unit smoke nbval
+lab: setup
+	$(BIN)/jupyter lab notebooks
+
+report: setup
+	$(BIN)/python -m localizer run $(if $(DATA),--data $(DATA)) --profile best --run-dir $(REPORT_RUN) --resume \
+		--figures figures --publish report
+
+# unit includes the smoke profile through papermill (tests/test_reading.py), as make run runs it
+test: unit nbval
 
 unit: setup
 	$(BIN)/python -m pytest tests -q

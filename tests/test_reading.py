@@ -1,0 +1,278 @@
+"""What a student reads: the terminal of a headless run, the notebooks' generated narration and
+tables, the report figures, the published notebooks in report/, and what evaluate and predict print."""
+
+import io
+import os
+from argparse import Namespace
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from localizer import cli, narration, plots, runner
+from localizer.download import REPO_ROOT, display_path
+from localizer.evaluation import MEASUREMENT_MIN_IMAGES, format_metrics, spread_sample
+from localizer.recipe import recipe_for
+from localizer.training import epoch_line
+
+REPORT = REPO_ROOT / "report"
+FIGURES = REPO_ROOT / "figures"
+MB = 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _history(lrs, val_iou=None):
+    n = len(lrs)
+    epochs = np.arange(1, n + 1)
+    return pd.DataFrame({"epoch": epochs, "train_loss": 0.1 / epochs, "val_loss": 0.12 / epochs,
+                         "train_iou": np.linspace(0.3, 0.8, n),
+                         "val_iou": np.linspace(0.3, 0.7, n) if val_iou is None else val_iou,
+                         "lr": lrs, "seconds": np.full(n, 61.4)})
+
+
+# ----------------------------------------------------------------------------- terminal
+def test_epoch_line_gives_losses_iou_seconds_and_time_left():
+    row = {"epoch": 3, "train_loss": 0.42101, "val_loss": 0.30119, "train_iou": 0.7, "val_iou": 0.78149,
+           "lr": 9.0e-4, "seconds": 58.4}
+    assert epoch_line(row, 11, 464.0) == ("epoch  3/11  train loss 0.4210  val loss 0.3012  val IoU 0.781  "
+                                          "lr 9.0e-04  58 s  (7 min 44 s left)")
+    assert epoch_line(row, 3, 0.0).endswith("58 s  (done)")
+    assert epoch_line(row, 9).endswith("58 s")
+
+
+def test_headless_environment_turns_tqdm_off_and_restores_it(monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    with runner._headless_environment():
+        assert os.environ["TQDM_DISABLE"] == "1"
+    assert os.environ["TQDM_DISABLE"] == "0"
+    monkeypatch.delenv("TQDM_DISABLE")
+    with runner._headless_environment():
+        assert os.environ["TQDM_DISABLE"] == "1"
+    assert "TQDM_DISABLE" not in os.environ
+
+
+def test_display_path_is_relative_inside_and_beside_the_repository():
+    assert display_path(REPO_ROOT / "runs" / "report") == "runs/report"
+    assert display_path(REPO_ROOT.parent / "shared" / "data" / "lion") == "../shared/data/lion"
+    assert display_path("/") == "/"
+
+
+# ----------------------------------------------------------------------------- narration
+def test_narration_follows_the_recipe():
+    report = recipe_for("report")
+    text = narration.describe_training(report)
+    assert "Smooth L1" in text and "ReduceLROnPlateau" in text and "multiplied by 0.1" in text
+    assert "for 3 epochs" in text and "GIoU" not in text and "cosine" not in text
+    quick = recipe_for("quick")
+    text = narration.describe_training(quick)
+    assert "GIoU + L1** = 2 × GIoU loss + 5 × L1" in text and "cosine annealing" in text
+    assert "ReduceLROnPlateau" not in text and "scale + shift on 50% of the images" in text
+    assert f"over the {quick.epochs} epochs" in text
+    assert "ResNet-18" in narration.describe_model(report) and "Dropout(0.5) + Linear(F, 4)" in narration.describe_model(report)
+    assert "soft-argmax head" in narration.describe_model(quick)
+    assert "256 × 256 px" in narration.describe_input(report) and "8 × 8 grid" in narration.describe_input(report)
+    assert "128 × 128 px" in narration.describe_input(quick) and "4 × 4 grid" in narration.describe_input(quick)
+    assert narration.loss_name(report) == "Smooth L1" and narration.loss_name(quick) == "GIoU + L1"
+
+
+def test_curves_caption_names_the_best_epoch_and_the_schedule():
+    history = _history([1e-3] * 5, val_iou=[0.5, 0.7, 0.65, 0.6, 0.55])
+    caption = narration.curves_caption(recipe_for("quick"), history)
+    assert "**epoch 2**" in caption and "(0.700)" in caption and "no sudden" in caption
+    assert "ReduceLROnPlateau lowered" in narration.curves_caption(recipe_for("report"), history)
+
+
+def test_readable_history_prints_small_learning_rates():
+    table = narration.readable_history(_history([1e-3, 3.4e-5, 0.0]))
+    assert table["lr"].tolist() == ["1.0e-03", "3.4e-05", "0.0e+00"]
+    assert table.index.name == "epoch" and table["seconds"].tolist() == [61, 61, 61]
+
+
+def test_recipe_table_shows_data_relative_and_marks_runtime_fields():
+    config = recipe_for("quick", data=str(REPO_ROOT.parent / "shared" / "data" / "lion"))
+    table = narration.recipe_table(config)
+    assert table.loc["data", "value"] == "../shared/data/lion"
+    assert table.loc["backbone", "value"] == "efficientnet_lite1" and table.loc["backbone", "kind"] == "recipe"
+    assert table.loc["device", "kind"] == "runtime"
+
+
+# ----------------------------------------------------------------------------- metrics text
+def _metrics(n, tta):
+    scores = {"mean_iou": 0.5, "acc_50": 0.5, "acc_75": 0.1, "acc_50_95": 0.2}
+    return {**scores, "n": n, "split": "test", "tta": tta, "baselines": {"mean_box": scores}}
+
+
+def test_metrics_header_says_tta_and_flags_tiny_splits():
+    big = format_metrics(_metrics(MEASUREMENT_MIN_IMAGES, True))
+    assert big.splitlines()[0] == "test split, n = 50 images, model scored with flip TTA (values in %)"
+    assert "pipeline check" not in big
+    small = format_metrics(_metrics(8, False))
+    assert "without TTA" in small.splitlines()[0]
+    assert small.splitlines()[1].startswith("pipeline check only: 8 images")
+    assert "TTA not recorded" in format_metrics({k: v for k, v in _metrics(60, True).items() if k != "tta"})
+
+
+def test_tta_defaults_to_the_runs_recipe():
+    config = recipe_for("quick")
+    assert config.tta is True
+    assert cli._tta(Namespace(tta=None), {"config": config}) is True
+    assert cli._tta(Namespace(tta=False), {"config": config}) is False
+    assert cli._tta(Namespace(tta=None), {"config": recipe_for("report")}) is False
+
+
+# ----------------------------------------------------------------------------- figures
+def test_spread_sample_takes_one_photo_per_iou_band():
+    table = pd.DataFrame({"file": [f"{i}.jpg" for i in range(16)], "iou": np.random.default_rng(0).permutation(16) / 16})
+    chosen = spread_sample(table, n=8, seed=3)
+    bands = (chosen["iou"].to_numpy() * 16).astype(int) // 2  # 16 ranks in 8 bands of 2
+    assert bands.tolist() == list(range(8))
+    assert spread_sample(table, n=8, seed=3).equals(chosen)
+    assert len(spread_sample(table.head(5), n=8)) == 5
+    with pytest.raises(ValueError):
+        spread_sample(table, n=0)
+
+
+def test_training_curves_mark_the_tested_epoch_with_whole_epoch_ticks():
+    val = np.r_[np.linspace(0.3, 0.8, 20), np.linspace(0.79, 0.7, 12)]  # best at epoch 20
+    fig = plots.plot_training_curves(_history([1e-3] * 32, val_iou=val))
+    for ax in fig.axes:
+        (best,) = [line for line in ax.get_lines() if line.get_gid() == plots.GID_BEST]
+        assert best.get_xdata()[0] == 20
+        assert "epoch 20, tested" in best.get_label()
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_photo_grid_frames_border_boxes_and_keeps_the_legend_clear(tmp_path):
+    photo = np.full((100, 200, 3), 255, dtype=np.uint8)  # a white photo: a white box on its border
+    fig = plots.plot_samples([(photo, (0, 0, 200, 100), (10, 10, 190, 90))] * 8, ncols=4,
+                             titles=[f"IoU {i}" for i in range(8)])
+    fig.canvas.draw()
+    for ax in fig.axes:
+        left, right = ax.get_xlim()
+        assert left < 0 and right > 200  # a frame around the photo ...
+        assert ax.get_facecolor()[:3] == pytest.approx((0.3, 0.3, 0.3))  # ... in dark grey
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    tops = [ax.get_tightbbox(renderer).y1 for ax in fig.axes]  # titles included
+    assert legend.y0 >= max(tops) - 1  # above every title, covering none
+    rows = sorted({round(ax.get_position().y0, 3) for ax in fig.axes}, reverse=True)
+    first, second = ([ax for ax in fig.axes if round(ax.get_position().y0, 3) == y] for y in rows)
+    # the second row's titles stay below the first row's photos
+    assert max(ax.get_tightbbox(renderer).y1 for ax in second) <= min(ax.get_window_extent(renderer).y0 for ax in first)
+
+
+def test_figures_save_as_png_or_jpeg_by_suffix(tmp_path):
+    fig = plots.plot_samples([(np.zeros((40, 40, 3), np.uint8), (5, 5, 20, 20), None)])
+    plots.save_figure(fig, tmp_path / "a.jpg")
+    plots.save_figure(fig, tmp_path / "a.png")
+    assert Image.open(tmp_path / "a.jpg").format == "JPEG" and Image.open(tmp_path / "a.png").format == "PNG"
+    with pytest.raises(ValueError, match="png or .jpg"):
+        plots.save_figure(fig, tmp_path / "a.gif")
+    assert plots.FIGURE_NAMES["worst"] == "figure4_worst_predictions.jpg"
+
+
+def test_show_displays_photos_as_jpeg_and_charts_as_png(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    plots.show(plots.plot_samples([(np.zeros((40, 40, 3), np.uint8), (5, 5, 20, 20), None)]))
+    plots.show(plots.plot_iou_histogram(np.linspace(0, 1, 20)))
+    assert [Image.open(io.BytesIO(obj.data)).format for obj in shown] == ["JPEG", "PNG"]
+    assert plt.get_fignums() == []  # closed: a notebook shows each figure once
+
+
+def test_report_photo_figure_of_real_photos_is_under_1_mb(shared_data, tmp_path):
+    images = sorted((shared_data / "lion").rglob("*.jpg"))[:8]
+    assert len(images) == 8
+    items = [(Image.open(p).convert("RGB"), (40, 40, 300, 300), (50, 45, 310, 290)) for p in images]
+    plots.plot_samples(items, titles=[f"IoU 0.{i}" for i in range(8)], path=tmp_path / plots.FIGURE_NAMES["samples"])
+    assert (tmp_path / plots.FIGURE_NAMES["samples"]).stat().st_size < MB
+
+
+# ----------------------------------------------------------------------------- published report
+def _published(name):
+    return nbformat.read(REPORT / name, as_version=4)
+
+
+def test_published_notebooks_are_the_current_ones_without_stale_output():
+    """report/ holds the executed notebooks of the published best run (make report): the same code
+    as notebooks/, no widget output or state, paths relative to the repository, under 5 MB in all."""
+    from test_notebooks import code_sources
+
+    names = [f"{name}.ipynb" for name in runner.NOTEBOOKS]
+    assert sorted(p.name for p in REPORT.glob("*.ipynb")) == names
+    assert sum((REPORT / name).stat().st_size for name in names) < 5 * MB
+    for name in names:
+        assert code_sources(REPORT / name) == code_sources(REPO_ROOT / "notebooks" / name), \
+            f"report/{name} is older than notebooks/{name}: run make report"
+        notebook = _published(name)
+        assert "widgets" not in notebook.metadata
+        for cell in notebook.cells:
+            if cell.cell_type != "code":
+                continue
+            assert not [o for o in cell.outputs if runner.WIDGET_MIME in o.get("data", {})]
+            assert not [o for o in cell.outputs if o.get("name") == "stderr" and "it/s]" in o.get("text", "")]
+            if "injected-parameters" in cell.metadata.get("tags", []):
+                assert "/tmp/" not in cell.source and str(REPO_ROOT) not in cell.source
+                assert '"../shared/data/lion"' in cell.source or "data" not in cell.source
+        assert not Path(notebook.metadata["papermill"]["output_path"]).is_absolute()
+
+
+def test_report_figures_are_the_four_numbered_ones_each_under_1_mb():
+    for name in plots.FIGURE_NAMES.values():
+        assert (FIGURES / name).is_file(), f"figures/{name} is missing: run make report"
+        assert (FIGURES / name).stat().st_size < MB
+    assert sorted(p.name for p in FIGURES.iterdir()) == sorted(plots.FIGURE_NAMES.values())
+
+
+def test_publish_drops_widgets_and_makes_paths_relative(tmp_path):
+    notebook = nbformat.v4.new_notebook()
+    bar = nbformat.v4.new_output("display_data", data={runner.WIDGET_MIME: {"model_id": "x"},
+                                                       "text/plain": "  0%|          | 0/54"})
+    text = nbformat.v4.new_output("stream", name="stdout", text="epoch 1/2 ...\n")
+    notebook.cells = [nbformat.v4.new_code_cell("train()", outputs=[bar, text])]
+    notebook.metadata["widgets"] = {"state": {}}
+    notebook.metadata["papermill"] = {"input_path": str(REPO_ROOT / "notebooks" / "x.ipynb"),
+                                      "output_path": str(REPO_ROOT / "runs" / "r" / "notebooks" / "x.ipynb")}
+    source = tmp_path / "run" / "notebooks"
+    source.mkdir(parents=True)
+    nbformat.write(notebook, source / "03_model_and_training.ipynb")
+    (written,) = runner.publish_notebooks(source, tmp_path / "report")
+    published = nbformat.read(written, as_version=4)
+    assert published.cells[0].outputs == [text]
+    assert "widgets" not in published.metadata
+    assert published.metadata["papermill"]["input_path"] == "notebooks/x.ipynb"
+    assert published.metadata["papermill"]["output_path"] == "runs/r/notebooks/x.ipynb"
+    with pytest.raises(FileNotFoundError):
+        runner.publish_notebooks(tmp_path / "empty", tmp_path / "report")
+
+
+def test_headless_run_prints_each_epoch_and_no_kernel_warning(synthetic_data, tmp_path, capfd):
+    """The smoke profile through papermill, as make run does it: the terminal shows the training
+    line of every epoch and the labelled metrics, never ipykernel's TCP warning; the executed
+    notebooks hold no progress-bar output."""
+    run_dir = runner.run_notebooks(data=synthetic_data / "yolo", profile="smoke", run_dir=tmp_path / "run",
+                                   params={"cache_dir": str(tmp_path / "cache")})
+    out, err = capfd.readouterr()
+    assert "epoch 1/2  train loss" in out and "epoch 2/2  train loss" in out and "(done)" in out
+    assert "pipeline check only" in out and "model scored without TTA" in out
+    assert "without encryption" not in out + err
+    for path in (run_dir / "notebooks").glob("*.ipynb"):
+        for cell in nbformat.read(path, as_version=4).cells:
+            for output in cell.get("outputs", []):
+                assert runner.WIDGET_MIME not in output.get("data", {})
+                assert "0%|" not in output.get("text", "")
+    assert set(plots.FIGURE_NAMES.values()) <= {p.name for p in (run_dir / "figures").iterdir()}
