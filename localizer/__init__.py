@@ -44,14 +44,19 @@ Evaluation and prediction
     ``evaluation``     metrics of a split beside the mean-box and random-box baselines — imports
                        ``inference``, ``data``, ``metrics``
     ``prediction``     ``predict``: boxes of new photos, drawings — imports ``inference``, ``imageio``
-    ``plots``          the report's figures — imports ``imageio``, ``boxes``
+    ``plots``          the report's figures (photo grids as JPEG) and :func:`~localizer.plots.show`
+                       for notebooks — imports ``imageio``, ``boxes``
+    ``narration``      the notebooks' text that depends on the recipe (loss, schedule, head, input,
+                       Figure 1's caption) and the tables for reading — imports ``recipe``, ``models``,
+                       ``heads``, ``losses``, ``download``
 Commands
-    ``runner``         ``run``: the four notebooks with papermill into one run folder — imports
-                       ``run``, ``recipe``, ``download``
+    ``runner``         ``run``: the four notebooks with papermill into one run folder, their output
+                       streamed to the terminal; ``--publish``: executed notebooks for reading
+                       (``report/``) — imports ``run``, ``recipe``, ``download``
     ``cli``            ``python -m localizer ...`` — imports what each command needs
 Helpers
     ``boxes`` (box conventions), ``errors`` (:class:`~localizer.errors.DataError`), ``files``
-    (atomic writes), ``network`` (download timeout)
+    (atomic writes), ``network`` (download timeout), ``progress`` (tqdm bars, off in headless runs)
 """
 
 __version__ = "0.1.0"
