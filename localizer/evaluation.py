@@ -117,19 +117,22 @@ def format_metrics(metrics: dict) -> str:
     return header + "\n" + table.round(2).to_string()
 
 
-def spread_sample(per_image: pd.DataFrame, n: int = 8, seed: int = 0) -> pd.DataFrame:
+def spread_sample(per_image: pd.DataFrame, n: int = 8, seed: int = 0, skip_worst: int = 0) -> pd.DataFrame:
     """``n`` rows spread over the IoU distribution, for a figure of typical predictions: the rows
     sorted by ``iou`` are cut into ``n`` groups of (nearly) equal size and one row is drawn from
     each (seeded); returned from the lowest IoU to the highest. A plain random sample of a good
     model shows mostly easy photos; this one shows the range, one photo per ``1/n`` quantile.
-    All rows when there are ``n`` or fewer.
+    The ``skip_worst`` lowest-IoU rows are left out first (the ones a figure of the worst
+    predictions shows already), but only as many as leave ``n`` rows: a small split (the smoke
+    run's 8 test photos) shows all its rows, worst included. All rows when there are ``n`` or fewer.
 
     Raises:
         ValueError: ``n`` < 1.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    ordered = per_image.sort_values("iou", kind="stable")
+    skip = min(max(skip_worst, 0), max(len(per_image) - n, 0))
+    ordered = per_image.sort_values("iou", kind="stable").iloc[skip:]
     if len(ordered) <= n:
         return ordered
     rng = np.random.default_rng(seed)

@@ -119,6 +119,14 @@ def curves_caption(config: TrainConfig, history: pd.DataFrame) -> str:
             "turns back while the training curve keeps improving would be overfitting.")
 
 
+def readable_per_image(per_image: pd.DataFrame) -> pd.DataFrame:
+    """A per-image evaluation table for reading: without the ``path`` column, pixel coordinates to
+    0.1 px (as ``predict`` writes them), IoU to 3 decimals."""
+    table = pd.DataFrame(per_image).drop(columns=["path"], errors="ignore")
+    pixels = [c for c in table.columns if c.endswith(("xmin", "ymin", "xmax", "ymax"))]
+    return table.round({**dict.fromkeys(pixels, 1), "iou": 3})
+
+
 def readable_history(history: pd.DataFrame) -> pd.DataFrame:
     """The history table for reading: losses to 4 decimals, IoU to 3, seconds to whole seconds and
     the learning rate in scientific notation (``"3.4e-05"``: fixed decimals would print 0.0000)."""

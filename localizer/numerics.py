@@ -178,5 +178,5 @@ def choose_numerics(precision: str, device: torch.device, model: torch.nn.Module
     speedup = probe_bf16_speedup(model, device, image_size)
     precision = "bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32"
     return default_numerics(device, precision), (
-        f"auto: a training step of this model ran {speedup:.2f}x as fast in bf16 as in float32 in a probe "
-        f"(bf16 taken from {BF16_MIN_SPEEDUP}x)")
+        f"auto: in a short probe, bf16 ran a training step of this model {speedup:.2f}x as fast as float32; "
+        f"bf16 is used when that is at least {BF16_MIN_SPEEDUP}x")

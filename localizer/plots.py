@@ -255,7 +255,8 @@ def lr_drops(history: pd.DataFrame) -> pd.DataFrame:
     return history.loc[dropped, ["epoch", "lr"]].reset_index(drop=True)
 
 
-def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str | None = None) -> Figure:
+def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str | None = None,
+                         schedule: str = "plateau") -> Figure:
     """Figure 1: training curves, two panels.
 
     Args:
@@ -265,6 +266,9 @@ def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str
             used in that epoch) and ``seconds``.
         loss_name: name of the loss for the left panel's title and axis.
         path: save the figure here as PNG.
+        schedule: the run's learning-rate schedule (``TrainConfig.schedule``). Drops are marked for
+            ``plateau`` only: a smooth schedule has none, and a short cosine one (2 epochs: 1e-3,
+            then 5e-4) would look like a step to :func:`lr_drops`.
 
     Returns:
         A figure with 2 axes: left, train and val loss per epoch; right, train and val mean IoU per
@@ -283,6 +287,8 @@ def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str
         ax_iou.plot(epochs, history[f"{split}_iou"], marker=marker, markersize=4, color=_COLORS[split],
                     label=split)
     drops = lr_drops(history)
+    if schedule != "plateau":
+        drops = drops.iloc[:0]
     best = history.loc[history["val_iou"].idxmax()]
     for ax in (ax_loss, ax_iou):
         ax.axvline(best["epoch"], color="tab:green", linewidth=1.5, alpha=0.8, gid=GID_BEST,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -125,7 +126,8 @@ class Run:
             localizer.split.NotEnoughDataError: too few usable photos for the split.
         """
         folder = Path(folder)
-        config = replace(config, data=str(Path(config.data).resolve()))  # the same folder from any working dir
+        # absolute: the same folder from any working dir (not resolved: a data folder behind a link keeps its name)
+        config = replace(config, data=os.path.abspath(config.data))
         saved = folder / CONFIG
         if (folder / CHECKPOINTS / LAST).exists() and saved.exists() and not overwrite:
             if not same_recipe(TrainConfig.from_dict(json.loads(saved.read_text())), config):

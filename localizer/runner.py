@@ -154,15 +154,15 @@ def run_notebooks(
     if unknown:
         raise ConfigError(f"unknown notebook parameter(s) {sorted(unknown)}; the notebooks take the recipe's "
                           f"fields {sorted(field_names())}")
-    data = ensure_data(data).resolve()
+    data = Path(os.path.abspath(ensure_data(data)))  # not resolve(): a data folder behind a link keeps its name
     config = recipe_for(profile, **params, data=str(data))  # a bad value fails now, not in notebook 02
-    run_dir = Path(run_dir or default_run_dir(profile)).resolve()
+    run_dir = Path(os.path.abspath(run_dir or default_run_dir(profile)))
     _make_room(run_dir, resume, overwrite)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     values = {"data": display_path(data), "data_format": config.format, "oxford_box": config.oxford_box,
               "classes": config.classes, "seed": config.seed, "run_dir": display_path(run_dir),
               "profile": profile, "recipe": params,
-              "figures_dir": None if figures_dir is None else display_path(Path(figures_dir).resolve())}
+              "figures_dir": None if figures_dir is None else display_path(figures_dir)}
     started = time.perf_counter()
     for name in notebooks:
         output = run_dir / "notebooks" / f"{name}.ipynb"

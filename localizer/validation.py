@@ -217,7 +217,7 @@ def scan_dataset(
         DataFormatError: the format is unknown or cannot be detected; ``classes`` is malformed or
             does not fit the format (:func:`localizer.readers.resolve_classes`).
     """
-    root = Path(root).resolve()
+    root = Path(os.path.abspath(root))  # not resolve(): a data folder behind a link keeps its name
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist")
     fmt = detect_format(root) if fmt == "auto" else fmt

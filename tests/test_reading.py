@@ -276,3 +276,45 @@ def test_headless_run_prints_each_epoch_and_no_kernel_warning(synthetic_data, tm
                 assert runner.WIDGET_MIME not in output.get("data", {})
                 assert "0%|" not in output.get("text", "")
     assert set(plots.FIGURE_NAMES.values()) <= {p.name for p in (run_dir / "figures").iterdir()}
+
+
+def test_short_cosine_schedule_draws_no_learning_rate_drop():
+    history = _history([1e-3, 5e-4])  # a 2-epoch cosine: the rate halves, smoothly
+    assert plots.lr_drops(history)["epoch"].tolist() == [2]  # the heuristic alone would call it a step
+    lines = lambda fig: [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_gid() == plots.GID_LR_DROP]  # noqa: E731
+    assert lines(plots.plot_training_curves(history, schedule="cosine")) == []
+    assert len(lines(plots.plot_training_curves(history, schedule="plateau"))) == 2  # one per panel
+
+
+def test_figure_2_leaves_out_the_photos_of_figure_4():
+    table = pd.DataFrame({"file": [f"{i}.jpg" for i in range(40)], "iou": np.linspace(0, 1, 40)})
+    chosen = spread_sample(table, n=8, seed=0, skip_worst=8)
+    assert not set(chosen["file"]) & set(table.nsmallest(8, "iou")["file"])
+    assert len(chosen) == 8 and chosen["iou"].is_monotonic_increasing
+    # a small split keeps n photos: only as many of the worst are left out as it can spare
+    assert spread_sample(table.head(8), n=8, skip_worst=8)["file"].tolist() == [f"{i}.jpg" for i in range(8)]
+    assert spread_sample(table.head(12), n=8, skip_worst=8)["file"].tolist() == [f"{i}.jpg" for i in range(4, 12)]
+
+
+def test_readable_per_image_rounds_pixels_to_a_tenth():
+    table = pd.DataFrame({"file": ["a.jpg"], "path": ["/x/a.jpg"], "xmin": [10.04], "pred_xmax": [70.8349],
+                          "iou": [0.912345]})
+    readable = narration.readable_per_image(table)
+    assert list(readable.columns) == ["file", "xmin", "pred_xmax", "iou"]
+    assert readable.iloc[0].tolist() == ["a.jpg", 10.0, 70.8, 0.912]
+
+
+def test_a_data_folder_behind_a_link_keeps_its_name(synthetic_data, tmp_path):
+    """A course folder linked beside the clone (shared -> /elsewhere) is shown and stored by the
+    name it was given, so executed notebooks show ../shared/..., not the link's target."""
+    from localizer.recipe import TrainConfig
+    from localizer.run import Run
+    from localizer.validation import scan_dataset
+
+    link = tmp_path / "shared"
+    link.symlink_to(synthetic_data)
+    scan = scan_dataset(link / "yolo", progress=False)
+    assert scan.root == link / "yolo"
+    assert scan.table["path"].str.startswith(str(link / "yolo")).all()
+    run = Run.create(TrainConfig(data=str(link / "yolo"), subset=20), tmp_path / "run", progress=False)
+    assert run.config.data == str(link / "yolo")
