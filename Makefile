@@ -37,8 +37,9 @@ setup: $(VENV)/.installed
 run: setup
 	$(BIN)/python -m localizer run $(if $(DATA),--data $(DATA)) --profile $(PROFILE) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
+# LAB_ARGS: more jupyter lab options, e.g. --allow-root in a container that runs as root
 lab: setup
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab notebooks $(LAB_ARGS)
 
 report: setup
 	$(BIN)/python -m localizer run $(if $(DATA),--data $(DATA)) --profile best --run-dir $(REPORT_RUN) --resume \
