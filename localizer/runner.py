@@ -185,6 +185,7 @@ def run_notebooks(
             if exc.ename in _data_error_names():
                 raise NotebookDataError("", message) from None
             raise NotebookFailed(message) from None
+        _relative_papermill_paths(output)
         print(f"[{name}] done in {_minutes(time.perf_counter() - notebook_started)}", flush=True)
     print(f"run: {len(notebooks)} notebooks in {_minutes(time.perf_counter() - started)} "
           f"(wall time, from the first notebook's start)", flush=True)
@@ -192,6 +193,25 @@ def run_notebooks(
         for path in publish_notebooks(run_dir / "notebooks", publish_dir):
             print(f"published: {path}", flush=True)
     return run_dir
+
+
+def _relative_paths(notebook) -> None:
+    """papermill's ``input_path`` and ``output_path`` in ``notebook``'s metadata, made relative to
+    the repository (:func:`localizer.download.display_path`): papermill records them as given, and
+    the runner gives absolute paths."""
+    meta = notebook.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if meta.get(key) and Path(meta[key]).is_absolute():  # a relative one is made already
+            meta[key] = display_path(meta[key])
+
+
+def _relative_papermill_paths(path: Path) -> None:
+    """:func:`_relative_paths` of the executed notebook at ``path``, rewritten in place."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    _relative_paths(notebook)
+    nbformat.write(notebook, path)
 
 
 def publish_notebooks(source_dir: str | Path, out_dir: str | Path) -> list[Path]:
@@ -216,10 +236,7 @@ def publish_notebooks(source_dir: str | Path, out_dir: str | Path) -> list[Path]
     for source in sources:
         notebook = nbformat.read(source, as_version=4)
         notebook.metadata.pop("widgets", None)
-        meta = notebook.metadata.get("papermill", {})
-        for key in ("input_path", "output_path"):
-            if meta.get(key):
-                meta[key] = display_path(Path(meta[key]))
+        _relative_paths(notebook)
         for cell in notebook.cells:
             if cell.cell_type == "code":
                 cell.outputs = [out for out in cell.outputs if WIDGET_MIME not in out.get("data", {})]

@@ -271,7 +271,9 @@ def test_headless_run_prints_each_epoch_and_no_kernel_warning(synthetic_data, tm
     assert "pipeline check only" in out and "model scored without TTA" in out
     assert "without encryption" not in out + err
     for path in (run_dir / "notebooks").glob("*.ipynb"):
-        for cell in nbformat.read(path, as_version=4).cells:
+        notebook = nbformat.read(path, as_version=4)
+        assert notebook.metadata["papermill"]["input_path"] == f"notebooks/{path.name}"
+        for cell in notebook.cells:
             for output in cell.get("outputs", []):
                 assert runner.WIDGET_MIME not in output.get("data", {})
                 assert "0%|" not in output.get("text", "")
