@@ -283,7 +283,7 @@ def test_headless_run_prints_each_epoch_and_no_kernel_warning(synthetic_data, tm
 def test_short_cosine_schedule_draws_no_learning_rate_drop():
     history = _history([1e-3, 5e-4])  # a 2-epoch cosine: the rate halves, smoothly
     assert plots.lr_drops(history)["epoch"].tolist() == [2]  # the heuristic alone would call it a step
-    lines = lambda fig: [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_gid() == plots.GID_LR_DROP]  # noqa: E731
+    lines = lambda fig: [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_gid() == plots.GID_LR_DROP]
     assert lines(plots.plot_training_curves(history, schedule="cosine")) == []
     assert len(lines(plots.plot_training_curves(history, schedule="plateau"))) == 2  # one per panel
 
