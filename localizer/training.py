@@ -290,7 +290,7 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
         minutes = sum(row["seconds"] for row in session.history) / 60
         tqdm.write(f"{run.folder}: trained already ({session.epoch}/{config.epochs} epochs in {minutes:.1f} min, "
                    f"best validation IoU {session.best_val_iou:.3f} at epoch {session.best_epoch}); "
-                   "nothing to train, its history follows")
+                   f"nothing to train (its history: {run.folder / 'history.csv'})")
     seconds = []
     for epoch in range(session.epoch + 1, last_epoch + 1):
         row = _epoch(session, epoch, loaders, augment, progress)
