@@ -73,11 +73,18 @@ class SoftArgmaxHead(nn.Module):
         self.edges = nn.Linear(channels * self.grid[0] * self.grid[1], 4 * self.bins)
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return soft_argmax(self.edge_logits(feature_map))
+
+    def edge_logits(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """The per-edge logits ``(N, 4, bins)`` (xmin, ymin, xmax, ymax) whose soft-argmax is the box.
+
+        Raises:
+            ValueError: a feature map of another size than ``grid``.
+        """
         if tuple(feature_map.shape[-2:]) != self.grid:
             raise ValueError(f"the softargmax head was built for a {self.grid} feature map (its training input "
                              f"size) and got {tuple(feature_map.shape[-2:])}")
-        logits = self.edges(self.dropout(self.reduce(feature_map).flatten(1)))
-        return soft_argmax(logits.view(-1, 4, self.bins))
+        return self.edges(self.dropout(self.reduce(feature_map).flatten(1))).view(-1, 4, self.bins)
 
 
 def build_head(name: str, num_features: int, grid: tuple[int, int], dropout: float) -> nn.Module:

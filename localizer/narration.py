@@ -76,6 +76,10 @@ def describe_training(config: TrainConfig) -> str:
         loss = (f"**GIoU + L1** = {GIOU_WEIGHT:g} × GIoU loss + {L1_WEIGHT:g} × L1 (the weights of DETR, "
                 "Carion et al. 2020; GIoU: Rezatofighi et al., CVPR 2019): the GIoU term scores the overlap "
                 "itself and still has a gradient when the boxes do not overlap; the L1 term pins each edge")
+    if config.dfl:
+        loss += (f", plus {config.dfl:g} × **distribution focal loss** on the head's per-edge distributions (Li et "
+                 "al., *Generalized Focal Loss*, NeurIPS 2020): it gathers each edge's probability on the two "
+                 "positions around the true edge, so the distribution is sharp where the edge is")
     lr = effective_lr(config)
     if config.schedule == "plateau":
         schedule = (f"**ReduceLROnPlateau**: the learning rate is multiplied by {config.plateau_factor:g} when "
@@ -85,8 +89,10 @@ def describe_training(config: TrainConfig) -> str:
         warmup = (f"after a linear warm-up over {config.warmup_epochs} epoch(s), " if config.warmup_epochs else "")
         schedule = (f"**cosine annealing**: {warmup}the learning rate falls smoothly from {lr:.1e} to 0 over "
                     f"the {config.epochs} epochs (Loshchilov & Hutter, *SGDR*, 2017); no plateau drops")
+    backbone_lr = (f" for the head and {lr * config.backbone_lr_scale:.1e} for the pretrained backbone "
+                   "(discriminative fine-tuning, Howard & Ruder, ULMFiT, 2018)" if config.backbone_lr_scale != 1 else "")
     parts = [f"loss: {loss};",
-             (f"optimizer: **AdamW**, learning rate {lr:.1e}, weight decay {config.weight_decay:g}, "
+             (f"optimizer: **AdamW**, learning rate {lr:.1e}{backbone_lr}, weight decay {config.weight_decay:g}, "
               f"batch {config.batch_size}, {config.epochs} epochs;"),
              f"schedule: {schedule};"]
     if config.ema:

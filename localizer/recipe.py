@@ -37,7 +37,11 @@ class TrainConfig:
     exponential moving average of the weights (decay per step; :class:`torch.optim.swa_utils.AveragedModel`),
     which validation, ``best.pt`` and so evaluation and prediction use. ``warmup_epochs`` > 0
     (cosine schedule only) raises the learning rate linearly from a tenth over those epochs
-    before the cosine decay (Goyal et al. 2017). ``schedule`` is ``plateau`` (the report's
+    before the cosine decay (Goyal et al. 2017). ``dfl`` > 0 adds that weight times the
+    distribution focal loss (:func:`localizer.losses.distribution_focal_loss`; ``softargmax`` head
+    only) to ``loss``. ``backbone_lr_scale`` < 1 trains the pretrained backbone at that share of
+    the learning rate and the new head at the full rate (discriminative fine-tuning, Howard & Ruder,
+    ULMFiT, ACL 2018). ``schedule`` is ``plateau`` (the report's
     ReduceLROnPlateau on the validation loss) or ``cosine`` (cosine annealing from ``lr`` to 0 over
     ``epochs``, stepped once per epoch; Loshchilov & Hutter, SGDR, 2017). ``subset`` limits the number of images
     (seeded, before the split) for quick runs; ``workers`` is the number of DataLoader processes
@@ -75,6 +79,8 @@ class TrainConfig:
     plateau_patience: int = 3
     warmup_epochs: int = 0
     ema: float = 0.0
+    dfl: float = 0.0
+    backbone_lr_scale: float = 1.0
     affine_p: float = 0.0
     seed: int = DEFAULT_SEED
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
@@ -112,6 +118,12 @@ class TrainConfig:
             bad("dropout", "a number in [0, 1)")
         if not number(self.ema) or not 0 <= self.ema < 1:
             bad("ema", "a number in [0, 1): the EMA decay per step (0: no EMA)")
+        if not number(self.dfl) or self.dfl < 0:
+            bad("dfl", "a number >= 0: the weight of the distribution focal loss (0: none)")
+        if self.dfl and self.head != "softargmax":
+            bad("dfl", "0 with a head other than 'softargmax' (the loss is on its per-edge distributions)")
+        if not number(self.backbone_lr_scale) or not 0 < self.backbone_lr_scale <= 1:
+            bad("backbone_lr_scale", "a number in (0, 1]: the backbone's learning rate as a share of lr")
         if not number(self.affine_p) or not 0 <= self.affine_p <= 1:
             bad("affine_p", "a number in [0, 1]")
         if not whole(self.warmup_epochs) or not 0 <= self.warmup_epochs < self.epochs:

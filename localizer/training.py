@@ -25,7 +25,8 @@ from .batch_augment import BatchAugment
 from .cache import ImageCache
 from .data import CachedBoxDataset, make_loader, normalized_targets
 from .errors import ConfigError
-from .losses import box_loss
+from .heads import soft_argmax
+from .losses import box_loss, distribution_focal_loss
 from .metrics import paired_iou
 from .models import build_model
 from .numerics import Numerics, choose_numerics, default_numerics, native_bf16, resolve_device
@@ -67,6 +68,16 @@ def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
     raise ConfigError(f"unknown schedule {config.schedule!r}; choose one of {SCHEDULES}")
 
 
+def parameter_groups(model, config: TrainConfig):
+    """The optimizer's parameters: all at one rate, or with ``config.backbone_lr_scale`` < 1 two
+    groups, the head first (at the full rate, the one the history's ``lr`` shows) and the backbone
+    at that share of it."""
+    if config.backbone_lr_scale == 1:
+        return model.parameters()
+    return [{"params": model.head.parameters()},
+            {"params": model.backbone.parameters(), "lr": effective_lr(config) * config.backbone_lr_scale}]
+
+
 def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.device, progress: bool = True):
     """Train and validation loaders over the decode-once cache, as :func:`train` uses them.
 
@@ -84,7 +95,7 @@ def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.devi
 
 
 def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer=None, desc="", progress=True,
-              augment=None, ema=None):
+              augment=None, ema=None, dfl: float = 0.0):
     """One pass over ``loader`` (any iterable of ``(uint8 images, targets)`` batches).
 
     Images are moved to ``numerics.device``, augmented there by ``augment`` (e.g.
@@ -93,7 +104,8 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
     ``optimizer`` is given, else only evaluates; ``ema`` (an :class:`~torch.optim.swa_utils.AveragedModel`
     of ``model``) is updated after every optimizer step. Losses and IoUs stay on the device until the end of
     the pass, so the loop never waits for a GPU (the progress bar's loss, every 10 batches, is the
-    only read-back).
+    only read-back). ``dfl`` > 0 adds that weight times the distribution focal loss of the
+    ``softargmax`` head's per-edge logits (:func:`localizer.losses.distribution_focal_loss`).
 
     Returns:
         ``(mean of the batch losses, mean IoU)``.
@@ -114,8 +126,15 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
             images, targets = augment(images, targets)
         images = model_input(images, numerics, mean, std)
         with torch.set_grad_enabled(training), numerics.autocast():
-            preds = model(images)
+            if dfl:
+                net = model.module if isinstance(model, AveragedModel) else model
+                logits = net.head.edge_logits(net.feature_map(images))
+                preds = soft_argmax(logits)
+            else:
+                preds = model(images)
         loss = box_loss(loss_name, preds.float(), targets)
+        if dfl:
+            loss = loss + dfl * distribution_focal_loss(logits, targets)
         if training:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -180,7 +199,8 @@ def _start(config: TrainConfig, checkpoint: dict | None, progress: bool) -> _Ses
     numerics.place_model(model)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size throughout: pick the fastest kernels once
-    optimizer = torch.optim.AdamW(model.parameters(), lr=effective_lr(config), weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=effective_lr(config),
+                                  weight_decay=config.weight_decay)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True) if config.ema else None
     session = _Session(config, model, numerics, optimizer, make_scheduler(config, optimizer), ema)
     if checkpoint:
@@ -204,10 +224,11 @@ def _epoch(session: _Session, epoch: int, loaders, augment: BatchAugment, progre
     torch.manual_seed(config.seed * 1000 + epoch)
     tag = f"epoch {epoch}/{config.epochs}"
     train_loss, train_iou = run_epoch(model, loaders[0], config.loss, session.numerics, mean, std,
-                                      session.optimizer, f"{tag} train", progress, augment=augment, ema=session.ema)
+                                      session.optimizer, f"{tag} train", progress, augment=augment, ema=session.ema,
+                                      dfl=config.dfl)
     with torch.no_grad():
         val_loss, val_iou = run_epoch(session.validated, loaders[1], config.loss, session.numerics, mean, std,
-                                      None, f"{tag} val", progress)
+                                      None, f"{tag} val", progress, dfl=config.dfl)
     lr = session.optimizer.param_groups[0]["lr"]
     if config.schedule == "plateau":
         session.scheduler.step(val_loss)

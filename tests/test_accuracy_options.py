@@ -12,8 +12,11 @@ from localizer import run as runs
 from localizer import training
 from localizer.batch_augment import AFFINE_FILL, AugmentParams, BatchAugment, apply_augment
 from localizer.heads import BINS, LinearHead, SoftArgmaxHead, soft_argmax
+from localizer.losses import box_loss, distribution_focal_loss
 from localizer.models import build_model, count_parameters
+from localizer.numerics import default_numerics
 from localizer.recipe import TrainConfig
+from localizer.transforms import model_input
 
 IMAGENET_LION = 291
 
@@ -161,3 +164,57 @@ def test_ema_weights_are_validated_and_kept_in_best(synthetic_data, tmp_path):
     assert "ema" not in best and "ema_model" not in best and "optimizer" not in best
     model, info = runs.load_model(run / "checkpoints" / "best.pt")
     assert isinstance(model.head, SoftArgmaxHead) and np.isfinite(history["val_iou"]).all()
+
+
+def test_distribution_focal_loss_hand_computed():
+    # K = 5 bins at 0, 0.25, 0.5, 0.75, 1
+    uniform = torch.zeros(1, 4, 5)
+    assert distribution_focal_loss(uniform, torch.tensor([[0.1, 0.3, 0.6, 1.0]])).item() == pytest.approx(math.log(5))
+    # target 0.375 lies halfway between bins 1 and 2; half the mass on each: -log(1/2)
+    halves = torch.full((1, 4, 5), -1e4)
+    halves[..., 1:3] = 0.0
+    assert distribution_focal_loss(halves, torch.full((1, 4), 0.375)).item() == pytest.approx(math.log(2))
+    # a target on a bin (here the last, 1.0, and the first, 0.0) with all mass there: 0
+    last = torch.full((1, 2, 5), -1e4)
+    last[0, 0, 4] = last[0, 1, 0] = 1e4
+    assert distribution_focal_loss(last, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(0.0, abs=1e-6)
+    # a target a quarter of the way from bin 1 to bin 2 (0.3125): weights 0.75 and 0.25; the loss is
+    # least, -(0.75 log 0.75 + 0.25 log 0.25) = 0.5623, with the mass split the same way
+    quarter = torch.full((1, 4, 5), -1e4)
+    quarter[..., 1], quarter[..., 2] = math.log(0.75), math.log(0.25)
+    target = torch.full((1, 4), 0.3125)
+    assert distribution_focal_loss(quarter, target).item() == pytest.approx(0.5623351, abs=1e-6)
+    assert distribution_focal_loss(halves, target).item() == pytest.approx(math.log(2))
+
+
+def test_run_epoch_adds_the_weighted_distribution_focal_loss():
+    torch.manual_seed(0)
+    model = build_model("efficientnet_lite0", weights=None, head="softargmax", image_size=64).eval()
+    images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+    targets = torch.tensor([[0.1, 0.2, 0.6, 0.9], [0.0, 0.0, 1.0, 1.0], [0.3, 0.3, 0.5, 0.7], [0.25, 0.1, 0.8, 0.4]])
+    numerics = default_numerics(torch.device("cpu"), "fp32")
+    mean, std = model.input_mean, model.input_std
+    with torch.no_grad():
+        x = model_input(images, numerics, mean, std)
+        logits = model.head.edge_logits(model.feature_map(x))
+        expected = box_loss("giou", soft_argmax(logits), targets) + 0.25 * distribution_focal_loss(logits, targets)
+        loss, _ = training.run_epoch(model, [(images, targets)], "giou", numerics, mean, std, progress=False, dfl=0.25)
+        plain, _ = training.run_epoch(model, [(images, targets)], "giou", numerics, mean, std, progress=False)
+    assert loss == pytest.approx(expected.item(), rel=1e-5)
+    assert plain == pytest.approx(box_loss("giou", soft_argmax(logits), targets).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="^dfl="):
+        TrainConfig(dfl=0.25)  # the report's linear head has no distributions
+
+
+def test_backbone_learning_rate_scale_gives_the_backbone_its_share():
+    model = build_model("efficientnet_lite0", weights=None, head="softargmax", image_size=64)
+    config = TrainConfig(backbone_lr_scale=0.1, lr=2e-3, head="softargmax")
+    optimizer = torch.optim.AdamW(training.parameter_groups(model, config), lr=2e-3)
+    head, backbone = optimizer.param_groups
+    assert head["lr"] == 2e-3 and backbone["lr"] == pytest.approx(2e-4)
+    assert sum(p.numel() for p in head["params"]) == count_parameters(model.head)[0]
+    assert sum(p.numel() for p in backbone["params"]) == count_parameters(model.backbone)[0]
+    assert len(optimizer.param_groups[0]["params"]) + len(backbone["params"]) == len(list(model.parameters()))
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="^backbone_lr_scale="):
+            TrainConfig(backbone_lr_scale=bad)
