@@ -56,27 +56,37 @@ class SoftArgmaxHead(nn.Module):
     flatten -> Dropout(p) -> Linear(channels h w, 4 bins) -> per-edge :func:`soft_argmax` -> ``(N, 4)``
     normalized xyxy in [0, 1].
 
+    With ``hypotheses`` M > 1 the linear layer gives M boxes and a second one M scores, and the box
+    is the best-scored hypothesis (multiple hypotheses: where a photo has several animals of about
+    the same size, one hypothesis can box each instead of one box falling between them; trained
+    with :func:`localizer.losses.hypotheses_loss`).
+
     Args:
         num_features: ``F``, channels of the backbone's map.
         grid: ``(h, w)`` of the map for the training input size (its input must keep that size).
         dropout: dropout before the linear layer.
+        hypotheses: M >= 1, boxes per image.
         channels, bins: see :data:`REDUCED_CHANNELS` and :data:`BINS`.
     """
 
-    def __init__(self, num_features: int, grid: tuple[int, int], dropout: float = 0.5,
+    def __init__(self, num_features: int, grid: tuple[int, int], dropout: float = 0.5, hypotheses: int = 1,
                  channels: int = REDUCED_CHANNELS, bins: int = BINS):
         super().__init__()
-        self.grid, self.bins = tuple(grid), int(bins)
+        self.grid, self.bins, self.hypotheses = tuple(grid), int(bins), int(hypotheses)
         self.reduce = nn.Sequential(nn.Conv2d(num_features, channels, 1, bias=False), nn.BatchNorm2d(channels),
                                     nn.ReLU(inplace=True))
         self.dropout = nn.Dropout(p=float(dropout))
-        self.edges = nn.Linear(channels * self.grid[0] * self.grid[1], 4 * self.bins)
+        flat = channels * self.grid[0] * self.grid[1]
+        self.edges = nn.Linear(flat, self.hypotheses * 4 * self.bins)
+        self.scores = nn.Linear(flat, self.hypotheses) if self.hypotheses > 1 else None
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
-        return soft_argmax(self.edge_logits(feature_map))
+        logits, scores = self.outputs(feature_map)
+        return pick_hypothesis(soft_argmax(logits), scores)
 
-    def edge_logits(self, feature_map: torch.Tensor) -> torch.Tensor:
-        """The per-edge logits ``(N, 4, bins)`` (xmin, ymin, xmax, ymax) whose soft-argmax is the box.
+    def outputs(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The per-edge logits ``(N, M, 4, bins)`` (xmin, ymin, xmax, ymax of each hypothesis) and the
+        hypotheses' scores ``(N, M)`` (None when M = 1).
 
         Raises:
             ValueError: a feature map of another size than ``grid``.
@@ -84,17 +94,30 @@ class SoftArgmaxHead(nn.Module):
         if tuple(feature_map.shape[-2:]) != self.grid:
             raise ValueError(f"the softargmax head was built for a {self.grid} feature map (its training input "
                              f"size) and got {tuple(feature_map.shape[-2:])}")
-        return self.edges(self.dropout(self.reduce(feature_map).flatten(1))).view(-1, 4, self.bins)
+        flat = self.dropout(self.reduce(feature_map).flatten(1))
+        logits = self.edges(flat).view(-1, self.hypotheses, 4, self.bins)
+        return logits, (self.scores(flat) if self.scores is not None else None)
 
 
-def build_head(name: str, num_features: int, grid: tuple[int, int], dropout: float) -> nn.Module:
-    """The head ``name`` (one of :data:`HEADS`) for a ``num_features``-channel map of size ``grid``.
+def pick_hypothesis(boxes: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:
+    """The best-scored box ``(N, 4)`` of ``boxes`` ``(N, M, 4)`` (the only one when ``scores`` is None)."""
+    if scores is None:
+        return boxes[:, 0]
+    return boxes[torch.arange(boxes.shape[0], device=boxes.device), scores.argmax(dim=1)]
+
+
+def build_head(name: str, num_features: int, grid: tuple[int, int], dropout: float, hypotheses: int = 1
+               ) -> nn.Module:
+    """The head ``name`` (one of :data:`HEADS`) for a ``num_features``-channel map of size ``grid``
+    (``hypotheses``: boxes per image of the ``softargmax`` head).
 
     Raises:
-        ValueError: an unknown head.
+        ValueError: an unknown head, or ``hypotheses`` > 1 for the ``linear`` head.
     """
     if name == "linear":
+        if hypotheses != 1:
+            raise ValueError("the linear head gives one box; hypotheses > 1 needs the softargmax head")
         return LinearHead(num_features, dropout)
     if name == "softargmax":
-        return SoftArgmaxHead(num_features, grid, dropout)
+        return SoftArgmaxHead(num_features, grid, dropout, hypotheses)
     raise ValueError(f"unknown head {name!r}; expected one of {HEADS}")

@@ -14,28 +14,33 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss
 
+from .heads import pick_hypothesis, soft_argmax
 from .metrics import sanitize_boxes
 
 LOSSES = ("smooth_l1", "giou")
 GIOU_WEIGHT, L1_WEIGHT = 2.0, 5.0
 
 
-def box_loss(name: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Scalar loss of predictions ``(N, 4)`` against targets ``(N, 4)``, normalized xyxy.
+def box_loss(name: str, pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Loss of predictions ``(N, 4)`` against targets ``(N, 4)``, normalized xyxy: a scalar, the
+    mean over the batch (``reduction="mean"``), or ``(N,)`` per image (``"none"``).
 
     Raises:
         ValueError: unknown loss ``name`` (see :data:`LOSSES`).
     """
     pred, target = pred.float(), target.float()
+    each = "none" if reduction == "none" else "mean"
     if name == "smooth_l1":
-        return F.smooth_l1_loss(pred, target)
+        loss = F.smooth_l1_loss(pred, target, reduction=each)
+        return loss.mean(dim=-1) if reduction == "none" else loss
     if name == "giou":
-        giou = generalized_box_iou_loss(sanitize_boxes(pred, upper=float("inf")), target, reduction="mean")
-        return GIOU_WEIGHT * giou + L1_WEIGHT * F.l1_loss(pred, target)
+        giou = generalized_box_iou_loss(sanitize_boxes(pred, upper=float("inf")), target, reduction=each)
+        l1 = F.l1_loss(pred, target, reduction=each)
+        return GIOU_WEIGHT * giou + L1_WEIGHT * (l1.mean(dim=-1) if reduction == "none" else l1)
     raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
 
 
-def distribution_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def distribution_focal_loss(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Distribution focal loss of per-edge logits against continuous edge positions (Li et al.,
     "Generalized Focal Loss", NeurIPS 2020, eq. 6): the cross-entropy towards the two bins around
     each target, weighted by their nearness, so the distribution concentrates where the edge is
@@ -47,7 +52,7 @@ def distribution_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch
         target: ``(N, 4)`` normalized xyxy boxes; clamped to [0, 1].
 
     Returns:
-        Scalar mean over the ``4 N`` edges. Its minimum, ``-(w log w + (1 - w) log(1 - w))`` for a
+        Scalar mean over the ``4 N`` edges, or ``(N,)`` per image (``reduction="none"``). Its minimum, ``-(w log w + (1 - w) log(1 - w))`` for a
         target between two bins at weight ``w``, is 0 exactly on a bin.
     """
     bins = logits.shape[-1]
@@ -57,4 +62,45 @@ def distribution_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch
     log_p = logits.float().log_softmax(dim=-1)
     nll_left = -log_p.gather(-1, left.unsqueeze(-1)).squeeze(-1)
     nll_right = -log_p.gather(-1, (left + 1).unsqueeze(-1)).squeeze(-1)
-    return ((1 - right_weight) * nll_left + right_weight * nll_right).mean()
+    per_edge = (1 - right_weight) * nll_left + right_weight * nll_right
+    return per_edge.mean(dim=-1) if reduction == "none" else per_edge.mean()
+
+
+#: Relaxed winner-takes-all: the share of the loss spread over the hypotheses that did not win.
+WTA_EPSILON = 0.05
+
+
+def hypotheses_loss(name: str, logits: torch.Tensor, scores: torch.Tensor, target: torch.Tensor, dfl: float = 0.0
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multiple-hypothesis loss: relaxed winner-takes-all over M box hypotheses plus the
+    cross-entropy that teaches the scores which hypothesis wins (Rupprecht et al., "Learning in an
+    Uncertain World: Representing Ambiguity Through Multiple Hypotheses", ICCV 2017; the winner is
+    the hypothesis of least box loss, per image).
+
+    Per image: ``(1 - e) * L_win + e / (M - 1) * sum of the others' L`` with ``e`` =
+    :data:`WTA_EPSILON`, where ``L`` is :func:`box_loss` ``name`` plus ``dfl`` times
+    :func:`distribution_focal_loss` of each hypothesis; plus the cross-entropy of ``scores``
+    towards the winner.
+
+    Args:
+        name: the box loss (see :data:`LOSSES`).
+        logits: ``(N, M, 4, K)`` per-edge logits of M >= 2 hypotheses.
+        scores: ``(N, M)`` the hypotheses' scores (logits).
+        target: ``(N, 4)`` normalized xyxy boxes.
+        dfl: weight of the distribution focal loss.
+
+    Returns:
+        ``(scalar loss, (N, 4) boxes of the best-scored hypotheses)``.
+    """
+    n, m = scores.shape
+    boxes = soft_argmax(logits)  # (N, M, 4)
+    repeated = target.float().repeat_interleave(m, dim=0)
+    per = box_loss(name, boxes.flatten(0, 1), repeated, reduction="none")
+    if dfl:
+        per = per + dfl * distribution_focal_loss(logits.flatten(0, 1), repeated, reduction="none")
+    per = per.view(n, m)
+    winner = per.detach().argmin(dim=1)
+    weights = torch.full_like(per, WTA_EPSILON / (m - 1))
+    weights.scatter_(1, winner[:, None], 1 - WTA_EPSILON)
+    loss = (weights * per).sum(dim=1).mean() + F.cross_entropy(scores.float(), winner)
+    return loss, pick_hypothesis(boxes, scores)

@@ -230,6 +230,7 @@ def build_model(
     dropout: float = 0.5,
     head: str = "linear",
     image_size: int = 224,
+    hypotheses: int = 1,
 ) -> BoxRegressor:
     """Build a :class:`BoxRegressor` (input ``(N, 3, H, W)`` -> output ``(N, 4)``).
 
@@ -263,6 +264,8 @@ def build_model(
             Dropout + Linear(F, 4) on pooled features) or ``softargmax``.
         image_size: the square input side the model will see, pixels (the
             ``softargmax`` head is built for its ``ceil(S / 32)`` feature map).
+        hypotheses: boxes per image of the ``softargmax`` head (see
+            :class:`localizer.heads.SoftArgmaxHead`); 1 for the ``linear`` head.
 
     Returns:
         A BoxRegressor in training mode with ``backbone_name``, ``num_features``
@@ -295,7 +298,7 @@ def build_model(
         net = _build_effnet_lite_backbone(int(backbone[-1]), imagenet=is_imagenet)
         features = _EFFNET_LITE_FEATURES
     model = BoxRegressor(net, features, dropout, backbone, *input_normalization(backbone),
-                         head=build_head(head, features, grid, dropout))
+                         head=build_head(head, features, grid, dropout, hypotheses))
 
     if weights is not None and not is_imagenet:
         apply_local_weights(model, weights)

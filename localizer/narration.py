@@ -63,6 +63,11 @@ def describe_model(config: TrainConfig) -> str:
                 f"{grid} × {grid} map with its positions, Dropout({config.dropout:g}) and a linear layer give "
                 f"each edge a score for {BINS} positions, and the edge is the expected position under their "
                 "softmax")
+        if config.hypotheses > 1:
+            head += (f"; it gives **{config.hypotheses} hypotheses** (boxes) with a score each and predicts the "
+                     "best-scored one, trained by relaxed winner-takes-all (Rupprecht et al., ICCV 2017): only the "
+                     "hypothesis nearest the true box learns from it, so on a photo with several animals each "
+                     "hypothesis can box one of them instead of one box falling between them")
     return f"**This run**: backbone {backbone} with {weights}; head: {head}."
 
 

@@ -39,7 +39,9 @@ class TrainConfig:
     (cosine schedule only) raises the learning rate linearly from a tenth over those epochs
     before the cosine decay (Goyal et al. 2017). ``dfl`` > 0 adds that weight times the
     distribution focal loss (:func:`localizer.losses.distribution_focal_loss`; ``softargmax`` head
-    only) to ``loss``. ``backbone_lr_scale`` < 1 trains the pretrained backbone at that share of
+    only) to ``loss``. ``hypotheses`` > 1 makes the ``softargmax`` head give that many boxes and
+    scores, trained by relaxed winner-takes-all (:func:`localizer.losses.hypotheses_loss`); it predicts
+    the best-scored one. ``backbone_lr_scale`` < 1 trains the pretrained backbone at that share of
     the learning rate and the new head at the full rate (discriminative fine-tuning, Howard & Ruder,
     ULMFiT, ACL 2018). ``schedule`` is ``plateau`` (the report's
     ReduceLROnPlateau on the validation loss) or ``cosine`` (cosine annealing from ``lr`` to 0 over
@@ -80,6 +82,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     ema: float = 0.0
     dfl: float = 0.0
+    hypotheses: int = 1
     backbone_lr_scale: float = 1.0
     affine_p: float = 0.0
     seed: int = DEFAULT_SEED
@@ -122,6 +125,10 @@ class TrainConfig:
             bad("dfl", "a number >= 0: the weight of the distribution focal loss (0: none)")
         if self.dfl and self.head != "softargmax":
             bad("dfl", "0 with a head other than 'softargmax' (the loss is on its per-edge distributions)")
+        if not whole(self.hypotheses) or self.hypotheses < 1:
+            bad("hypotheses", "a whole number >= 1: boxes per image of the softargmax head")
+        if self.hypotheses > 1 and self.head != "softargmax":
+            bad("hypotheses", "1 with a head other than 'softargmax'")
         if not number(self.backbone_lr_scale) or not 0 < self.backbone_lr_scale <= 1:
             bad("backbone_lr_scale", "a number in (0, 1]: the backbone's learning rate as a share of lr")
         if not number(self.affine_p) or not 0 <= self.affine_p <= 1:

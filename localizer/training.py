@@ -26,7 +26,7 @@ from .cache import ImageCache
 from .data import CachedBoxDataset, make_loader, normalized_targets
 from .errors import ConfigError
 from .heads import soft_argmax
-from .losses import box_loss, distribution_focal_loss
+from .losses import box_loss, distribution_focal_loss, hypotheses_loss
 from .metrics import paired_iou
 from .models import build_model
 from .numerics import Numerics, choose_numerics, default_numerics, native_bf16, resolve_device
@@ -105,7 +105,9 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
     of ``model``) is updated after every optimizer step. Losses and IoUs stay on the device until the end of
     the pass, so the loop never waits for a GPU (the progress bar's loss, every 10 batches, is the
     only read-back). ``dfl`` > 0 adds that weight times the distribution focal loss of the
-    ``softargmax`` head's per-edge logits (:func:`localizer.losses.distribution_focal_loss`).
+    ``softargmax`` head's per-edge logits (:func:`localizer.losses.distribution_focal_loss`); a head
+    with several hypotheses is trained with :func:`localizer.losses.hypotheses_loss` (its IoU is
+    the best-scored hypothesis's, as the model predicts).
 
     Returns:
         ``(mean of the batch losses, mean IoU)``.
@@ -125,16 +127,20 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
         if augment is not None:
             images, targets = augment(images, targets)
         images = model_input(images, numerics, mean, std)
+        net = model.module if isinstance(model, AveragedModel) else model
+        hypotheses = getattr(net.head, "hypotheses", 1)
         with torch.set_grad_enabled(training), numerics.autocast():
-            if dfl:
-                net = model.module if isinstance(model, AveragedModel) else model
-                logits = net.head.edge_logits(net.feature_map(images))
-                preds = soft_argmax(logits)
+            if dfl or hypotheses > 1:
+                logits, scores = net.head.outputs(net.feature_map(images))
             else:
                 preds = model(images)
-        loss = box_loss(loss_name, preds.float(), targets)
-        if dfl:
-            loss = loss + dfl * distribution_focal_loss(logits, targets)
+        if hypotheses > 1:
+            loss, preds = hypotheses_loss(loss_name, logits, scores, targets, dfl)
+        elif dfl:
+            preds = soft_argmax(logits[:, 0])
+            loss = box_loss(loss_name, preds, targets) + dfl * distribution_focal_loss(logits[:, 0], targets)
+        else:
+            loss = box_loss(loss_name, preds.float(), targets)
         if training:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -192,7 +198,7 @@ def _start(config: TrainConfig, checkpoint: dict | None, progress: bool) -> _Ses
     device = resolve_device(config.device)
     seed_everything(config.seed)
     model = build_model(config.backbone, weights=None if checkpoint else config.weights, dropout=config.dropout,
-                        head=config.head, image_size=config.image_size)
+                        head=config.head, image_size=config.image_size, hypotheses=config.hypotheses)
     numerics, why = training_numerics(config, device, model, checkpoint)
     if progress:
         tqdm.write(f"numerics: {numerics} ({why})")

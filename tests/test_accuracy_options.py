@@ -12,7 +12,7 @@ from localizer import run as runs
 from localizer import training
 from localizer.batch_augment import AFFINE_FILL, AugmentParams, BatchAugment, apply_augment
 from localizer.heads import BINS, LinearHead, SoftArgmaxHead, soft_argmax
-from localizer.losses import box_loss, distribution_focal_loss
+from localizer.losses import box_loss, distribution_focal_loss, hypotheses_loss
 from localizer.models import build_model, count_parameters
 from localizer.numerics import default_numerics
 from localizer.recipe import TrainConfig
@@ -196,7 +196,7 @@ def test_run_epoch_adds_the_weighted_distribution_focal_loss():
     mean, std = model.input_mean, model.input_std
     with torch.no_grad():
         x = model_input(images, numerics, mean, std)
-        logits = model.head.edge_logits(model.feature_map(x))
+        logits = model.head.outputs(model.feature_map(x))[0][:, 0]
         expected = box_loss("giou", soft_argmax(logits), targets) + 0.25 * distribution_focal_loss(logits, targets)
         loss, _ = training.run_epoch(model, [(images, targets)], "giou", numerics, mean, std, progress=False, dfl=0.25)
         plain, _ = training.run_epoch(model, [(images, targets)], "giou", numerics, mean, std, progress=False)
@@ -218,3 +218,42 @@ def test_backbone_learning_rate_scale_gives_the_backbone_its_share():
     for bad in (0, 1.5):
         with pytest.raises(ValueError, match="^backbone_lr_scale="):
             TrainConfig(backbone_lr_scale=bad)
+
+
+def test_hypotheses_loss_hand_computed_and_the_best_scored_box_is_predicted():
+    # two hypotheses, one-hot edges: hypothesis 0 is the target exactly, hypothesis 1 is off by 0.25
+    bins = 5  # positions 0, 0.25, 0.5, 0.75, 1
+    logits = torch.full((1, 2, 4, bins), -1e4)
+    for edge, k in enumerate((1, 1, 3, 3)):  # (0.25, 0.25, 0.75, 0.75)
+        logits[0, 0, edge, k] = 1e4
+    for edge, k in enumerate((2, 2, 4, 4)):  # (0.5, 0.5, 1.0, 1.0): IoU 1/7 with the target, enclosure 0.5625
+        logits[0, 1, edge, k] = 1e4
+    target = torch.tensor([[0.25, 0.25, 0.75, 0.75]])
+    scores = torch.tensor([[0.0, math.log(3.0)]])  # softmax (0.25, 0.75): the loser is scored higher
+    loss, boxes = hypotheses_loss("giou", logits, scores, target)
+    giou_1 = 1 - (1 / 7 - (0.5625 - 0.4375) / 0.5625)
+    loser = 2 * giou_1 + 5 * 0.25
+    assert loss.item() == pytest.approx(0.05 * loser + (-math.log(0.25)), rel=1e-5)  # winner's loss is 0
+    assert boxes[0].tolist() == pytest.approx([0.5, 0.5, 1.0, 1.0])  # the best-scored one, right or wrong
+    # the head predicts the best-scored hypothesis too, and with one hypothesis keeps its old weights
+    head = SoftArgmaxHead(8, (2, 2), dropout=0.0, hypotheses=3).eval()
+    feature_map = torch.randn(5, 8, 2, 2)
+    logits, scores = head.outputs(feature_map)
+    assert logits.shape == (5, 3, 4, BINS) and scores.shape == (5, 3)
+    picked = soft_argmax(logits)[torch.arange(5), scores.argmax(1)]
+    assert torch.equal(head(feature_map), picked)
+    assert "scores.weight" not in SoftArgmaxHead(8, (2, 2)).state_dict()
+    for bad in ({"hypotheses": 0, "head": "softargmax"}, {"hypotheses": 2}):
+        with pytest.raises(ValueError, match="^hypotheses="):
+            TrainConfig(**bad)
+
+
+def test_a_multi_hypothesis_model_trains_saves_and_loads(synthetic_data, tmp_path):
+    config = TrainConfig(data=str(synthetic_data / "yolo"), image_size=64, epochs=1, batch_size=8,
+                         backbone="efficientnet_lite0", weights=None, subset=20, workers=0,
+                         cache_dir=str(tmp_path / "cache"), head="softargmax", hypotheses=2, dfl=0.25,
+                         loss="giou", precision="fp32")
+    history = fit(config, tmp_path / "run", progress=False)
+    assert np.isfinite(history["val_iou"]).all()
+    model, info = runs.load_model(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert model.head.hypotheses == 2 and info["config"].hypotheses == 2

@@ -91,6 +91,8 @@ def test_narration_follows_the_recipe():
     assert "plus 0.5 × **distribution focal loss**" in text
     assert "learning rate 1.0e-03 for the head and 1.0e-04 for the pretrained backbone" in text
     assert "focal" not in narration.describe_training(recipe_for("quick", dfl=0.0))
+    assert "**3 hypotheses**" in narration.describe_model(recipe_for("quick", hypotheses=3))
+    assert "hypothes" not in narration.describe_model(recipe_for("quick"))
 
 
 def test_curves_caption_names_the_best_epoch_and_the_schedule():

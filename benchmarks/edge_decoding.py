@@ -1,0 +1,83 @@
+"""Where a soft-argmax model's errors are, and whether reading each edge at its most likely position helps.
+
+On a run's **validation** split (never the test split: this chooses between decodings), prints mean
+IoU and accuracy at IoU > 0.5 (PASCAL VOC criterion) for photos with one annotated animal and with
+several (the manifest's ``n_boxes``; the ground truth is the largest box), for two ways of reading a
+box off the head's per-edge distributions (:class:`localizer.heads.SoftArgmaxHead`):
+
+* ``mean``: the expectation over all positions (the soft-argmax the model was trained through);
+* ``mode +-w``: the expectation over the ``2w + 1`` positions around the most likely one only, which
+  commits to one of two animals where the mean would fall between them.
+
+Flip test-time augmentation as the run's recipe says. Example (about a minute on 2 CPU cores)::
+
+    python benchmarks/edge_decoding.py runs/report
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from localizer.boxes import hflip_boxes
+from localizer.cache import ImageCache
+from localizer.data import CachedBoxDataset, make_loader, normalized_targets
+from localizer.metrics import paired_iou, sanitize_boxes
+from localizer.run import load_model
+from localizer.transforms import model_input
+
+WINDOWS = (None, 1, 2, 4)
+
+
+def decode(logits: torch.Tensor, window: int | None) -> torch.Tensor:
+    """Edges ``(N, 4)`` in [0, 1] from per-edge logits ``(N, 4, K)``: the mean over all ``K`` positions
+    (``window`` None) or over the positions within ``window`` bins of the most likely one."""
+    p = logits.float().softmax(-1)
+    if window is not None:
+        k = p.argmax(-1, keepdim=True)
+        p = p * ((torch.arange(p.shape[-1]) - k).abs() <= window)
+        p = p / p.sum(-1, keepdim=True)
+    return (p * torch.linspace(0.0, 1.0, p.shape[-1])).sum(-1)
+
+
+@torch.no_grad()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path, help="a finished run folder (softargmax head)")
+    args = parser.parse_args()
+    model, info = load_model(args.run / "checkpoints" / "best.pt")
+    config, numerics = info["config"], info["numerics"]
+    if config.head != "softargmax" or config.hypotheses != 1:
+        parser.error(f"{args.run}: needs a run of the softargmax head with one hypothesis")
+    manifest = pd.read_csv(args.run / "manifest.csv")
+    rows = manifest[manifest["split"] == "val"].reset_index(drop=True)
+    dataset = CachedBoxDataset(rows, ImageCache(config.cache_dir, config.image_size), progress=False)
+    logits, flipped = [], []
+    for images, _ in make_loader(dataset, batch_size=64):
+        x = model_input(images, numerics, info["input_mean"], info["input_std"])
+        with numerics.autocast():
+            logits.append(model.head.outputs(model.feature_map(x))[0][:, 0].float())
+            if config.tta:
+                flipped.append(model.head.outputs(model.feature_map(x.flip(-1)))[0][:, 0].float())
+    logits = torch.cat(logits)
+    targets = torch.from_numpy(normalized_targets(rows)).float()
+    several = torch.from_numpy(rows["n_boxes"].to_numpy() > 1)
+    print(f"{args.run}: validation split, {len(rows)} photos ({int(several.sum())} with several animals), "
+          f"{'with' if config.tta else 'without'} flip TTA")
+    for window in WINDOWS:
+        boxes = decode(logits, window)
+        if config.tta:
+            boxes = (boxes + hflip_boxes(decode(torch.cat(flipped), window))) / 2
+        iou = paired_iou(sanitize_boxes(boxes), targets)
+        name = "mean" if window is None else f"mode +-{window}"
+        parts = [f"{label} {iou[mask].mean():.4f} / {(iou[mask] > 0.5).float().mean():.2%}"
+                 for label, mask in (("all", torch.ones_like(several)), ("one animal", ~several),
+                                     ("several", several))]
+        print(f"  {name:9s} mean IoU / accuracy:  " + "   ".join(parts))
+
+
+if __name__ == "__main__":
+    main()
