@@ -64,7 +64,8 @@ def evaluate_model(
         ``(metrics, per_image)``. ``metrics``: ``mean_iou``, ``acc_50`` (PASCAL VOC criterion,
         IoU > 0.5), ``acc_75``, ``acc_50_95``, ``n``, ``split``, ``tta`` and ``baselines``
         (``mean_box`` and ``random_box``, each with the same keys, on the same images).
-        ``per_image``: ``file``, ``path``, ``width``, ``height``, ground truth ``xmin..ymax`` and
+        ``per_image``: ``file``, ``path``, ``width``, ``height``, ``n_boxes`` (boxes annotated in the
+        photo, when the manifest has it), ground truth ``xmin..ymax`` and
         predicted ``pred_xmin..pred_ymax`` (pixels of the original image) and ``iou``.
 
     Raises:
@@ -89,7 +90,8 @@ def evaluate_model(
         name: summarize(paired_iou(torch.from_numpy(boxes).float(), targets))
         for name, boxes in baseline_predictions(mean_box, len(rows), seed).items()
     }
-    per_image = rows[["file", "path", "width", "height", *BOX_COLUMNS]].copy()
+    extra = ["n_boxes"] if "n_boxes" in rows else []
+    per_image = rows[["file", "path", "width", "height", *extra, *BOX_COLUMNS]].copy()
     per_image[[f"pred_{c}" for c in BOX_COLUMNS]] = denormalize_boxes(
         preds.numpy(), rows["width"].to_numpy(), rows["height"].to_numpy())
     per_image["iou"] = ious.numpy()
@@ -115,6 +117,31 @@ def format_metrics(metrics: dict) -> str:
         header += (f"\npipeline check only: {metrics['n']} images (fewer than {MEASUREMENT_MIN_IMAGES}) say nothing "
                    "about accuracy, and a model trained this briefly may well lose to the mean box")
     return header + "\n" + table.round(2).to_string()
+
+
+def by_animal_count(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Scores of the photos with one annotated animal and of those with several (whose ground truth
+    is the largest box, the primary animal): the error analysis of a one-box task.
+
+    Args:
+        per_image: rows with ``iou`` and ``n_boxes`` (:func:`evaluate_model`'s table).
+
+    Returns:
+        One row per group present (``one animal``, ``several animals``): ``photos``, ``mean IoU %``,
+        ``acc IoU>0.5 %`` (PASCAL VOC criterion) and ``misses`` (IoU <= 0.5), percentages to 2 places.
+
+    Raises:
+        DataError: the table has no ``n_boxes`` column (an evaluation of photos without annotations).
+    """
+    if "n_boxes" not in per_image:
+        raise DataError("no-box-counts", "the per-image table has no n_boxes column (boxes annotated per photo)")
+    group = np.where(per_image["n_boxes"] > 1, "several animals", "one animal")
+    iou = per_image["iou"].astype("float64")  # float32 IoUs would print as 90.620003 after rounding
+    table = iou.groupby(group, sort=False).agg(
+        photos="size", **{"mean IoU %": "mean", "acc IoU>0.5 %": lambda iou: (iou > 0.5).mean()},
+        misses=lambda iou: int((iou <= 0.5).sum()))
+    table[["mean IoU %", "acc IoU>0.5 %"]] = (100 * table[["mean IoU %", "acc IoU>0.5 %"]]).round(2)
+    return table.reindex([g for g in ("one animal", "several animals") if g in table.index])
 
 
 def spread_sample(per_image: pd.DataFrame, n: int = 8, seed: int = 0, skip_worst: int = 0) -> pd.DataFrame:

@@ -19,7 +19,8 @@ from PIL import Image
 
 from localizer import cli, narration, plots, runner
 from localizer.download import REPO_ROOT, display_path
-from localizer.evaluation import MEASUREMENT_MIN_IMAGES, format_metrics, spread_sample
+from localizer.errors import DataError
+from localizer.evaluation import MEASUREMENT_MIN_IMAGES, by_animal_count, format_metrics, spread_sample
 from localizer.recipe import recipe_for
 from localizer.training import epoch_line
 
@@ -327,3 +328,14 @@ def test_a_data_folder_behind_a_link_keeps_its_name(synthetic_data, tmp_path):
     assert scan.table["path"].str.startswith(str(link / "yolo")).all()
     run = Run.create(TrainConfig(data=str(link / "yolo"), subset=20), tmp_path / "run", progress=False)
     assert run.config.data == str(link / "yolo")
+
+
+def test_by_animal_count_splits_the_scores_hand_computed():
+    per_image = pd.DataFrame({"iou": np.float32([0.9, 0.4, 0.6, 0.2, 0.8]), "n_boxes": [1, 1, 2, 3, 1]})
+    table = by_animal_count(per_image)
+    assert table.index.tolist() == ["one animal", "several animals"]
+    assert table.loc["one animal"].tolist() == [3, 70.0, 66.67, 1]  # float64, rounded: no 66.669998
+    assert table.loc["several animals"].tolist() == [2, 40.0, 50.0, 1]
+    assert by_animal_count(per_image[per_image["n_boxes"] == 1]).index.tolist() == ["one animal"]
+    with pytest.raises(DataError, match="n_boxes"):
+        by_animal_count(per_image.drop(columns="n_boxes"))
