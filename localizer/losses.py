@@ -52,8 +52,9 @@ def distribution_focal_loss(logits: torch.Tensor, target: torch.Tensor, reductio
         target: ``(N, 4)`` normalized xyxy boxes; clamped to [0, 1].
 
     Returns:
-        Scalar mean over the ``4 N`` edges, or ``(N,)`` per image (``reduction="none"``). Its minimum, ``-(w log w + (1 - w) log(1 - w))`` for a
-        target between two bins at weight ``w``, is 0 exactly on a bin.
+        Scalar mean over the ``4 N`` edges, or ``(N,)`` per image (``reduction="none"``). Its
+        minimum, ``-(w log w + (1 - w) log(1 - w))`` for a target between two bins at weight ``w``,
+        is 0 exactly on a bin.
     """
     bins = logits.shape[-1]
     position = target.float().clamp(0, 1) * (bins - 1)

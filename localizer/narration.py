@@ -94,8 +94,10 @@ def describe_training(config: TrainConfig) -> str:
         warmup = (f"after a linear warm-up over {config.warmup_epochs} epoch(s), " if config.warmup_epochs else "")
         schedule = (f"**cosine annealing**: {warmup}the learning rate falls smoothly from {lr:.1e} to 0 over "
                     f"the {config.epochs} epochs (Loshchilov & Hutter, *SGDR*, 2017); no plateau drops")
-    backbone_lr = (f" for the head and {lr * config.backbone_lr_scale:.1e} for the pretrained backbone "
-                   "(discriminative fine-tuning, Howard & Ruder, ULMFiT, 2018)" if config.backbone_lr_scale != 1 else "")
+    backbone_lr = ""
+    if config.backbone_lr_scale != 1:
+        backbone_lr = (f" for the head and {lr * config.backbone_lr_scale:.1e} for the pretrained backbone "
+                       "(discriminative fine-tuning, Howard & Ruder, ULMFiT, 2018)")
     parts = [f"loss: {loss};",
              (f"optimizer: **AdamW**, learning rate {lr:.1e}{backbone_lr}, weight decay {config.weight_decay:g}, "
               f"batch {config.batch_size}, {config.epochs} epochs;"),
