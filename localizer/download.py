@@ -75,7 +75,8 @@ def ensure_data(path: Path | str | None = None) -> Path:
             f"downloaded ({type(exc).__name__}: {str(exc)[:200]}). Give a dataset folder: --data DIR "
             f"(python -m localizer ...), make run DATA=DIR, or the data parameter of the notebooks; or put "
             f"the dataset in {path}. Folders in the yolo, voc, oxford-pets, coco and csv layouts are read "
-            f"(README: Data formats)."
+            f"(README: Data formats). To try the pipeline offline: python -m localizer synthetic DIR draws a "
+            f"small data set with known boxes; then make run DATA=DIR/yolo PROFILE=smoke."
         ) from None
     return path
 

@@ -339,3 +339,22 @@ def test_by_animal_count_splits_the_scores_hand_computed():
     assert by_animal_count(per_image[per_image["n_boxes"] == 1]).index.tolist() == ["one animal"]
     with pytest.raises(DataError, match="n_boxes"):
         by_animal_count(per_image.drop(columns="n_boxes"))
+
+
+def test_offline_without_data_the_error_names_the_ways_on(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    from localizer import download
+
+    def offline(**_):
+        raise OSError("no network")
+
+    monkeypatch.setattr(download, "COURSE_DATA", tmp_path / "shared" / "data" / "lion")  # not there
+    monkeypatch.setattr(download, "DEFAULT_DATA", tmp_path / "data" / "oxford-iiit-pet")
+    monkeypatch.setattr(torchvision.datasets, "OxfordIIITPet", offline)
+    with pytest.raises(download.DataUnavailableError) as error:
+        download.ensure_data()
+    message = str(error.value)
+    assert "--data DIR" in message and "make run DATA=DIR" in message
+    assert "python -m localizer synthetic DIR" in message and "make run DATA=DIR/yolo PROFILE=smoke" in message
+    assert not (tmp_path / "data").exists()  # the empty folders of the failed download are removed
