@@ -26,6 +26,7 @@ from localizer.boxes import hflip_boxes
 from localizer.cache import ImageCache
 from localizer.data import CachedBoxDataset, make_loader, normalized_targets
 from localizer.evaluation import MEASUREMENT_MIN_IMAGES
+from localizer.heads import soft_argmax
 from localizer.metrics import paired_iou, sanitize_boxes
 from localizer.run import load_model
 from localizer.transforms import model_input
@@ -34,14 +35,13 @@ WINDOWS = (None, 1, 2, 4)
 
 
 def decode(logits: torch.Tensor, window: int | None) -> torch.Tensor:
-    """Edges ``(N, 4)`` in [0, 1] from per-edge logits ``(N, 4, K)``: the mean over all ``K`` positions
-    (``window`` None) or over the positions within ``window`` bins of the most likely one."""
-    p = logits.float().softmax(-1)
+    """Edges ``(N, 4)`` in [0, 1] from per-edge logits ``(N, 4, K)``: the model's own soft-argmax, the
+    mean over all ``K`` positions (``window`` None), or the same over the positions within ``window``
+    bins of the most likely one (the others' logits set to -inf, so the softmax renormalizes)."""
     if window is not None:
-        k = p.argmax(-1, keepdim=True)
-        p = p * ((torch.arange(p.shape[-1]) - k).abs() <= window)
-        p = p / p.sum(-1, keepdim=True)
-    return (p * torch.linspace(0.0, 1.0, p.shape[-1])).sum(-1)
+        far = (torch.arange(logits.shape[-1]) - logits.argmax(-1, keepdim=True)).abs() > window
+        logits = logits.masked_fill(far, float("-inf"))
+    return soft_argmax(logits)
 
 
 @torch.no_grad()
@@ -64,6 +64,7 @@ def main() -> None:
             if config.tta:
                 flipped.append(model.head.outputs(model.feature_map(x.flip(-1)))[0][:, 0].float())
     logits = torch.cat(logits)
+    flipped = torch.cat(flipped) if flipped else None
     targets = torch.from_numpy(normalized_targets(rows)).float()
     several = torch.from_numpy(rows["n_boxes"].to_numpy() > 1)
     print(f"{args.run}: validation split, {len(rows)} photos ({int(several.sum())} with several animals), "
@@ -74,7 +75,7 @@ def main() -> None:
     for window in WINDOWS:
         boxes = decode(logits, window)
         if config.tta:
-            boxes = (boxes + hflip_boxes(decode(torch.cat(flipped), window))) / 2
+            boxes = (boxes + hflip_boxes(decode(flipped, window))) / 2
         iou = paired_iou(sanitize_boxes(boxes), targets)
         name = "mean" if window is None else f"mode +-{window}"
         parts = [f"{label} {iou[mask].mean():.4f} / {(iou[mask] > 0.5).float().mean():.2%}"

@@ -120,6 +120,8 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
     model.train(training)
     device = numerics.device
     losses, ious = [], []
+    net = model.module if isinstance(model, AveragedModel) else model  # the EMA copy's own head
+    hypotheses = getattr(net.head, "hypotheses", 1)
     bar = progress_bar(loader, show=progress, desc=desc, leave=False, unit="batch")
     for images, targets in bar:
         images = images.to(device, non_blocking=True)
@@ -127,8 +129,6 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
         if augment is not None:
             images, targets = augment(images, targets)
         images = model_input(images, numerics, mean, std)
-        net = model.module if isinstance(model, AveragedModel) else model
-        hypotheses = getattr(net.head, "hypotheses", 1)
         with torch.set_grad_enabled(training), numerics.autocast():
             if dfl or hypotheses > 1:
                 logits, scores = net.head.outputs(net.feature_map(images))
