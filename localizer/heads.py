@@ -12,6 +12,13 @@
   classification as in SimCC, Li et al., ECCV 2022). The result always lies in [0, 1], and a
   one-hot distribution at bin ``k`` gives exactly ``k / (BINS - 1)``, so edges on the image border
   (frequent with tight framing) are reachable.
+* ``dense`` — a per-location head, as one-stage detectors are (FCOS, Tian et al., ICCV 2019; with
+  GFL's per-edge distributions): every cell of the ``h x w`` map predicts the distances from its
+  centre to the four edges (each a soft-argmax over :data:`BINS` positions in [0, 1]) and a score;
+  the box is the best-scored cell's. Picking one cell instead of reading the box off the whole map
+  lets a photo with several animals get the box of one of them rather than one between them: the
+  scores are a softmax over the cells, trained towards the cells near the primary box's centre
+  (:func:`localizer.losses.dense_loss`).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-HEADS = ("linear", "softargmax")
+HEADS = ("linear", "softargmax", "dense")
 REDUCED_CHANNELS = 64
 BINS = 32
 
@@ -106,13 +113,89 @@ def pick_hypothesis(boxes: torch.Tensor, scores: torch.Tensor | None) -> torch.T
     return boxes[torch.arange(boxes.shape[0], device=boxes.device), scores.argmax(dim=1)]
 
 
+class DenseHead(nn.Module):
+    """A per-location head on the un-pooled map ``(N, F, h, w)``: 1x1 conv to ``channels`` + BN + ReLU,
+    3x3 conv + BN + ReLU (each cell sees its neighbours), Dropout(p), then per cell a 1x1 conv to the
+    logits of its four distances (left, top, right, bottom; :data:`BINS` positions each, over [0, 1]
+    of the image side) and a 1x1 conv to its score. Cell ``(i, j)`` has its centre at
+    ``((j + 0.5) / w, (i + 0.5) / h)``; its box is ``(cx - l, cy - t, cx + r, cy + b)`` clamped to [0, 1]
+    (distances as in FCOS, Tian et al., ICCV 2019, eq. 1). ``forward`` gives the best-scored cell's
+    box, ``(N, 4)`` normalized xyxy.
+
+    Args:
+        num_features: ``F``, channels of the backbone's map.
+        grid: ``(h, w)`` of the map for the training input size (its input must keep that size).
+        dropout: dropout before the per-cell outputs.
+        channels, bins: see :data:`REDUCED_CHANNELS` and :data:`BINS`.
+    """
+
+    hypotheses = 1
+
+    def __init__(self, num_features: int, grid: tuple[int, int], dropout: float = 0.5,
+                 channels: int = 2 * REDUCED_CHANNELS, bins: int = BINS):
+        super().__init__()
+        self.grid, self.bins = tuple(grid), int(bins)
+        self.tower = nn.Sequential(
+            nn.Conv2d(num_features, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+            nn.Dropout(p=float(dropout)))
+        self.distances = nn.Conv2d(channels, 4 * self.bins, 1)
+        self.scores = nn.Conv2d(channels, 1, 1)
+        h, w = self.grid
+        cy, cx = torch.meshgrid((torch.arange(h) + 0.5) / h, (torch.arange(w) + 0.5) / w, indexing="ij")
+        self.register_buffer("centres", torch.stack([cx.flatten(), cy.flatten()], dim=1), persistent=False)
+
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+        logits, scores = self.outputs(feature_map)
+        return pick_hypothesis(self.boxes(logits), scores)
+
+    def outputs(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-cell distance logits ``(N, L, 4, bins)`` (left, top, right, bottom) and scores
+        ``(N, L)``, with ``L = h w`` cells in row-major order.
+
+        Raises:
+            ValueError: a feature map of another size than ``grid``.
+        """
+        if tuple(feature_map.shape[-2:]) != self.grid:
+            raise ValueError(f"the dense head was built for a {self.grid} feature map (its training input "
+                             f"size) and got {tuple(feature_map.shape[-2:])}")
+        features = self.tower(feature_map)
+        n = features.shape[0]
+        logits = self.distances(features).flatten(2).transpose(1, 2).reshape(n, -1, 4, self.bins)
+        return logits, self.scores(features).flatten(1)
+
+    def boxes(self, logits: torch.Tensor) -> torch.Tensor:
+        """Every cell's box ``(N, L, 4)``, normalized xyxy clamped to [0, 1], from the distance logits
+        ``(N, L, 4, bins)`` of :meth:`outputs` (:func:`cell_boxes`)."""
+        return cell_boxes(soft_argmax(logits), self.centres).clamp(0, 1)
+
+
+def cell_boxes(distances: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Boxes ``(N, L, 4)``, normalized xyxy, from each cell's distances ``(N, L, 4)`` (left, top, right,
+    bottom, normalized) to the edges and the cells' centres ``(L, 2)`` (x, y):
+    ``(cx - l, cy - t, cx + r, cy + b)`` (FCOS, Tian et al., ICCV 2019, eq. 1). Not clamped: an edge
+    past the image border keeps its gradient in a loss (clamp predictions to [0, 1])."""
+    centres = centres.to(distances.dtype).repeat(1, 2)  # (L, 4): cx, cy, cx, cy
+    signs = torch.tensor([-1.0, -1.0, 1.0, 1.0], device=distances.device)
+    return centres + signs * distances
+
+
+def edge_distances(centres: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Distances ``(N, L, 4)`` (left, top, right, bottom) from the cells' centres ``(L, 2)`` to the
+    edges of normalized xyxy ``boxes`` ``(N, 4)``: the inverse of :func:`cell_boxes` (negative where a
+    centre lies outside its box)."""
+    boxes = boxes.float()[:, None, :]
+    cx, cy = centres[None, :, 0], centres[None, :, 1]
+    return torch.stack([cx - boxes[..., 0], cy - boxes[..., 1], boxes[..., 2] - cx, boxes[..., 3] - cy], dim=-1)
+
+
 def build_head(name: str, num_features: int, grid: tuple[int, int], dropout: float, hypotheses: int = 1
                ) -> nn.Module:
     """The head ``name`` (one of :data:`HEADS`) for a ``num_features``-channel map of size ``grid``
     (``hypotheses``: boxes per image of the ``softargmax`` head).
 
     Raises:
-        ValueError: an unknown head, or ``hypotheses`` > 1 for the ``linear`` head.
+        ValueError: an unknown head, or ``hypotheses`` > 1 for the ``linear`` or ``dense`` head.
     """
     if name == "linear":
         if hypotheses != 1:
@@ -120,4 +203,8 @@ def build_head(name: str, num_features: int, grid: tuple[int, int], dropout: flo
         return LinearHead(num_features, dropout)
     if name == "softargmax":
         return SoftArgmaxHead(num_features, grid, dropout, hypotheses)
+    if name == "dense":
+        if hypotheses != 1:
+            raise ValueError("the dense head picks one of its cells' boxes; hypotheses > 1 needs the softargmax head")
+        return DenseHead(num_features, grid, dropout)
     raise ValueError(f"unknown head {name!r}; expected one of {HEADS}")

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss
 
-from .heads import pick_hypothesis, soft_argmax
+from .heads import cell_boxes, edge_distances, pick_hypothesis, soft_argmax
 from .metrics import sanitize_boxes
 
 LOSSES = ("smooth_l1", "giou")
@@ -49,7 +49,8 @@ def distribution_focal_loss(logits: torch.Tensor, target: torch.Tensor, reductio
     Args:
         logits: ``(N, 4, K)`` logits over ``K >= 2`` bins at positions ``k / (K - 1)``
             (:class:`localizer.heads.SoftArgmaxHead`).
-        target: ``(N, 4)`` normalized xyxy boxes; clamped to [0, 1].
+        target: ``(N, 4)`` normalized xyxy boxes (or any positions over the same [0, 1], such as the
+            dense head's edge distances); clamped to [0, 1].
 
     Returns:
         Scalar mean over the ``4 N`` edges, or ``(N,)`` per image (``reduction="none"``). Its
@@ -105,3 +106,64 @@ def hypotheses_loss(name: str, logits: torch.Tensor, scores: torch.Tensor, targe
     weights.scatter_(1, winner[:, None], 1 - WTA_EPSILON)
     loss = (weights * per).sum(dim=1).mean() + F.cross_entropy(scores.float(), winner)
     return loss, pick_hypothesis(boxes, scores)
+
+
+def centerness_weights(centres: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """How much each cell of a dense head answers for its image's box: FCOS's centerness
+    ``sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))`` of the cell centres inside the box, 0
+    outside (Tian et al., "FCOS", ICCV 2019, eq. 3), normalized to sum 1 per image. The cell whose
+    centre is nearest the box's centre always gets some weight, so a box between cell centres still
+    has a cell that answers for it.
+
+    Args:
+        centres: ``(L, 2)`` cell centres (x, y), normalized.
+        target: ``(N, 4)`` normalized xyxy boxes.
+
+    Returns:
+        ``(N, L)`` float32 weights, each row summing to 1.
+    """
+    d = edge_distances(centres, target)  # (N, L, 4): l, t, r, b
+    l, t, r, b = d.unbind(-1)
+    inside = d.amin(dim=-1) > 0
+    tiny = torch.finfo(torch.float32).tiny
+    ratio = (torch.minimum(l, r) / torch.maximum(l, r).clamp_min(tiny)
+             * torch.minimum(t, b) / torch.maximum(t, b).clamp_min(tiny))
+    weights = torch.where(inside, ratio.clamp_min(0).sqrt(), torch.zeros_like(ratio))
+    box_centre = (target[:, :2] + target[:, 2:]).float()[:, None, :] / 2
+    nearest = ((centres[None] - box_centre) ** 2).sum(-1).argmin(dim=1)
+    rows = torch.arange(target.shape[0], device=target.device)
+    weights[rows, nearest] = weights[rows, nearest].clamp_min(1e-6)
+    return weights / weights.sum(dim=1, keepdim=True)
+
+
+def dense_loss(name: str, logits: torch.Tensor, scores: torch.Tensor, centres: torch.Tensor, target: torch.Tensor,
+               dfl: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss of the dense head (:class:`localizer.heads.DenseHead`): per image, the box loss of every
+    cell's box weighted by :func:`centerness_weights` ``w`` (plus ``dfl`` times the distribution
+    focal loss of its distances), plus the cross-entropy of the cells' softmax scores towards ``w``
+    (``-sum w log softmax(scores)``), so that the best-scored cell is one near the box's centre.
+    Cells far from the primary box, on another animal for instance, learn only to score low.
+
+    Args:
+        name: the box loss (see :data:`LOSSES`).
+        logits: ``(N, L, 4, K)`` per-cell distance logits (left, top, right, bottom).
+        scores: ``(N, L)`` the cells' scores (logits).
+        centres: ``(L, 2)`` the cells' centres (x, y), normalized.
+        target: ``(N, 4)`` normalized xyxy boxes.
+        dfl: weight of the distribution focal loss.
+
+    Returns:
+        ``(scalar loss, (N, 4) boxes of the best-scored cells, clamped to [0, 1] as the head predicts)``.
+    """
+    n, cells = scores.shape
+    weights = centerness_weights(centres, target)
+    boxes = cell_boxes(soft_argmax(logits), centres)  # (N, L, 4)
+    repeated = target.float().repeat_interleave(cells, dim=0)
+    per = box_loss(name, boxes.flatten(0, 1), repeated, reduction="none")
+    if dfl:
+        distances = edge_distances(centres, target).flatten(0, 1)
+        per = per + dfl * distribution_focal_loss(logits.flatten(0, 1), distances, reduction="none")
+    per = per.view(n, cells)
+    cross_entropy = -(weights * scores.float().log_softmax(dim=1)).sum(dim=1)
+    loss = ((weights * per).sum(dim=1) + cross_entropy).mean()
+    return loss, pick_hypothesis(boxes.detach().clamp(0, 1), scores)
