@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
 
 from .boxes import BOX_COLUMNS, normalized_boxes
 from .cache import ImageCache
@@ -69,9 +69,15 @@ def make_loader(
     workers: int = 0,
     seed: int = 0,
     pin_memory: bool = False,
+    weights=None,
 ) -> DataLoader:
     """A :class:`~torch.utils.data.DataLoader` in ``workers`` processes; with ``shuffle``, in the order of
     a :class:`~torch.utils.data.RandomSampler` with its own generator, seeded with ``seed``.
+
+    With ``weights`` (one number >= 0 per item, ``shuffle`` only) the items are drawn with replacement,
+    in proportion to them, ``len(dataset)`` per epoch (a
+    :class:`~torch.utils.data.WeightedRandomSampler` with the same seeded generator): repeat factor
+    sampling (Gupta et al., "LVIS", CVPR 2019), which shows rare kinds of photos more often.
 
     The order depends on that generator alone, not on how often the loader was iterated:
     :func:`localizer.training.train` re-seeds ``loader.sampler.generator`` at each epoch, so a resumed
@@ -79,8 +85,18 @@ def make_loader(
     loader has a generator of its own too: each new iterator draws its workers' base seed from it,
     which would otherwise be drawn from torch's global generator, shifting the augmentation and
     dropout of the epoch in which a resumed run (but not an uninterrupted one) starts its workers.
+
+    Raises:
+        ValueError: ``weights`` without ``shuffle``, or not one per item.
     """
-    sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle else None
+    sampler = None
+    if weights is not None:
+        if not shuffle or len(weights) != len(dataset):
+            raise ValueError(f"weights need shuffle=True and one weight per item ({len(dataset)}), got {len(weights)}")
+        sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(dataset), replacement=True,
+                                        generator=torch.Generator().manual_seed(seed))
+    elif shuffle:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
         generator=torch.Generator().manual_seed(seed), pin_memory=pin_memory,

@@ -57,6 +57,14 @@ def describe_model(config: TrainConfig) -> str:
     if config.head == "linear":
         head = (f"the report's head, **Dropout({config.dropout:g}) + Linear(F, 4)** on the globally "
                 "average-pooled features")
+    elif config.head == "dense":
+        grid = config.image_size // STRIDE
+        head = (f"the **dense head**: each cell of the {grid} × {grid} map predicts the distances from its centre "
+                f"to the four edges (the expected position under a softmax over {BINS} positions each, as in "
+                "FCOS, Tian et al., ICCV 2019, with GFL's per-edge distributions) and a score; the box is the "
+                "best-scored cell's, so on a photo with several animals it is one animal's box rather than one "
+                "between them. The scores are trained towards the cells near the centre of the true box "
+                "(FCOS's centerness)")
     else:
         grid = config.image_size // STRIDE
         head = (f"the **soft-argmax head**: a 1 × 1 convolution to {REDUCED_CHANNELS} channels keeps the "
@@ -108,7 +116,11 @@ def describe_training(config: TrainConfig) -> str:
     augment = "horizontal flip (p = 0.5) and colour jitter"
     if config.affine_p:
         augment += f", and a box-aware random scale + shift on {config.affine_p:.0%} of the images"
-    parts.append(f"augmentation (training only): {augment}.")
+    parts.append(f"augmentation (training only): {augment}" + (";" if config.several_repeat != 1 else "."))
+    if config.several_repeat != 1:
+        parts.append(f"sampling: the training photos with several animals are drawn **{config.several_repeat:g} times "
+                     "as often** as those with one (with replacement; repeat factor sampling, Gupta et al., LVIS, "
+                     "2019): they are the hard case, whose box is the largest animal's.")
     return "**This run**:\n\n" + "\n".join(f"* {part}" for part in parts)
 
 

@@ -31,19 +31,21 @@ class TrainConfig:
 
     Attributes mirror the report's recipe by default. ``classes`` keeps only boxes of these classes
     (None: all; e.g. ``"animals"``, see :func:`localizer.readers.parse_classes`). ``head`` is the
-    report's ``linear`` head or ``softargmax`` (:mod:`localizer.heads`). ``affine_p`` is the
+    report's ``linear`` head, ``softargmax`` or ``dense`` (:mod:`localizer.heads`). ``affine_p`` is the
     probability of the box-aware random scale + shift per training image
     (:class:`localizer.batch_augment.BatchAugment`; 0 in the report). ``ema`` > 0 keeps an
     exponential moving average of the weights (decay per step; :class:`torch.optim.swa_utils.AveragedModel`),
     which validation, ``best.pt`` and so evaluation and prediction use. ``warmup_epochs`` > 0
     (cosine schedule only) raises the learning rate linearly from a tenth over those epochs
     before the cosine decay (Goyal et al. 2017). ``dfl`` > 0 adds that weight times the
-    distribution focal loss (:func:`localizer.losses.distribution_focal_loss`; ``softargmax`` head
-    only) to ``loss``. ``hypotheses`` > 1 makes the ``softargmax`` head give that many boxes and
+    distribution focal loss (:func:`localizer.losses.distribution_focal_loss`; ``softargmax`` and
+    ``dense`` heads) to ``loss``. ``hypotheses`` > 1 makes the ``softargmax`` head give that many boxes and
     scores, trained by relaxed winner-takes-all (:func:`localizer.losses.hypotheses_loss`); it predicts
     the best-scored one. ``backbone_lr_scale`` < 1 trains the pretrained backbone at that share of
     the learning rate and the new head at the full rate (discriminative fine-tuning, Howard & Ruder,
-    ULMFiT, ACL 2018). ``schedule`` is ``plateau`` (the report's
+    ULMFiT, ACL 2018). ``several_repeat`` > 1 draws the training photos with several annotated
+    animals (whose box is the largest one's, the hard case) that many times as often as the others,
+    with replacement (repeat factor sampling, Gupta et al., LVIS, CVPR 2019). ``schedule`` is ``plateau`` (the report's
     ReduceLROnPlateau on the validation loss) or ``cosine`` (cosine annealing from ``lr`` to 0 over
     ``epochs``, stepped once per epoch; Loshchilov & Hutter, SGDR, 2017). ``subset`` limits the number of images
     (seeded, before the split) for quick runs; ``workers`` is the number of DataLoader processes
@@ -84,6 +86,7 @@ class TrainConfig:
     dfl: float = 0.0
     hypotheses: int = 1
     backbone_lr_scale: float = 1.0
+    several_repeat: float = 1.0
     affine_p: float = 0.0
     seed: int = DEFAULT_SEED
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
@@ -123,14 +126,17 @@ class TrainConfig:
             bad("ema", "a number in [0, 1): the EMA decay per step (0: no EMA)")
         if not number(self.dfl) or self.dfl < 0:
             bad("dfl", "a number >= 0: the weight of the distribution focal loss (0: none)")
-        if self.dfl and self.head != "softargmax":
-            bad("dfl", "0 with a head other than 'softargmax' (the loss is on its per-edge distributions)")
+        if self.dfl and self.head == "linear":
+            bad("dfl", "0 with the 'linear' head (the loss is on the per-edge distributions of the 'softargmax' "
+                       "and 'dense' heads)")
         if not whole(self.hypotheses) or self.hypotheses < 1:
             bad("hypotheses", "a whole number >= 1: boxes per image of the softargmax head")
         if self.hypotheses > 1 and self.head != "softargmax":
             bad("hypotheses", "1 with a head other than 'softargmax'")
         if not number(self.backbone_lr_scale) or not 0 < self.backbone_lr_scale <= 1:
             bad("backbone_lr_scale", "a number in (0, 1]: the backbone's learning rate as a share of lr")
+        if not number(self.several_repeat) or self.several_repeat < 1:
+            bad("several_repeat", "a number >= 1: how many times as often photos with several animals are drawn")
         if not number(self.affine_p) or not 0 <= self.affine_p <= 1:
             bad("affine_p", "a number in [0, 1]")
         if not whole(self.warmup_epochs) or not 0 <= self.warmup_epochs < self.epochs:

@@ -25,8 +25,8 @@ from .batch_augment import BatchAugment
 from .cache import ImageCache
 from .data import CachedBoxDataset, make_loader, normalized_targets
 from .errors import ConfigError
-from .heads import soft_argmax
-from .losses import box_loss, distribution_focal_loss, hypotheses_loss
+from .heads import DenseHead, soft_argmax
+from .losses import box_loss, dense_loss, distribution_focal_loss, hypotheses_loss
 from .metrics import paired_iou
 from .models import build_model
 from .numerics import Numerics, choose_numerics, default_numerics, native_bf16, resolve_device
@@ -84,13 +84,19 @@ def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.devi
     The training loader shuffles and copies cached uint8 images in ``config.workers`` processes
     (``-1``: 1 on CPU, where the model needs the cores, and 4 on an accelerator); augmentation
     happens later, on whole batches on the device (:class:`localizer.batch_augment.BatchAugment`).
+    With ``config.several_repeat`` != 1 it draws the photos with several annotated animals that many
+    times as often as the others (with replacement; :func:`localizer.data.make_loader`).
     """
     cache = ImageCache(config.cache_dir, config.image_size)
     train_set = CachedBoxDataset(manifest[manifest["split"] == "train"], cache, progress=progress)
     val_set = CachedBoxDataset(manifest[manifest["split"] == "val"], cache, progress=progress)
     workers = config.workers if config.workers >= 0 else (1 if device.type == "cpu" else 4)
     pin = device.type == "cuda"
-    return (make_loader(train_set, config.batch_size, shuffle=True, workers=workers, seed=config.seed, pin_memory=pin),
+    weights = None
+    if config.several_repeat != 1:  # photos with several animals drawn that many times as often
+        weights = np.where(train_set.table["n_boxes"].to_numpy() > 1, config.several_repeat, 1.0)
+    return (make_loader(train_set, config.batch_size, shuffle=True, workers=workers, seed=config.seed, pin_memory=pin,
+                        weights=weights),
             make_loader(val_set, config.batch_size, pin_memory=pin))
 
 
@@ -106,8 +112,9 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
     the pass, so the loop never waits for a GPU (the progress bar's loss, every 10 batches, is the
     only read-back). ``dfl`` > 0 adds that weight times the distribution focal loss of the
     ``softargmax`` head's per-edge logits (:func:`localizer.losses.distribution_focal_loss`); a head
-    with several hypotheses is trained with :func:`localizer.losses.hypotheses_loss` (its IoU is
-    the best-scored hypothesis's, as the model predicts).
+    with several hypotheses is trained with :func:`localizer.losses.hypotheses_loss` and the ``dense``
+    head with :func:`localizer.losses.dense_loss` (the IoU is the best-scored hypothesis's or cell's,
+    as the model predicts).
 
     Returns:
         ``(mean of the batch losses, mean IoU)``.
@@ -122,6 +129,7 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
     losses, ious = [], []
     net = model.module if isinstance(model, AveragedModel) else model  # the EMA copy's own head
     hypotheses = getattr(net.head, "hypotheses", 1)
+    dense = isinstance(net.head, DenseHead)
     bar = progress_bar(loader, show=progress, desc=desc, leave=False, unit="batch")
     for images, targets in bar:
         images = images.to(device, non_blocking=True)
@@ -130,11 +138,13 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
             images, targets = augment(images, targets)
         images = model_input(images, numerics, mean, std)
         with torch.set_grad_enabled(training), numerics.autocast():
-            if dfl or hypotheses > 1:
+            if dfl or hypotheses > 1 or dense:
                 logits, scores = net.head.outputs(net.feature_map(images))
             else:
                 preds = model(images)
-        if hypotheses > 1:
+        if dense:
+            loss, preds = dense_loss(loss_name, logits, scores, net.head.centres, targets, dfl)
+        elif hypotheses > 1:
             loss, preds = hypotheses_loss(loss_name, logits, scores, targets, dfl)
         elif dfl:
             preds = soft_argmax(logits[:, 0])
