@@ -134,7 +134,7 @@ def _tta(args: argparse.Namespace, info: dict) -> bool:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_model, format_metrics
+    from .evaluation import by_animal_count, evaluate_model, format_metrics
     from .files import write_csv, write_json
     from .run import load_model
 
@@ -155,6 +155,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics["checkpoint"] = str(args.checkpoint)
     metrics["evaluated_on"] = what
     print(format_metrics(metrics))
+    if "n_boxes" in per_image and (per_image["n_boxes"] > 1).any():
+        print(f"by animals annotated per photo:\n{by_animal_count(per_image).to_string()}")
     write_json(out, metrics)
     write_csv(per_image, out.with_suffix(".csv"))
     print(f"metrics: {out}")

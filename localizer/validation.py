@@ -127,6 +127,7 @@ def check_item(
     max_pixels: int | None = None,
     tolerance: float = BOX_TOLERANCE,
     classes: str | frozenset[str] | None = None,
+    keep_boxes: bool = False,
 ) -> dict:
     """Decode one item's image, parse its annotation, keep the boxes of the chosen classes, put them
     on the photo as displayed and check them.
@@ -151,7 +152,8 @@ def check_item(
         ``height`` (pixels, as displayed), the primary box ``xmin..ymax`` (pixel xyxy, continuous,
         clipped to the image), ``n_boxes`` (boxes of the chosen classes; COCO crowd boxes are not
         counted), ``label`` (the primary box's class as written, ``""`` for a format without classes)
-        and ``dhash``. Never raises for bad data: an image whose boxes are all of other classes is
+        and ``dhash``; with ``keep_boxes``, also ``boxes``: all ``(n_boxes, 4)`` checked pixel xyxy boxes
+        (for error analysis of photos with several animals). Never raises for bad data: an image whose boxes are all of other classes is
         ``no-box`` with a detail naming the classes.
 
     Raises:
@@ -182,6 +184,7 @@ def check_item(
         "status": "ok", "code": "", "reason": "", "width": width, "height": height,
         "xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax, "n_boxes": len(boxes),
         "label": chosen.labels[index] if chosen.labels is not None else "", "dhash": dhash,
+        **({"boxes": checked} if keep_boxes else {}),
     }
 
 

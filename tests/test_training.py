@@ -23,6 +23,7 @@ from localizer.boxes import hflip_boxes
 from localizer.cache import ImageCache
 from localizer.cli import main as cli_main
 from localizer.data import CachedBoxDataset, make_loader
+from localizer.download import REPO_ROOT
 from localizer.evaluation import baseline_predictions
 from localizer.inference import predict_dataset
 from localizer.losses import box_loss
@@ -208,6 +209,23 @@ def test_evaluate_and_predict_commands(synthetic_data, tmp_path, monkeypatch, ca
     assert json.loads(out.read_text())["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-6)
     # outputs are never silently overwritten
     assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--quiet", "--tta"]) == 2
+    # the scores of the photos with several animals are printed apart (the hard case of a one-box task)
+    capsys.readouterr()
+    everything = tmp_path / "all.json"
+    assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--split", "all", "--quiet", "--out", str(everything)]) == 0
+    rows_csv = everything.with_suffix(".csv")
+    rows = pd.read_csv(rows_csv)
+    several = rows[rows["n_boxes"] > 1]
+    printed = capsys.readouterr().out.split("by animals annotated per photo:\n")[1].splitlines()
+    label, numbers = printed[2][:15], [float(v) for v in printed[2][15:].split()]
+    assert label == "several animals" and numbers == pytest.approx(
+        [len(several), 100 * several["iou"].mean(), 100 * (several["iou"] > 0.5).mean(), (several["iou"] <= 0.5).sum()],
+        abs=0.006)
+    # benchmarks/several_animals.py reads that table and the run's annotations again
+    analysis = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "several_animals.py"), str(run), str(rows_csv)],
+                              capture_output=True, text=True, check=True).stdout
+    assert analysis.startswith(f"{rows_csv}: {len(several)} of {len(rows)} photos have several animals")
+    assert f"misses (IoU <= 0.5 with the largest animal): {(several['iou'] <= 0.5).sum()}," in analysis
 
     image = synthetic_data / "yolo" / "images" / "animal_001.jpg"  # 160 x 120 px
     junk = tmp_path / "Abyssinian_100.mat"
