@@ -7,10 +7,32 @@ import torch
 
 from .boxes import hflip_boxes
 from .data import make_loader
-from .metrics import sanitize_boxes
+from .metrics import paired_iou, sanitize_boxes
 from .numerics import Numerics, default_numerics
 from .progress import progress_bar
 from .transforms import model_input
+
+#: Flip TTA averages the two boxes only when they overlap with IoU > this (the PASCAL VOC criterion: each
+#: would count as a detection of the other); chosen on the lion validation split (README, ablation 20;
+#: ``benchmarks/tta_fusion.py``).
+TTA_AGREEMENT = 0.5
+
+
+def fuse_flip(plain: torch.Tensor, flipped: torch.Tensor, agreement: float | None = TTA_AGREEMENT) -> torch.Tensor:
+    """Flip test-time augmentation: boxes ``(N, 4)`` normalized xyxy from the plain predictions and the
+    un-mirrored predictions on the mirrored images (both ``(N, 4)``).
+
+    The mean of the two where they overlap with IoU > ``agreement``, the plain box where they do not
+    (``agreement`` None: the mean, always). Boxes are averaged only when they are of the same object,
+    as weighted boxes fusion averages only boxes that overlap (Solovyev et al., "Weighted boxes
+    fusion", Image and Vision Computing, 2021): on a photo with two animals the two predictions can
+    each take one of them, and their mean would fall between both.
+    """
+    mean = (plain + flipped) / 2
+    if agreement is None:
+        return mean
+    agree = paired_iou(sanitize_boxes(plain), sanitize_boxes(flipped)) > agreement
+    return torch.where(agree[:, None].to(plain.device), mean, plain)
 
 
 @torch.no_grad()
@@ -18,8 +40,9 @@ def predict_batch(model, images: torch.Tensor, mean, std, tta: bool = False, num
                   ) -> torch.Tensor:
     """Normalized xyxy predictions ``(N, 4)`` (float32, on CPU) for uint8 images ``(N, 3, S, S)``.
 
-    With ``tta`` the prediction is the mean of the plain one and the un-mirrored prediction on the
-    mirrored image (horizontal-flip test-time augmentation). Boxes are sanitized (see
+    With ``tta`` (horizontal-flip test-time augmentation) the prediction is :func:`fuse_flip` of the
+    plain one and the un-mirrored prediction on the mirrored image: their mean where they agree
+    (IoU > :data:`TTA_AGREEMENT`), else the plain one. Boxes are sanitized (see
     :func:`localizer.metrics.sanitize_boxes`). ``numerics``: how to compute (what
     :func:`localizer.run.load_model` returns in ``info["numerics"]``: the training's format);
     default float32 on the model's device.
@@ -29,7 +52,7 @@ def predict_batch(model, images: torch.Tensor, mean, std, tta: bool = False, num
     with numerics.autocast():
         pred = model(x).float()
         if tta:
-            pred = (pred + hflip_boxes(model(x.flip(-1)).float())) / 2
+            pred = fuse_flip(pred, hflip_boxes(model(x.flip(-1)).float()))
     return sanitize_boxes(pred).cpu()
 
 

@@ -1,7 +1,9 @@
 """The options that raise accuracy beyond the report's recipe: more backbones, a head that keeps
 where things are, box-aware scale augmentation, warm-up and an EMA of the weights."""
 
+import importlib.util
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,12 +13,17 @@ from helpers import fit
 from localizer import run as runs
 from localizer import training
 from localizer.batch_augment import AFFINE_FILL, AugmentParams, BatchAugment, apply_augment
-from localizer.heads import BINS, LinearHead, SoftArgmaxHead, soft_argmax
-from localizer.losses import box_loss, distribution_focal_loss, hypotheses_loss
+from localizer.data import make_loader
+from localizer.download import REPO_ROOT
+from localizer.heads import BINS, DenseHead, LinearHead, SoftArgmaxHead, cell_boxes, edge_distances, soft_argmax
+from localizer.inference import fuse_flip, predict_batch
+from localizer.losses import box_loss, centerness_weights, dense_loss, distribution_focal_loss, hypotheses_loss
 from localizer.models import build_model, count_parameters
 from localizer.numerics import default_numerics
 from localizer.recipe import TrainConfig
+from localizer.split import assign_split
 from localizer.transforms import model_input
+from localizer.validation import scan_dataset
 
 IMAGENET_LION = 291
 
@@ -257,3 +264,127 @@ def test_a_multi_hypothesis_model_trains_saves_and_loads(synthetic_data, tmp_pat
     assert np.isfinite(history["val_iou"]).all()
     model, info = runs.load_model(tmp_path / "run" / "checkpoints" / "best.pt")
     assert model.head.hypotheses == 2 and info["config"].hypotheses == 2
+
+
+def test_dense_cells_decode_distances_to_boxes_and_back():
+    # a 2 x 3 map: cell 4 is row 1, column 1, centre (0.5, 0.75)
+    head = DenseHead(8, (2, 3), dropout=0.0)
+    assert head.centres[4].tolist() == pytest.approx([0.5, 0.75])
+    assert head.centres[2].tolist() == pytest.approx([5 / 6, 0.25])
+    box = torch.tensor([[0.1, 0.2, 0.6, 0.9]])
+    distances = edge_distances(head.centres, box)
+    assert distances[0, 4].tolist() == pytest.approx([0.4, 0.55, 0.1, 0.15])  # l, t, r, b from (0.5, 0.75)
+    assert distances[0, 2].tolist() == pytest.approx([5 / 6 - 0.1, 0.05, 0.6 - 5 / 6, 0.65])  # outside: r < 0
+    assert cell_boxes(distances, head.centres) == pytest.approx(box.expand(1, 6, 4), abs=1e-6)
+
+
+def test_centerness_weights_hand_computed():
+    # one row of three cells, centres x = 1/6, 1/2, 5/6 at y = 1/2; box x from 0 to 0.9, full height:
+    # centerness sqrt(min(l, r) / max(l, r)) (t = b): 0.4767, 0.8944, 0.2828
+    centres = DenseHead(8, (1, 3)).centres
+    expected = torch.tensor([math.sqrt((1 / 6) / (0.9 - 1 / 6)), math.sqrt(0.4 / 0.5), math.sqrt((0.9 - 5 / 6) / (5 / 6))])
+    weights = centerness_weights(centres, torch.tensor([[0.0, 0.0, 0.9, 1.0]]))
+    assert weights[0].tolist() == pytest.approx((expected / expected.sum()).tolist(), abs=1e-6)
+    # a box with no cell centre inside it: the nearest cell answers for it alone
+    grid = DenseHead(8, (2, 2)).centres  # centres at 0.25 and 0.75
+    assert centerness_weights(grid, torch.tensor([[0.30, 0.30, 0.40, 0.40]]))[0].tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_dense_loss_hand_computed_and_the_best_scored_cell_is_predicted():
+    # one row of two cells, centres (0.25, 0.5) and (0.75, 0.5); the box is the left half: only cell 0 is inside
+    # (centerness 1), so the loss is cell 0's box loss (0: its distances are exact) + the cross-entropy -log p_0
+    centres = DenseHead(8, (1, 2)).centres
+    target = torch.tensor([[0.0, 0.0, 0.5, 1.0]])
+    bins = 5  # positions 0, 0.25, 0.5, 0.75, 1
+    logits = torch.full((1, 2, 4, bins), -1e4)
+    for cell, ks in ((0, (1, 2, 1, 2)), (1, (2, 2, 2, 2))):  # cell 0: l, t, r, b = 0.25, 0.5, 0.25, 0.5
+        for edge, k in enumerate(ks):
+            logits[0, cell, edge, k] = 1e4
+    scores = torch.tensor([[0.0, math.log(3.0)]])  # softmax (0.25, 0.75): the wrong cell is scored higher
+    loss, boxes = dense_loss("giou", logits, scores, centres, target, dfl=0.25)
+    assert loss.item() == pytest.approx(math.log(4.0), rel=1e-5)
+    assert boxes[0].tolist() == pytest.approx([0.25, 0.0, 1.0, 1.0])  # cell 1's (0.25, 0, 1.25, 1), clamped
+
+
+def test_dense_head_predicts_its_best_scored_cell_and_trains_saves_and_loads(synthetic_data, tmp_path):
+    model = build_model("efficientnet_lite0", weights=None, head="dense", image_size=96).eval()
+    assert isinstance(model.head, DenseHead) and model.head.grid == (3, 3)
+    with torch.no_grad():
+        feature_map = model.feature_map(torch.randn(2, 3, 96, 96))
+        logits, scores = model.head.outputs(feature_map)
+        assert logits.shape == (2, 9, 4, BINS) and scores.shape == (2, 9)
+        boxes = cell_boxes(soft_argmax(logits), model.head.centres).clamp(0, 1)
+        assert torch.equal(model.head(feature_map), boxes[torch.arange(2), scores.argmax(1)])
+    with pytest.raises(ValueError, match=r"built for a \(3, 3\) feature map"):
+        model.head(torch.randn(1, model.num_features, 4, 4))
+    with pytest.raises(ValueError, match="^hypotheses="):
+        TrainConfig(head="dense", hypotheses=2)
+    config = TrainConfig(data=str(synthetic_data / "yolo"), image_size=64, epochs=1, batch_size=8,
+                         backbone="efficientnet_lite0", weights=None, subset=20, workers=0,
+                         cache_dir=str(tmp_path / "cache"), head="dense", dfl=0.25, loss="giou", precision="fp32")
+    history = fit(config, tmp_path / "run", progress=False)
+    assert np.isfinite(history["val_iou"]).all()
+    loaded, info = runs.load_model(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert isinstance(loaded.head, DenseHead) and info["config"].head == "dense"
+
+
+def test_weighted_loader_draws_in_proportion_to_the_weights():
+    dataset = torch.utils.data.TensorDataset(torch.arange(4))
+    loader = make_loader(dataset, batch_size=4, shuffle=True, seed=3, weights=[1.0, 3.0, 1.0, 1.0])
+    drawn = torch.cat([batch for _ in range(1500) for (batch,) in loader])  # 6,000 draws, 4 per epoch
+    shares = torch.bincount(drawn, minlength=4) / len(drawn)
+    assert shares.tolist() == pytest.approx([1 / 6, 3 / 6, 1 / 6, 1 / 6], abs=0.02)
+    again = make_loader(dataset, batch_size=4, shuffle=True, seed=3, weights=[1.0, 3.0, 1.0, 1.0])
+    assert torch.equal(next(iter(again))[0], drawn[:4])  # seeded
+    with pytest.raises(ValueError, match="one weight per item"):
+        make_loader(dataset, shuffle=True, weights=[1.0, 2.0])
+
+
+def test_several_repeat_weights_the_photos_with_several_animals(synthetic_data, tmp_path):
+    table = scan_dataset(synthetic_data / "yolo", progress=False).table
+    manifest = assign_split(table, seed=42)
+    config = TrainConfig(data=str(synthetic_data / "yolo"), image_size=32, cache_dir=str(tmp_path / "cache"),
+                         several_repeat=3)
+    train_loader, _ = training.make_loaders(config, manifest, torch.device("cpu"), progress=False)
+    several = manifest.loc[manifest["split"] == "train", "n_boxes"].to_numpy() > 1
+    assert 0 < several.sum() < len(several)
+    assert train_loader.sampler.weights.tolist() == np.where(several, 3.0, 1.0).tolist()
+    plain, _ = training.make_loaders(replace(config, several_repeat=1), manifest, torch.device("cpu"), progress=False)
+    assert isinstance(plain.sampler, torch.utils.data.RandomSampler)  # the default draws every photo once
+    with pytest.raises(ValueError, match="^several_repeat="):
+        TrainConfig(several_repeat=0.5)
+
+
+def test_several_animals_analysis_describes_a_photo_by_hand():
+    spec = importlib.util.spec_from_file_location("several_animals", REPO_ROOT / "benchmarks" / "several_animals.py")
+    several_animals = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(several_animals)
+    # the largest box (area 100) and a second one of area 80 beside it; the box around both is 28 x 10
+    boxes = torch.tensor([[20.0, 0.0, 28.0, 10.0], [0.0, 0.0, 10.0, 10.0]])
+    on_primary = several_animals.describe_photo(boxes, torch.tensor([0.0, 0.0, 10.0, 10.0]))
+    assert on_primary == pytest.approx({"second_area": 0.8, "iou": 1.0, "other_iou": 0.0, "group_iou": 100 / 280})
+    between = several_animals.describe_photo(boxes, torch.tensor([5.0, 0.0, 25.0, 10.0]))  # 50 px^2 on each
+    assert between == pytest.approx({"second_area": 0.8, "iou": 50 / 250, "other_iou": 50 / 230, "group_iou": 200 / 280})
+
+
+def test_flip_tta_averages_only_boxes_that_agree():
+    plain = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.4, 1.0]])
+    flipped = torch.tensor([[0.0, 0.0, 0.5, 0.4], [0.6, 0.0, 1.0, 1.0]])  # IoU 0.8 with its plain box; 0
+    torch.testing.assert_close(fuse_flip(plain, flipped), torch.tensor([[0.0, 0.0, 0.5, 0.45], [0.0, 0.0, 0.4, 1.0]]))
+    assert fuse_flip(plain, flipped, None)[1].tolist() == pytest.approx([0.3, 0.0, 0.7, 1.0])  # the mean, always
+    assert fuse_flip(plain, flipped, 0.85)[0].tolist() == pytest.approx([0.0, 0.0, 0.5, 0.5])  # 0.8 is not > 0.85
+
+    class Constant(torch.nn.Module):  # the same box for every image, so its mirror is the flipped prediction
+        def __init__(self, box):
+            super().__init__()
+            self.box = torch.nn.Parameter(torch.tensor(box))
+
+        def forward(self, x):
+            return self.box.expand(len(x), 4)
+
+    images = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
+    numerics = default_numerics(torch.device("cpu"), "fp32")
+    left = predict_batch(Constant([0.0, 0.0, 0.3, 1.0]), images, (0.5,) * 3, (0.5,) * 3, tta=True, numerics=numerics)
+    assert left[0].tolist() == pytest.approx([0.0, 0.0, 0.3, 1.0])  # its mirror (0.7, 0, 1, 1) is another object
+    wide = predict_batch(Constant([0.1, 0.0, 0.8, 1.0]), images, (0.5,) * 3, (0.5,) * 3, tta=True, numerics=numerics)
+    assert wide[0].tolist() == pytest.approx([0.15, 0.0, 0.85, 1.0])  # mirror (0.2, 0, 0.9, 1): IoU 0.75, averaged

@@ -1,0 +1,73 @@
+"""How to combine a box with its flip test-time augmentation: always average, or only when they agree.
+
+On a run's **validation** split (never the test split: this chooses between fusions), prints mean IoU
+and accuracy at IoU > 0.5 (PASCAL VOC criterion), over all photos and over those with one and with
+several annotated animals, for the plain prediction, the mean of the plain and the un-mirrored
+flipped prediction (the flip TTA before ablation 20), and :func:`localizer.inference.fuse_flip` at
+several agreement thresholds: average when the two boxes overlap with IoU > the threshold, else keep
+the plain one (as weighted boxes fusion averages only overlapping boxes; Solovyev et al., Image and
+Vision Computing, 2021). The flip TTA of ``evaluate``, ``predict`` and the notebooks fuses at
+:data:`localizer.inference.TTA_AGREEMENT`. On a photo with two lions the plain and the flipped prediction can each
+take one of them; their mean then falls between the two. Example (about a minute on 2 CPU cores)::
+
+    python benchmarks/tta_fusion.py runs/report
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from localizer.boxes import hflip_boxes
+from localizer.cache import ImageCache
+from localizer.data import CachedBoxDataset, make_loader, normalized_targets
+from localizer.evaluation import MEASUREMENT_MIN_IMAGES
+from localizer.inference import fuse_flip
+from localizer.metrics import paired_iou, sanitize_boxes
+from localizer.run import load_model
+from localizer.transforms import model_input
+
+THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
+
+
+@torch.no_grad()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path, help="a finished run folder")
+    args = parser.parse_args()
+    model, info = load_model(args.run / "checkpoints" / "best.pt")
+    config, numerics = info["config"], info["numerics"]
+    manifest = pd.read_csv(args.run / "manifest.csv")
+    rows = manifest[manifest["split"] == "val"].reset_index(drop=True)
+    dataset = CachedBoxDataset(rows, ImageCache(config.cache_dir, config.image_size), progress=False)
+    plain, flipped = [], []
+    for images, _ in make_loader(dataset, batch_size=64):
+        x = model_input(images, numerics, info["input_mean"], info["input_std"])
+        with numerics.autocast():
+            plain.append(model(x).float())
+            flipped.append(hflip_boxes(model(x.flip(-1)).float()))
+    plain, flipped = torch.cat(plain), torch.cat(flipped)
+    targets = torch.from_numpy(normalized_targets(rows)).float()
+    several = torch.from_numpy(rows["n_boxes"].to_numpy() > 1)
+    print(f"{args.run}: validation split, {len(rows)} photos ({int(several.sum())} with several animals)")
+    if len(rows) < MEASUREMENT_MIN_IMAGES:
+        print(f"  pipeline check only: fewer than {MEASUREMENT_MIN_IMAGES} photos, one photo moves the accuracy by "
+              f"{100 / len(rows):.0f} points")
+    fusions = {"plain (no TTA)": plain, "mean (always average)": fuse_flip(plain, flipped, None)}
+    fusions.update({f"fuse at IoU > {t:g}": fuse_flip(plain, flipped, t) for t in THRESHOLDS})
+    table = []
+    for name, boxes in fusions.items():
+        iou = paired_iou(sanitize_boxes(boxes), targets)
+        row = {"fusion": name}
+        for group, mask in (("all", torch.ones_like(several)), ("one", ~several), ("several", several)):
+            row[f"{group} IoU %"] = round(100 * iou[mask].mean().item(), 2)
+            row[f"{group} acc %"] = round(100 * (iou[mask] > 0.5).float().mean().item(), 2)
+        table.append(row)
+    print(pd.DataFrame(table).set_index("fusion").dropna(axis=1).to_string())
+
+
+if __name__ == "__main__":
+    main()
