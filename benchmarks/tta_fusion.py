@@ -6,7 +6,8 @@ several annotated animals, for the plain prediction, the mean of the plain and t
 flipped prediction (the flip TTA before ablation 20), and :func:`localizer.inference.fuse_flip` at
 several agreement thresholds: average when the two boxes overlap with IoU > the threshold, else keep
 the plain one (as weighted boxes fusion averages only overlapping boxes; Solovyev et al., Image and
-Vision Computing, 2021). The flip TTA of ``evaluate``, ``predict`` and the notebooks fuses at
+Vision Computing, 2021); and, where the two disagree, the larger or the smaller of them instead of
+the plain one. The flip TTA of ``evaluate``, ``predict`` and the notebooks fuses at
 :data:`localizer.inference.TTA_AGREEMENT`. On a photo with two lions the plain and the flipped prediction can each
 take one of them; their mean then falls between the two. Example (about a minute on 2 CPU cores)::
 
@@ -20,12 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torchvision.ops import box_area
 
 from localizer.boxes import hflip_boxes
 from localizer.cache import ImageCache
 from localizer.data import CachedBoxDataset, make_loader, normalized_targets
 from localizer.evaluation import MEASUREMENT_MIN_IMAGES
-from localizer.inference import fuse_flip
+from localizer.inference import TTA_AGREEMENT, fuse_flip
 from localizer.metrics import paired_iou, sanitize_boxes
 from localizer.run import load_model
 from localizer.transforms import model_input
@@ -58,6 +60,15 @@ def main() -> None:
               f"{100 / len(rows):.0f} points")
     fusions = {"plain (no TTA)": plain, "mean (always average)": fuse_flip(plain, flipped, None)}
     fusions.update({f"fuse at IoU > {t:g}": fuse_flip(plain, flipped, t) for t in THRESHOLDS})
+    # where the two disagree, the larger (or smaller) of them instead of the plain one
+    plain, flipped = sanitize_boxes(plain), sanitize_boxes(flipped)
+    disagree = paired_iou(plain, flipped) <= TTA_AGREEMENT
+    larger = box_area(plain) >= box_area(flipped)
+    fused = fuse_flip(plain, flipped)
+    for name, pick in (("larger", larger), ("smaller", ~larger)):
+        other = torch.where(pick[:, None], plain, flipped)
+        fusions[f"fuse at IoU > {TTA_AGREEMENT:g}, else the {name}"] = torch.where(disagree[:, None], other, fused)
+    print(f"  the plain and the flipped box disagree (IoU <= {TTA_AGREEMENT:g}) on {int(disagree.sum())} photos")
     table = []
     for name, boxes in fusions.items():
         iou = paired_iou(sanitize_boxes(boxes), targets)
