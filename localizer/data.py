@@ -8,6 +8,8 @@ normalized to [0, 1]. Items are not augmented here: training augments whole batc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import torch
@@ -69,7 +71,7 @@ def make_loader(
     workers: int = 0,
     seed: int = 0,
     pin_memory: bool = False,
-    weights=None,
+    weights: Sequence[float] | np.ndarray | None = None,
 ) -> DataLoader:
     """A :class:`~torch.utils.data.DataLoader` in ``workers`` processes; with ``shuffle``, in the order of
     a :class:`~torch.utils.data.RandomSampler` with its own generator, seeded with ``seed``.

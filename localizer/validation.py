@@ -153,8 +153,8 @@ def check_item(
         clipped to the image), ``n_boxes`` (boxes of the chosen classes; COCO crowd boxes are not
         counted), ``label`` (the primary box's class as written, ``""`` for a format without classes)
         and ``dhash``; with ``keep_boxes``, also ``boxes``: all ``(n_boxes, 4)`` checked pixel xyxy boxes
-        (for error analysis of photos with several animals). Never raises for bad data: an image whose boxes are all of other classes is
-        ``no-box`` with a detail naming the classes.
+        (for error analysis of photos with several animals). Never raises for bad data: an image whose
+        boxes are all of other classes is ``no-box`` with a detail naming the classes.
 
     Raises:
         localizer.readers.DataFormatError: a malformed ``classes``, or a class filter on a format

@@ -282,7 +282,8 @@ def test_centerness_weights_hand_computed():
     # one row of three cells, centres x = 1/6, 1/2, 5/6 at y = 1/2; box x from 0 to 0.9, full height:
     # centerness sqrt(min(l, r) / max(l, r)) (t = b): 0.4767, 0.8944, 0.2828
     centres = DenseHead(8, (1, 3)).centres
-    expected = torch.tensor([math.sqrt((1 / 6) / (0.9 - 1 / 6)), math.sqrt(0.4 / 0.5), math.sqrt((0.9 - 5 / 6) / (5 / 6))])
+    expected = torch.tensor([math.sqrt((1 / 6) / (0.9 - 1 / 6)), math.sqrt(0.4 / 0.5),
+                             math.sqrt((0.9 - 5 / 6) / (5 / 6))])
     weights = centerness_weights(centres, torch.tensor([[0.0, 0.0, 0.9, 1.0]]))
     assert weights[0].tolist() == pytest.approx((expected / expected.sum()).tolist(), abs=1e-6)
     # a box with no cell centre inside it: the nearest cell answers for it alone
@@ -364,7 +365,8 @@ def test_several_animals_analysis_describes_a_photo_by_hand():
     on_primary = several_animals.describe_photo(boxes, torch.tensor([0.0, 0.0, 10.0, 10.0]))
     assert on_primary == pytest.approx({"second_area": 0.8, "iou": 1.0, "other_iou": 0.0, "group_iou": 100 / 280})
     between = several_animals.describe_photo(boxes, torch.tensor([5.0, 0.0, 25.0, 10.0]))  # 50 px^2 on each
-    assert between == pytest.approx({"second_area": 0.8, "iou": 50 / 250, "other_iou": 50 / 230, "group_iou": 200 / 280})
+    assert between == pytest.approx({"second_area": 0.8, "iou": 50 / 250, "other_iou": 50 / 230,
+                                     "group_iou": 200 / 280})
 
 
 def test_flip_tta_averages_only_boxes_that_agree():

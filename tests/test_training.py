@@ -222,7 +222,8 @@ def test_evaluate_and_predict_commands(synthetic_data, tmp_path, monkeypatch, ca
         [len(several), 100 * several["iou"].mean(), 100 * (several["iou"] > 0.5).mean(), (several["iou"] <= 0.5).sum()],
         abs=0.006)
     # benchmarks/several_animals.py reads that table and the run's annotations again
-    analysis = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "several_animals.py"), str(run), str(rows_csv)],
+    script = REPO_ROOT / "benchmarks" / "several_animals.py"
+    analysis = subprocess.run([sys.executable, str(script), str(run), str(rows_csv)],
                               capture_output=True, text=True, check=True).stdout
     assert analysis.startswith(f"{rows_csv}: {len(several)} of {len(rows)} photos have several animals")
     assert f"misses (IoU <= 0.5 with the largest animal): {(several['iou'] <= 0.5).sum()}," in analysis
