@@ -9,7 +9,8 @@ box off the head's per-edge distributions (:class:`localizer.heads.SoftArgmaxHea
 * ``mode +-w``: the expectation over the ``2w + 1`` positions around the most likely one only, which
   commits to one of two animals where the mean would fall between them.
 
-Flip test-time augmentation as the run's recipe says. Example (about a minute on 2 CPU cores)::
+Flip test-time augmentation as the run's recipe says, fused as ``evaluate`` fuses it
+(:func:`localizer.inference.fuse_flip`: averaged where the two boxes agree). Example (about a minute on 2 CPU cores)::
 
     python benchmarks/edge_decoding.py runs/report
 """
@@ -27,6 +28,7 @@ from localizer.cache import ImageCache
 from localizer.data import CachedBoxDataset, make_loader, normalized_targets
 from localizer.evaluation import MEASUREMENT_MIN_IMAGES
 from localizer.heads import soft_argmax
+from localizer.inference import fuse_flip
 from localizer.metrics import paired_iou, sanitize_boxes
 from localizer.run import load_model
 from localizer.transforms import model_input
@@ -75,7 +77,7 @@ def main() -> None:
     for window in WINDOWS:
         boxes = decode(logits, window)
         if config.tta:
-            boxes = (boxes + hflip_boxes(decode(flipped, window))) / 2
+            boxes = fuse_flip(boxes, hflip_boxes(decode(flipped, window)))
         iou = paired_iou(sanitize_boxes(boxes), targets)
         name = "mean" if window is None else f"mode +-{window}"
         parts = [f"{label} {iou[mask].mean():.4f} / {(iou[mask] > 0.5).float().mean():.2%}"

@@ -68,7 +68,8 @@ def main() -> None:
     for name, pick in (("larger", larger), ("smaller", ~larger)):
         other = torch.where(pick[:, None], plain, flipped)
         fusions[f"fuse at IoU > {TTA_AGREEMENT:g}, else the {name}"] = torch.where(disagree[:, None], other, fused)
-    print(f"  the plain and the flipped box disagree (IoU <= {TTA_AGREEMENT:g}) on {int(disagree.sum())} photos")
+    count = int(disagree.sum())
+    print(f"  the plain and the flipped box disagree (IoU <= {TTA_AGREEMENT:g}) on {count} photo{'s' * (count != 1)}")
     table = []
     for name, boxes in fusions.items():
         iou = paired_iou(sanitize_boxes(boxes), targets)

@@ -242,7 +242,9 @@ def _add_recipe_args(parser: argparse.ArgumentParser, profile: str, what: str) -
 def _add_inference_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path)
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                        help="horizontal-flip test-time augmentation (default: as the run's recipe, its tta)")
+                        help="horizontal-flip test-time augmentation: the box and the box predicted on the "
+                             "mirrored photo, mirrored back, are averaged where they agree (IoU > 0.5), else the "
+                             "first is kept (default: as the run's recipe, its tta)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true")
 

@@ -51,8 +51,9 @@ class TrainConfig:
     (seeded, before the split) for quick runs; ``workers`` is the number of DataLoader processes
     for the training set (``-1``: 1 on CPU, 4 on an accelerator); ``device`` is ``auto``, ``cpu``,
     ``cuda`` or ``mps``; ``precision`` is ``auto``, ``fp32`` or ``bf16`` (see :mod:`localizer.numerics`).
-    ``tta`` is not about training: it makes notebook 04 score the test split with horizontal-flip
-    test-time augmentation.
+    ``tta`` is not about training: it makes notebook 04 score the test split, and ``evaluate`` and
+    ``predict`` predict by default, with horizontal-flip test-time augmentation
+    (:func:`localizer.inference.fuse_flip`: averaged where the two boxes agree).
 
     Large batches (for a GPU): ``lr`` is the learning rate at the report's batch of 32
     (:data:`REFERENCE_BATCH`); ``lr_scaling`` scales it to ``batch_size`` (see

@@ -111,7 +111,7 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
     of ``model``) is updated after every optimizer step. Losses and IoUs stay on the device until the end of
     the pass, so the loop never waits for a GPU (the progress bar's loss, every 10 batches, is the
     only read-back). ``dfl`` > 0 adds that weight times the distribution focal loss of the
-    ``softargmax`` head's per-edge logits (:func:`localizer.losses.distribution_focal_loss`); a head
+    ``softargmax`` or ``dense`` head's per-edge logits (:func:`localizer.losses.distribution_focal_loss`); a head
     with several hypotheses is trained with :func:`localizer.losses.hypotheses_loss` and the ``dense``
     head with :func:`localizer.losses.dense_loss` (the IoU is the best-scored hypothesis's or cell's,
     as the model predicts).
@@ -320,6 +320,10 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
     session = _start(config, checkpoint, progress)
     manifest = run.manifest
     loaders = make_loaders(config, manifest, session.numerics.device, progress)
+    if progress and config.several_repeat != 1:
+        several = int((loaders[0].dataset.table["n_boxes"] > 1).sum())
+        tqdm.write(f"sampling: {several} of {len(loaders[0].dataset)} training photos have several animals and are "
+                   f"drawn {config.several_repeat:g} times as often (with replacement)")
     augment = BatchAugment(affine_p=config.affine_p)
     train_mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0).tolist()
     last_epoch = config.epochs if max_epochs is None else min(config.epochs, session.epoch + max_epochs)

@@ -226,7 +226,10 @@ def test_evaluate_and_predict_commands(synthetic_data, tmp_path, monkeypatch, ca
     analysis = subprocess.run([sys.executable, str(script), str(run), str(rows_csv)],
                               capture_output=True, text=True, check=True).stdout
     assert analysis.startswith(f"{rows_csv}: {len(several)} of {len(rows)} photos have several animals")
-    assert f"misses (IoU <= 0.5 with the largest animal): {(several['iou'] <= 0.5).sum()}," in analysis
+    misses = (several["iou"] <= 0.5).sum()
+    assert f"misses among the photos with several animals (IoU <= 0.5 with the largest animal): {misses}," in analysis
+    kinds = [int(line.rsplit(": ", 1)[1]) for line in analysis.splitlines()[-3:]]
+    assert sum(kinds) == misses  # another animal, the group, neither: every miss once
 
     image = synthetic_data / "yolo" / "images" / "animal_001.jpg"  # 160 x 120 px
     junk = tmp_path / "Abyssinian_100.mat"
