@@ -20,17 +20,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
 import torch
+from common import describe_split, validation_split
 
 from localizer.boxes import hflip_boxes
-from localizer.cache import ImageCache
-from localizer.data import CachedBoxDataset, make_loader, normalized_targets
-from localizer.evaluation import MEASUREMENT_MIN_IMAGES
+from localizer.data import make_loader
 from localizer.heads import soft_argmax
 from localizer.inference import fuse_flip
 from localizer.metrics import paired_iou, sanitize_boxes
-from localizer.run import load_model
 from localizer.transforms import model_input
 
 WINDOWS = (None, 1, 2, 4)
@@ -51,13 +48,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path, help="a finished run folder (softargmax head, one hypothesis)")
     args = parser.parse_args()
-    model, info = load_model(args.run / "checkpoints" / "best.pt")
+    model, info, rows, dataset, targets, several = validation_split(args.run)
     config, numerics = info["config"], info["numerics"]
     if config.head != "softargmax" or config.hypotheses != 1:
         parser.error(f"{args.run}: needs a run of the softargmax head with one hypothesis")
-    manifest = pd.read_csv(args.run / "manifest.csv")
-    rows = manifest[manifest["split"] == "val"].reset_index(drop=True)
-    dataset = CachedBoxDataset(rows, ImageCache(config.cache_dir, config.image_size), progress=False)
     logits, flipped = [], []
     for images, _ in make_loader(dataset, batch_size=64):
         x = model_input(images, numerics, info["input_mean"], info["input_std"])
@@ -67,13 +61,7 @@ def main() -> None:
                 flipped.append(model.head.outputs(model.feature_map(x.flip(-1)))[0][:, 0].float())
     logits = torch.cat(logits)
     flipped = torch.cat(flipped) if flipped else None
-    targets = torch.from_numpy(normalized_targets(rows)).float()
-    several = torch.from_numpy(rows["n_boxes"].to_numpy() > 1)
-    print(f"{args.run}: validation split, {len(rows)} photos ({int(several.sum())} with several animals), "
-          f"{'with' if config.tta else 'without'} flip TTA")
-    if len(rows) < MEASUREMENT_MIN_IMAGES:
-        print(f"  pipeline check only: fewer than {MEASUREMENT_MIN_IMAGES} photos, one photo moves the accuracy by "
-              f"{100 / len(rows):.0f} points")
+    describe_split(args.run, rows, several, f", {'with' if config.tta else 'without'} flip TTA")
     for window in WINDOWS:
         boxes = decode(logits, window)
         if config.tta:

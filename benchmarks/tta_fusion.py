@@ -21,15 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from common import describe_split, validation_split
 from torchvision.ops import box_area
 
 from localizer.boxes import hflip_boxes
-from localizer.cache import ImageCache
-from localizer.data import CachedBoxDataset, make_loader, normalized_targets
-from localizer.evaluation import MEASUREMENT_MIN_IMAGES
+from localizer.data import make_loader
 from localizer.inference import TTA_AGREEMENT, fuse_flip
 from localizer.metrics import paired_iou, sanitize_boxes
-from localizer.run import load_model
 from localizer.transforms import model_input
 
 THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
@@ -40,11 +38,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path, help="a finished run folder")
     args = parser.parse_args()
-    model, info = load_model(args.run / "checkpoints" / "best.pt")
-    config, numerics = info["config"], info["numerics"]
-    manifest = pd.read_csv(args.run / "manifest.csv")
-    rows = manifest[manifest["split"] == "val"].reset_index(drop=True)
-    dataset = CachedBoxDataset(rows, ImageCache(config.cache_dir, config.image_size), progress=False)
+    model, info, rows, dataset, targets, several = validation_split(args.run)
+    numerics = info["numerics"]
     plain, flipped = [], []
     for images, _ in make_loader(dataset, batch_size=64):
         x = model_input(images, numerics, info["input_mean"], info["input_std"])
@@ -52,12 +47,7 @@ def main() -> None:
             plain.append(model(x).float())
             flipped.append(hflip_boxes(model(x.flip(-1)).float()))
     plain, flipped = torch.cat(plain), torch.cat(flipped)
-    targets = torch.from_numpy(normalized_targets(rows)).float()
-    several = torch.from_numpy(rows["n_boxes"].to_numpy() > 1)
-    print(f"{args.run}: validation split, {len(rows)} photos ({int(several.sum())} with several animals)")
-    if len(rows) < MEASUREMENT_MIN_IMAGES:
-        print(f"  pipeline check only: fewer than {MEASUREMENT_MIN_IMAGES} photos, one photo moves the accuracy by "
-              f"{100 / len(rows):.0f} points")
+    describe_split(args.run, rows, several)
     fusions = {"plain (no TTA)": plain, "mean (always average)": fuse_flip(plain, flipped, None)}
     fusions.update({f"fuse at IoU > {t:g}": fuse_flip(plain, flipped, t) for t in THRESHOLDS})
     # where the two disagree, the larger (or smaller) of them instead of the plain one

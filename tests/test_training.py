@@ -230,6 +230,12 @@ def test_evaluate_and_predict_commands(synthetic_data, tmp_path, monkeypatch, ca
     assert f"misses among the photos with several animals (IoU <= 0.5 with the largest animal): {misses}," in analysis
     kinds = [int(line.rsplit(": ", 1)[1]) for line in analysis.splitlines()[-3:]]
     assert sum(kinds) == misses  # another animal, the group, neither: every miss once
+    # benchmarks/tta_fusion.py scores the run's validation split with each fusion of the flip TTA
+    fusion = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "tta_fusion.py"), str(run)],
+                            capture_output=True, text=True, check=True).stdout
+    n_val = int((runs.Run.open(run).manifest["split"] == "val").sum())
+    assert fusion.startswith(f"{run}: validation split, {n_val} photos")
+    assert "pipeline check only" in fusion and "fuse at IoU > 0.5, else the smaller" in fusion
 
     image = synthetic_data / "yolo" / "images" / "animal_001.jpg"  # 160 x 120 px
     junk = tmp_path / "Abyssinian_100.mat"

@@ -1,0 +1,37 @@
+"""What the validation-split benchmarks share (``edge_decoding.py``, ``tta_fusion.py``): a finished run's
+best model with the photos of its validation split. Imported by the scripts of this folder (run as
+``python benchmarks/NAME.py``, which puts this folder on ``sys.path``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from localizer.cache import ImageCache
+from localizer.data import CachedBoxDataset, normalized_targets
+from localizer.evaluation import MEASUREMENT_MIN_IMAGES
+from localizer.run import load_model
+
+
+def validation_split(run: Path) -> tuple:
+    """``(model, info, rows, dataset, targets, several)`` of a finished run folder: its ``best.pt`` as
+    :func:`localizer.run.load_model` gives it, the validation rows of its manifest, their cached
+    dataset, their boxes ``(N, 4)`` normalized xyxy and a ``(N,)`` bool mask of the photos with several
+    animals."""
+    model, info = load_model(run / "checkpoints" / "best.pt")
+    manifest = pd.read_csv(run / "manifest.csv")
+    rows = manifest[manifest["split"] == "val"].reset_index(drop=True)
+    dataset = CachedBoxDataset(rows, ImageCache(info["config"].cache_dir, info["config"].image_size), progress=False)
+    targets = torch.from_numpy(normalized_targets(rows)).float()
+    several = torch.from_numpy(rows["n_boxes"].to_numpy() > 1)
+    return model, info, rows, dataset, targets, several
+
+
+def describe_split(run: Path, rows: pd.DataFrame, several: torch.Tensor, extra: str = "") -> None:
+    """Print what is scored, and that a split under 50 photos is a pipeline check only."""
+    print(f"{run}: validation split, {len(rows)} photos ({int(several.sum())} with several animals){extra}")
+    if len(rows) < MEASUREMENT_MIN_IMAGES:
+        print(f"  pipeline check only: fewer than {MEASUREMENT_MIN_IMAGES} photos, one photo moves the accuracy by "
+              f"{100 / len(rows):.0f} points")
