@@ -54,11 +54,11 @@ def describe_model(config: TrainConfig) -> str:
     """Markdown: this run's backbone (with its weights) and head."""
     backbone = BACKBONE_NAMES.get(config.backbone, config.backbone)
     weights = "ImageNet weights" if config.weights == "imagenet" else "random initial weights (no pretraining)"
+    grid = config.image_size // STRIDE  # the map the softargmax and dense heads keep
     if config.head == "linear":
         head = (f"the report's head, **Dropout({config.dropout:g}) + Linear(F, 4)** on the globally "
                 "average-pooled features")
     elif config.head == "dense":
-        grid = config.image_size // STRIDE
         head = (f"the **dense head**: each cell of the {grid} × {grid} map predicts the distances from its centre "
                 f"to the four edges (the expected position under a softmax over {BINS} positions each, as in "
                 "FCOS, Tian et al., ICCV 2019, with GFL's per-edge distributions) and a score; the box is the "
@@ -66,7 +66,6 @@ def describe_model(config: TrainConfig) -> str:
                 "between them. The scores are trained towards the cells near the centre of the true box "
                 "(FCOS's centerness)")
     else:
-        grid = config.image_size // STRIDE
         head = (f"the **soft-argmax head**: a 1 × 1 convolution to {REDUCED_CHANNELS} channels keeps the "
                 f"{grid} × {grid} map with its positions, Dropout({config.dropout:g}) and a linear layer give "
                 f"each edge a score for {BINS} positions, and the edge is the expected position under their "
