@@ -100,7 +100,8 @@ class BatchAugment:
     Raises:
         ValueError: ``flip_p`` or ``affine_p`` outside [0, 1], a negative strength, or a non-zero hue.
 
-    Call with uint8 or float images ``(N, 3, H, W)`` and ``(N, 4)`` xyxy boxes normalized to [0, 1];
+    Call with uint8 or float images ``(N, 3, H, W)`` and ``(N, 4)`` xyxy boxes normalized to [0, 1] (or
+    ``(N, B, 4)``: every animal of each image, the primary one first, rows of zeros as padding);
     returns float32 images in [0, 1] (same device and shape; normalize them next) and the boxes.
     """
 
@@ -150,11 +151,14 @@ def apply_augment(images: torch.Tensor, boxes: torch.Tensor, params: AugmentPara
 
     Args:
         images: ``(N, 3, H, W)`` uint8 in [0, 255] or float in [0, 1], on any device.
-        boxes: ``(N, 4)`` xyxy normalized to [0, 1], on the same device.
+        boxes: ``(N, 4)`` xyxy normalized to [0, 1], on the same device; or ``(N, B, 4)``, every animal
+            of each image with the primary one first and rows of zeros as padding (an animal the scale +
+            shift pushes out of the frame becomes such a row).
         params: from :meth:`BatchAugment.sample` (moved to the images' device here).
 
     Returns:
-        ``(images, boxes)``: float32 ``(N, 3, H, W)`` in [0, 1] and ``(N, 4)`` normalized xyxy.
+        ``(images, boxes)``: float32 ``(N, 3, H, W)`` in [0, 1] and the boxes, normalized xyxy, of the
+        same shape as given.
     """
     device = images.device
     x = F.to_dtype(images, torch.float32, scale=True)
@@ -162,7 +166,10 @@ def apply_augment(images: torch.Tensor, boxes: torch.Tensor, params: AugmentPara
         x, boxes = _scale_and_shift(x, boxes, params)
     flip = params.flip.to(device, non_blocking=True)
     x = torch.where(flip[:, None, None, None], F.horizontal_flip(x), x)
-    boxes = torch.where(flip[:, None], hflip_boxes(boxes), boxes)
+    flipped = hflip_boxes(boxes)
+    if boxes.dim() == 3:  # padding stays zeros (a flipped empty box would be (1, 0, 1, 0))
+        flipped = torch.where(_padding(boxes)[..., None], boxes, flipped)
+    boxes = torch.where(flip.view(-1, *[1] * (boxes.dim() - 1)), flipped, boxes)
     factors = params.factors.to(device, non_blocking=True)
     for op in params.order:
         f = factors[:, JITTER_OPS.index(op), None, None, None]
@@ -176,22 +183,35 @@ def apply_augment(images: torch.Tensor, boxes: torch.Tensor, params: AugmentPara
     return x, boxes
 
 
+def _padding(boxes: torch.Tensor) -> torch.Tensor:
+    """``(..., )`` bool: True for the empty boxes (rows of zeros) that pad ``(N, B, 4)`` targets."""
+    return (boxes[..., 2] <= boxes[..., 0]) | (boxes[..., 3] <= boxes[..., 1])
+
+
 def _scale_and_shift(images: torch.Tensor, boxes: torch.Tensor, params: AugmentParams):
     """The box-aware affine of :class:`AugmentParams` on the chosen images of a float batch; boxes
-    normalized xyxy ``(N, 4)``. See the module docstring (clamping, the fallback)."""
+    normalized xyxy ``(N, 4)`` or ``(N, B, 4)`` (primary first, zeros as padding). See the module
+    docstring (clamping, the fallback); with ``(N, B, 4)``, the primary box decides the fallback and
+    another animal that keeps less than :data:`AFFINE_MIN_VISIBLE` of its area becomes padding."""
     images, boxes = images.clone(), boxes.clone()
+    single = boxes.dim() == 2
+    if single:
+        boxes = boxes[:, None]
     height, width = images.shape[-2:]
+    scale = boxes.new_tensor([width, height, width, height])
     for i in params.affine.nonzero().flatten().tolist():
-        # clamping_mode=None: the moved box as it is, to measure how much of it stays on the canvas
-        pixel_box = tv_tensors.BoundingBoxes(boxes[i:i + 1] * boxes.new_tensor([width, height, width, height]),
-                                             format="XYXY", canvas_size=(height, width), clamping_mode=None)
+        # clamping_mode=None: the moved boxes as they are, to measure how much of each stays on the canvas
+        pixel_boxes = tv_tensors.BoundingBoxes(boxes[i] * scale, format="XYXY", canvas_size=(height, width),
+                                               clamping_mode=None)
         affine = dict(angle=0.0, translate=[float(params.shift[i, 0]) * width, float(params.shift[i, 1]) * height],
                       scale=float(params.scale[i]), shear=[0.0, 0.0])
-        moved = F.affine(pixel_box, **affine)
-        clamped = F.clamp_bounding_boxes(moved, clamping_mode="hard")
-        area = (moved[:, 2:] - moved[:, :2]).prod()
-        if (clamped[:, 2:] - clamped[:, :2]).clamp_min(0).prod() < AFFINE_MIN_VISIBLE * area:
+        moved = F.affine(pixel_boxes, **affine)
+        clamped = F.clamp_bounding_boxes(moved, clamping_mode="hard").as_subclass(torch.Tensor)
+        area = (moved[:, 2:] - moved[:, :2]).prod(dim=-1)
+        visible = (clamped[:, 2:] - clamped[:, :2]).clamp_min(0).prod(dim=-1) >= AFFINE_MIN_VISIBLE * area
+        if not visible[0]:
             continue  # the animal would leave the frame: keep this image as it is
         images[i] = F.affine(images[i], **affine, interpolation=F.InterpolationMode.BILINEAR, fill=AFFINE_FILL)
-        boxes[i] = clamped.as_subclass(torch.Tensor)[0] / boxes.new_tensor([width, height, width, height])
-    return images, boxes
+        keep = visible & ~_padding(boxes[i])
+        boxes[i] = torch.where(keep[:, None], clamped / scale, torch.zeros_like(clamped))
+    return images, (boxes[:, 0] if single else boxes)

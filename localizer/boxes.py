@@ -29,6 +29,9 @@ from .errors import DataError
 #: to the image. Exporters often round coordinates (e.g. YOLO ``cx + w/2 = 1.0004``); a box further
 #: outside than this is a broken annotation and the image is skipped.
 BOX_TOLERANCE = 0.02
+#: The manifest column with every box of a photo (:func:`boxes_text`), written by a scan with ``all_boxes``
+#: (:func:`localizer.validation.scan_dataset`) for a recipe that trains on every annotated animal.
+ALL_BOXES_COLUMN = "boxes"
 
 
 class BoxError(DataError):
@@ -132,3 +135,24 @@ def hflip_boxes(boxes: torch.Tensor) -> torch.Tensor:
     """Mirror normalized xyxy boxes ``(N, 4)`` left-right: ``(1 - xmax, ymin, 1 - xmin, ymax)``
     (torchvision's box flip on a 1 x 1 canvas)."""
     return F.horizontal_flip_bounding_boxes(boxes, format=tv_tensors.BoundingBoxFormat.XYXY, canvas_size=(1, 1))
+
+
+def boxes_text(boxes: np.ndarray) -> str:
+    """Every box of a photo as text for a table cell: pixel xyxy ``(K, 4)`` -> ``"x1 y1 x2 y2;..."``,
+    largest first (the primary box first; ties in the annotation's order), 2 decimals.
+    :func:`parse_boxes_text` reads it back."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return ";".join(" ".join(f"{v:.2f}" for v in box) for box in boxes[np.argsort(-areas, kind="stable")])
+
+
+def parse_boxes_text(text: str) -> np.ndarray:
+    """The boxes ``(K, 4)`` float64 pixel xyxy of a :func:`boxes_text` cell, in its order.
+
+    Raises:
+        ValueError: text that is not ``;``-separated groups of four numbers.
+    """
+    rows = [part.split() for part in str(text).split(";") if part.strip()]
+    if not rows or any(len(row) != 4 for row in rows):
+        raise ValueError(f"not a list of boxes 'x1 y1 x2 y2;...': {text!r}")
+    return np.array(rows, dtype=np.float64)

@@ -15,15 +15,39 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
 
-from .boxes import BOX_COLUMNS, normalized_boxes
+from .boxes import ALL_BOXES_COLUMN, BOX_COLUMNS, normalized_boxes, parse_boxes_text
 from .cache import ImageCache
+from .errors import DataError
 
-__all__ = ["BOX_COLUMNS", "CachedBoxDataset", "make_loader", "normalized_targets"]
+__all__ = ["BOX_COLUMNS", "CachedBoxDataset", "all_box_targets", "make_loader", "normalized_targets"]
 
 
 def normalized_targets(table: pd.DataFrame) -> np.ndarray:
     """Primary boxes of a table as ``(N, 4)`` float32 xyxy normalized by each image's width/height."""
     return normalized_boxes(table).astype(np.float32)
+
+
+def all_box_targets(table: pd.DataFrame, max_boxes: int) -> np.ndarray:
+    """Every annotated box of each photo as ``(N, max_boxes, 4)`` float32 xyxy normalized by the image's
+    width/height: the primary box first, then the others largest first (a photo with more keeps its
+    ``max_boxes`` largest), the rest of the rows zeros (empty boxes: padding).
+
+    Raises:
+        localizer.errors.DataError: the table has no :data:`localizer.boxes.ALL_BOXES_COLUMN` column
+            (a manifest scanned without ``all_boxes``), or a cell that does not parse.
+    """
+    if ALL_BOXES_COLUMN not in table.columns:
+        raise DataError("no-all-boxes", f"the manifest has no {ALL_BOXES_COLUMN!r} column with every box of a photo; "
+                        "a recipe that trains on every animal needs a run folder created with it")
+    out = np.zeros((len(table), max_boxes, 4), dtype=np.float32)
+    scale = table[["width", "height", "width", "height"]].to_numpy(dtype=np.float64)
+    for i, text in enumerate(table[ALL_BOXES_COLUMN]):
+        try:
+            boxes = parse_boxes_text(text)[:max_boxes]
+        except ValueError as exc:
+            raise DataError("bad-boxes", str(exc), table["path"].iloc[i]) from None
+        out[i, :len(boxes)] = boxes / scale[i]
+    return out
 
 
 class CachedBoxDataset(Dataset):
@@ -33,16 +57,20 @@ class CachedBoxDataset(Dataset):
         table: rows of a manifest (columns ``path, width, height, xmin, ymin, xmax, ymax``).
         cache: the image cache; missing images are decoded into it now (with a progress bar).
         progress: show the caching progress bar.
+        max_boxes: 0, or the number of boxes per item of a recipe that trains on every animal
+            (:func:`all_box_targets`; the table needs the :data:`localizer.boxes.ALL_BOXES_COLUMN`).
 
-    Items are ``(image, target)``: uint8 ``(3, S, S)`` and float32 ``(4,)`` normalized xyxy.
+    Items are ``(image, target)``: uint8 ``(3, S, S)`` and float32 ``(4,)`` normalized xyxy (the primary
+    box), or ``(max_boxes, 4)`` with ``max_boxes``.
     """
 
-    def __init__(self, table: pd.DataFrame, cache: ImageCache, progress: bool = True):
+    def __init__(self, table: pd.DataFrame, cache: ImageCache, progress: bool = True, max_boxes: int = 0):
         self.table = table.reset_index(drop=True)
         self.image_size = cache.image_size
         self.cache = cache
         self.slots = cache.add(self.table["path"].tolist(), progress=progress)
-        self.targets = torch.from_numpy(normalized_targets(self.table))
+        self.targets = torch.from_numpy(all_box_targets(self.table, max_boxes) if max_boxes
+                                        else normalized_targets(self.table))
         self._images = None  # opened lazily, once per worker process (a memmap does not pickle well)
 
     def __len__(self) -> int:

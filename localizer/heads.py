@@ -12,6 +12,12 @@
   classification as in SimCC, Li et al., ECCV 2022). The result always lies in [0, 1], and a
   one-hot distribution at bin ``k`` gives exactly ``k / (BINS - 1)``, so edges on the image border
   (frequent with tight framing) are reachable.
+* ``largest`` — detect every animal, predict the largest: a per-location head as ``dense`` (FCOS-style)
+  is trained on *every* annotated animal (each cell scores, with a sigmoid, whether an animal's centre
+  is near it, and predicts that animal's box), and the prediction is the largest box it detects
+  (:func:`choose_largest`): the ground truth is the largest animal, and on a photo with several a head
+  that regresses one box can put it between them or around the group. Beside it, a ``softargmax``
+  head is trained on the primary box; its box is the prediction where no cell detects an animal.
 * ``dense`` — a per-location head, as one-stage detectors are (FCOS, Tian et al., ICCV 2019; with
   GFL's per-edge distributions): every cell of the ``h x w`` map predicts the distances from its
   centre to the four edges (each a soft-argmax over :data:`BINS` positions in [0, 1]) and a score;
@@ -25,10 +31,28 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torchvision.ops import box_area, box_iou, nms
 
-HEADS = ("linear", "softargmax", "dense")
+from .metrics import sanitize_boxes
+
+HEADS = ("linear", "softargmax", "dense", "largest")
+#: Heads trained on every annotated animal of a photo, not only the primary one (their run's manifest
+#: keeps every box: :data:`localizer.boxes.ALL_BOXES_COLUMN`).
+ALL_BOXES_HEADS = ("largest",)
+#: Boxes per photo that a head of :data:`ALL_BOXES_HEADS` is trained on (the largest ones; a lion photo has
+#: at most 15, 99.7 % of them at most 7).
+MAX_BOXES = 8
 REDUCED_CHANNELS = 64
 BINS = 32
+#: :class:`LargestHead`: a cell whose animal score (a probability) is at least this detects an animal ...
+ANIMAL_SCORE = 0.5
+#: ... the detections of one animal are merged by non-maximum suppression at this IoU ...
+ANIMAL_NMS_IOU = 0.5
+#: ... and the soft-argmax box is kept where it overlaps the largest detection with IoU > this; 1: never, the
+#: largest detection is the prediction wherever there is one. Chosen with :data:`ANIMAL_SCORE` on the lion
+#: validation split (README, ablation 21; ``benchmarks/largest_rule.py``): 1 scored 96.70 % accuracy at
+#: IoU > 0.5 against 96.15 % for 0.5 and 95.05 % for the soft-argmax box alone.
+LARGEST_AGREEMENT = 1.0
 
 
 class LinearHead(nn.Sequential):
@@ -170,6 +194,73 @@ class DenseHead(nn.Module):
         return cell_boxes(soft_argmax(logits), self.centres).clamp(0, 1)
 
 
+class LargestHead(nn.Module):
+    """The largest detected animal (see the module docstring): a :class:`DenseHead` (``animals``,
+    trained on every box with a sigmoid score per cell: :func:`localizer.losses.animals_loss`) and a
+    :class:`SoftArgmaxHead` (``box``, trained on the primary box, the fallback) on the same map.
+    ``forward`` gives ``(N, 4)`` normalized xyxy (:func:`choose_largest`).
+
+    Args:
+        num_features: ``F``, channels of the backbone's map.
+        grid: ``(h, w)`` of the map for the training input size (its input must keep that size).
+        dropout: dropout of both parts.
+    """
+
+    hypotheses = 1
+
+    def __init__(self, num_features: int, grid: tuple[int, int], dropout: float = 0.5):
+        super().__init__()
+        self.grid = tuple(grid)
+        self.box = SoftArgmaxHead(num_features, grid, dropout)
+        self.animals = DenseHead(num_features, grid, dropout)
+
+    def outputs(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(box logits (N, 4, bins), cell distance logits (N, L, 4, bins), cell scores (N, L))``: the
+        soft-argmax part's per-edge logits and the dense part's outputs (:meth:`DenseHead.outputs`).
+
+        Raises:
+            ValueError: a feature map of another size than ``grid``.
+        """
+        box_logits, _ = self.box.outputs(feature_map)
+        cell_logits, cell_scores = self.animals.outputs(feature_map)
+        return box_logits[:, 0], cell_logits, cell_scores
+
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+        box_logits, cell_logits, cell_scores = self.outputs(feature_map)
+        return choose_largest(soft_argmax(box_logits), self.animals.boxes(cell_logits), cell_scores)
+
+
+def detect_animals(cell_boxes: torch.Tensor, cell_scores: torch.Tensor, score: float = ANIMAL_SCORE,
+                   nms_iou: float = ANIMAL_NMS_IOU) -> list[torch.Tensor]:
+    """The animals one photo's cells detect: per image, the boxes ``(D, 4)`` (normalized xyxy, best
+    scored first) of the cells whose sigmoid score is >= ``score``, after non-maximum suppression at
+    ``nms_iou`` (:func:`torchvision.ops.nms`). From ``cell_boxes`` ``(N, L, 4)`` and ``cell_scores``
+    ``(N, L)`` (logits)."""
+    probs = cell_scores.detach().float().sigmoid()
+    found = []
+    for boxes, p in zip(cell_boxes.detach().float(), probs):
+        keep = p >= score
+        boxes, p = boxes[keep], p[keep]
+        found.append(boxes[nms(boxes, p, nms_iou)])
+    return found
+
+
+def choose_largest(box: torch.Tensor, cell_boxes: torch.Tensor, cell_scores: torch.Tensor,
+                   score: float = ANIMAL_SCORE, nms_iou: float = ANIMAL_NMS_IOU,
+                   agreement: float = LARGEST_AGREEMENT) -> torch.Tensor:
+    """:class:`LargestHead`'s prediction ``(N, 4)``: the largest (by area) of the animals
+    :func:`detect_animals` finds, except where it overlaps the soft-argmax ``box`` ``(N, 4)`` with IoU >
+    ``agreement`` (never with the default 1: see :data:`LARGEST_AGREEMENT`); a photo with no detection
+    keeps ``box``. (Gradients flow through ``box`` only.)"""
+    out = box.clone()
+    for i, found in enumerate(detect_animals(cell_boxes, cell_scores, score, nms_iou)):
+        if len(found):
+            largest = found[box_area(found).argmax()]
+            if box_iou(sanitize_boxes(box[i:i + 1].detach().float()), largest[None])[0, 0] <= agreement:
+                out[i] = largest.to(out.dtype)
+    return out
+
+
 def cell_boxes(distances: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     """Boxes ``(N, L, 4)``, normalized xyxy, from each cell's distances ``(N, L, 4)`` (left, top, right,
     bottom, normalized) to the edges and the cells' centres ``(L, 2)`` (x, y):
@@ -195,7 +286,7 @@ def build_head(name: str, num_features: int, grid: tuple[int, int], dropout: flo
     (``hypotheses``: boxes per image of the ``softargmax`` head).
 
     Raises:
-        ValueError: an unknown head, or ``hypotheses`` > 1 for the ``linear`` or ``dense`` head.
+        ValueError: an unknown head, or ``hypotheses`` > 1 for a head other than ``softargmax``.
     """
     if name == "linear":
         if hypotheses != 1:
@@ -207,4 +298,8 @@ def build_head(name: str, num_features: int, grid: tuple[int, int], dropout: flo
         if hypotheses != 1:
             raise ValueError("the dense head picks one of its cells' boxes; hypotheses > 1 needs the softargmax head")
         return DenseHead(num_features, grid, dropout)
+    if name == "largest":
+        if hypotheses != 1:
+            raise ValueError("the largest head gives one box; hypotheses > 1 needs the softargmax head")
+        return LargestHead(num_features, grid, dropout)
     raise ValueError(f"unknown head {name!r}; expected one of {HEADS}")

@@ -108,6 +108,26 @@ def hypotheses_loss(name: str, logits: torch.Tensor, scores: torch.Tensor, targe
     return loss, pick_hypothesis(boxes, scores)
 
 
+def centerness(centres: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """FCOS's centerness ``sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))`` of each cell centre
+    ``(L, 2)`` for each normalized xyxy box ``(N, 4)``: ``(N, L)`` float32 in [0, 1], 1 at the box's
+    centre, 0 for centres outside the box (Tian et al., "FCOS", ICCV 2019, eq. 3)."""
+    d = edge_distances(centres, target)  # (N, L, 4): l, t, r, b
+    l, t, r, b = d.unbind(-1)
+    inside = d.amin(dim=-1) > 0
+    tiny = torch.finfo(torch.float32).tiny
+    ratio = (torch.minimum(l, r) / torch.maximum(l, r).clamp_min(tiny)
+             * torch.minimum(t, b) / torch.maximum(t, b).clamp_min(tiny))
+    return torch.where(inside, ratio.clamp_min(0).sqrt(), torch.zeros_like(ratio))
+
+
+def nearest_cells(centres: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """For each normalized xyxy box ``(N, 4)``, the index ``(N,)`` of the cell whose centre ``(L, 2)`` is
+    nearest the box's centre."""
+    box_centre = (target[:, :2] + target[:, 2:]).float()[:, None, :] / 2
+    return ((centres[None] - box_centre) ** 2).sum(-1).argmin(dim=1)
+
+
 def centerness_weights(centres: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """How much each cell of a dense head answers for its image's box: FCOS's centerness
     ``sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))`` of the cell centres inside the box, 0
@@ -122,15 +142,8 @@ def centerness_weights(centres: torch.Tensor, target: torch.Tensor) -> torch.Ten
     Returns:
         ``(N, L)`` float32 weights, each row summing to 1.
     """
-    d = edge_distances(centres, target)  # (N, L, 4): l, t, r, b
-    l, t, r, b = d.unbind(-1)
-    inside = d.amin(dim=-1) > 0
-    tiny = torch.finfo(torch.float32).tiny
-    ratio = (torch.minimum(l, r) / torch.maximum(l, r).clamp_min(tiny)
-             * torch.minimum(t, b) / torch.maximum(t, b).clamp_min(tiny))
-    weights = torch.where(inside, ratio.clamp_min(0).sqrt(), torch.zeros_like(ratio))
-    box_centre = (target[:, :2] + target[:, 2:]).float()[:, None, :] / 2
-    nearest = ((centres[None] - box_centre) ** 2).sum(-1).argmin(dim=1)
+    weights = centerness(centres, target)
+    nearest = nearest_cells(centres, target)
     rows = torch.arange(target.shape[0], device=target.device)
     weights[rows, nearest] = weights[rows, nearest].clamp_min(1e-6)
     return weights / weights.sum(dim=1, keepdim=True)
@@ -167,3 +180,58 @@ def dense_loss(name: str, logits: torch.Tensor, scores: torch.Tensor, centres: t
     cross_entropy = -(weights * scores.float().log_softmax(dim=1)).sum(dim=1)
     loss = ((weights * per).sum(dim=1) + cross_entropy).mean()
     return loss, pick_hypothesis(boxes.detach().clamp(0, 1), scores)
+
+
+def animal_quality(centres: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which animal each cell answers for, and how well: for cell centres ``(L, 2)`` and every animal's
+    normalized xyxy box ``(N, B, 4)`` (rows of zeros: padding), ``(quality, animal)``, both ``(N, L)``:
+    ``animal`` is the index of the box that gives the cell's centre the highest :func:`centerness`, and
+    ``quality`` that centerness (float32 in [0, 1]; 0 for a cell in no box). The cell nearest each box's
+    centre has quality 1 for it, so every animal has a cell even when no cell centre lies in its box."""
+    n, cells = targets.shape[0], centres.shape[0]
+    valid = (targets[..., 2] > targets[..., 0]) & (targets[..., 3] > targets[..., 1])  # (N, B)
+    flat = targets.float().flatten(0, 1)
+    quality = centerness(centres, flat)  # (N B, L)
+    quality[torch.arange(len(flat), device=flat.device), nearest_cells(centres, flat)] = 1.0
+    return (quality.view(n, -1, cells) * valid[..., None]).max(dim=1)
+
+
+def animals_loss(name: str, logits: torch.Tensor, scores: torch.Tensor, centres: torch.Tensor, targets: torch.Tensor,
+                 dfl: float = 0.0) -> torch.Tensor:
+    """Loss of the dense part of :class:`localizer.heads.LargestHead`, trained on every annotated animal
+    (FCOS, Tian et al., ICCV 2019, with GFL's soft quality targets, Li et al., NeurIPS 2020):
+
+    * each cell answers for one animal with a quality ``q`` (:func:`animal_quality`: the highest
+      :func:`centerness` of its centre over the boxes, 1 for the cell nearest each box's centre);
+    * scores: binary cross-entropy of each cell's sigmoid score towards ``q`` (0 on the background),
+      summed over the cells and divided by the sum of ``q`` (FCOS normalizes by the positives);
+    * boxes: the box loss (plus ``dfl`` times the distribution focal loss of the distances) of each
+      cell's box against its animal's box, weighted by ``q`` normalized to sum 1 per image.
+
+    Args:
+        name: the box loss (see :data:`LOSSES`).
+        logits: ``(N, L, 4, K)`` per-cell distance logits (left, top, right, bottom).
+        scores: ``(N, L)`` the cells' scores (logits).
+        centres: ``(L, 2)`` the cells' centres (x, y), normalized.
+        targets: ``(N, B, 4)`` normalized xyxy boxes of each photo's animals, the primary box first; rows
+            of zeros (empty boxes) are padding. Each photo has at least one box.
+        dfl: weight of the distribution focal loss.
+
+    Returns:
+        The scalar loss.
+    """
+    n, cells = scores.shape
+    targets = targets.float()
+    quality, animal = animal_quality(centres, targets)
+    assigned = targets.gather(1, animal[..., None].expand(-1, -1, 4))  # (N, L, 4): each cell's animal
+    boxes = cell_boxes(soft_argmax(logits), centres)
+    per = box_loss(name, boxes.flatten(0, 1), assigned.flatten(0, 1), reduction="none")
+    if dfl:
+        cx, cy = centres[None, :, 0], centres[None, :, 1]
+        distances = torch.stack([cx - assigned[..., 0], cy - assigned[..., 1], assigned[..., 2] - cx,
+                                 assigned[..., 3] - cy], dim=-1)
+        per = per + dfl * distribution_focal_loss(logits.flatten(0, 1), distances.flatten(0, 1), reduction="none")
+    weights = quality / quality.sum(dim=1, keepdim=True)
+    box_term = (weights * per.view(n, cells)).sum(dim=1).mean()
+    score_term = F.binary_cross_entropy_with_logits(scores.float(), quality, reduction="sum") / quality.sum()
+    return box_term + score_term

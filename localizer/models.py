@@ -27,7 +27,7 @@ Backbones
 
 The backbone gives a feature map ``(N, F, h, w)`` with ``h = ceil(H / 32)``; the
 head (:mod:`localizer.heads`) turns it into the box: the report's ``linear``
-head pools it first, ``softargmax`` and ``dense`` keep where things are.
+head pools it first, ``softargmax``, ``dense`` and ``largest`` keep where things are.
 
 Input normalization
 -------------------
@@ -261,9 +261,9 @@ def build_model(
         dropout: dropout probability of the head, in [0, 1). 0.5 is the course
             report's recipe.
         head: one of :data:`localizer.heads.HEADS`: ``linear`` (the report's
-            Dropout + Linear(F, 4) on pooled features), ``softargmax`` or ``dense``.
+            Dropout + Linear(F, 4) on pooled features), ``softargmax``, ``dense`` or ``largest``.
         image_size: the square input side the model will see, pixels (the
-            ``softargmax`` and ``dense`` heads are built for its ``ceil(S / 32)`` feature map).
+            heads other than ``linear`` are built for its ``ceil(S / 32)`` feature map).
         hypotheses: boxes per image of the ``softargmax`` head (see
             :class:`localizer.heads.SoftArgmaxHead`); 1 for the ``linear`` head.
 

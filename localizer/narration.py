@@ -65,6 +65,14 @@ def describe_model(config: TrainConfig) -> str:
                 "best-scored cell's, so on a photo with several animals it is one animal's box rather than one "
                 "between them. The scores are trained towards the cells near the centre of the true box "
                 "(FCOS's centerness)")
+    elif config.head == "largest":
+        head = ("the **largest-animal head**: a dense head, trained on *every* annotated animal, detects each "
+                f"animal from the cells of the {grid} × {grid} map near its centre (each cell scores whether an "
+                "animal's centre is near it and predicts its box, as in FCOS, Tian et al., ICCV 2019, with "
+                f"distributions over {BINS} positions per edge), and the prediction is the **largest detected "
+                "animal**, as the ground truth is the largest one: a head that regresses one box can put it between "
+                "two animals or around the group. A soft-argmax head, trained on the primary box beside it, gives "
+                "the box of a photo in which no animal is detected")
     else:
         head = (f"the **soft-argmax head**: a 1 × 1 convolution to {REDUCED_CHANNELS} channels keeps the "
                 f"{grid} × {grid} map with its positions, Dropout({config.dropout:g}) and a linear layer give "

@@ -31,15 +31,16 @@ class TrainConfig:
 
     Attributes mirror the report's recipe by default. ``classes`` keeps only boxes of these classes
     (None: all; e.g. ``"animals"``, see :func:`localizer.readers.parse_classes`). ``head`` is the
-    report's ``linear`` head, ``softargmax`` or ``dense`` (:mod:`localizer.heads`). ``affine_p`` is the
+    report's ``linear`` head, ``softargmax``, ``dense`` or ``largest`` (:mod:`localizer.heads`; ``largest`` trains
+    on every annotated animal, so its run's manifest keeps every box). ``affine_p`` is the
     probability of the box-aware random scale + shift per training image
     (:class:`localizer.batch_augment.BatchAugment`; 0 in the report). ``ema`` > 0 keeps an
     exponential moving average of the weights (decay per step; :class:`torch.optim.swa_utils.AveragedModel`),
     which validation, ``best.pt`` and so evaluation and prediction use. ``warmup_epochs`` > 0
     (cosine schedule only) raises the learning rate linearly from a tenth over those epochs
     before the cosine decay (Goyal et al. 2017). ``dfl`` > 0 adds that weight times the
-    distribution focal loss (:func:`localizer.losses.distribution_focal_loss`; ``softargmax`` and
-    ``dense`` heads) to ``loss``. ``hypotheses`` > 1 makes the ``softargmax`` head give that many boxes and
+    distribution focal loss (:func:`localizer.losses.distribution_focal_loss`; ``softargmax``,
+    ``dense`` and ``largest`` heads) to ``loss``. ``hypotheses`` > 1 makes the ``softargmax`` head give that many boxes and
     scores, trained by relaxed winner-takes-all (:func:`localizer.losses.hypotheses_loss`); it predicts
     the best-scored one. ``backbone_lr_scale`` < 1 trains the pretrained backbone at that share of
     the learning rate and the new head at the full rate (discriminative fine-tuning, Howard & Ruder,
@@ -128,8 +129,8 @@ class TrainConfig:
         if not number(self.dfl) or self.dfl < 0:
             bad("dfl", "a number >= 0: the weight of the distribution focal loss (0: none)")
         if self.dfl and self.head == "linear":
-            bad("dfl", "0 with the 'linear' head (the loss is on the per-edge distributions of the 'softargmax' "
-                       "and 'dense' heads)")
+            bad("dfl", "0 with the 'linear' head (the loss is on the per-edge distributions of the 'softargmax', "
+                       "'dense' and 'largest' heads)")
         if not whole(self.hypotheses) or self.hypotheses < 1:
             bad("hypotheses", "a whole number >= 1: boxes per image of the softargmax head")
         if self.hypotheses > 1 and self.head != "softargmax":

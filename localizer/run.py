@@ -36,6 +36,7 @@ import torch
 
 from .errors import ConfigError, DataError
 from .files import atomic_save, write_csv, write_json
+from .heads import ALL_BOXES_HEADS
 from .models import build_model
 from .numerics import Numerics, default_numerics, native_bf16, resolve_device
 from .recipe import RUNTIME_FIELDS, TrainConfig, recipe_values, same_recipe
@@ -73,7 +74,7 @@ def make_manifest(config: TrainConfig, progress: bool = True):
     from .validation import scan_dataset
 
     scan = scan_dataset(config.data, fmt=config.format, oxford_box=config.oxford_box, classes=config.classes,
-                        progress=progress)
+                        progress=progress, all_boxes=config.head in ALL_BOXES_HEADS)
     table = scan.table
     if config.subset and config.subset < len(table):
         table = table.sort_values("file").sample(n=config.subset, random_state=config.seed)

@@ -25,8 +25,8 @@ from .batch_augment import BatchAugment
 from .cache import ImageCache
 from .data import CachedBoxDataset, make_loader, normalized_targets
 from .errors import ConfigError
-from .heads import DenseHead, soft_argmax
-from .losses import box_loss, dense_loss, distribution_focal_loss, hypotheses_loss
+from .heads import ALL_BOXES_HEADS, MAX_BOXES, DenseHead, LargestHead, choose_largest, soft_argmax
+from .losses import animals_loss, box_loss, dense_loss, distribution_focal_loss, hypotheses_loss
 from .metrics import paired_iou
 from .models import build_model
 from .numerics import Numerics, choose_numerics, default_numerics, native_bf16, resolve_device
@@ -85,11 +85,13 @@ def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.devi
     (``-1``: 1 on CPU, where the model needs the cores, and 4 on an accelerator); augmentation
     happens later, on whole batches on the device (:class:`localizer.batch_augment.BatchAugment`).
     With ``config.several_repeat`` != 1 it draws the photos with several annotated animals that many
-    times as often as the others (with replacement; :func:`localizer.data.make_loader`).
+    times as often as the others (with replacement; :func:`localizer.data.make_loader`). For a head of
+    :data:`localizer.heads.ALL_BOXES_HEADS` the targets are every animal's box, ``(N, MAX_BOXES, 4)``.
     """
     cache = ImageCache(config.cache_dir, config.image_size)
-    train_set = CachedBoxDataset(manifest[manifest["split"] == "train"], cache, progress=progress)
-    val_set = CachedBoxDataset(manifest[manifest["split"] == "val"], cache, progress=progress)
+    max_boxes = MAX_BOXES if config.head in ALL_BOXES_HEADS else 0  # every animal's box, or the primary one
+    train_set = CachedBoxDataset(manifest[manifest["split"] == "train"], cache, progress=progress, max_boxes=max_boxes)
+    val_set = CachedBoxDataset(manifest[manifest["split"] == "val"], cache, progress=progress, max_boxes=max_boxes)
     workers = config.workers if config.workers >= 0 else (1 if device.type == "cpu" else 4)
     pin = device.type == "cuda"
     weights = None
@@ -114,7 +116,10 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
     ``softargmax`` or ``dense`` head's per-edge logits (:func:`localizer.losses.distribution_focal_loss`); a head
     with several hypotheses is trained with :func:`localizer.losses.hypotheses_loss` and the ``dense``
     head with :func:`localizer.losses.dense_loss` (the IoU is the best-scored hypothesis's or cell's,
-    as the model predicts).
+    as the model predicts). The ``largest`` head's targets are every animal's box ``(N, B, 4)``, the
+    primary one first: its soft-argmax part is trained on the primary box as ``softargmax`` is, its
+    dense part with :func:`localizer.losses.animals_loss` (the IoU is its prediction's,
+    :func:`localizer.heads.choose_largest`, with the primary box).
 
     Returns:
         ``(mean of the batch losses, mean IoU)``.
@@ -130,6 +135,7 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
     net = model.module if isinstance(model, AveragedModel) else model  # the EMA copy's own head
     hypotheses = getattr(net.head, "hypotheses", 1)
     dense = isinstance(net.head, DenseHead)
+    largest = isinstance(net.head, LargestHead)
     bar = progress_bar(loader, show=progress, desc=desc, leave=False, unit="batch")
     for images, targets in bar:
         images = images.to(device, non_blocking=True)
@@ -138,11 +144,21 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
             images, targets = augment(images, targets)
         images = model_input(images, numerics, mean, std)
         with torch.set_grad_enabled(training), numerics.autocast():
-            if dfl or hypotheses > 1 or dense:
+            if largest:
+                logits, cell_logits, cell_scores = net.head.outputs(net.feature_map(images))
+            elif dfl or hypotheses > 1 or dense:
                 logits, scores = net.head.outputs(net.feature_map(images))
             else:
                 preds = model(images)
-        if dense:
+        if largest:  # targets (N, B, 4): every animal, the primary one first
+            animals, targets = targets, targets[:, 0]
+            box = soft_argmax(logits)
+            loss = box_loss(loss_name, box, targets) + animals_loss(loss_name, cell_logits, cell_scores,
+                                                                     net.head.animals.centres, animals, dfl)
+            if dfl:
+                loss = loss + dfl * distribution_focal_loss(logits, targets)
+            preds = choose_largest(box.detach(), net.head.animals.boxes(cell_logits.detach()), cell_scores)
+        elif dense:
             loss, preds = dense_loss(loss_name, logits, scores, net.head.centres, targets, dfl)
         elif hypotheses > 1:
             loss, preds = hypotheses_loss(loss_name, logits, scores, targets, dfl)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .boxes import BOX_TOLERANCE, BoxError, check_box, normalized_boxes, primary_box
+from .boxes import ALL_BOXES_COLUMN, BOX_TOLERANCE, BoxError, boxes_text, check_box, normalized_boxes, primary_box
 from .download import display_path
 from .duplicates import NEAR_DUPLICATE_BITS, TWIN_BOX_IOU, duplicate_groups, image_hash, twin_box_iou
 from .imageio import ImageLoadError, decoded_frame, load_rgb
@@ -197,6 +197,7 @@ def scan_dataset(
     tolerance: float = BOX_TOLERANCE,
     workers: int | None = None,
     progress: bool = True,
+    all_boxes: bool = False,
 ) -> ScanResult:
     """Read and validate every image of a dataset folder.
 
@@ -211,6 +212,8 @@ def scan_dataset(
         tolerance: share of the image side a box may exceed the image by and be clipped.
         workers: decoding threads (Pillow releases the GIL while decoding); default: all cores.
         progress: show a tqdm progress bar.
+        all_boxes: also keep every box of each photo, in a column :data:`ALL_BOXES_COLUMN` (text, see
+            :func:`localizer.boxes.boxes_text`), for a recipe that trains on every annotated animal.
 
     Returns:
         A :class:`ScanResult`.
@@ -228,7 +231,7 @@ def scan_dataset(
     items = reader.list_items(root)
     wanted = resolve_classes(classes, reader, root)
     results = progress_thread_map(
-        lambda it: check_item(it, reader, max_pixels, tolerance, wanted), items, show=progress,
+        lambda it: check_item(it, reader, max_pixels, tolerance, wanted, keep_boxes=all_boxes), items, show=progress,
         max_workers=workers or os.cpu_count() or 1, desc=f"checking {root.name}", unit="img",
     )
     report_rows, table_rows = [], []
@@ -237,9 +240,13 @@ def scan_dataset(
         report_rows.append({"file": file, "status": result["status"], "code": result["code"],
                             "reason": result["reason"]})
         if result["status"] == "ok":
-            table_rows.append({"file": file, "path": str(item.image), "format": fmt,
-                               **{k: result[k] for k in TABLE_COLUMNS + ["dhash"] if k in result}})
-    table = pd.DataFrame(table_rows, columns=TABLE_COLUMNS + ["dhash"]).sort_values("file", ignore_index=True)
+            row = {"file": file, "path": str(item.image), "format": fmt,
+                   **{k: result[k] for k in TABLE_COLUMNS + ["dhash"] if k in result}}
+            if all_boxes:
+                row[ALL_BOXES_COLUMN] = boxes_text(result["boxes"])
+            table_rows.append(row)
+    columns = TABLE_COLUMNS + ["dhash"] + ([ALL_BOXES_COLUMN] if all_boxes else [])
+    table = pd.DataFrame(table_rows, columns=columns).sort_values("file", ignore_index=True)
     table = table.astype({"width": "int64", "height": "int64", "n_boxes": "int64",
                           "xmin": "float64", "ymin": "float64", "xmax": "float64", "ymax": "float64"})
     table["dup_group"] = duplicate_groups(table["dhash"].tolist())

@@ -1,0 +1,79 @@
+"""When the ``largest`` head should take the largest detected animal instead of its soft-argmax box.
+
+On a run's **validation** split (never the test split: this chooses the rule), for a run of the
+``largest`` head (:class:`localizer.heads.LargestHead`), prints mean IoU and accuracy at IoU > 0.5
+(PASCAL VOC criterion), over all photos and over those with one and with several annotated animals,
+for the soft-argmax box alone and :func:`localizer.heads.choose_largest` at several animal-score
+thresholds and agreement IoUs: the largest detected animal, or the soft-argmax box where the two
+agree (the head predicts with :data:`localizer.heads.ANIMAL_SCORE` and
+:data:`localizer.heads.LARGEST_AGREEMENT`). With flip
+test-time augmentation as the run's recipe says, fused as ``evaluate`` fuses it
+(:func:`localizer.inference.fuse_flip`). Example (about a minute on 2 CPU cores)::
+
+    python benchmarks/largest_rule.py runs/RUN
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import torch
+from common import describe_split, validation_split
+
+from localizer.boxes import hflip_boxes
+from localizer.data import make_loader
+from localizer.heads import choose_largest, soft_argmax
+from localizer.inference import fuse_flip
+from localizer.metrics import paired_iou, sanitize_boxes
+from localizer.transforms import model_input
+
+SCORES = (0.3, 0.5, 0.7)
+AGREEMENTS = (0.3, 0.5, 0.7, 1.0)
+
+
+@torch.no_grad()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path, help="a finished run folder of the largest head")
+    args = parser.parse_args()
+    model, info, rows, dataset, targets, several = validation_split(args.run)
+    config, numerics = info["config"], info["numerics"]
+    if config.head != "largest":
+        parser.error(f"{args.run}: needs a run of the largest head (it has head={config.head!r})")
+    views = {"plain": [], "flipped": []}
+    for images, _ in make_loader(dataset, batch_size=64):
+        x = model_input(images, numerics, info["input_mean"], info["input_std"])
+        for view, batch in (("plain", x), ("flipped", x.flip(-1))):
+            with numerics.autocast():
+                box_logits, cell_logits, cell_scores = model.head.outputs(model.feature_map(batch))
+            views[view].append((soft_argmax(box_logits), model.head.animals.boxes(cell_logits).float(),
+                                cell_scores.float()))
+    views = {view: [torch.cat(parts) for parts in zip(*batches)] for view, batches in views.items()}
+    describe_split(args.run, rows, several, f", {'with' if config.tta else 'without'} flip TTA")
+
+    def predict(rule) -> torch.Tensor:
+        plain = rule(*views["plain"])
+        return fuse_flip(plain, hflip_boxes(rule(*views["flipped"]))) if config.tta else plain
+
+    rules = {"soft-argmax box alone": lambda box, cells, scores: box}
+    for score in SCORES:
+        for agreement in AGREEMENTS:
+            name = f"largest detection, score >= {score:g}" + (f", unless IoU > {agreement:g} with the box"
+                                                                if agreement < 1 else "")
+            rules[name] = (
+                lambda box, cells, scores, s=score, a=agreement: choose_largest(box, cells, scores, s, agreement=a))
+    table = []
+    for name, rule in rules.items():
+        iou = paired_iou(sanitize_boxes(predict(rule)), targets)
+        row = {"rule": name}
+        for group, mask in (("all", torch.ones_like(several)), ("one", ~several), ("several", several)):
+            row[f"{group} IoU %"] = round(100 * iou[mask].mean().item(), 2)
+            row[f"{group} acc %"] = round(100 * (iou[mask] > 0.5).float().mean().item(), 2)
+        table.append(row)
+    print(pd.DataFrame(table).set_index("rule").dropna(axis=1).to_string())
+
+
+if __name__ == "__main__":
+    main()
