@@ -1,5 +1,5 @@
-"""What the validation-split benchmarks share (``edge_decoding.py``, ``tta_fusion.py``): a finished run's
-best model with the photos of its validation split. Imported by the scripts of this folder (run as
+"""What the validation-split benchmarks share (``edge_decoding.py``, ``tta_fusion.py``, ``largest_rule.py``):
+a finished run's best model with the photos of its validation split, and their score table. Imported by the scripts of this folder (run as
 ``python benchmarks/NAME.py``, which puts this folder on ``sys.path``)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import torch
 from localizer.cache import ImageCache
 from localizer.data import CachedBoxDataset, normalized_targets
 from localizer.evaluation import MEASUREMENT_MIN_IMAGES
+from localizer.metrics import paired_iou, sanitize_boxes
 from localizer.run import load_model
 
 
@@ -35,3 +36,19 @@ def describe_split(run: Path, rows: pd.DataFrame, several: torch.Tensor, extra: 
     if len(rows) < MEASUREMENT_MIN_IMAGES:
         print(f"  pipeline check only: fewer than {MEASUREMENT_MIN_IMAGES} photos, one photo moves the accuracy by "
               f"{100 / len(rows):.0f} points")
+
+
+def score_table(label: str, predictions: dict[str, torch.Tensor], targets: torch.Tensor, several: torch.Tensor
+                ) -> pd.DataFrame:
+    """Mean IoU and accuracy at IoU > 0.5 (PASCAL VOC criterion), in %, over all photos and over those
+    with one and with several animals, one row per entry of ``predictions`` (name -> ``(N, 4)``
+    normalized xyxy boxes, sanitized here), indexed by ``label``; groups without photos are left out."""
+    table = []
+    for name, boxes in predictions.items():
+        iou = paired_iou(sanitize_boxes(boxes), targets)
+        row = {label: name}
+        for group, mask in (("all", torch.ones_like(several)), ("one", ~several), ("several", several)):
+            row[f"{group} IoU %"] = round(100 * iou[mask].mean().item(), 2)
+            row[f"{group} acc %"] = round(100 * (iou[mask] > 0.5).float().mean().item(), 2)
+        table.append(row)
+    return pd.DataFrame(table).set_index(label).dropna(axis=1)

@@ -18,15 +18,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
 import torch
-from common import describe_split, validation_split
+from common import describe_split, score_table, validation_split
 
 from localizer.boxes import hflip_boxes
 from localizer.data import make_loader
 from localizer.heads import choose_largest, soft_argmax
 from localizer.inference import fuse_flip
-from localizer.metrics import paired_iou, sanitize_boxes
 from localizer.transforms import model_input
 
 SCORES = (0.3, 0.5, 0.7)
@@ -64,16 +62,7 @@ def main() -> None:
                                                                 if agreement < 1 else "")
             rules[name] = (
                 lambda box, cells, scores, s=score, a=agreement: choose_largest(box, cells, scores, s, agreement=a))
-    table = []
-    for name, rule in rules.items():
-        iou = paired_iou(sanitize_boxes(predict(rule)), targets)
-        row = {"rule": name}
-        for group, mask in (("all", torch.ones_like(several)), ("one", ~several), ("several", several)):
-            row[f"{group} IoU %"] = round(100 * iou[mask].mean().item(), 2)
-            row[f"{group} acc %"] = round(100 * (iou[mask] > 0.5).float().mean().item(), 2)
-        table.append(row)
-    print(pd.DataFrame(table).set_index("rule").dropna(axis=1).to_string())
-
+    print(score_table("rule", {name: predict(rule) for name, rule in rules.items()}, targets, several).to_string())
 
 if __name__ == "__main__":
     main()

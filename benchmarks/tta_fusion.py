@@ -19,9 +19,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
 import torch
-from common import describe_split, validation_split
+from common import describe_split, score_table, validation_split
 from torchvision.ops import box_area
 
 from localizer.boxes import hflip_boxes
@@ -60,16 +59,7 @@ def main() -> None:
         fusions[f"fuse at IoU > {TTA_AGREEMENT:g}, else the {name}"] = torch.where(disagree[:, None], other, fused)
     count = int(disagree.sum())
     print(f"  the plain and the flipped box disagree (IoU <= {TTA_AGREEMENT:g}) on {count} photo{'s' * (count != 1)}")
-    table = []
-    for name, boxes in fusions.items():
-        iou = paired_iou(sanitize_boxes(boxes), targets)
-        row = {"fusion": name}
-        for group, mask in (("all", torch.ones_like(several)), ("one", ~several), ("several", several)):
-            row[f"{group} IoU %"] = round(100 * iou[mask].mean().item(), 2)
-            row[f"{group} acc %"] = round(100 * (iou[mask] > 0.5).float().mean().item(), 2)
-        table.append(row)
-    print(pd.DataFrame(table).set_index("fusion").dropna(axis=1).to_string())
-
+    print(score_table("fusion", fusions, targets, several).to_string())
 
 if __name__ == "__main__":
     main()

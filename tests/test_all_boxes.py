@@ -1,7 +1,10 @@
 """Training on every annotated animal: the manifest's column of all boxes, their targets and augmentation,
 and the ``largest`` head (a soft-argmax box checked against the largest detected animal)."""
 
+import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -13,7 +16,9 @@ from localizer import run as runs
 from localizer import training
 from localizer.batch_augment import AugmentParams, apply_augment
 from localizer.boxes import ALL_BOXES_COLUMN, boxes_text, parse_boxes_text
+from localizer.cli import main as cli_main
 from localizer.data import all_box_targets
+from localizer.download import REPO_ROOT
 from localizer.errors import DataError
 from localizer.heads import BINS, MAX_BOXES, DenseHead, LargestHead, choose_largest, soft_argmax
 from localizer.losses import animal_quality, animals_loss
@@ -141,3 +146,13 @@ def test_largest_head_trains_on_every_box_saves_and_loads(synthetic_data, tmp_pa
     assert ALL_BOXES_COLUMN in pd.read_csv(tmp_path / "run" / "manifest.csv")
     loaded, info = runs.load_model(tmp_path / "run" / "checkpoints" / "best.pt")
     assert isinstance(loaded.head, LargestHead) and info["config"].head == "largest"
+    # benchmarks/largest_rule.py scores the validation split with each rule; its row of the head's own rule
+    # (the largest detection at score >= 0.5) is what evaluate measures
+    out = tmp_path / "val.json"
+    assert cli_main(["evaluate", "--checkpoint", str(tmp_path / "run" / "checkpoints" / "best.pt"), "--split", "val",
+                     "--out", str(out), "--quiet"]) == 0
+    rules = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "largest_rule.py"), str(tmp_path / "run")],
+                           capture_output=True, text=True, check=True).stdout
+    own = next(line for line in rules.splitlines() if line.startswith("largest detection, score >= 0.5 "))
+    assert float(own.split()[-6]) == pytest.approx(100 * json.loads(out.read_text())["mean_iou"], abs=0.006)
+    assert len([line for line in rules.splitlines() if line.startswith(("largest detection", "soft-argmax"))]) == 13
