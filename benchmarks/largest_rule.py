@@ -8,7 +8,9 @@ thresholds and agreement IoUs: the largest detected animal, or the soft-argmax b
 agree (the head predicts with :data:`localizer.heads.ANIMAL_SCORE` and
 :data:`localizer.heads.LARGEST_AGREEMENT`). With flip
 test-time augmentation as the run's recipe says, fused as ``evaluate`` fuses it
-(:func:`localizer.inference.fuse_flip`). Example (about a minute on 2 CPU cores)::
+(:func:`localizer.inference.fuse_flip`); and, instead of fusing the two views' boxes, the largest of
+the detections of both views pooled (one non-maximum suppression over both; where neither detects an
+animal, the plain soft-argmax box). Example (about a minute on 2 CPU cores)::
 
     python benchmarks/largest_rule.py runs/RUN
 """
@@ -29,6 +31,7 @@ from localizer.transforms import model_input
 
 SCORES = (0.3, 0.5, 0.7)
 AGREEMENTS = (0.3, 0.5, 0.7, 1.0)
+POOLED_SCORES = (0.5, 0.6)
 
 
 @torch.no_grad()
@@ -62,7 +65,15 @@ def main() -> None:
                                                                 if agreement < 1 else "")
             rules[name] = (
                 lambda box, cells, scores, s=score, a=agreement: choose_largest(box, cells, scores, s, agreement=a))
-    print(score_table("rule", {name: predict(rule) for name, rule in rules.items()}, targets, several).to_string())
+    predictions = {name: predict(rule) for name, rule in rules.items()}
+    if config.tta:  # the detections of both views pooled, then the largest (one NMS over both)
+        box, cells, scores = views["plain"]
+        flipped = views["flipped"]
+        pooled = (box, torch.cat([cells, hflip_boxes(flipped[1])], dim=1), torch.cat([scores, flipped[2]], dim=1))
+        for score in POOLED_SCORES:
+            predictions[f"flip views pooled, then the largest, score >= {score:g}"] = choose_largest(
+                *pooled, score, agreement=1.0)
+    print(score_table("rule", predictions, targets, several).to_string())
 
 if __name__ == "__main__":
     main()
