@@ -6,6 +6,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from helpers import fit
@@ -390,3 +391,22 @@ def test_flip_tta_averages_only_boxes_that_agree():
     assert left[0].tolist() == pytest.approx([0.0, 0.0, 0.3, 1.0])  # its mirror (0.7, 0, 1, 1) is another object
     wide = predict_batch(Constant([0.1, 0.0, 0.8, 1.0]), images, (0.5,) * 3, (0.5,) * 3, tta=True, numerics=numerics)
     assert wide[0].tolist() == pytest.approx([0.15, 0.0, 0.85, 1.0])  # mirror (0.2, 0, 0.9, 1): IoU 0.75, averaged
+
+
+def test_compare_runs_counts_the_discordant_photos_and_tests_them():
+    spec = importlib.util.spec_from_file_location("compare_runs", REPO_ROOT / "benchmarks" / "compare_runs.py")
+    compare_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare_runs)
+    files = [f"p{i}.jpg" for i in range(5)]
+    a = pd.DataFrame({"file": files, "iou": [0.9, 0.8, 0.2, 0.3, 0.7]})
+    b = pd.DataFrame({"file": files[::-1], "iou": [0.7, 0.7, 0.6, 0.4, 0.9]})  # p4 .. p0: the rows are matched by file
+    r = compare_runs.compare(a, b)
+    assert (r["hits_a"], r["hits_b"], r["only_a"], r["only_b"]) == (3, 4, 1, 2)
+    assert r["mcnemar_p"] == pytest.approx(1.0)  # 1 of 3 discordant: 2 (1/8 + 3/8)
+    assert (r["mean_iou_a"], r["mean_iou_b"]) == pytest.approx((0.58, 0.66))
+    # 6 photos only B gets: the two-sided exact p is 2 / 2^6
+    six = pd.DataFrame({"file": files + ["p5.jpg"], "iou": [0.1] * 6})
+    assert compare_runs.compare(six, six.assign(iou=0.9))["mcnemar_p"] == pytest.approx(2 / 64)
+    assert compare_runs.compare(a, a)["wilcoxon_p"] == 1.0 and compare_runs.compare(a, a)["mcnemar_p"] == 1.0
+    with pytest.raises(ValueError, match="different photos"):
+        compare_runs.compare(a, b.iloc[:4])
