@@ -1,19 +1,22 @@
 """What the validation-split benchmarks share (``edge_decoding.py``, ``tta_fusion.py``, ``largest_rule.py``):
-a finished run's best model with the photos of its validation split, and their score table. Imported by the scripts of this folder (run as
+a finished run's best model with the photos of its validation split, its outputs on them as they are
+and mirrored, and their score table. Imported by the scripts of this folder (run as
 ``python benchmarks/NAME.py``, which puts this folder on ``sys.path``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from localizer.cache import ImageCache
-from localizer.data import CachedBoxDataset, normalized_targets
+from localizer.data import CachedBoxDataset, make_loader, normalized_targets
 from localizer.evaluation import MEASUREMENT_MIN_IMAGES
 from localizer.metrics import paired_iou, sanitize_boxes
 from localizer.run import load_model
+from localizer.transforms import model_input
 
 
 def validation_split(run: Path) -> tuple:
@@ -28,6 +31,24 @@ def validation_split(run: Path) -> tuple:
     targets = torch.from_numpy(normalized_targets(rows)).float()
     several = torch.from_numpy(rows["n_boxes"].to_numpy() > 1)
     return model, info, rows, dataset, targets, several
+
+
+@torch.no_grad()
+def predict_views(model, info: dict, dataset, outputs: Callable, flipped: bool = True) -> dict[str, tuple]:
+    """What ``outputs(model, x)`` (a tensor or a tuple of tensors) gives for every photo of ``dataset``, on
+    the photos as they are (``"plain"``) and, with ``flipped``, mirrored (``"flipped"``; the outputs are
+    of the mirrored photos: mirror boxes back with :func:`localizer.boxes.hflip_boxes`). ``x`` is a batch
+    prepared as evaluation prepares it (the run's normalization and numerics, from ``info`` of
+    :func:`validation_split`). Returns ``{view: tuple of float32 tensors, concatenated over the photos}``."""
+    numerics = info["numerics"]
+    views = {"plain": []} | ({"flipped": []} if flipped else {})
+    for images, _ in make_loader(dataset, batch_size=64):
+        x = model_input(images, numerics, info["input_mean"], info["input_std"])
+        for view, batch in views.items():
+            with numerics.autocast():
+                out = outputs(model, x if view == "plain" else x.flip(-1))
+            batch.append(tuple(t.float() for t in (out if isinstance(out, tuple) else (out,))))
+    return {view: tuple(torch.cat(parts) for parts in zip(*batches)) for view, batches in views.items()}
 
 
 def describe_split(run: Path, rows: pd.DataFrame, several: torch.Tensor, extra: str = "") -> None:

@@ -21,14 +21,12 @@ import argparse
 from pathlib import Path
 
 import torch
-from common import describe_split, validation_split
+from common import describe_split, predict_views, validation_split
 
 from localizer.boxes import hflip_boxes
-from localizer.data import make_loader
 from localizer.heads import soft_argmax
 from localizer.inference import fuse_flip
 from localizer.metrics import paired_iou, sanitize_boxes
-from localizer.transforms import model_input
 
 WINDOWS = (None, 1, 2, 4)
 
@@ -49,18 +47,13 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="a finished run folder (softargmax head, one hypothesis)")
     args = parser.parse_args()
     model, info, rows, dataset, targets, several = validation_split(args.run)
-    config, numerics = info["config"], info["numerics"]
+    config = info["config"]
     if config.head != "softargmax" or config.hypotheses != 1:
         parser.error(f"{args.run}: needs a run of the softargmax head with one hypothesis")
-    logits, flipped = [], []
-    for images, _ in make_loader(dataset, batch_size=64):
-        x = model_input(images, numerics, info["input_mean"], info["input_std"])
-        with numerics.autocast():
-            logits.append(model.head.outputs(model.feature_map(x))[0][:, 0].float())
-            if config.tta:
-                flipped.append(model.head.outputs(model.feature_map(x.flip(-1)))[0][:, 0].float())
-    logits = torch.cat(logits)
-    flipped = torch.cat(flipped) if flipped else None
+    views = predict_views(model, info, dataset, lambda net, x: net.head.outputs(net.feature_map(x))[0][:, 0],
+                          flipped=config.tta)
+    logits = views["plain"][0]
+    flipped = views["flipped"][0] if config.tta else None
     describe_split(args.run, rows, several, f", {'with' if config.tta else 'without'} flip TTA")
     for window in WINDOWS:
         boxes = decode(logits, window)

@@ -21,13 +21,11 @@ import argparse
 from pathlib import Path
 
 import torch
-from common import describe_split, score_table, validation_split
+from common import describe_split, predict_views, score_table, validation_split
 
 from localizer.boxes import hflip_boxes
-from localizer.data import make_loader
 from localizer.heads import choose_largest, soft_argmax
 from localizer.inference import fuse_flip
-from localizer.transforms import model_input
 
 SCORES = (0.3, 0.5, 0.7)
 AGREEMENTS = (0.3, 0.5, 0.7, 1.0)
@@ -40,18 +38,15 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="a finished run folder of the largest head")
     args = parser.parse_args()
     model, info, rows, dataset, targets, several = validation_split(args.run)
-    config, numerics = info["config"], info["numerics"]
+    config = info["config"]
     if config.head != "largest":
         parser.error(f"{args.run}: needs a run of the largest head (it has head={config.head!r})")
-    views = {"plain": [], "flipped": []}
-    for images, _ in make_loader(dataset, batch_size=64):
-        x = model_input(images, numerics, info["input_mean"], info["input_std"])
-        for view, batch in (("plain", x), ("flipped", x.flip(-1))):
-            with numerics.autocast():
-                box_logits, cell_logits, cell_scores = model.head.outputs(model.feature_map(batch))
-            views[view].append((soft_argmax(box_logits), model.head.animals.boxes(cell_logits).float(),
-                                cell_scores.float()))
-    views = {view: [torch.cat(parts) for parts in zip(*batches)] for view, batches in views.items()}
+
+    def outputs(net, x) -> tuple:  # the soft-argmax box, every cell's box and score
+        box_logits, cell_logits, cell_scores = net.head.outputs(net.feature_map(x))
+        return soft_argmax(box_logits), net.head.animals.boxes(cell_logits), cell_scores
+
+    views = predict_views(model, info, dataset, outputs)
     describe_split(args.run, rows, several, f", {'with' if config.tta else 'without'} flip TTA")
 
     def predict(rule) -> torch.Tensor:

@@ -20,14 +20,12 @@ import argparse
 from pathlib import Path
 
 import torch
-from common import describe_split, score_table, validation_split
+from common import describe_split, predict_views, score_table, validation_split
 from torchvision.ops import box_area
 
 from localizer.boxes import hflip_boxes
-from localizer.data import make_loader
 from localizer.inference import TTA_AGREEMENT, fuse_flip
 from localizer.metrics import paired_iou, sanitize_boxes
-from localizer.transforms import model_input
 
 THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
 
@@ -38,14 +36,8 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="a finished run folder")
     args = parser.parse_args()
     model, info, rows, dataset, targets, several = validation_split(args.run)
-    numerics = info["numerics"]
-    plain, flipped = [], []
-    for images, _ in make_loader(dataset, batch_size=64):
-        x = model_input(images, numerics, info["input_mean"], info["input_std"])
-        with numerics.autocast():
-            plain.append(model(x).float())
-            flipped.append(hflip_boxes(model(x.flip(-1)).float()))
-    plain, flipped = torch.cat(plain), torch.cat(flipped)
+    views = predict_views(model, info, dataset, lambda net, x: net(x))
+    plain, flipped = views["plain"][0], hflip_boxes(views["flipped"][0])
     describe_split(args.run, rows, several)
     fusions = {"plain (no TTA)": plain, "mean (always average)": fuse_flip(plain, flipped, None)}
     fusions.update({f"fuse at IoU > {t:g}": fuse_flip(plain, flipped, t) for t in THRESHOLDS})

@@ -48,7 +48,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
-from .boxes import hflip_boxes
+from .boxes import empty_boxes, hflip_boxes
 from .transforms import COLOR_JITTER, FLIP_P
 
 #: The order of the jitter columns in :class:`AugmentParams` ``factors``.
@@ -168,7 +168,7 @@ def apply_augment(images: torch.Tensor, boxes: torch.Tensor, params: AugmentPara
     x = torch.where(flip[:, None, None, None], F.horizontal_flip(x), x)
     flipped = hflip_boxes(boxes)
     if boxes.dim() == 3:  # padding stays zeros (a flipped empty box would be (1, 0, 1, 0))
-        flipped = torch.where(_padding(boxes)[..., None], boxes, flipped)
+        flipped = torch.where(empty_boxes(boxes)[..., None], boxes, flipped)
     boxes = torch.where(flip.view(-1, *[1] * (boxes.dim() - 1)), flipped, boxes)
     factors = params.factors.to(device, non_blocking=True)
     for op in params.order:
@@ -181,11 +181,6 @@ def apply_augment(images: torch.Tensor, boxes: torch.Tensor, params: AugmentPara
         else:  # saturation
             x = torch.lerp(F.rgb_to_grayscale(x), x, f).clamp_(0.0, 1.0)
     return x, boxes
-
-
-def _padding(boxes: torch.Tensor) -> torch.Tensor:
-    """``(..., )`` bool: True for the empty boxes (rows of zeros) that pad ``(N, B, 4)`` targets."""
-    return (boxes[..., 2] <= boxes[..., 0]) | (boxes[..., 3] <= boxes[..., 1])
 
 
 def _scale_and_shift(images: torch.Tensor, boxes: torch.Tensor, params: AugmentParams):
@@ -212,6 +207,6 @@ def _scale_and_shift(images: torch.Tensor, boxes: torch.Tensor, params: AugmentP
         if not visible[0]:
             continue  # the animal would leave the frame: keep this image as it is
         images[i] = F.affine(images[i], **affine, interpolation=F.InterpolationMode.BILINEAR, fill=AFFINE_FILL)
-        keep = visible & ~_padding(boxes[i])
+        keep = visible & ~empty_boxes(boxes[i])
         boxes[i] = torch.where(keep[:, None], clamped / scale, torch.zeros_like(clamped))
     return images, (boxes[:, 0] if single else boxes)

@@ -137,6 +137,12 @@ def hflip_boxes(boxes: torch.Tensor) -> torch.Tensor:
     return F.horizontal_flip_bounding_boxes(boxes, format=tv_tensors.BoundingBoxFormat.XYXY, canvas_size=(1, 1))
 
 
+def empty_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """``(...)`` bool, True where an xyxy box ``(..., 4)`` has no area (``xmax <= xmin`` or ``ymax <= ymin``):
+    the rows of zeros that pad every-animal targets ``(N, B, 4)`` (:func:`localizer.data.all_box_targets`)."""
+    return (boxes[..., 2] <= boxes[..., 0]) | (boxes[..., 3] <= boxes[..., 1])
+
+
 def boxes_text(boxes: np.ndarray) -> str:
     """Every box of a photo as text for a table cell: pixel xyxy ``(K, 4)`` -> ``"x1 y1 x2 y2;..."``,
     largest first (the primary box first; ties in the annotation's order), 2 decimals.

@@ -273,9 +273,11 @@ def cell_boxes(distances: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
 
 def edge_distances(centres: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Distances ``(N, L, 4)`` (left, top, right, bottom) from the cells' centres ``(L, 2)`` to the
-    edges of normalized xyxy ``boxes`` ``(N, 4)``: the inverse of :func:`cell_boxes` (negative where a
-    centre lies outside its box)."""
-    boxes = boxes.float()[:, None, :]
+    edges of normalized xyxy ``boxes``: ``(N, 4)``, one box per image for every cell, or ``(N, L, 4)``,
+    a box per cell. The inverse of :func:`cell_boxes` (negative where a centre lies outside its box)."""
+    boxes = boxes.float()
+    if boxes.dim() == 2:
+        boxes = boxes[:, None, :]
     cx, cy = centres[None, :, 0], centres[None, :, 1]
     return torch.stack([cx - boxes[..., 0], cy - boxes[..., 1], boxes[..., 2] - cx, boxes[..., 3] - cy], dim=-1)
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss
 
+from .boxes import empty_boxes
 from .heads import cell_boxes, edge_distances, pick_hypothesis, soft_argmax
 from .metrics import sanitize_boxes
 
@@ -38,6 +39,18 @@ def box_loss(name: str, pred: torch.Tensor, target: torch.Tensor, reduction: str
         l1 = F.l1_loss(pred, target, reduction=each)
         return GIOU_WEIGHT * giou + L1_WEIGHT * (l1.mean(dim=-1) if reduction == "none" else l1)
     raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
+
+
+def soft_argmax_loss(name: str, logits: torch.Tensor, target: torch.Tensor, dfl: float = 0.0
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss of a soft-argmax box: :func:`box_loss` ``name`` of the per-edge expectations of ``logits``
+    ``(N, 4, K)`` against ``target`` ``(N, 4)`` normalized xyxy, plus ``dfl`` times
+    :func:`distribution_focal_loss` of the logits (0: none). Returns ``(scalar loss, (N, 4) boxes)``."""
+    box = soft_argmax(logits)
+    loss = box_loss(name, box, target)
+    if dfl:
+        loss = loss + dfl * distribution_focal_loss(logits, target)
+    return loss, box
 
 
 def distribution_focal_loss(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -189,7 +202,7 @@ def animal_quality(centres: torch.Tensor, targets: torch.Tensor) -> tuple[torch.
     ``quality`` that centerness (float32 in [0, 1]; 0 for a cell in no box). The cell nearest each box's
     centre has quality 1 for it, so every animal has a cell even when no cell centre lies in its box."""
     n, cells = targets.shape[0], centres.shape[0]
-    valid = (targets[..., 2] > targets[..., 0]) & (targets[..., 3] > targets[..., 1])  # (N, B)
+    valid = ~empty_boxes(targets)  # (N, B)
     flat = targets.float().flatten(0, 1)
     quality = centerness(centres, flat)  # (N B, L)
     quality[torch.arange(len(flat), device=flat.device), nearest_cells(centres, flat)] = 1.0
@@ -227,10 +240,8 @@ def animals_loss(name: str, logits: torch.Tensor, scores: torch.Tensor, centres:
     boxes = cell_boxes(soft_argmax(logits), centres)
     per = box_loss(name, boxes.flatten(0, 1), assigned.flatten(0, 1), reduction="none")
     if dfl:
-        cx, cy = centres[None, :, 0], centres[None, :, 1]
-        distances = torch.stack([cx - assigned[..., 0], cy - assigned[..., 1], assigned[..., 2] - cx,
-                                 assigned[..., 3] - cy], dim=-1)
-        per = per + dfl * distribution_focal_loss(logits.flatten(0, 1), distances.flatten(0, 1), reduction="none")
+        distances = edge_distances(centres, assigned).flatten(0, 1)
+        per = per + dfl * distribution_focal_loss(logits.flatten(0, 1), distances, reduction="none")
     weights = quality / quality.sum(dim=1, keepdim=True)
     box_term = (weights * per.view(n, cells)).sum(dim=1).mean()
     score_term = F.binary_cross_entropy_with_logits(scores.float(), quality, reduction="sum") / quality.sum()

@@ -25,8 +25,8 @@ from .batch_augment import BatchAugment
 from .cache import ImageCache
 from .data import CachedBoxDataset, make_loader, normalized_targets
 from .errors import ConfigError
-from .heads import ALL_BOXES_HEADS, MAX_BOXES, DenseHead, LargestHead, choose_largest, soft_argmax
-from .losses import animals_loss, box_loss, dense_loss, distribution_focal_loss, hypotheses_loss
+from .heads import ALL_BOXES_HEADS, MAX_BOXES, DenseHead, LargestHead, choose_largest
+from .losses import animals_loss, box_loss, dense_loss, hypotheses_loss, soft_argmax_loss
 from .metrics import paired_iou
 from .models import build_model
 from .numerics import Numerics, choose_numerics, default_numerics, native_bf16, resolve_device
@@ -152,19 +152,15 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
                 preds = model(images)
         if largest:  # targets (N, B, 4): every animal, the primary one first
             animals, targets = targets, targets[:, 0]
-            box = soft_argmax(logits)
-            loss = box_loss(loss_name, box, targets) + animals_loss(loss_name, cell_logits, cell_scores,
-                                                                     net.head.animals.centres, animals, dfl)
-            if dfl:
-                loss = loss + dfl * distribution_focal_loss(logits, targets)
+            loss, box = soft_argmax_loss(loss_name, logits, targets, dfl)
+            loss = loss + animals_loss(loss_name, cell_logits, cell_scores, net.head.animals.centres, animals, dfl)
             preds = choose_largest(box.detach(), net.head.animals.boxes(cell_logits.detach()), cell_scores)
         elif dense:
             loss, preds = dense_loss(loss_name, logits, scores, net.head.centres, targets, dfl)
         elif hypotheses > 1:
             loss, preds = hypotheses_loss(loss_name, logits, scores, targets, dfl)
         elif dfl:
-            preds = soft_argmax(logits[:, 0])
-            loss = box_loss(loss_name, preds, targets) + dfl * distribution_focal_loss(logits[:, 0], targets)
+            loss, preds = soft_argmax_loss(loss_name, logits[:, 0], targets, dfl)
         else:
             loss = box_loss(loss_name, preds.float(), targets)
         if training:

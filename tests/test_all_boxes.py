@@ -15,12 +15,12 @@ from helpers import fit
 from localizer import run as runs
 from localizer import training
 from localizer.batch_augment import AugmentParams, apply_augment
-from localizer.boxes import ALL_BOXES_COLUMN, boxes_text, parse_boxes_text
+from localizer.boxes import ALL_BOXES_COLUMN, boxes_text, empty_boxes, parse_boxes_text
 from localizer.cli import main as cli_main
 from localizer.data import all_box_targets
 from localizer.download import REPO_ROOT
 from localizer.errors import DataError
-from localizer.heads import BINS, MAX_BOXES, DenseHead, LargestHead, choose_largest, soft_argmax
+from localizer.heads import BINS, MAX_BOXES, DenseHead, LargestHead, choose_largest, edge_distances, soft_argmax
 from localizer.losses import animal_quality, animals_loss
 from localizer.models import build_model
 from localizer.recipe import TrainConfig
@@ -77,6 +77,16 @@ def test_augmentation_moves_every_animal_and_keeps_the_padding():
     np.testing.assert_allclose(moved[0], [[0.4, 0.2, 0.7, 0.6], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], atol=1e-6)
     _, primary = apply_augment(images, boxes[:, 0], _params(flip=False, shift=0.3))  # the (N, 4) path agrees
     np.testing.assert_allclose(primary, moved[:, 0], atol=1e-6)
+
+
+def test_padding_is_an_empty_box_and_per_cell_distances_match_per_image_ones():
+    boxes = torch.tensor([[[0.1, 0.2, 0.4, 0.6], [0.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.9], [1.0, 0.0, 1.0, 0.0]]])
+    assert empty_boxes(boxes).tolist() == [[False, True, True, True]]  # zeros, no width, a flipped zero row
+    centres = DenseHead(8, (2, 3)).centres
+    box = torch.tensor([[0.1, 0.2, 0.6, 0.9]])
+    per_cell = edge_distances(centres, box[:, None].expand(1, 6, 4))  # (N, L, 4): the same box for every cell
+    assert torch.equal(per_cell, edge_distances(centres, box))
+    assert per_cell[0, 4].tolist() == pytest.approx([0.4, 0.55, 0.1, 0.15])  # from cell 4's centre (0.5, 0.75)
 
 
 def test_animal_quality_hand_computed():
