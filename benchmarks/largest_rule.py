@@ -6,7 +6,8 @@ On a run's **validation** split (never the test split: this chooses the rule), f
 for the soft-argmax box alone and :func:`localizer.heads.choose_largest` at several animal-score
 thresholds and agreement IoUs: the largest detected animal, or the soft-argmax box where the two
 agree (the head predicts with :data:`localizer.heads.ANIMAL_SCORE` and
-:data:`localizer.heads.LARGEST_AGREEMENT`). With flip
+:data:`localizer.heads.LARGEST_AGREEMENT`); and the largest detection at several non-maximum suppression
+IoUs (:data:`localizer.heads.ANIMAL_NMS_IOU`; the other rows use the head's). With flip
 test-time augmentation as the run's recipe says, fused as ``evaluate`` fuses it
 (:func:`localizer.inference.fuse_flip`); and, instead of fusing the two views' boxes, the largest of
 the detections of both views pooled (one non-maximum suppression over both; where neither detects an
@@ -24,11 +25,12 @@ import torch
 from common import describe_split, predict_views, score_table, validation_split
 
 from localizer.boxes import hflip_boxes
-from localizer.heads import choose_largest, soft_argmax
+from localizer.heads import ANIMAL_SCORE, choose_largest, soft_argmax
 from localizer.inference import fuse_flip
 
 SCORES = (0.3, 0.5, 0.7)
 AGREEMENTS = (0.3, 0.5, 0.7, 1.0)
+NMS_IOUS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 POOLED_SCORES = (0.5, 0.6)
 
 
@@ -60,6 +62,9 @@ def main() -> None:
                                                                 if agreement < 1 else "")
             rules[name] = (
                 lambda box, cells, scores, s=score, a=agreement: choose_largest(box, cells, scores, s, agreement=a))
+    for nms_iou in NMS_IOUS:
+        rules[f"largest detection, score >= {ANIMAL_SCORE:g}, NMS at IoU {nms_iou:g}"] = (
+            lambda box, cells, scores, n=nms_iou: choose_largest(box, cells, scores, nms_iou=n, agreement=1.0))
     predictions = {name: predict(rule) for name, rule in rules.items()}
     if config.tta:  # the detections of both views pooled, then the largest (one NMS over both)
         box, cells, scores = views["plain"]

@@ -20,7 +20,17 @@ from localizer.cli import main as cli_main
 from localizer.data import all_box_targets
 from localizer.download import REPO_ROOT
 from localizer.errors import DataError
-from localizer.heads import BINS, MAX_BOXES, DenseHead, LargestHead, choose_largest, edge_distances, soft_argmax
+from localizer.heads import (
+    ANIMAL_NMS_IOU,
+    BINS,
+    MAX_BOXES,
+    DenseHead,
+    LargestHead,
+    choose_largest,
+    detect_animals,
+    edge_distances,
+    soft_argmax,
+)
 from localizer.losses import animal_quality, animals_loss
 from localizer.models import build_model
 from localizer.recipe import TrainConfig
@@ -130,6 +140,17 @@ def test_choose_largest_takes_the_largest_animal_where_the_box_disagrees():
     assert torch.equal(choose_largest(between, cells, torch.full((1, 4), -5.0)), between)
 
 
+def test_non_maximum_suppression_at_0_7_keeps_the_whole_animal_beside_a_better_scored_part():
+    part, whole = [0.2, 0.2, 0.8, 0.8], [0.1, 0.1, 0.9, 0.9]  # IoU 0.36 / 0.64 = 0.5625
+    cells, scores = torch.tensor([[part, whole]]), torch.tensor([[5.0, 4.0]])
+    box = torch.tensor([[0.0, 0.0, 0.1, 0.1]])
+    assert ANIMAL_NMS_IOU == 0.7
+    assert torch.equal(detect_animals(cells, scores)[0], cells[0])  # both kept, better scored first
+    assert torch.equal(choose_largest(box, cells, scores), cells[:, 1])
+    assert torch.equal(detect_animals(cells, scores, nms_iou=0.5)[0], cells[0, :1])
+    assert torch.equal(choose_largest(box, cells, scores, nms_iou=0.5), cells[:, 0])
+
+
 def test_largest_head_trains_on_every_box_saves_and_loads(synthetic_data, tmp_path):
     model = build_model("efficientnet_lite0", weights=None, head="largest", image_size=96).eval()
     assert isinstance(model.head, LargestHead) and model.head.grid == (3, 3)
@@ -165,4 +186,6 @@ def test_largest_head_trains_on_every_box_saves_and_loads(synthetic_data, tmp_pa
                            capture_output=True, text=True, check=True).stdout
     own = next(line for line in rules.splitlines() if line.startswith("largest detection, score >= 0.5 "))
     assert float(own.split()[-6]) == pytest.approx(100 * json.loads(out.read_text())["mean_iou"], abs=0.006)
-    assert len([line for line in rules.splitlines() if line.startswith(("largest detection", "soft-argmax"))]) == 13
+    own_nms = next(line for line in rules.splitlines() if line.startswith("largest detection, score >= 0.5, NMS at IoU 0.7 "))
+    assert own_nms.split()[-6:] == own.split()[-6:]  # the same rule: its sweep row at the head's NMS IoU
+    assert len([line for line in rules.splitlines() if line.startswith(("largest detection", "soft-argmax"))]) == 19
