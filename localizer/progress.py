@@ -11,9 +11,11 @@ notebook as a stale ``0%| | 0/54`` line.
 from __future__ import annotations
 
 import os
+import sys
 
 from tqdm.auto import tqdm
 from tqdm.contrib.concurrent import thread_map
+from tqdm.notebook import tqdm as notebook_tqdm
 
 #: Values of ``TQDM_DISABLE`` that switch the bars off (tqdm converts the variable with ``bool``
 #: of its text, so any non-empty value counts there; these are the ones meant as "yes").
@@ -27,8 +29,28 @@ def bars_disabled() -> bool:
 
 def progress_bar(iterable=None, show: bool = True, **kwargs) -> tqdm:
     """A :class:`tqdm.auto.tqdm` over ``iterable`` (``kwargs`` as tqdm's), shown when ``show`` and
-    not :func:`bars_disabled`."""
+    not :func:`bars_disabled`.
+
+    A bar asked to vanish when done (``leave=False``) does so only on a terminal or as a notebook
+    widget. Written to a file or a pipe (a log, ``| tee``), tqdm's erasing leaves the line without
+    its newline, and the next printed line (a table) would continue it; there the bar stays as a
+    last line of its own.
+    """
+    if kwargs.get("leave") is False and not _erasable(kwargs.get("file")):
+        kwargs["leave"] = True
     return tqdm(iterable, disable=not show or bars_disabled(), **kwargs)
+
+
+def _erasable(file) -> bool:
+    """Whether a bar written to ``file`` (``None``: standard error, tqdm's default) can erase itself:
+    a notebook widget, or text on a terminal."""
+    if issubclass(tqdm, notebook_tqdm):  # tqdm.auto chose the widget: a Jupyter kernel
+        return True
+    file = sys.stderr if file is None else file
+    try:
+        return file.isatty()
+    except (AttributeError, ValueError):  # no such method, or a closed file
+        return False
 
 
 def progress_thread_map(fn, items, show: bool = True, **kwargs) -> list:

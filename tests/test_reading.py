@@ -21,6 +21,7 @@ from localizer import cli, narration, plots, runner
 from localizer.download import REPO_ROOT, display_path
 from localizer.errors import DataError
 from localizer.evaluation import MEASUREMENT_MIN_IMAGES, by_animal_count, format_metrics, spread_sample
+from localizer.progress import progress_bar
 from localizer.recipe import recipe_for
 from localizer.training import epoch_line
 
@@ -63,6 +64,24 @@ def test_headless_environment_turns_tqdm_off_and_restores_it(monkeypatch):
     with runner._headless_environment():
         assert os.environ["TQDM_DISABLE"] == "1"
     assert "TQDM_DISABLE" not in os.environ
+
+
+def test_a_vanishing_bar_written_to_a_file_ends_its_line(monkeypatch):
+    # evaluate's "predicting" bar (leave=False) piped into a log: the table printed next must start a line
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    log = io.StringIO()
+    for _ in progress_bar(range(3), file=log, desc="predicting", leave=False):
+        pass
+    assert log.getvalue().endswith("\n") and "3/3" in log.getvalue().splitlines()[-1]
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    for _ in progress_bar(range(3), file=screen, desc="predicting", leave=False):
+        pass
+    assert not screen.getvalue().endswith("\n")  # on a terminal it erases itself, as asked
 
 
 def test_display_path_is_relative_inside_and_beside_the_repository():
