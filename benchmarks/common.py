@@ -14,7 +14,7 @@ import torch
 from localizer.cache import ImageCache
 from localizer.data import CachedBoxDataset, make_loader, normalized_targets
 from localizer.evaluation import MEASUREMENT_MIN_IMAGES
-from localizer.metrics import paired_iou, sanitize_boxes
+from localizer.metrics import accuracy_at, paired_iou, sanitize_boxes
 from localizer.run import load_model
 from localizer.transforms import model_input
 
@@ -70,6 +70,6 @@ def score_table(label: str, predictions: dict[str, torch.Tensor], targets: torch
         row = {label: name}
         for group, mask in (("all", torch.ones_like(several)), ("one", ~several), ("several", several)):
             row[f"{group} IoU %"] = round(100 * iou[mask].mean().item(), 2)
-            row[f"{group} acc %"] = round(100 * (iou[mask] > 0.5).float().mean().item(), 2)
+            row[f"{group} acc %"] = round(100 * accuracy_at(iou[mask]), 2)
         table.append(row)
     return pd.DataFrame(table).set_index(label).dropna(axis=1)

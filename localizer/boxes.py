@@ -148,7 +148,7 @@ def boxes_text(boxes: np.ndarray) -> str:
     largest first (the primary box first; ties in the annotation's order), 2 decimals.
     :func:`parse_boxes_text` reads it back."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    areas = box_area(torch.as_tensor(boxes)).numpy()  # as primary_box measures them
     return ";".join(" ".join(f"{v:.2f}" for v in box) for box in boxes[np.argsort(-areas, kind="stable")])
 
 
