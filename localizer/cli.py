@@ -22,11 +22,17 @@ from .runner import NotebookFailed
 from .training import TrainingDiverged
 
 
-def _add_data_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("data", nargs=None if required else "?", help="dataset folder")
-    parser.add_argument("--format", default="auto", choices=("auto",) + FORMATS, help="dataset format (default: auto)")
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", help="dataset folder")
+    _add_format_args(parser)
+
+
+def _add_format_args(parser: argparse.ArgumentParser) -> None:
+    """How a dataset folder is read: ``--format``, ``--oxford-box`` and ``--classes``."""
+    parser.add_argument("--format", default="auto", choices=("auto",) + FORMATS,
+                        help="dataset format (default: auto, from the files found)")
     parser.add_argument("--oxford-box", default="animal", choices=OXFORD_BOXES,
-                        help="oxford-pets: whole-animal box from the trimap, or the XML head box")
+                        help="oxford-pets: the whole-animal box from the trimap (default), or the XML head box")
     _add_classes_arg(parser)
 
 
@@ -240,13 +246,15 @@ def _add_recipe_args(parser: argparse.ArgumentParser, profile: str, what: str) -
 
 
 def _add_inference_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="a run's checkpoint, e.g. runs/RUN/checkpoints/best.pt (it carries its recipe)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="horizontal-flip test-time augmentation: the box and the box predicted on the "
                              "mirrored photo, mirrored back, are averaged where they agree (IoU > 0.5), else the "
                              "first is kept (default: as the run's recipe, its tta)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--device", default="auto",
+                        help="torch device, e.g. cpu or cuda:0 (default: auto: cuda, else mps, else cpu)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -269,14 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="metrics of a checkpoint beside the baselines")
     _add_inference_args(evaluate)
     evaluate.add_argument("--data", help="dataset folder (default: the run's own data, as split in its manifest)")
-    evaluate.add_argument("--format", default="auto", choices=("auto",) + FORMATS)
-    evaluate.add_argument("--oxford-box", default="animal", choices=OXFORD_BOXES)
-    _add_classes_arg(evaluate)
+    _add_format_args(evaluate)
     evaluate.add_argument("--split", choices=("train", "val", "test", "all"),
                           help="default: test on the run's own data (its manifest), all on other --data")
     evaluate.add_argument("--out", type=Path, help="metrics JSON (default: RUN/metrics_SPLIT[_tta].json, "
                                                    "RUN/metrics_DATANAME_SPLIT[_tta].json for other --data)")
-    evaluate.add_argument("--overwrite", action="store_true")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing metrics JSON (--out) and its per-image CSV")
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = sub.add_parser("predict", help="predict the box of new photos")
@@ -290,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic = sub.add_parser("synthetic", help="write the small synthetic test dataset (known boxes, several layouts)")
     synthetic.add_argument("out", type=Path, help="output folder (gets yolo/, voc/, coco/ and csv/)")
     synthetic.add_argument("--images", type=int, default=48, help="photos to draw (default 48)")
-    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--seed", type=int, default=0, help="random seed of the drawing (default 0)")
     synthetic.add_argument("--overwrite", action="store_true", help="replace the layouts' folders if they exist")
     synthetic.set_defaults(func=cmd_synthetic)
 
