@@ -9,6 +9,7 @@ inputs, a seeded 70/15/15 split. A bad value fails here, before any work, naming
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -105,8 +106,8 @@ class TrainConfig:
         Raises:
             localizer.errors.ConfigError: naming the field, its value and what it takes.
         """
-        def bad(name: str, expected: str):
-            raise ConfigError(f"{name}={getattr(self, name)!r}: expected {expected}")
+        def bad(name: str, expected: str):  # the value as written after -p NAME= (JSON: true, null, "text")
+            raise ConfigError(f"{name}={json.dumps(getattr(self, name), default=str)}: expected {expected}")
 
         def whole(value) -> bool:
             return isinstance(value, int) and not isinstance(value, bool)
@@ -163,7 +164,7 @@ class TrainConfig:
         try:
             parse_classes(self.classes)
         except DataFormatError as exc:
-            raise ConfigError(f"classes={self.classes!r}: {exc}") from None
+            raise ConfigError(f"classes={json.dumps(self.classes)}: {exc}") from None
         self.data = str(self.data)  # a pathlib.Path is welcome; config.json stores text
         self.cache_dir = None if self.cache_dir is None else str(self.cache_dir)
 

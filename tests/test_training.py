@@ -313,6 +313,16 @@ def test_config_refuses_bad_values_naming_the_field(field, value):
         TrainConfig(**{field: value})
 
 
+def test_config_errors_show_the_value_as_written_after_dash_p(capsys):
+    """The value is shown in JSON, as ``-p NAME=VALUE`` takes it (``true``, not Python's ``True``)."""
+    with pytest.raises(ValueError, match="^epochs=true: expected a whole number >= 1$"):
+        TrainConfig(epochs=True)
+    with pytest.raises(ValueError, match='^head="boxes": expected one of'):
+        TrainConfig(head="boxes")
+    assert cli_main(["train", "data", "--run-dir", "run", "-p", "tta=1"]) == 2
+    assert capsys.readouterr().err.startswith("error: tta=1: expected true or false")
+
+
 def test_a_folder_left_by_another_dataset_is_not_reused(synthetic_data, tmp_path):
     """A run folder holding a manifest of other data (e.g. from a start that failed) is refused,
     not trained on silently; the same data reuses the manifest."""
