@@ -36,7 +36,7 @@ class TrainConfig:
     on every annotated animal, so its run's manifest keeps every box). ``affine_p`` is the
     probability of the box-aware random scale + shift per training image
     (:class:`localizer.batch_augment.BatchAugment`; 0 in the report). ``ema`` > 0 keeps an
-    exponential moving average of the weights (decay per step; :class:`torch.optim.swa_utils.AveragedModel`),
+    exponential moving average of the weights (decay per step, bias-corrected: :mod:`localizer.ema`),
     which validation, ``best.pt`` and so evaluation and prediction use. ``warmup_epochs`` > 0
     (cosine schedule only) raises the learning rate linearly from a tenth over those epochs
     before the cosine decay (Goyal et al. 2017). ``dfl`` > 0 adds that weight times the

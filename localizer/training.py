@@ -18,12 +18,13 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import pandas as pd
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from .batch_augment import BatchAugment
 from .cache import ImageCache
 from .data import CachedBoxDataset, make_loader, normalized_targets
+from .ema import make_ema
 from .errors import ConfigError
 from .heads import ALL_BOXES_HEADS, MAX_BOXES, DenseHead, LargestHead, choose_largest
 from .losses import animals_loss, box_loss, dense_loss, hypotheses_loss, soft_argmax_loss
@@ -229,7 +230,7 @@ def _start(config: TrainConfig, checkpoint: dict | None, progress: bool) -> _Ses
         torch.backends.cudnn.benchmark = True  # one input size throughout: pick the fastest kernels once
     optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=effective_lr(config),
                                   weight_decay=config.weight_decay)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True) if config.ema else None
+    ema = make_ema(model, config.ema) if config.ema else None
     session = _Session(config, model, numerics, optimizer, make_scheduler(config, optimizer), ema)
     if checkpoint:
         model.load_state_dict(checkpoint["model"])

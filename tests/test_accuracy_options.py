@@ -16,6 +16,7 @@ from localizer import training
 from localizer.batch_augment import AFFINE_FILL, AugmentParams, BatchAugment, apply_augment
 from localizer.data import make_loader
 from localizer.download import REPO_ROOT
+from localizer.ema import make_ema
 from localizer.heads import BINS, DenseHead, LinearHead, SoftArgmaxHead, cell_boxes, edge_distances, soft_argmax
 from localizer.inference import fuse_flip, predict_batch
 from localizer.losses import box_loss, centerness_weights, dense_loss, distribution_focal_loss, hypotheses_loss
@@ -153,6 +154,25 @@ def test_warmup_then_cosine():
                                  1e-3 * (1 + math.cos(3 * math.pi / 4)) / 2])
     with pytest.raises(ValueError, match="^warmup_epochs=2"):
         TrainConfig(schedule="plateau", warmup_epochs=2)
+
+
+def test_ema_is_bias_corrected():
+    """Weights 1, 2, 3 with decay 0.5 average to 1, (2 + 0.5 * 1) / 1.5 = 5/3 and
+    (3 + 0.5 * 2 + 0.25 * 1) / 1.75 = 17/7; torch's plain EMA would give 1, 1.5, 2.25. The batch
+    counter, an integer buffer, takes the model's value."""
+    model = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
+    ema = make_ema(model, 0.5)
+    seen = []
+    for value in (1.0, 2.0, 3.0):
+        with torch.no_grad():
+            model[0].weight.fill_(value)
+        model[1].num_batches_tracked.fill_(int(value))
+        ema.update_parameters(model)
+        seen.append(ema.module[0].weight.item())
+    assert seen == pytest.approx([1, 5 / 3, 17 / 7])
+    assert ema.module[1].num_batches_tracked.item() == 3
+    with pytest.raises(ValueError, match="decay must be in"):
+        make_ema(model, 1.0)
 
 
 def test_ema_weights_are_validated_and_kept_in_best(synthetic_data, tmp_path):
