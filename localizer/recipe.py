@@ -160,7 +160,7 @@ class TrainConfig:
                    "oxford_box": ("animal", "head"), "precision": PRECISIONS, "head": HEADS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                bad(name, f"one of {allowed}")
+                bad(name, "one of " + ", ".join(json.dumps(choice) for choice in allowed))
         try:
             parse_classes(self.classes)
         except DataFormatError as exc:
