@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", help="dataset folder (default: the run's own data, as split in its manifest)")
     _add_format_args(evaluate)
     evaluate.add_argument("--split", choices=("train", "val", "test", "all"),
-                          help="default: test on the run's own data (its manifest), all on other --data")
+                          help="the split to score (default: test on the run's own data, as its manifest splits it; all on other --data)")
     evaluate.add_argument("--out", type=Path, help="metrics JSON (default: RUN/metrics_SPLIT[_tta].json, "
                                                    "RUN/metrics_DATANAME_SPLIT[_tta].json for other --data)")
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing metrics JSON (--out) and its per-image CSV")
