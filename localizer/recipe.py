@@ -106,8 +106,11 @@ class TrainConfig:
         Raises:
             localizer.errors.ConfigError: naming the field, its value and what it takes.
         """
-        def bad(name: str, expected: str):  # the value as written after -p NAME= (JSON: true, null, "text")
-            raise ConfigError(f"{name}={json.dumps(getattr(self, name), default=str)}: expected {expected}")
+        def shown(name: str) -> str:  # the value as written after -p NAME= (JSON: true, null, "text")
+            return f"{name}={json.dumps(getattr(self, name), default=str)}"
+
+        def bad(name: str, expected: str):
+            raise ConfigError(f"{shown(name)}: expected {expected}")
 
         def whole(value) -> bool:
             return isinstance(value, int) and not isinstance(value, bool)
@@ -164,7 +167,7 @@ class TrainConfig:
         try:
             parse_classes(self.classes)
         except DataFormatError as exc:
-            raise ConfigError(f"classes={json.dumps(self.classes)}: {exc}") from None
+            raise ConfigError(f"{shown('classes')}: {exc}") from None
         self.data = str(self.data)  # a pathlib.Path is welcome; config.json stores text
         self.cache_dir = None if self.cache_dir is None else str(self.cache_dir)
 
