@@ -236,6 +236,13 @@ def test_evaluate_and_predict_commands(synthetic_data, tmp_path, monkeypatch, ca
     n_val = int((runs.Run.open(run).manifest["split"] == "val").sum())
     assert fusion.startswith(f"{run}: validation split, {n_val} photos")
     assert "pipeline check only" in fusion and "fuse at IoU > 0.5, else the smaller" in fusion
+    # benchmarks/scale_tta.py: its first row is the flip TTA that tta_fusion.py scores as "fuse at IoU > 0.5"
+    zoom = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "scale_tta.py"), str(run), "--scales", "0.8"],
+                          capture_output=True, text=True, check=True).stdout
+    first = next(line for line in zoom.splitlines() if line.startswith("flip TTA (evaluate's), s = 1 "))
+    same = next(line for line in fusion.splitlines() if line.startswith("fuse at IoU > 0.5 "))
+    assert first.split()[-6:] == same.split()[-6:]
+    assert "flip TTA at s = 0.8 alone" in zoom and "all views: the medoid" in zoom
 
     image = synthetic_data / "yolo" / "images" / "animal_001.jpg"  # 160 x 120 px
     junk = tmp_path / "Abyssinian_100.mat"
