@@ -10,13 +10,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Dataset of `make run` and `make benchmark`. Empty: the course data, decided by
-# localizer.download.default_data (../shared/data/lion when it exists, else data/oxford-iiit-pet, downloaded).
+# localizer.data.download.default_data (../shared/data/lion when it exists, else data/oxford-iiit-pet, downloaded).
 DATA    ?=
 PROFILE ?= quick
 RUN_DIR ?=
 # The run behind report/ and figures/ (ignored by git, like all of runs/).
 REPORT_RUN ?= runs/report
-# Test data: the synthetic dataset (localizer.synthetic), drawn in a second; no download, no ../shared.
+# Test data: the synthetic dataset (localizer.data.synthetic), drawn in a second; no download, no ../shared.
 SYNTHETIC  := build/synthetic
 SMOKE_DIR  := build/smoke
 # nbval re-executes the committed notebooks of tests/notebooks/, which work in this run folder.

@@ -11,17 +11,17 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from localizer.cache import ImageCache
-from localizer.data import CachedBoxDataset, make_loader, normalized_targets
-from localizer.evaluation import MEASUREMENT_MIN_IMAGES
+from localizer.engine.cache import ImageCache
+from localizer.engine.datasets import CachedBoxDataset, make_loader, normalized_targets
+from localizer.engine.evaluation import MEASUREMENT_MIN_IMAGES
 from localizer.metrics import accuracy_at, paired_iou, sanitize_boxes
-from localizer.run import load_model
-from localizer.transforms import model_input
+from localizer.engine.run import load_model
+from localizer.engine.transforms import model_input
 
 
 def validation_split(run: Path) -> tuple:
     """``(model, info, rows, dataset, targets, several)`` of a finished run folder: its ``best.pt`` as
-    :func:`localizer.run.load_model` gives it, the validation rows of its manifest, their cached
+    :func:`localizer.engine.run.load_model` gives it, the validation rows of its manifest, their cached
     dataset, their boxes ``(N, 4)`` normalized xyxy and a ``(N,)`` bool mask of the photos with several
     animals."""
     model, info = load_model(run / "checkpoints" / "best.pt")

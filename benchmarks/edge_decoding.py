@@ -3,14 +3,14 @@
 On a run's **validation** split (never the test split: this chooses between decodings), prints mean
 IoU and accuracy at IoU > 0.5 (PASCAL VOC criterion) for photos with one annotated animal and with
 several (the manifest's ``n_boxes``; the ground truth is the largest box), for two ways of reading a
-box off the head's per-edge distributions (:class:`localizer.heads.SoftArgmaxHead`):
+box off the head's per-edge distributions (:class:`localizer.model.heads.SoftArgmaxHead`):
 
 * ``mean``: the expectation over all positions (the soft-argmax the model was trained through);
 * ``mode +-w``: the expectation over the ``2w + 1`` positions around the most likely one only, which
   commits to one of two animals where the mean would fall between them.
 
 Flip test-time augmentation as the run's recipe says, fused as ``evaluate`` fuses it
-(:func:`localizer.inference.fuse_flip`: averaged where the two boxes agree). Example (about a minute on 2 CPU cores)::
+(:func:`localizer.engine.inference.fuse_flip`: averaged where the two boxes agree). Example (about a minute on 2 CPU cores)::
 
     python benchmarks/edge_decoding.py runs/report
 """
@@ -24,8 +24,8 @@ import torch
 from common import describe_split, predict_views, validation_split
 
 from localizer.boxes import hflip_boxes
-from localizer.heads import soft_argmax
-from localizer.inference import fuse_flip
+from localizer.model.heads import soft_argmax
+from localizer.engine.inference import fuse_flip
 from localizer.metrics import paired_iou, sanitize_boxes
 
 WINDOWS = (None, 1, 2, 4)

@@ -4,9 +4,9 @@ On a run's **validation** split (never the test split: this chooses whether to a
 mean IoU and accuracy at IoU > 0.5 (PASCAL VOC criterion), over all photos and over those with one and
 with several annotated animals. Each view is the photo shrunk by a scale ``s`` about its centre, the
 uncovered border filled with the grey of training's box-aware scale + shift
-(:data:`localizer.batch_augment.AFFINE_FILL`, a zoom-out the model saw in training for ``s`` >= 0.75),
+(:data:`localizer.engine.batch_augment.AFFINE_FILL`, a zoom-out the model saw in training for ``s`` >= 0.75),
 as it is and mirrored; each view's box is mapped back to the photo (:func:`unzoom_boxes`). Rows:
-the flip TTA of ``evaluate`` (``s`` = 1, :func:`localizer.inference.fuse_flip`), each scale's flip TTA
+the flip TTA of ``evaluate`` (``s`` = 1, :func:`localizer.engine.inference.fuse_flip`), each scale's flip TTA
 alone, and three fusions of all views: the mean of the views that agree (IoU > 0.5) with the first
 row's box, the medoid view (the largest summed IoU with all views: a vote where the views take
 different animals of a photo with several), and the mean of the views that agree with the medoid.
@@ -26,9 +26,9 @@ from common import describe_split, predict_views, score_table, validation_split
 from torchvision.ops import box_iou
 from torchvision.transforms.v2 import functional as F
 
-from localizer.batch_augment import AFFINE_FILL
+from localizer.engine.batch_augment import AFFINE_FILL
 from localizer.boxes import hflip_boxes
-from localizer.inference import TTA_AGREEMENT, fuse_flip
+from localizer.engine.inference import TTA_AGREEMENT, fuse_flip
 from localizer.metrics import paired_iou, sanitize_boxes
 
 PRODUCTION = "flip TTA (evaluate's), s = 1"

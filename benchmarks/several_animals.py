@@ -3,7 +3,7 @@
 The ground truth of a photo is its largest box (the primary animal). This reads a per-image table written
 by ``python -m localizer evaluate`` (``RUN/metrics_SPLIT[_tta].csv``: true and predicted boxes, in pixels),
 parses every annotated box of its photos with several animals again (the run's data folder, format and
-class filter, as :func:`localizer.validation.check_item` reads them), and prints:
+class filter, as :func:`localizer.data.validation.check_item` reads them), and prints:
 
 * how many of those photos have a second animal of about the primary's size (box area at least
   :data:`SAME_SIZE` of the largest's), where "the largest" is close to a coin toss;
@@ -29,10 +29,10 @@ import pandas as pd
 import torch
 from torchvision.ops import box_area, box_iou
 
-from localizer.evaluation import MEASUREMENT_MIN_IMAGES
-from localizer.readers import get_reader, resolve_classes
+from localizer.engine.evaluation import MEASUREMENT_MIN_IMAGES
+from localizer.data.readers import get_reader, resolve_classes
 from localizer.recipe import TrainConfig
-from localizer.validation import check_item
+from localizer.data.validation import check_item
 
 #: A second animal whose box has at least this share of the largest box's area is "of about the same size".
 SAME_SIZE = 0.8

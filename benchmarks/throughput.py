@@ -8,10 +8,10 @@ Same machine, model, batch size and image size for all:
   with workers, float32, contiguous memory, every epoch.
 * ``fp32_before``: localizer's pipeline in float32 and contiguous memory, as it ran on CPUs before
   ``precision`` existed.
-* ``ours``: localizer's pipeline as :func:`localizer.training.train` runs it — decode-once memmap
+* ``ours``: localizer's pipeline as :func:`localizer.engine.training.train` runs it — decode-once memmap
   cache, uint8 batches, flip + ColorJitter on whole batches on the device
-  (:class:`localizer.batch_augment.BatchAugment`), normalization there, and the numerics
-  ``precision=auto`` chooses (:func:`localizer.numerics.choose_numerics`: channels_last, and bf16
+  (:class:`localizer.engine.batch_augment.BatchAugment`), normalization there, and the numerics
+  ``precision=auto`` chooses (:func:`localizer.engine.numerics.choose_numerics`: channels_last, and bf16
   where it is faster).
 * ``ceiling``: forward + backward + optimizer step on a batch already on the device, in each of
   float32 / bf16 autocast x contiguous / channels_last; the fastest of the four is *the* ceiling, so
@@ -41,17 +41,17 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from localizer.batch_augment import BatchAugment
-from localizer.download import ensure_data
-from localizer.imageio import load_rgb
-from localizer.inference import predict_batch
-from localizer.losses import box_loss
-from localizer.models import build_model
-from localizer.numerics import Numerics, choose_numerics, resolve_device
+from localizer.engine.batch_augment import BatchAugment
+from localizer.data.download import ensure_data
+from localizer.data.imageio import load_rgb
+from localizer.engine.inference import predict_batch
+from localizer.model.losses import box_loss
+from localizer.model.models import build_model
+from localizer.engine.numerics import Numerics, choose_numerics, resolve_device
 from localizer.recipe import TrainConfig
-from localizer.run import make_manifest
-from localizer.training import make_loaders, run_epoch
-from localizer.transforms import boxes_to_target, build_transforms, pixel_boxes
+from localizer.engine.run import make_manifest
+from localizer.engine.training import make_loaders, run_epoch
+from localizer.engine.transforms import boxes_to_target, build_transforms, pixel_boxes
 
 
 class PlainDataset(Dataset):
@@ -126,7 +126,7 @@ def save_result(result: dict, out_dir: Path, name: str) -> Path:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", help="dataset folder (default: localizer.download.default_data)")
+    parser.add_argument("--data", help="dataset folder (default: localizer.data.download.default_data)")
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -246,7 +246,7 @@ def main(argv=None) -> dict:
         "ours_over_fp32_before": speeds["ours"] / speeds["fp32_before"],
         "ours_over_plain": speeds["ours"] / speeds["plain"],
         "predict_over_ceiling": speeds["predict"] / speeds["predict_ceiling"],
-        # prediction keeps training's number format (see localizer.numerics): its own ceiling
+        # prediction keeps training's number format (see localizer.engine.numerics): its own ceiling
         "predict_over_ceiling_same_format": speeds["predict"] / speeds[f"predict_ceiling_{ours_format}"],
     }
     print(f"{result['device']} | {args.backbone} {args.image_size}px batch {args.batch_size} | {result['machine']}")

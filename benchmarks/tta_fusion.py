@@ -3,12 +3,12 @@
 On a run's **validation** split (never the test split: this chooses between fusions), prints mean IoU
 and accuracy at IoU > 0.5 (PASCAL VOC criterion), over all photos and over those with one and with
 several annotated animals, for the plain prediction, the mean of the plain and the un-mirrored
-flipped prediction (the flip TTA before ablation 20), and :func:`localizer.inference.fuse_flip` at
+flipped prediction (the flip TTA before ablation 20), and :func:`localizer.engine.inference.fuse_flip` at
 several agreement thresholds: average when the two boxes overlap with IoU > the threshold, else keep
 the plain one (as weighted boxes fusion averages only overlapping boxes; Solovyev et al., Image and
 Vision Computing, 2021); and, where the two disagree, the larger or the smaller of them instead of
 the plain one. The flip TTA of ``evaluate``, ``predict`` and the notebooks fuses at
-:data:`localizer.inference.TTA_AGREEMENT`. On a photo with two lions the plain and the flipped prediction can each
+:data:`localizer.engine.inference.TTA_AGREEMENT`. On a photo with two lions the plain and the flipped prediction can each
 take one of them; their mean then falls between the two. Example (about a minute on 2 CPU cores)::
 
     python benchmarks/tta_fusion.py runs/report
@@ -24,7 +24,7 @@ from common import describe_split, predict_views, score_table, validation_split
 from torchvision.ops import box_area
 
 from localizer.boxes import hflip_boxes
-from localizer.inference import TTA_AGREEMENT, fuse_flip
+from localizer.engine.inference import TTA_AGREEMENT, fuse_flip
 from localizer.metrics import paired_iou, sanitize_boxes
 
 THRESHOLDS = (0.3, 0.5, 0.7, 0.9)

@@ -22,7 +22,7 @@ Split and run
                        the named profiles — imports the names of ``models``, ``heads``, ``losses``,
                        ``numerics``, ``readers``, ``split``
     ``run``            the run folder: create, open, checkpoints (saved in a crash-safe order,
-                       loaded safely), :func:`~localizer.run.load_model` — imports ``recipe``,
+                       loaded safely), :func:`~localizer.engine.run.load_model` — imports ``recipe``,
                        ``split``, ``validation``, ``models``, ``numerics``
 Training
     ``transforms``     the per-image torchvision v2 pipeline and batch normalization
@@ -35,7 +35,7 @@ Training
     ``models``         backbone + head — imports ``heads``, ``weights``
     ``numerics``       device, bf16 autocast, channels_last, and ``precision=auto``'s choice
     ``losses``         Smooth L1 and GIoU + L1 — imports ``metrics``
-    ``training``       the epoch loop: :func:`~localizer.training.train` — imports ``run``,
+    ``training``       the epoch loop: :func:`~localizer.engine.training.train` — imports ``run``,
                        ``recipe``, ``data``, ``batch_augment``, ``models``, ``numerics``, ``losses``
 Evaluation and prediction
     ``metrics``        IoU, accuracy at IoU > t (the PASCAL VOC criterion at 0.5)
@@ -44,7 +44,7 @@ Evaluation and prediction
     ``evaluation``     metrics of a split beside the mean-box and random-box baselines — imports
                        ``inference``, ``data``, ``metrics``
     ``prediction``     ``predict``: boxes of new photos, drawings — imports ``inference``, ``imageio``
-    ``plots``          the report's figures (photo grids as JPEG) and :func:`~localizer.plots.show`
+    ``plots``          the report's figures (photo grids as JPEG) and :func:`~localizer.report.plots.show`
                        for notebooks — imports ``imageio``, ``boxes``
     ``narration``      the notebooks' text that depends on the recipe (loss, schedule, head, input,
                        Figure 1's caption) and the tables for reading — imports ``recipe``, ``models``,

@@ -23,14 +23,14 @@ from torchvision import tv_tensors
 from torchvision.ops import box_area, box_convert
 from torchvision.transforms.v2 import functional as F
 
-from .errors import DataError
+from localizer.errors import DataError
 
 #: A box may exceed the image by this share of the image side (per edge) and still be kept, clipped
 #: to the image. Exporters often round coordinates (e.g. YOLO ``cx + w/2 = 1.0004``); a box further
 #: outside than this is a broken annotation and the image is skipped.
 BOX_TOLERANCE = 0.02
 #: The manifest column with every box of a photo (:func:`boxes_text`), written by a scan with ``all_boxes``
-#: (:func:`localizer.validation.scan_dataset`) for a recipe that trains on every annotated animal.
+#: (:func:`localizer.data.validation.scan_dataset`) for a recipe that trains on every annotated animal.
 ALL_BOXES_COLUMN = "boxes"
 
 
@@ -139,7 +139,7 @@ def hflip_boxes(boxes: torch.Tensor) -> torch.Tensor:
 
 def empty_boxes(boxes: torch.Tensor) -> torch.Tensor:
     """``(...)`` bool, True where an xyxy box ``(..., 4)`` has no area (``xmax <= xmin`` or ``ymax <= ymin``):
-    the rows of zeros that pad every-animal targets ``(N, B, 4)`` (:func:`localizer.data.all_box_targets`)."""
+    the rows of zeros that pad every-animal targets ``(N, B, 4)`` (:func:`localizer.engine.datasets.all_box_targets`)."""
     return (boxes[..., 2] <= boxes[..., 0]) | (boxes[..., 3] <= boxes[..., 1])
 
 

@@ -13,13 +13,13 @@ import json
 import sys
 from pathlib import Path
 
-from .download import DataUnavailableError
-from .errors import ConfigError, DataError
-from .models import WeightsUnavailableError
-from .readers import FORMATS, OXFORD_BOXES
-from .recipe import PROFILES
-from .runner import NotebookFailed
-from .training import TrainingDiverged
+from localizer.data.download import DataUnavailableError
+from localizer.errors import ConfigError, DataError
+from localizer.model.models import WeightsUnavailableError
+from localizer.data.readers import FORMATS, OXFORD_BOXES
+from localizer.recipe import PROFILES
+from localizer.report.runner import NotebookFailed
+from localizer.engine.training import TrainingDiverged
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def _add_classes_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_check_data(args: argparse.Namespace) -> int:
-    from .validation import scan_dataset
+    from localizer.data.validation import scan_dataset
 
     result = scan_dataset(args.data, fmt=args.format, oxford_box=args.oxford_box, classes=args.classes,
                           progress=not args.quiet)
@@ -67,9 +67,9 @@ def _config_overrides(pairs: list[str]) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .recipe import recipe_for
-    from .run import Run
-    from .training import train
+    from localizer.recipe import recipe_for
+    from localizer.engine.run import Run
+    from localizer.engine.training import train
 
     overrides = _config_overrides(args.param)
     given = {"data": args.data, "format": args.format, "oxford_box": args.oxford_box, "classes": args.classes,
@@ -101,10 +101,10 @@ def _evaluation_set(args: argparse.Namespace, info: dict, split: str):
     afresh with the run's seed and fractions. The mean-box baseline is always the run's training
     mean box.
     """
-    from .data import normalized_targets
-    from .run import Run
-    from .split import assign_split
-    from .validation import scan_dataset
+    from localizer.engine.datasets import normalized_targets
+    from localizer.engine.run import Run
+    from localizer.data.split import assign_split
+    from localizer.data.validation import scan_dataset
 
     config = info["config"]
     run = Run.of_checkpoint(args.checkpoint)
@@ -140,9 +140,9 @@ def _tta(args: argparse.Namespace, info: dict) -> bool:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import by_animal_count, evaluate_model, format_metrics
-    from .files import write_csv, write_json
-    from .run import load_model
+    from localizer.engine.evaluation import by_animal_count, evaluate_model, format_metrics
+    from localizer.files import write_csv, write_json
+    from localizer.engine.run import load_model
 
     model, info = load_model(args.checkpoint, args.device)
     tta = _tta(args, info)
@@ -170,8 +170,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .prediction import drawing_paths, expand_inputs, predict_files
-    from .run import load_model
+    from localizer.engine.prediction import drawing_paths, expand_inputs, predict_files
+    from localizer.engine.run import load_model
 
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite or another --out")
@@ -208,7 +208,7 @@ PIXEL_DECIMALS = 1
 
 
 def cmd_synthetic(args: argparse.Namespace) -> int:
-    from .synthetic import LAYOUTS, make_synthetic_dataset
+    from localizer.data.synthetic import LAYOUTS, make_synthetic_dataset
 
     truth = make_synthetic_dataset(args.out, n_images=args.images, seed=args.seed, overwrite=args.overwrite)
     print(f"synthetic dataset: {len(truth)} usable photos with known boxes in "
@@ -217,7 +217,7 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run_notebooks
+    from localizer.report.runner import run_notebooks
 
     run_dir = run_notebooks(data=args.data, profile=args.profile, run_dir=args.run_dir,
                             params=_config_overrides(args.param), figures_dir=args.figures,
@@ -226,7 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"run folder: {run_dir}")
     metrics = run_dir / "metrics.json"
     if metrics.exists():
-        from .evaluation import format_metrics
+        from localizer.engine.evaluation import format_metrics
 
         print(format_metrics(json.loads(metrics.read_text())))
     return 0

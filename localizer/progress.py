@@ -3,7 +3,7 @@ headless runs by tqdm's own ``TQDM_DISABLE`` variable.
 
 tqdm reads ``TQDM_DISABLE`` only as the *default* of ``disable``, and localizer passes ``disable``
 explicitly (``progress=False`` must turn a bar off), so every bar of the package is made here,
-where both count. :mod:`localizer.runner` sets ``TQDM_DISABLE=1`` for the notebooks it executes: a
+where both count. :mod:`localizer.report.runner` sets ``TQDM_DISABLE=1`` for the notebooks it executes: a
 bar in a headless kernel is a widget nobody sees, whose last state would stay in the executed
 notebook as a stale ``0%| | 0/54`` line.
 """

@@ -13,13 +13,13 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .errors import ConfigError
-from .heads import HEADS
-from .losses import LOSSES
-from .models import BACKBONES
-from .numerics import PRECISIONS
-from .readers import DataFormatError, parse_classes
-from .split import DEFAULT_FRACTIONS, DEFAULT_SEED
+from localizer.errors import ConfigError
+from localizer.model.heads import HEADS
+from localizer.model.losses import LOSSES
+from localizer.model.models import BACKBONES
+from localizer.engine.numerics import PRECISIONS
+from localizer.data.readers import DataFormatError, parse_classes
+from localizer.data.split import DEFAULT_FRACTIONS, DEFAULT_SEED
 
 SCHEDULES = ("plateau", "cosine")
 #: Warm-up starts at this share of the learning rate and reaches it after ``warmup_epochs``.
@@ -31,18 +31,18 @@ class TrainConfig:
     """Everything that defines a training run (saved as ``config.json`` and in each checkpoint).
 
     Attributes mirror the report's recipe by default. ``classes`` keeps only boxes of these classes
-    (None: all; e.g. ``"animals"``, see :func:`localizer.readers.parse_classes`). ``head`` is the
-    report's ``linear`` head, ``softargmax``, ``dense`` or ``largest`` (:mod:`localizer.heads`; ``largest`` trains
+    (None: all; e.g. ``"animals"``, see :func:`localizer.data.readers.parse_classes`). ``head`` is the
+    report's ``linear`` head, ``softargmax``, ``dense`` or ``largest`` (:mod:`localizer.model.heads`; ``largest`` trains
     on every annotated animal, so its run's manifest keeps every box). ``affine_p`` is the
     probability of the box-aware random scale + shift per training image
-    (:class:`localizer.batch_augment.BatchAugment`; 0 in the report). ``ema`` > 0 keeps an
-    exponential moving average of the weights (decay per step, bias-corrected: :mod:`localizer.ema`),
+    (:class:`localizer.engine.batch_augment.BatchAugment`; 0 in the report). ``ema`` > 0 keeps an
+    exponential moving average of the weights (decay per step, bias-corrected: :mod:`localizer.engine.ema`),
     which validation, ``best.pt`` and so evaluation and prediction use. ``warmup_epochs`` > 0
     (cosine schedule only) raises the learning rate linearly from a tenth over those epochs
     before the cosine decay (Goyal et al. 2017). ``dfl`` > 0 adds that weight times the
-    distribution focal loss (:func:`localizer.losses.distribution_focal_loss`; ``softargmax``,
+    distribution focal loss (:func:`localizer.model.losses.distribution_focal_loss`; ``softargmax``,
     ``dense`` and ``largest`` heads) to ``loss``. ``hypotheses`` > 1 makes the ``softargmax`` head give that many boxes and
-    scores, trained by relaxed winner-takes-all (:func:`localizer.losses.hypotheses_loss`); it predicts
+    scores, trained by relaxed winner-takes-all (:func:`localizer.model.losses.hypotheses_loss`); it predicts
     the best-scored one. ``backbone_lr_scale`` < 1 trains the pretrained backbone at that share of
     the learning rate and the new head at the full rate (discriminative fine-tuning, Howard & Ruder,
     ULMFiT, ACL 2018). ``several_repeat`` > 1 draws the training photos with several annotated
@@ -52,10 +52,10 @@ class TrainConfig:
     ``epochs``, stepped once per epoch; Loshchilov & Hutter, SGDR, 2017). ``subset`` limits the number of images
     (seeded, before the split) for quick runs; ``workers`` is the number of DataLoader processes
     for the training set (``-1``: 1 on CPU, 4 on an accelerator); ``device`` is ``auto``, ``cpu``,
-    ``cuda`` or ``mps``; ``precision`` is ``auto``, ``fp32`` or ``bf16`` (see :mod:`localizer.numerics`).
+    ``cuda`` or ``mps``; ``precision`` is ``auto``, ``fp32`` or ``bf16`` (see :mod:`localizer.engine.numerics`).
     ``tta`` is not about training: it makes notebook 04 score the test split, and ``evaluate`` and
     ``predict`` predict by default, with horizontal-flip test-time augmentation
-    (:func:`localizer.inference.fuse_flip`: averaged where the two boxes agree).
+    (:func:`localizer.engine.inference.fuse_flip`: averaged where the two boxes agree).
 
     Large batches (for a GPU): ``lr`` is the learning rate at the report's batch of 32
     (:data:`REFERENCE_BATCH`); ``lr_scaling`` scales it to ``batch_size`` (see

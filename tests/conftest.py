@@ -1,6 +1,6 @@
 """Shared fixtures for the localizer tests.
 
-* ``synthetic_data``: the synthetic dataset of :mod:`localizer.synthetic` (every layout), made once per
+* ``synthetic_data``: the synthetic dataset of :mod:`localizer.data.synthetic` (every layout), made once per
   session in a temporary folder. The tests that need no real photos use it, so ``make test`` passes on
   a fresh clone with nothing beside it.
 * ``shared_data``: the real photos in ``../shared/data`` beside the project (lion, Oxford-IIIT Pet
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from localizer.synthetic import make_synthetic_dataset
+from localizer.data.synthetic import make_synthetic_dataset
 
 #: Environment variable that makes the real-data tests required (CI sets it).
 REQUIRE_REAL_DATA = "LOCALIZER_REQUIRE_REAL_DATA"

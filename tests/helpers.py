@@ -4,8 +4,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from localizer.recipe import RUNTIME_FIELDS, TrainConfig
-from localizer.run import Run
-from localizer.training import train
+from localizer.engine.run import Run
+from localizer.engine.training import train
 
 
 def fit(config: TrainConfig, folder: Path, resume: bool | str = False, overwrite: bool = False, progress: bool = False,

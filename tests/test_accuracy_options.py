@@ -13,21 +13,21 @@ from helpers import fit
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
-from localizer import run as runs
-from localizer import training
-from localizer.batch_augment import AFFINE_FILL, AugmentParams, BatchAugment, apply_augment
-from localizer.data import make_loader
-from localizer.download import REPO_ROOT
-from localizer.ema import make_ema
-from localizer.heads import BINS, DenseHead, LinearHead, SoftArgmaxHead, cell_boxes, edge_distances, soft_argmax
-from localizer.inference import fuse_flip, predict_batch
-from localizer.losses import box_loss, centerness_weights, dense_loss, distribution_focal_loss, hypotheses_loss
-from localizer.models import build_model, count_parameters
-from localizer.numerics import default_numerics
+from localizer.engine import run as runs
+from localizer.engine import training
+from localizer.engine.batch_augment import AFFINE_FILL, AugmentParams, BatchAugment, apply_augment
+from localizer.engine.datasets import make_loader
+from localizer.data.download import REPO_ROOT
+from localizer.engine.ema import make_ema
+from localizer.model.heads import BINS, DenseHead, LinearHead, SoftArgmaxHead, cell_boxes, edge_distances, soft_argmax
+from localizer.engine.inference import fuse_flip, predict_batch
+from localizer.model.losses import box_loss, centerness_weights, dense_loss, distribution_focal_loss, hypotheses_loss
+from localizer.model.models import build_model, count_parameters
+from localizer.engine.numerics import default_numerics
 from localizer.recipe import TrainConfig
-from localizer.split import assign_split
-from localizer.transforms import model_input
-from localizer.validation import scan_dataset
+from localizer.data.split import assign_split
+from localizer.engine.transforms import model_input
+from localizer.data.validation import scan_dataset
 
 IMAGENET_LION = 291
 

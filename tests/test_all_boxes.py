@@ -12,15 +12,15 @@ import pytest
 import torch
 from helpers import fit
 
-from localizer import run as runs
-from localizer import training
-from localizer.batch_augment import AugmentParams, apply_augment
+from localizer.engine import run as runs
+from localizer.engine import training
+from localizer.engine.batch_augment import AugmentParams, apply_augment
 from localizer.boxes import ALL_BOXES_COLUMN, boxes_text, empty_boxes, parse_boxes_text
 from localizer.cli import main as cli_main
-from localizer.data import all_box_targets
-from localizer.download import REPO_ROOT
+from localizer.engine.datasets import all_box_targets
+from localizer.data.download import REPO_ROOT
 from localizer.errors import DataError
-from localizer.heads import (
+from localizer.model.heads import (
     ANIMAL_NMS_IOU,
     BINS,
     MAX_BOXES,
@@ -31,11 +31,11 @@ from localizer.heads import (
     edge_distances,
     soft_argmax,
 )
-from localizer.losses import animal_quality, animals_loss
-from localizer.models import build_model
+from localizer.model.losses import animal_quality, animals_loss
+from localizer.model.models import build_model
 from localizer.recipe import TrainConfig
-from localizer.split import assign_split
-from localizer.validation import scan_dataset
+from localizer.data.split import assign_split
+from localizer.data.validation import scan_dataset
 
 
 def test_boxes_text_lists_every_box_largest_first_and_reads_back():

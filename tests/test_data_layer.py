@@ -23,21 +23,22 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from localizer import cli, validation
-from localizer.batch_augment import JITTER_OPS, AugmentParams, BatchAugment, apply_augment
+from localizer import cli
+from localizer.data import validation
+from localizer.engine.batch_augment import JITTER_OPS, AugmentParams, BatchAugment, apply_augment
 from localizer.boxes import BOX_TOLERANCE, BoxError, check_box, primary_box
-from localizer.cache import ImageCache
-from localizer.data import CachedBoxDataset, make_loader
-from localizer.imageio import ImageLoadError, load_rgb
-from localizer.readers import (
+from localizer.engine.cache import ImageCache
+from localizer.engine.datasets import CachedBoxDataset, make_loader
+from localizer.data.imageio import ImageLoadError, load_rgb
+from localizer.data.readers import (
     AnnotationError,
     DataFormatError,
     detect_format,
     parse_voc_xml,
     parse_yolo_label,
 )
-from localizer.split import assign_split, load_manifest, save_manifest, split_sizes
-from localizer.transforms import (
+from localizer.data.split import assign_split, load_manifest, save_manifest, split_sizes
+from localizer.engine.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     boxes_to_target,
@@ -47,7 +48,7 @@ from localizer.transforms import (
     pixel_boxes,
     resize_image,
 )
-from localizer.validation import scan_dataset
+from localizer.data.validation import scan_dataset
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -868,7 +869,7 @@ def test_cached_dataset_items_are_not_augmented(tmp_path):
 def test_synthetic_dataset_reads_back_its_known_boxes(synthetic_data, layout):
     """Every layout of the synthetic dataset gives the drawn boxes back exactly (YOLO to its 6
     decimals), with the unannotated photo and the truncated JPEG skipped for their reasons."""
-    from localizer.synthetic import make_photos
+    from localizer.data.synthetic import make_photos
 
     photos = make_photos()
     result = scan_dataset(synthetic_data / layout, progress=False)
@@ -884,7 +885,7 @@ def test_synthetic_dataset_reads_back_its_known_boxes(synthetic_data, layout):
 
 
 def test_synthetic_dataset_is_deterministic_and_refuses_to_overwrite(tmp_path):
-    from localizer.synthetic import make_synthetic_dataset
+    from localizer.data.synthetic import make_synthetic_dataset
 
     first = make_synthetic_dataset(tmp_path / "a", n_images=6, layouts=("yolo",))
     second = make_synthetic_dataset(tmp_path / "b", n_images=6, layouts=("yolo",))

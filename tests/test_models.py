@@ -1,4 +1,4 @@
-"""Tests for localizer.models (CPU only, offline, a few seconds in total)."""
+"""Tests for localizer.model.models (CPU only, offline, a few seconds in total)."""
 
 import time
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from localizer import network
-from localizer.models import (
+from localizer.model.models import (
     BACKBONES,
     EFFICIENTNET_LITE_MEAN,
     EFFICIENTNET_LITE_STD,
@@ -18,7 +18,7 @@ from localizer.models import (
     build_model,
     count_parameters,
 )
-from localizer.transforms import normalize_images
+from localizer.engine.transforms import normalize_images
 
 # Exact counts, computed once with torchvision 0.29.1 / efficientnet-lite-pytorch 0.1.0:
 # resnet18 with fc removed: 11,689,512 - (512*1000 + 1000) = 11,176,512

@@ -4,13 +4,13 @@ import pytest
 import torch
 from helpers import fit
 
-from localizer import numerics, training
-from localizer import run as runs
+from localizer.engine import numerics, training
+from localizer.engine import run as runs
 from localizer.errors import ConfigError
-from localizer.models import build_model
-from localizer.numerics import Numerics, choose_numerics, default_numerics
+from localizer.model.models import build_model
+from localizer.engine.numerics import Numerics, choose_numerics, default_numerics
 from localizer.recipe import TrainConfig
-from localizer.run import load_model
+from localizer.engine.run import load_model
 
 CPU = torch.device("cpu")
 

@@ -13,7 +13,7 @@ from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from localizer import exploration, plots  # noqa: E402
+from localizer.report import exploration, plots  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from localizer.imageio import DecodedFrame, decoded_frame, exif_transpose_boxes, load_rgb
-from localizer.readers import (
+from localizer.data.imageio import DecodedFrame, decoded_frame, exif_transpose_boxes, load_rgb
+from localizer.data.readers import (
     CLASS_PRESETS,
     COCO_ANIMALS,
     VOC_ANIMALS,
@@ -26,7 +26,7 @@ from localizer.readers import (
     parse_voc_xml,
     trimap_box,
 )
-from localizer.validation import check_item, scan_dataset
+from localizer.data.validation import check_item, scan_dataset
 
 ANIMALS = "bear, bird, cat, cow, dog, elephant, giraffe, horse, sheep, zebra"
 
@@ -273,7 +273,7 @@ def test_class_filter_misuse_is_refused_up_front(tmp_path, monkeypatch, fmt, cla
         write_coco(root, [{"id": 1, "file_name": "a.jpg"}], [], COCO_CATEGORIES)
     assert detect_format(root) == fmt
     decoded = []
-    monkeypatch.setattr("localizer.validation.load_rgb", lambda *a, **k: decoded.append(a) or load_rgb(*a, **k))
+    monkeypatch.setattr("localizer.data.validation.load_rgb", lambda *a, **k: decoded.append(a) or load_rgb(*a, **k))
     with pytest.raises(DataFormatError) as info:
         scan(root, classes=classes)
     assert message in str(info.value)

@@ -17,13 +17,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from localizer import cli, narration, plots, runner
-from localizer.download import REPO_ROOT, display_path
+from localizer import cli
+from localizer.report import narration, plots, runner
+from localizer.data.download import REPO_ROOT, display_path
 from localizer.errors import DataError
-from localizer.evaluation import MEASUREMENT_MIN_IMAGES, by_animal_count, format_metrics, spread_sample
+from localizer.engine.evaluation import MEASUREMENT_MIN_IMAGES, by_animal_count, format_metrics, spread_sample
 from localizer.progress import progress_bar
 from localizer.recipe import recipe_for
-from localizer.training import epoch_line
+from localizer.engine.training import epoch_line
 
 REPORT = REPO_ROOT / "report"
 FIGURES = REPO_ROOT / "figures"
@@ -337,8 +338,8 @@ def test_a_data_folder_behind_a_link_keeps_its_name(synthetic_data, tmp_path):
     """A course folder linked beside the clone (shared -> /elsewhere) is shown and stored by the
     name it was given, so executed notebooks show ../shared/..., not the link's target."""
     from localizer.recipe import TrainConfig
-    from localizer.run import Run
-    from localizer.validation import scan_dataset
+    from localizer.engine.run import Run
+    from localizer.data.validation import scan_dataset
 
     link = tmp_path / "shared"
     link.symlink_to(synthetic_data)
@@ -363,7 +364,7 @@ def test_by_animal_count_splits_the_scores_hand_computed():
 def test_offline_without_data_the_error_names_the_ways_on(tmp_path, monkeypatch):
     import torchvision.datasets
 
-    from localizer import download
+    from localizer.data import download
 
     def offline(**_):
         raise OSError("no network")

@@ -17,24 +17,25 @@ import pytest
 import torch
 from helpers import fit
 
-from localizer import recipe, training
-from localizer import run as runs
+from localizer import recipe
+from localizer.engine import training
+from localizer.engine import run as runs
 from localizer.boxes import hflip_boxes
-from localizer.cache import ImageCache
+from localizer.engine.cache import ImageCache
 from localizer.cli import main as cli_main
-from localizer.data import CachedBoxDataset, make_loader
-from localizer.download import REPO_ROOT
-from localizer.evaluation import baseline_predictions
-from localizer.inference import predict_dataset
-from localizer.losses import box_loss
+from localizer.engine.datasets import CachedBoxDataset, make_loader
+from localizer.data.download import REPO_ROOT
+from localizer.engine.evaluation import baseline_predictions
+from localizer.engine.inference import predict_dataset
+from localizer.model.losses import box_loss
 from localizer.metrics import accuracy_at, paired_iou, sanitize_boxes, summarize
-from localizer.models import build_model
-from localizer.numerics import default_numerics
-from localizer.prediction import drawing_paths
+from localizer.model.models import build_model
+from localizer.engine.numerics import default_numerics
+from localizer.engine.prediction import drawing_paths
 from localizer.recipe import TrainConfig
-from localizer.run import load_model
-from localizer.training import TrainingDiverged, run_epoch
-from localizer.validation import scan_dataset
+from localizer.engine.run import load_model
+from localizer.engine.training import TrainingDiverged, run_epoch
+from localizer.data.validation import scan_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,17 +13,17 @@ import pytest
 import torch
 from helpers import fit
 
-from localizer import run as runs
-from localizer import training
+from localizer.engine import run as runs
+from localizer.engine import training
 from localizer.cli import main as cli_main
-from localizer.duplicates import duplicate_groups, near_duplicate_pairs, twin_box_iou
+from localizer.data.duplicates import duplicate_groups, near_duplicate_pairs, twin_box_iou
 from localizer.errors import DataError
-from localizer.prediction import drawing_paths, expand_inputs
+from localizer.engine.prediction import drawing_paths, expand_inputs
 from localizer.recipe import TrainConfig
-from localizer.run import load_model
-from localizer.split import NotEnoughDataError, assign_split, minimum_photos, split_sizes
-from localizer.synthetic import make_photos
-from localizer.validation import scan_dataset
+from localizer.engine.run import load_model
+from localizer.data.split import NotEnoughDataError, assign_split, minimum_photos, split_sizes
+from localizer.data.synthetic import make_photos
+from localizer.data.validation import scan_dataset
 
 
 def tiny_config(data: Path, tmp_path: Path, **overrides) -> TrainConfig:
@@ -186,7 +186,7 @@ def test_run_overwrite_never_deletes_a_folder_that_is_not_a_run(synthetic_data, 
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.json").write_text("{}")
     (run / "checkpoints" / "notes.txt").write_text("mine")
-    from localizer.run import foreign_entries
+    from localizer.engine.run import foreign_entries
 
     assert foreign_entries(run) == ["checkpoints/notes.txt"]
     (run / "checkpoints" / "notes.txt").unlink()

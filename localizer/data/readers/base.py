@@ -1,0 +1,165 @@
+"""What every dataset reader shares: the items found in a folder, the annotation parsed for each
+(:class:`Annotation`: boxes, their classes, the frame they were drawn on), the :class:`Reader`
+interface and the errors of a bad folder or a bad annotation."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from localizer.errors import ConfigError, DataError
+from localizer.data.imageio import is_image_file
+
+#: Label kinds (:attr:`Reader.label_kind`): integer class ids (YOLO) or class names (VOC, COCO, CSV).
+LABEL_IDS, LABEL_NAMES = "ids", "names"
+
+
+class DataFormatError(ConfigError):
+    """The folder is not in a format localizer reads (or not in the one asked for), or a parameter
+    does not fit the format (e.g. a class filter on a format without classes)."""
+
+
+class AnnotationError(DataError):
+    """An annotation that cannot be used (``reason``: ``missing-annotation``, ``unparsable-annotation``,
+    ``no-box``, ``annotation-size-mismatch``, ...)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image found in a dataset folder, with what is needed to read its boxes.
+
+    ``annotation`` is the annotation file (None when there is none); ``payload`` holds what was
+    already read from a shared annotation file (COCO, CSV).
+    """
+
+    image: Path
+    annotation: Path | None
+    payload: Any = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, eq=False)
+class Annotation:
+    """The boxes of one image as its annotation gives them.
+
+    Attributes:
+        boxes: ``(K, 4)`` float64 pixel xyxy (continuous, see :mod:`localizer.boxes`) in the frame
+            the annotation was drawn on (K may be 0).
+        labels: the K class labels as written (YOLO class id such as ``"0"``, VOC ``<name>``, COCO
+            category name, CSV ``class``), or None for a format without classes.
+        frame: ``(width, height)`` in pixels of the image the boxes were drawn on, as the annotation
+            states it (VOC ``<size>``, COCO ``images[].width/height``, the trimap's size); None when
+            the boxes are already in the pixels of the photo as displayed (YOLO, CSV).
+    """
+
+    boxes: np.ndarray
+    labels: tuple[str, ...] | None = None
+    frame: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
+        object.__setattr__(self, "boxes", boxes)
+        if self.labels is not None:
+            object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
+            if len(self.labels) != len(boxes):
+                raise ValueError(f"{len(self.labels)} labels for {len(boxes)} boxes")
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def select(self, classes: frozenset[str] | None) -> Annotation:
+        """The boxes whose label is one of ``classes`` (keys of :func:`class_key`, as
+        :func:`parse_classes` returns them); all boxes when ``classes`` is None.
+
+        Raises:
+            DataFormatError: a class filter on an annotation without labels.
+        """
+        if classes is None:
+            return self
+        if self.labels is None:
+            raise DataFormatError("this format has no classes to filter on; leave the class filter out")
+        keep = np.array([class_key(label) in classes for label in self.labels], dtype=bool)
+        kept = tuple(label for label, k in zip(self.labels, keep) if k)
+        return Annotation(self.boxes[keep], kept, self.frame)
+
+    def describe_labels(self) -> str:
+        """The labels with their counts for messages, e.g. ``person x2, car`` (``no label`` if none)."""
+        counts = Counter(label or "(no name)" for label in (self.labels or ()))
+        return ", ".join(f"{name} x{n}" if n > 1 else name for name, n in counts.items()) or "no label"
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A dataset format.
+
+    Attributes:
+        name: the format's name (one of :data:`FORMATS`).
+        list_items: ``list_items(root) -> list[Item]``.
+        parse: ``parse(item, width, height) -> Annotation`` for the photo ``width`` x ``height``
+            pixels as displayed (YOLO's normalized boxes are scaled to it); raises
+            :class:`AnnotationError`.
+        label_kind: ``label_kind(root)``: :data:`LABEL_IDS`, :data:`LABEL_NAMES` or None (no classes)
+            for the dataset folder ``root``.
+    """
+
+    name: str
+    list_items: Callable[[Path], list[Item]]
+    parse: Callable[[Item, int, int], Annotation]
+    label_kind: Callable[[Path], str | None] = lambda root: None
+
+
+def class_key(label: str) -> str:
+    """The form in which labels and class filters are compared: whitespace trimmed, lower case, and
+    an integer id without leading zeros (``" Cat "`` -> ``"cat"``, ``"02"`` -> ``"2"``)."""
+    text = str(label).strip()
+    return str(int(text)) if text.isascii() and text.isdigit() else text.lower()
+
+
+def images_under(folder: Path) -> list[Path]:
+    """The image files under ``folder`` (recursively, sorted)."""
+    # A dangling symlink or a folder with an image name is listed too, so that check-data reports it
+    # (``unreadable``) instead of dropping it silently; FIFOs and devices are left out (opening blocks).
+    return sorted(p for p in folder.rglob("*")
+                  if is_image_file(p) and (p.is_file() or p.is_dir() or not p.exists()))
+
+
+def read_text(path: Path) -> str:
+    """An annotation file's text (UTF-8).
+
+    Raises:
+        AnnotationError: ``missing-annotation`` or ``unparsable-annotation``.
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise AnnotationError("missing-annotation", f"no annotation file {path.name}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AnnotationError("unparsable-annotation", f"cannot read {path.name}: {exc}") from exc
+
+
+def parse_number(text: str, where: str) -> float:
+    """A finite coordinate from annotation text; ``where`` names the place for the message.
+
+    Raises:
+        AnnotationError: ``unparsable-annotation`` (not a number) or ``nan-box``.
+    """
+    try:
+        value = float(text)
+    except (TypeError, ValueError) as exc:
+        raise AnnotationError("unparsable-annotation", f"{where}: {text!r} is not a number") from exc
+    if not math.isfinite(value):
+        raise AnnotationError("nan-box", f"{where}: coordinate {text!r} is NaN or infinite")
+    return value
+
+
+def frame_size(width: Any, height: Any) -> tuple[float, float] | None:
+    """``(width, height)`` when both are positive finite numbers, else None (frame unknown)."""
+    try:
+        w, h = float(width), float(height)
+    except (TypeError, ValueError):
+        return None
+    return (w, h) if math.isfinite(w) and math.isfinite(h) and w > 0 and h > 0 else None

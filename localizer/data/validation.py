@@ -1,0 +1,270 @@
+"""Validate a dataset folder: decode every image, parse every annotation, keep the usable ones.
+
+:func:`scan_dataset` gives one table row per usable image (the primary box in pixel xyxy) and a
+report row per image found, ``ok`` or ``skipped`` with the reason. Nothing raises on a bad file: it
+is reported and skipped.
+
+Skip reasons (the ``code`` column; the CSV's ``reason`` is ``code: detail``):
+
+=====================  ============================================================================
+``unreadable``         the file cannot be opened (missing, no permission)
+``not-an-image``       the content is no image format Pillow reads
+``corrupt``            the decoder failed on the data
+``truncated``          the image data ends early
+``decompression-bomb`` more pixels than the limit (Pillow's ``MAX_IMAGE_PIXELS`` by default)
+``missing-annotation`` no annotation file for the image
+``no-box``             the annotation is empty (no box)
+``unparsable-annotation`` a line or file that cannot be parsed
+``nan-box``            a NaN or infinite coordinate
+``empty-box``          zero or negative width or height
+``box-outside-image``  an edge outside the image by more than ``BOX_TOLERANCE`` of its side (a box
+                       within the tolerance is clipped and kept)
+``annotation-size-mismatch`` the annotation states a landscape image size for a portrait photo (or the
+                       reverse) that the photo's EXIF orientation does not explain: its boxes would be
+                       stretched (see :func:`localizer.data.readers.boxes_in_image`)
+=====================  ============================================================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from localizer.boxes import ALL_BOXES_COLUMN, BOX_TOLERANCE, BoxError, boxes_text, check_box, normalized_boxes, primary_box
+from localizer.data.download import display_path
+from localizer.data.duplicates import NEAR_DUPLICATE_BITS, TWIN_BOX_IOU, duplicate_groups, image_hash, twin_box_iou
+from localizer.data.imageio import ImageLoadError, decoded_frame, load_rgb
+from localizer.progress import progress_thread_map
+from localizer.data.readers import (
+    AnnotationError,
+    Item,
+    Reader,
+    boxes_in_image,
+    detect_format,
+    get_reader,
+    parse_classes,
+    resolve_classes,
+)
+
+TABLE_COLUMNS = ["file", "path", "width", "height", "xmin", "ymin", "xmax", "ymax", "n_boxes", "format"]
+REPORT_COLUMNS = ["file", "status", "reason", "dup_group", "twin_box_iou"]
+#: Columns the scan adds to the table for the near-duplicates (see :mod:`localizer.data.duplicates`).
+DUPLICATE_COLUMNS = ["dhash", "dup_group"]
+#: Groups of twins whose boxes disagree that :meth:`ScanResult.summary` names (the CSV has all).
+SUMMARY_TWINS = 10
+
+
+@dataclass
+class ScanResult:
+    """What :func:`scan_dataset` found.
+
+    Attributes:
+        root: the dataset folder.
+        format: the format read.
+        table: usable images, columns :data:`TABLE_COLUMNS` and :data:`DUPLICATE_COLUMNS`: ``file``
+            (relative to root, POSIX), ``path`` (absolute), ``width``/``height`` (pixels, as
+            displayed), ``xmin..ymax`` (primary box, pixel xyxy, continuous), ``n_boxes`` (boxes of
+            the chosen classes, crowd boxes left out), ``format``, ``dhash`` (64-bit difference hash, 16 hex digits) and
+            ``dup_group`` (0, or the number of the photo's group of near-duplicates). Sorted by
+            ``file``.
+        report: every image found, columns ``file``, ``status`` (``ok``/``skipped``), ``code``,
+            ``reason`` (``code: detail``, empty when ok), ``dup_group`` (empty for a photo without
+            near-duplicates) and ``twin_box_iou`` (the lowest IoU of its primary box with its
+            twins' boxes; empty without twins).
+    """
+
+    root: Path
+    format: str
+    table: pd.DataFrame
+    report: pd.DataFrame
+
+    @property
+    def skipped_counts(self) -> pd.Series:
+        """Number of skipped images per reason code, most frequent first."""
+        skipped = self.report[self.report["status"] == "skipped"]
+        return skipped["code"].value_counts()
+
+    def summary(self) -> str:
+        """A few lines for people: found, usable, skipped per reason, images with several boxes."""
+        lines = [
+            f"data:    {display_path(self.root)} (format {self.format})",
+            f"found:   {len(self.report)} images",
+            f"usable:  {len(self.table)}",
+            f"skipped: {int((self.report['status'] == 'skipped').sum())}",
+        ]
+        lines += [f"  {code}: {count}" for code, count in self.skipped_counts.items()]
+        several = int((self.table["n_boxes"] > 1).sum()) if len(self.table) else 0
+        lines.append(f"several boxes (largest kept as the primary box): {several}")
+        twins = self.table[self.table["dup_group"] > 0]
+        lines.append(f"near-duplicates (dHash within {NEAR_DUPLICATE_BITS} of 64 bits; each group is kept in one "
+                     f"split): {twins['dup_group'].nunique()} groups, {len(twins)} photos")
+        report = self.report.set_index("file")
+        disagree = twins[report.loc[twins["file"], "twin_box_iou"].to_numpy() < TWIN_BOX_IOU]
+        groups = list(disagree.groupby("dup_group")["file"])
+        lines.append(f"  twins whose boxes disagree (box IoU < {TWIN_BOX_IOU}): {len(groups)} groups")
+        for _, files in groups[:SUMMARY_TWINS]:
+            lowest = report.loc[files, "twin_box_iou"].min()
+            lines.append(f"    {' ~ '.join(files)} (box IoU {lowest:.2f})")
+        if len(groups) > SUMMARY_TWINS:
+            lines.append(f"    ... and {len(groups) - SUMMARY_TWINS} more (see the report CSV)")
+        return "\n".join(lines)
+
+    def write_report(self, path: Path | str) -> Path:
+        """Write the report as CSV with columns :data:`REPORT_COLUMNS`; returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.report[REPORT_COLUMNS].to_csv(path, index=False)
+        return path
+
+
+def check_item(
+    item: Item,
+    reader: Reader,
+    max_pixels: int | None = None,
+    tolerance: float = BOX_TOLERANCE,
+    classes: str | frozenset[str] | None = None,
+    keep_boxes: bool = False,
+) -> dict:
+    """Decode one item's image, parse its annotation, keep the boxes of the chosen classes, put them
+    on the photo as displayed and check them.
+
+    The steps: :func:`localizer.data.imageio.load_rgb` (EXIF-oriented; :func:`~localizer.data.imageio.decoded_frame`
+    gives the orientation and the stored size); ``reader.parse``; the class filter
+    (:meth:`localizer.data.readers.Annotation.select`, the one place it is applied); the frame mapping
+    (:func:`localizer.data.readers.boxes_in_image`: boxes drawn on the stored frame of an EXIF-rotated
+    photo are rotated with it); :func:`localizer.boxes.check_box` on every box; the largest is the
+    primary box.
+
+    Args:
+        item, reader: the image and its format.
+        max_pixels: decompression-bomb limit (see :func:`localizer.data.imageio.load_rgb`).
+        tolerance: share of the image side a box may exceed the image by and be clipped.
+        classes: None (every box) or a class filter (text as :func:`localizer.data.readers.parse_classes`
+            reads it, or the set it returns); boxes of other classes are dropped before the primary
+            box is chosen.
+
+    Returns:
+        A dict with ``status`` (``ok``/``skipped``), ``code``, ``reason`` and, when ok, ``width``,
+        ``height`` (pixels, as displayed), the primary box ``xmin..ymax`` (pixel xyxy, continuous,
+        clipped to the image), ``n_boxes`` (boxes of the chosen classes; COCO crowd boxes are not
+        counted), ``label`` (the primary box's class as written, ``""`` for a format without classes)
+        and ``dhash``; with ``keep_boxes``, also ``boxes``: all ``(n_boxes, 4)`` checked pixel xyxy boxes
+        (for error analysis of photos with several animals). Never raises for bad data: an image whose
+        boxes are all of other classes is ``no-box`` with a detail naming the classes.
+
+    Raises:
+        localizer.data.readers.DataFormatError: a malformed ``classes``, or a class filter on a format
+            without classes.
+    """
+    wanted = parse_classes(classes)
+    try:
+        with load_rgb(item.image, max_pixels=max_pixels) as img:
+            width, height = img.size
+            decoded = decoded_frame(img)
+            dhash = image_hash(img)
+        annotation = reader.parse(item, width, height)
+        if len(annotation) == 0:
+            raise BoxError("no-box", "the annotation has no box")
+        chosen = annotation.select(wanted)
+        if len(chosen) == 0:
+            raise BoxError("no-box", f"no box of the classes {', '.join(sorted(wanted))} "
+                                     f"(the annotation has {annotation.describe_labels()})")
+        boxes = boxes_in_image(chosen, width, height, decoded)
+        checked = np.stack([check_box(b, width, height, tolerance) for b in boxes])
+    except (ImageLoadError, AnnotationError, BoxError) as exc:
+        return {"status": "skipped", "code": exc.reason, "reason": f"{exc.reason}: {exc.detail}"}
+    primary = primary_box(checked)
+    index = int(np.flatnonzero((checked == primary).all(axis=1))[0])  # the first largest, as primary_box
+    xmin, ymin, xmax, ymax = primary
+    return {
+        "status": "ok", "code": "", "reason": "", "width": width, "height": height,
+        "xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax, "n_boxes": len(boxes),
+        "label": chosen.labels[index] if chosen.labels is not None else "", "dhash": dhash,
+        **({"boxes": checked} if keep_boxes else {}),
+    }
+
+
+def scan_dataset(
+    root: Path | str,
+    fmt: str = "auto",
+    oxford_box: str = "animal",
+    classes: str | None = None,
+    max_pixels: int | None = None,
+    tolerance: float = BOX_TOLERANCE,
+    workers: int | None = None,
+    progress: bool = True,
+    all_boxes: bool = False,
+) -> ScanResult:
+    """Read and validate every image of a dataset folder.
+
+    Args:
+        root: dataset folder.
+        fmt: one of :data:`localizer.data.readers.FORMATS` or ``"auto"`` (:func:`detect_format`).
+        oxford_box: ``"animal"`` (trimap box) or ``"head"`` (XML head box), for ``oxford-pets``.
+        classes: None (every box) or a class filter, e.g. ``"animals"``, ``"cat,dog"`` or YOLO ids
+            ``"0,2"`` (see :func:`localizer.data.readers.parse_classes`): boxes of other classes are
+            dropped before the primary box is chosen.
+        max_pixels: decompression-bomb limit (see :func:`localizer.data.imageio.load_rgb`).
+        tolerance: share of the image side a box may exceed the image by and be clipped.
+        workers: decoding threads (Pillow releases the GIL while decoding); default: all cores.
+        progress: show a tqdm progress bar.
+        all_boxes: also keep every box of each photo, in a column :data:`ALL_BOXES_COLUMN` (text, see
+            :func:`localizer.boxes.boxes_text`), for a recipe that trains on every annotated animal.
+
+    Returns:
+        A :class:`ScanResult`.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        DataFormatError: the format is unknown or cannot be detected; ``classes`` is malformed or
+            does not fit the format (:func:`localizer.data.readers.resolve_classes`).
+    """
+    root = Path(os.path.abspath(root))  # not resolve(): a data folder behind a link keeps its name
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {root} does not exist")
+    fmt = detect_format(root) if fmt == "auto" else fmt
+    reader = get_reader(fmt, oxford_box=oxford_box)
+    items = reader.list_items(root)
+    wanted = resolve_classes(classes, reader, root)
+    results = progress_thread_map(
+        lambda it: check_item(it, reader, max_pixels, tolerance, wanted, keep_boxes=all_boxes), items, show=progress,
+        max_workers=workers or os.cpu_count() or 1, desc=f"checking {root.name}", unit="img",
+    )
+    report_rows, table_rows = [], []
+    for item, result in zip(items, results):
+        file = _relative(item.image, root)
+        report_rows.append({"file": file, "status": result["status"], "code": result["code"],
+                            "reason": result["reason"]})
+        if result["status"] == "ok":
+            row = {"file": file, "path": str(item.image), "format": fmt,
+                   **{k: result[k] for k in TABLE_COLUMNS + ["dhash"] if k in result}}
+            if all_boxes:
+                row[ALL_BOXES_COLUMN] = boxes_text(result["boxes"])
+            table_rows.append(row)
+    columns = TABLE_COLUMNS + ["dhash"] + ([ALL_BOXES_COLUMN] if all_boxes else [])
+    table = pd.DataFrame(table_rows, columns=columns).sort_values("file", ignore_index=True)
+    table = table.astype({"width": "int64", "height": "int64", "n_boxes": "int64",
+                          "xmin": "float64", "ymin": "float64", "xmax": "float64", "ymax": "float64"})
+    table["dup_group"] = duplicate_groups(table["dhash"].tolist())
+    report = pd.DataFrame(report_rows, columns=["file", "status", "code", "reason"])
+    twin_iou = pd.Series(twin_box_iou(normalized_boxes(table), table["dup_group"].to_numpy()), index=table["file"])
+    report["dup_group"] = report["file"].map(table.set_index("file")["dup_group"].where(lambda g: g > 0))
+    report["dup_group"] = report["dup_group"].astype("Int64")
+    report["twin_box_iou"] = report["file"].map(twin_iou).round(4)
+    report = report.sort_values("file", ignore_index=True)
+    return ScanResult(root=root, format=fmt, table=table, report=report)
+
+
+def _relative(path: Path, root: Path) -> str:
+    # Lexically first: a symlinked image keeps its name under root (resolving it would give an
+    # absolute path outside root, and the split would then depend on where the data lies).
+    for candidate in (path, path.resolve()):
+        try:
+            return candidate.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path.as_posix()

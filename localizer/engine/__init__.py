@@ -1,0 +1,7 @@
+"""Engine: the run folder, the loops that train, evaluate and predict.
+
+``transforms`` (the per-image pipeline), ``cache`` (decode-once images), ``datasets`` (datasets and
+loaders), ``batch_augment`` (augmentation on whole batches), ``numerics`` (device, precision),
+``run`` (the run folder and checkpoints), ``training`` (the epoch loop), ``inference``,
+``evaluation``, ``prediction``. Imports ``data``, ``model`` and the bottom helpers.
+"""

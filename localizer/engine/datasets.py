@@ -1,0 +1,134 @@
+"""Datasets and data loaders over a split manifest and the decode-once :class:`~localizer.engine.cache.ImageCache`.
+
+A batch is ``(images, targets)``: uint8 images ``(N, 3, S, S)`` and float32 targets ``(N, 4)``, xyxy
+normalized to [0, 1]. Items are not augmented here: training augments whole batches on the device
+(:class:`localizer.engine.batch_augment.BatchAugment`) and normalizes them there
+(:func:`localizer.engine.transforms.model_input`), so a loader only copies cached pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
+
+from localizer.boxes import ALL_BOXES_COLUMN, BOX_COLUMNS, normalized_boxes, parse_boxes_text
+from localizer.engine.cache import ImageCache
+from localizer.errors import DataError
+
+__all__ = ["BOX_COLUMNS", "CachedBoxDataset", "all_box_targets", "make_loader", "normalized_targets"]
+
+
+def normalized_targets(table: pd.DataFrame) -> np.ndarray:
+    """Primary boxes of a table as ``(N, 4)`` float32 xyxy normalized by each image's width/height."""
+    return normalized_boxes(table).astype(np.float32)
+
+
+def all_box_targets(table: pd.DataFrame, max_boxes: int) -> np.ndarray:
+    """Every annotated box of each photo as ``(N, max_boxes, 4)`` float32 xyxy normalized by the image's
+    width/height: the primary box first, then the others largest first (a photo with more keeps its
+    ``max_boxes`` largest), the rest of the rows zeros (empty boxes: padding).
+
+    Raises:
+        localizer.errors.DataError: the table has no :data:`localizer.boxes.ALL_BOXES_COLUMN` column
+            (a manifest scanned without ``all_boxes``), or a cell that does not parse.
+    """
+    if ALL_BOXES_COLUMN not in table.columns:
+        raise DataError("no-all-boxes", f"the manifest has no {ALL_BOXES_COLUMN!r} column with every box of a photo; "
+                        "a recipe that trains on every animal needs a run folder created with it")
+    out = np.zeros((len(table), max_boxes, 4), dtype=np.float32)
+    scale = table[["width", "height", "width", "height"]].to_numpy(dtype=np.float64)
+    for i, text in enumerate(table[ALL_BOXES_COLUMN]):
+        try:
+            boxes = parse_boxes_text(text)[:max_boxes]
+        except ValueError as exc:
+            raise DataError("bad-boxes", str(exc), table["path"].iloc[i]) from None
+        out[i, :len(boxes)] = boxes / scale[i]
+    return out
+
+
+class CachedBoxDataset(Dataset):
+    """Images of a manifest table, read from an :class:`ImageCache`, with their normalized boxes.
+
+    Args:
+        table: rows of a manifest (columns ``path, width, height, xmin, ymin, xmax, ymax``).
+        cache: the image cache; missing images are decoded into it now (with a progress bar).
+        progress: show the caching progress bar.
+        max_boxes: 0, or the number of boxes per item of a recipe that trains on every animal
+            (:func:`all_box_targets`; the table needs the :data:`localizer.boxes.ALL_BOXES_COLUMN`).
+
+    Items are ``(image, target)``: uint8 ``(3, S, S)`` and float32 ``(4,)`` normalized xyxy (the primary
+    box), or ``(max_boxes, 4)`` with ``max_boxes``.
+    """
+
+    def __init__(self, table: pd.DataFrame, cache: ImageCache, progress: bool = True, max_boxes: int = 0):
+        self.table = table.reset_index(drop=True)
+        self.image_size = cache.image_size
+        self.cache = cache
+        self.slots = cache.add(self.table["path"].tolist(), progress=progress)
+        self.targets = torch.from_numpy(all_box_targets(self.table, max_boxes) if max_boxes
+                                        else normalized_targets(self.table))
+        self._images = None  # opened lazily, once per worker process (a memmap does not pickle well)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_images"] = None
+        return state
+
+    @property
+    def images(self) -> np.memmap:
+        if self._images is None:
+            self._images = self.cache.open()
+        return self._images
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = torch.from_numpy(np.array(self.images[self.slots[index]])).permute(2, 0, 1)
+        return image, self.targets[index]
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    workers: int = 0,
+    seed: int = 0,
+    pin_memory: bool = False,
+    weights: Sequence[float] | np.ndarray | None = None,
+) -> DataLoader:
+    """A :class:`~torch.utils.data.DataLoader` in ``workers`` processes; with ``shuffle``, in the order of
+    a :class:`~torch.utils.data.RandomSampler` with its own generator, seeded with ``seed``.
+
+    With ``weights`` (one number >= 0 per item, ``shuffle`` only) the items are drawn with replacement,
+    in proportion to them, ``len(dataset)`` per epoch (a
+    :class:`~torch.utils.data.WeightedRandomSampler` with the same seeded generator): repeat factor
+    sampling (Gupta et al., "LVIS", CVPR 2019), which shows rare kinds of photos more often.
+
+    The order depends on that generator alone, not on how often the loader was iterated:
+    :func:`localizer.engine.training.train` re-seeds ``loader.sampler.generator`` at each epoch, so a resumed
+    run draws the same batches as an uninterrupted one, with or without (persistent) workers. The
+    loader has a generator of its own too: each new iterator draws its workers' base seed from it,
+    which would otherwise be drawn from torch's global generator, shifting the augmentation and
+    dropout of the epoch in which a resumed run (but not an uninterrupted one) starts its workers.
+
+    Raises:
+        ValueError: ``weights`` without ``shuffle``, or not one per item.
+    """
+    sampler = None
+    if weights is not None:
+        if not shuffle or len(weights) != len(dataset):
+            raise ValueError(f"weights need shuffle=True and one weight per item ({len(dataset)}), got {len(weights)}")
+        sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(dataset), replacement=True,
+                                        generator=torch.Generator().manual_seed(seed))
+    elif shuffle:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+        generator=torch.Generator().manual_seed(seed), pin_memory=pin_memory,
+        persistent_workers=workers > 0, drop_last=False,
+    )

