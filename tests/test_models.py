@@ -224,3 +224,12 @@ def test_resnet18_imagenet_uses_hub_cache(tmp_path, monkeypatch):
     got = model.backbone.state_dict()
     assert set(got) == {k for k in fake if not k.startswith("fc.")}
     assert all(torch.equal(got[k], fake[k]) for k in got)
+
+
+def test_feature_grid_matches_the_backbones_map():
+    # 176 px: ceil(176 / 32) = 6 (floor would say 5); the map the heads are built for is measured here.
+    from localizer.model.models import build_model, feature_grid
+    model = build_model("efficientnet_lite0", weights=None, head="softargmax", image_size=176).eval()
+    with torch.no_grad():
+        assert tuple(model.feature_map(torch.zeros(1, 3, 176, 176)).shape[-2:]) == feature_grid(176) == (6, 6)
+    assert feature_grid(160) == (5, 5)

@@ -92,6 +92,13 @@ NATIVE_SIZES = {"resnet18": 224, "efficientnet_lite0": 224, "efficientnet_lite1"
 #: Backbones downsample by 32: a ``S`` px input gives a ``ceil(S / 32)`` square feature map.
 STRIDE = 32
 
+
+def feature_grid(image_size: int) -> tuple[int, int]:
+    """``(h, w)`` of the backbone's feature map for a square ``image_size`` px input: ``ceil(S / 32)``
+    each (every backbone here pads its strided convolutions, so a partial last window still gives a
+    cell: 176 px gives 6 x 6). The one place that computes it; the heads are built for it."""
+    return (math.ceil(int(image_size) / STRIDE),) * 2
+
 #: EfficientNet-Lite scaling for [0, 1] RGB images: (255*x - 127) / 128, taken from
 #: TF ``efficientnet/lite/efficientnet_lite_builder.py`` (MEAN_RGB=127, STDDEV_RGB=128).
 EFFICIENTNET_LITE_MEAN = (127.0 / 255.0,) * 3
@@ -286,7 +293,7 @@ def build_model(
         raise ValueError(f"unknown backbone {backbone!r}; expected one of {BACKBONES}")
     is_imagenet = isinstance(weights, str) and weights == "imagenet"
 
-    grid = (math.ceil(image_size / STRIDE),) * 2
+    grid = feature_grid(image_size)
     if backbone == "resnet18":
         net = _build_resnet18_backbone()
         if is_imagenet:

@@ -16,7 +16,7 @@ import pandas as pd
 from localizer.data.download import display_path
 from localizer.model.heads import BINS, REDUCED_CHANNELS
 from localizer.model.losses import GIOU_WEIGHT, L1_WEIGHT
-from localizer.model.models import STRIDE, input_normalization
+from localizer.model.models import STRIDE, feature_grid, input_normalization
 from localizer.recipe import RUNTIME_FIELDS, TrainConfig, effective_lr
 
 #: How the backbones are named in the text, with their source.
@@ -37,7 +37,7 @@ def loss_name(config: TrainConfig) -> str:
 def describe_input(config: TrainConfig) -> str:
     """Markdown: the input size, the feature grid it leaves, and the normalization of the backbone."""
     mean, std = input_normalization(config.backbone)
-    grid = config.image_size // STRIDE
+    grid = feature_grid(config.image_size)[0]
     if config.backbone.startswith("efficientnet"):
         norm = (r"$(255\,x - 127) / 128$ per channel (the scaling EfficientNet-Lite was trained with; "
                 r"$x$ in [0, 1])")
@@ -54,7 +54,7 @@ def describe_model(config: TrainConfig) -> str:
     """Markdown: this run's backbone (with its weights) and head."""
     backbone = BACKBONE_NAMES.get(config.backbone, config.backbone)
     weights = "ImageNet weights" if config.weights == "imagenet" else "random initial weights (no pretraining)"
-    grid = config.image_size // STRIDE  # the map the softargmax and dense heads keep
+    grid = feature_grid(config.image_size)[0]  # the map the softargmax and dense heads keep
     if config.head == "linear":
         head = (f"the report's head, **Dropout({config.dropout:g}) + Linear(F, 4)** on the globally "
                 "average-pooled features")
