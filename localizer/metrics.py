@@ -1,6 +1,8 @@
 """Localization metrics: per-image IoU of predicted vs ground-truth boxes, and their summaries.
 
-* **IoU** (intersection over union, Jaccard index) per image, from :func:`torchvision.ops.box_iou`.
+* **IoU** (intersection over union, Jaccard index) per image: area of the intersection over area of
+  the union, as :func:`torchvision.ops.box_iou` defines it, but of each box with its own target only
+  (:func:`paired_iou`, O(N); ``box_iou`` computes the ``(N, M)`` matrix of every pair).
 * **Accuracy at t**: share of images with IoU > t. ``acc_50`` is the PASCAL VOC criterion
   (Everingham et al., IJCV 2010: a detection is correct when IoU exceeds 0.5).
 * ``acc_50_95``: mean of the accuracies at t = 0.50, 0.55, ..., 0.95 (the COCO-style threshold sweep).
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchvision.ops import box_iou
+from torchvision.ops import box_area
 
 #: IoU thresholds of the COCO-style sweep 0.50:0.95.
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.50, 0.951, 0.05), 2).tolist())
@@ -30,14 +32,21 @@ def sanitize_boxes(boxes: torch.Tensor, upper: float | torch.Tensor = 1.0) -> to
     return torch.minimum(fixed.clamp_min(0.0), torch.as_tensor(upper, dtype=fixed.dtype, device=fixed.device))
 
 
-def paired_iou(pred: torch.Tensor, target: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """IoU of each predicted box with its own target.
+def paired_iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """IoU of each predicted box with its own target: ``diag(box_iou(pred, target))`` without the
+    ``(N, N)`` matrix.
+
+    The intersection of two xyxy boxes is the box from the larger of the two minima to the smaller
+    of the two maxima, empty where they do not overlap; the union is the sum of the areas
+    (:func:`torchvision.ops.box_area`) less the intersection, as in torchvision's ``box_iou``
+    (``torchvision/ops/boxes.py``, ``_box_inter_union``), taken here pair by pair.
 
     Args:
-        pred: ``(N, 4)`` xyxy predictions (normalized; sanitized here).
-        target: ``(N, 4)`` xyxy ground truth with positive area, same units.
+        pred: ``(N, 4)`` xyxy predictions (sanitized here: see :func:`sanitize_boxes`, clamped to
+            ``[0, max(1, target.max())]``).
+        target: ``(N, 4)`` xyxy ground truth with positive area, same units (normalized or pixels).
     Returns:
-        ``(N,)`` float IoU in [0, 1].
+        ``(N,)`` float32 IoU in [0, 1], on the inputs' device.
     Raises:
         ValueError: shapes differ or are not ``(N, 4)``.
     """
@@ -45,8 +54,9 @@ def paired_iou(pred: torch.Tensor, target: torch.Tensor, chunk: int = 1024) -> t
     if pred.shape != target.shape or pred.ndim != 2 or pred.shape[-1] != 4:
         raise ValueError(f"pred and target must both be (N, 4), got {tuple(pred.shape)} and {tuple(target.shape)}")
     pred = sanitize_boxes(pred, upper=target.amax().clamp_min(1.0) if len(target) else 1.0)
-    parts = [torch.diagonal(box_iou(p, t)) for p, t in zip(pred.split(chunk), target.split(chunk))]
-    return torch.cat(parts) if parts else torch.zeros(0)
+    sides = (torch.minimum(pred[:, 2:], target[:, 2:]) - torch.maximum(pred[:, :2], target[:, :2])).clamp_min(0)
+    inter = sides.prod(dim=1)
+    return inter / (box_area(pred) + box_area(target) - inter)
 
 
 def accuracy_at(ious: torch.Tensor | np.ndarray, threshold: float = 0.5) -> float:

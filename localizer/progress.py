@@ -1,30 +1,33 @@
 """Progress bars: :mod:`tqdm.auto` (a widget in JupyterLab, text in a terminal), switched off for
 headless runs by tqdm's own ``TQDM_DISABLE`` variable.
 
-tqdm reads ``TQDM_DISABLE`` only as the *default* of ``disable``, and localizer passes ``disable``
-explicitly (``progress=False`` must turn a bar off), so every bar of the package is made here,
-where both count. :mod:`localizer.report.runner` sets ``TQDM_DISABLE=1`` for the notebooks it executes: a
-bar in a headless kernel is a widget nobody sees, whose last state would stay in the executed
-notebook as a stale ``0%| | 0/54`` line.
+tqdm (>= 4.66) reads ``TQDM_*`` environment variables as the defaults of its arguments, once, when it
+is imported (``tqdm.utils.envwrap``): ``TQDM_DISABLE`` becomes the default of ``disable``, converted
+with ``bool`` of its text, so any non-empty value (``0`` included) switches the bars off. Two things
+keep localizer from leaving it all to tqdm: ``progress=False`` must turn a bar off whatever the
+environment says, and the notebook bar that :mod:`tqdm.auto` picks in a Jupyter kernel replaces a
+missing ``disable`` by False, dropping that default. So every bar of the package is made here, with
+``disable`` = not ``show``, or tqdm's own default (:func:`bars_disabled`).
+:mod:`localizer.report.runner` sets ``TQDM_DISABLE=1`` for the notebooks it executes: a bar in a
+headless kernel is a widget nobody sees, whose last state would stay in the executed notebook as a
+stale ``0%| | 0/54`` line.
 """
 
 from __future__ import annotations
 
-import os
+import inspect
 import sys
 
 from tqdm.auto import tqdm
 from tqdm.contrib.concurrent import thread_map
 from tqdm.notebook import tqdm as notebook_tqdm
-
-#: Values of ``TQDM_DISABLE`` that switch the bars off (tqdm converts the variable with ``bool``
-#: of its text, so any non-empty value counts there; these are the ones meant as "yes").
-_TRUE = ("1", "true", "yes", "on")
+from tqdm.std import tqdm as std_tqdm
 
 
 def bars_disabled() -> bool:
-    """True when the environment switches progress bars off (``TQDM_DISABLE=1``)."""
-    return os.environ.get("TQDM_DISABLE", "").strip().lower() in _TRUE
+    """True when tqdm's defaults switch progress bars off (``TQDM_DISABLE`` set when tqdm was
+    imported): the default of ``disable`` as tqdm parsed it, read from its signature."""
+    return bool(inspect.signature(std_tqdm.__init__).parameters["disable"].default)
 
 
 def progress_bar(iterable=None, show: bool = True, **kwargs) -> tqdm:

@@ -13,7 +13,7 @@ from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from localizer.report import exploration, plots  # noqa: E402
+from localizer.report import exploration, photos, plots  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -48,11 +48,25 @@ def _rects(ax):
     return [p for p in ax.patches if isinstance(p, Rectangle) and p.get_gid() in (plots.GID_GT, plots.GID_PRED)]
 
 
-def test_figure_names():
-    assert plots.FIGURE_NAMES == {"curves": "figure1_training_curves.png",
-                                  "samples": "figure2_test_samples.jpg",
-                                  "histogram": "figure3_iou_histogram.png",
-                                  "worst": "figure4_worst_predictions.jpg"}
+def test_a_saved_figure_has_the_format_its_report_name_says_and_the_photo_in_it(tmp_path):
+    blue = np.zeros((60, 80, 3), dtype=np.uint8)
+    blue[..., 2] = 255
+    grid = plots.plot_samples([(blue, None, None)], legend=False)
+    plots.save_figure(grid, tmp_path / plots.FIGURE_NAMES["samples"])
+    with Image.open(tmp_path / "figure2_test_samples.jpg") as saved:
+        assert saved.format == "JPEG"
+        width, height = saved.size
+        centre = np.asarray(saved.convert("RGB"))[height // 2, width // 2].astype(int)
+    assert abs(centre - [0, 0, 255]).max() <= 8  # the photo, through JPEG at quality 90
+    # the 80 x 60 photo in its frame (3% of 80 px a side) fills the tight bounding box, which
+    # matplotlib pads by 0.1 inch a side: (80 + 4.8) / (60 + 4.8) wide per high
+    pad = 2 * 0.1 * photos.DPI
+    assert (width - pad) / (height - pad) == pytest.approx(84.8 / 64.8, abs=0.01)
+    plots.save_figure(plots.plot_iou_histogram([0.2, 0.8]), tmp_path / plots.FIGURE_NAMES["histogram"])
+    with Image.open(tmp_path / "figure3_iou_histogram.png") as saved:
+        assert saved.format == "PNG"
+    with pytest.raises(ValueError, match=r"f\.gif: save figures as \.png or \.jpg, not \.gif"):
+        plots.save_figure(grid, tmp_path / "f.gif")
 
 
 def test_box_statistics_values_and_figure(tmp_path):
@@ -91,19 +105,23 @@ def test_training_curves_two_drops_and_none():
     assert _lines(fig, plots.GID_LR_DROP) == []
 
 
-def test_iou_histogram_mean_line_and_threshold(tmp_path):
-    ious = np.random.default_rng(1).uniform(0, 1, 200)
+def test_iou_histogram_bars_mean_line_and_threshold(tmp_path):
+    ious = [0.02, 0.07, 0.08, 0.5, 0.51, 0.93, 0.99, 1.0]
     fig = plots.plot_iou_histogram(ious, path=tmp_path / "f3.png")
-    assert len(fig.axes) == 1
+    (ax,) = fig.axes
+    heights = [int(bar.get_height()) for bar in ax.patches]
+    # bins of 0.05: [0, 0.05) 1, [0.05, 0.1) 2, [0.5, 0.55) 2 (0.5 is a left edge), [0.9, 0.95) 1, [0.95, 1] 2
+    assert heights == [1, 2] + [0] * 8 + [2] + [0] * 7 + [1, 2]
+    assert ax.get_title() == "IoU on the test split (n = 8)"
     (mean_line,) = _lines(fig, plots.GID_MEAN)
-    assert mean_line.get_xdata()[0] == pytest.approx(ious.mean())
-    assert mean_line.get_linestyle() == "--"
-    assert to_rgba(mean_line.get_color()) == to_rgba("red")
-    assert mean_line.get_label() == f"mean IoU {ious.mean():.2f}"
+    assert mean_line.get_xdata()[0] == pytest.approx(0.5125)
+    assert mean_line.get_linestyle() == "--" and to_rgba(mean_line.get_color()) == to_rgba("red")
+    assert mean_line.get_label() == "mean IoU 0.51"
     (threshold_line,) = _lines(fig, plots.GID_THRESHOLD)
-    assert threshold_line.get_xdata()[0] == pytest.approx(0.5)
-    assert threshold_line.get_linestyle() != "--"
-    assert fig.axes[0].get_legend() is not None
+    assert threshold_line.get_xdata()[0] == 0.5 and threshold_line.get_linestyle() == ":"
+    # 0.5 itself is not above 0.5 (PASCAL VOC: IoU > 0.5): 4 of 8
+    assert threshold_line.get_label() == "IoU 0.5 (PASCAL VOC): 50.0% above"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mean IoU 0.51", "IoU 0.5 (PASCAL VOC): 50.0% above"]
     assert (tmp_path / "f3.png").is_file()
 
 

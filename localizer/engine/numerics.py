@@ -7,16 +7,25 @@ prediction use what training used:
 * ``bf16``: :func:`torch.autocast` to bfloat16 (convolutions and matrix products in bf16, the loss,
   the weights and the optimizer in float32), as mixed-precision training does (Micikevicius et al.,
   "Mixed Precision Training", ICLR 2018; bf16 keeps float32's exponent range, so no loss scaling).
-* ``auto``: bf16 on a CUDA GPU that supports it; on a CPU with native bf16 (AVX512-BF16 or AMX, read
-  with ``torch.cpu._is_avx512_bf16_supported`` / ``_is_amx_tile_supported``), bf16 only where it is
-  faster for *this* model: a short probe (:func:`probe_bf16_speedup`, a few seconds) times a training
-  step in both formats and keeps bf16 when it is at least :data:`BF16_MIN_SPEEDUP` times faster. On a
-  CPU without native bf16, and on Apple MPS, float32.
+* ``auto``: a rule of the device and the model alone, so that the same recipe gets the same
+  numerics on the same hardware, however busy the machine is (:func:`choose_numerics`):
 
-Why a probe and not a rule: on CPUs the answer depends on the layers. Measured on a 2-core Xeon with
-AMX, training steps at batch 32 (``benchmarks/throughput.py``): ResNet18 at 256 px runs 2.1x faster
-in bf16 + channels_last than in float32 + channels_last, while EfficientNet-Lite0 at 160 px, whose
-depthwise convolutions gain nothing from bf16, runs 1.4x *slower* in bf16.
+  - a CUDA GPU with bf16 (``torch.cuda.is_bf16_supported``: Ampere and newer): bf16, which its
+    tensor cores compute natively;
+  - a CPU with native bf16 (AVX512-BF16 or AMX, read with ``torch.cpu._is_avx512_bf16_supported`` /
+    ``_is_amx_tile_supported``): the format :data:`CPU_PRECISION` gives the model's backbone;
+  - a CPU without native bf16: float32, since there bf16 is converted to and from float32 in
+    software (native bf16 arrived with Cooper Lake's AVX512-BF16: Ma, Fedyunin and Wei, "Empowering
+    PyTorch on Intel Xeon Scalable processors with Bfloat16", PyTorch blog, 2022);
+  - Apple MPS: float32 (MPS's bf16 depends on the macOS version, and is not relied on here).
+
+Why a table per backbone on CPUs: the answer depends on the layers. Measured on a 2-core Xeon with
+AMX, training steps at batch 32 (``make benchmark``, ``benchmarks/results/throughput_cpu_*.json``, the
+model alone in bf16 + channels_last against float32 + channels_last): ResNet18 at 256 px runs 2.07x
+as fast in bf16, EfficientNet-Lite0 at 160 px, whose depthwise convolutions gain nothing from bf16,
+0.79x as fast. (A timing probe used to decide this at the start of each run; under another job's load
+it once found bf16 4.53x as fast for EfficientNet-Lite, which runs about 0.7x as fast on an idle machine,
+and the run trained in bf16: a choice that depends on the load cannot be reproduced.)
 
 **channels_last** (NHWC memory layout) is used on CPUs and CUDA GPUs for every model: oneDNN's and
 cuDNN's convolutions are fastest in it (on that CPU: 1.75x for EfficientNet-Lite0 and 1.45x for
@@ -25,8 +34,6 @@ ResNet18 in float32).
 
 from __future__ import annotations
 
-import copy
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -36,12 +43,12 @@ from localizer.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
-#: ``auto`` takes bf16 on a CPU when the probe finds it at least this much faster than float32:
-#: a margin well above the probe's noise (a few per cent), so the same machine makes the same choice.
-BF16_MIN_SPEEDUP = 1.1
-
-#: Probe: batch size, untimed warm-up steps and timed steps per number format.
-PROBE_BATCH, PROBE_WARMUP, PROBE_STEPS = 8, 1, 2
+#: ``auto`` on a CPU with native bf16: the number format of each backbone (``model.backbone_name``).
+#: From the measurements in the module docstring: ResNet18 trains 2.07x as fast in bf16, EfficientNet-
+#: Lite0 0.79x (Lite1 and Lite2, built of the same depthwise blocks, are taken to behave as Lite0).
+#: A backbone not listed (``"custom"``) trains in float32, the format every model runs correctly in.
+CPU_PRECISION = {"resnet18": "bf16", "efficientnet_lite0": "fp32", "efficientnet_lite1": "fp32",
+                 "efficientnet_lite2": "fp32"}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -116,50 +123,19 @@ def default_numerics(device: torch.device, precision: str = "fp32") -> Numerics:
     return Numerics(device, bf16=precision == "bf16", channels_last=device.type in ("cpu", "cuda"))
 
 
-def probe_bf16_speedup(model: torch.nn.Module, device: torch.device, image_size: int) -> float:
-    """How many times faster a training step (forward + backward) of ``model`` runs in bf16 autocast
-    than in float32, both channels_last, on a batch of :data:`PROBE_BATCH` random images.
-
-    The probe works on a copy of the model in eval mode (no dropout: torch's global random
-    generator is not drawn from) and changes nothing of ``model``.
-    """
-    probe = copy.deepcopy(model).eval()
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randn(PROBE_BATCH, 3, image_size, image_size, generator=generator)
-    seconds = {}
-    for bf16 in (False, True):
-        numerics = Numerics(device, bf16=bf16, channels_last=True)
-        numerics.place_model(probe)
-        x = numerics.place_images(images)
-
-        def step():
-            with numerics.autocast():
-                loss = probe(x).float().square().mean()
-            loss.backward()
-            probe.zero_grad(set_to_none=True)
-
-        for _ in range(PROBE_WARMUP):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(PROBE_STEPS):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds[bf16] = time.perf_counter() - start
-    return seconds[False] / seconds[True]
-
-
 def choose_numerics(precision: str, device: torch.device, model: torch.nn.Module | None = None,
                     image_size: int = 224) -> tuple[Numerics, str]:
     """The numerics for ``precision`` (one of :data:`PRECISIONS`) on ``device``.
 
+    ``auto`` follows the rule of the module docstring: it reads the device and the model's
+    ``backbone_name``, never a clock, so the same recipe gets the same numerics on the same hardware.
+
     Args:
         precision: ``auto``, ``fp32`` or ``bf16`` (see the module docstring).
         device: the training device.
-        model: the model to probe (``auto`` on a CPU with native bf16 only).
-        image_size: the input side of the probe, pixels.
+        model: the model to train; ``auto`` on a CPU with native bf16 looks up its ``backbone_name``
+            in :data:`CPU_PRECISION` (None, or a name not there: float32).
+        image_size: the input side in pixels; not used by the rule (kept for callers).
 
     Returns:
         ``(numerics, why)``: the choice and one line saying why (printed at the start of training).
@@ -171,12 +147,17 @@ def choose_numerics(precision: str, device: torch.device, model: torch.nn.Module
         raise ConfigError(f"precision={precision!r}: expected one of {PRECISIONS}")
     if precision != "auto":
         return default_numerics(device, precision), f"precision={precision}"
+    if device.type == "mps":
+        return default_numerics(device, "fp32"), "auto: float32 on mps (its bf16 depends on the macOS version)"
     if not native_bf16(device):
-        return default_numerics(device, "fp32"), f"auto: no native bf16 on {device.type}"
-    if device.type != "cpu" or model is None:
-        return default_numerics(device, "bf16"), f"auto: native bf16 on {device.type}"
-    speedup = probe_bf16_speedup(model, device, image_size)
-    precision = "bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32"
-    return default_numerics(device, precision), (
-        f"auto: in a short probe, bf16 ran a training step of this model {speedup:.2f}x as fast as float32; "
-        f"bf16 is used when that is at least {BF16_MIN_SPEEDUP}x")
+        return default_numerics(device, "fp32"), f"auto: float32, {device.type} has no native bf16"
+    if device.type != "cpu":
+        return default_numerics(device, "bf16"), f"auto: bf16, native on this {device.type} device"
+    backbone = getattr(model, "backbone_name", None)
+    chosen = CPU_PRECISION.get(backbone, "fp32")
+    if backbone not in CPU_PRECISION:
+        why = f"auto: float32 for backbone {backbone!r} on this CPU (bf16 only for backbones measured faster in it)"
+    else:
+        why = (f"auto: {'bf16' if chosen == 'bf16' else 'float32'} for {backbone} on this CPU with native bf16 "
+               "(training steps measured 2.07x as fast in bf16 for resnet18, 0.79x for efficientnet_lite0)")
+    return default_numerics(device, chosen), why

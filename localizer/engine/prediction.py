@@ -2,7 +2,9 @@
 
 Each file is decoded with :func:`localizer.data.imageio.load_rgb` (EXIF-oriented RGB), resized as in
 training, and its box is returned in pixel xyxy of the oriented original image. A file that cannot
-be read gets a row with its error reason; prediction never stops at a bad file.
+be read gets a row with its error reason; prediction never stops at a bad file. No output may
+replace an input: :func:`refuse_overwriting_inputs` (called by :func:`predict_files` for the drawings)
+refuses a drawing or a table whose path is one of the photos, however the path is spelt.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from localizer.data.imageio import ImageLoadError, is_image_file, load_rgb
 from localizer.engine.inference import predict_batch
 from localizer.progress import progress_bar
 from localizer.engine.transforms import resize_image
+from localizer.errors import DataError
 
 PREDICTION_COLUMNS = ["file", "xmin", "ymin", "xmax", "ymax", "width", "height", "error"]
 
@@ -56,6 +59,38 @@ def drawing_paths(files: list[Path], draw_dir: Path | str) -> dict[str, Path]:
     return paths
 
 
+def refuse_overwriting_inputs(files: list[str | Path], draw_dir: Path | str | None = None,
+                              out: Path | str | None = None) -> None:
+    """Refuse outputs that would replace one of the input ``files``: a drawing
+    (:func:`drawing_paths` in ``draw_dir``) or the predictions table ``out``.
+
+    Paths are compared resolved (symlinks and ``..`` followed, so ``--draw photos/../photos`` or a
+    link to the photos' folder is caught) and, for outputs that exist, by file identity (a hard link).
+
+    Raises:
+        localizer.errors.DataError: ``would-overwrite-input``, naming the input and the option.
+    """
+    files = list(map(Path, files))
+    inputs = {f.resolve(): f for f in files}
+    identities = {(st.st_dev, st.st_ino): f for f in files if (st := _stat(f))}
+    outputs = [("--draw", p) for p in drawing_paths(files, draw_dir).values()] if draw_dir is not None else []
+    outputs += [("--out", Path(out))] if out is not None else []
+    for option, output in outputs:
+        st = _stat(output)
+        photo = inputs.get(output.resolve()) or (identities.get((st.st_dev, st.st_ino)) if st else None)
+        if photo is not None:
+            what = "its drawing" if option == "--draw" else "the predictions table"
+            raise DataError("would-overwrite-input", f"{what} ({option} {output}) would be written over this "
+                            f"photo, one of the inputs; choose a {option} outside the photos", photo)
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except OSError:
+        return None
+
+
 def predict_files(
     model,
     files: list[str | Path],
@@ -85,40 +120,45 @@ def predict_files(
     Returns:
         DataFrame with :data:`PREDICTION_COLUMNS`: pixel xyxy in the EXIF-oriented original image,
         its ``width``/``height``, and ``error`` (``reason: detail``; empty when the prediction is valid).
+
+    Raises:
+        localizer.errors.DataError: a drawing would replace one of ``files``
+            (:func:`refuse_overwriting_inputs`), before anything is written.
     """
+    files = list(map(Path, files))
+    drawings = {}
+    if draw_dir is not None:
+        refuse_overwriting_inputs(files, draw_dir)
+        drawings = drawing_paths(files, draw_dir)
     rows: list[dict] = []
-    batch: list[tuple[Path, torch.Tensor, tuple[int, int], object]] = []
-    drawings = drawing_paths(list(map(Path, files)), draw_dir) if draw_dir is not None else {}
-
-    def flush():
-        if not batch:
-            return
-        images = torch.stack([b[1] for b in batch])
-        preds = predict_batch(model, images, mean, std, tta, numerics).numpy()
-        for (path, _, (width, height), original), pred in zip(batch, preds):
-            box = denormalize_boxes(pred, width, height)
-            rows.append({"file": str(path), "xmin": box[0], "ymin": box[1], "xmax": box[2], "ymax": box[3],
-                         "width": width, "height": height, "error": ""})
-            if draw_dir is not None:
-                _draw(original, box, drawings[str(path)])
-        batch.clear()
-
-    for path in progress_bar(list(map(Path, files)), show=progress, desc="predict", unit="img"):
+    batch: list[tuple[Path, torch.Tensor, tuple[int, int], torch.Tensor | None]] = []
+    for index, path in enumerate(progress_bar(files, show=progress, desc="predict", unit="img")):
         try:
             with load_rgb(path) as img:
-                size = img.size
-                tensor = F.pil_to_tensor(resize_image(img, image_size))
                 original = F.pil_to_tensor(img) if draw_dir is not None else None
+                batch.append((path, F.pil_to_tensor(resize_image(img, image_size)), img.size, original))
         except ImageLoadError as exc:
             rows.append({"file": str(path), "error": f"{exc.reason}: {exc.detail}"})
-            continue
-        batch.append((path, tensor, size, original))
-        if len(batch) == batch_size:
-            flush()
-    flush()
+        if len(batch) == batch_size or (batch and index == len(files) - 1):
+            rows += _predict_batch_rows(model, batch, mean, std, tta, numerics, drawings)
+            batch.clear()
     table = pd.DataFrame(rows, columns=PREDICTION_COLUMNS).astype({"width": "Int64", "height": "Int64"})
-    order = {str(p): i for i, p in enumerate(map(Path, files))}
+    order = {str(p): i for i, p in enumerate(files)}
     return table.sort_values("file", key=lambda s: s.map(order), ignore_index=True)
+
+
+def _predict_batch_rows(model, batch, mean, std, tta, numerics, drawings: dict[str, Path]) -> list[dict]:
+    """Rows of :func:`predict_files` for a batch of ``(path, resized uint8 (3, S, S), (width, height),
+    original or None)``; each original is drawn at ``drawings[str(path)]``."""
+    preds = predict_batch(model, torch.stack([b[1] for b in batch]), mean, std, tta, numerics).numpy()
+    rows = []
+    for (path, _, (width, height), original), pred in zip(batch, preds, strict=True):
+        box = denormalize_boxes(pred, width, height)
+        rows.append({"file": str(path), "xmin": box[0], "ymin": box[1], "xmax": box[2], "ymax": box[3],
+                     "width": width, "height": height, "error": ""})
+        if original is not None:
+            _draw(original, box, drawings[str(path)])
+    return rows
 
 
 def _draw(image: torch.Tensor, box: np.ndarray, out: Path) -> None:
