@@ -8,8 +8,8 @@ import numpy as np
 
 from localizer.boxes import BOX_TOLERANCE, BoxError, check_box, primary_box
 from localizer.data.duplicates import image_hash
-from localizer.data.imageio import ImageLoadError, decoded_frame, load_rgb
-from localizer.data.readers import AnnotationError, Item, Reader, boxes_in_image, parse_classes
+from localizer.data.imageio import DecodedFrame, ImageLoadError, decoded_frame, load_rgb
+from localizer.data.readers import Annotation, AnnotationError, Item, Reader, boxes_in_image, parse_classes
 
 
 def check_item(
@@ -54,21 +54,8 @@ def check_item(
     """
     wanted = parse_classes(classes)
     try:
-        if isinstance(item.problem, ImageLoadError):  # a file the annotation names is not there
-            raise item.problem
-        with load_rgb(item.image, max_pixels=max_pixels) as img:
-            width, height = img.size
-            decoded = decoded_frame(img)
-            dhash = image_hash(img)
-        if item.problem is not None:
-            raise item.problem
-        annotation = reader.parse(item, width, height)
-        if len(annotation) == 0:
-            raise BoxError("no-box", "the annotation has no box")
-        chosen = annotation.select(wanted)
-        if len(chosen) == 0:
-            raise BoxError("no-box", f"no box of the classes {', '.join(sorted(wanted))} "
-                                     f"(the annotation has {annotation.describe_labels()})")
+        width, height, decoded, dhash = _decode(item, max_pixels)
+        chosen = _chosen(reader.parse(item, width, height), wanted)
         boxes = boxes_in_image(chosen, width, height, decoded)
         checked = np.stack([check_box(b, width, height, tolerance) for b in boxes])
     except (ImageLoadError, AnnotationError, BoxError) as exc:
@@ -81,6 +68,41 @@ def check_item(
         "label": chosen.labels[index] if chosen.labels is not None else "", "dhash": dhash,
         **({"boxes": checked} if keep_boxes else {}),
     }
+
+
+def _decode(item: Item, max_pixels: int | None) -> tuple[int, int, DecodedFrame, str]:
+    """``(width, height, decoded frame, dHash)`` of the item's photo as displayed.
+
+    Raises:
+        ImageLoadError: the photo cannot be decoded, or the file the annotation names is not there
+            (:attr:`Item.problem`, raised before decoding).
+        AnnotationError: another :attr:`Item.problem` found while listing (raised after decoding,
+            so a broken photo is reported as broken).
+    """
+    if isinstance(item.problem, ImageLoadError):
+        raise item.problem
+    with load_rgb(item.image, max_pixels=max_pixels) as img:
+        width, height = img.size
+        decoded = decoded_frame(img)
+        dhash = image_hash(img)
+    if item.problem is not None:
+        raise item.problem
+    return width, height, decoded, dhash
+
+
+def _chosen(annotation: Annotation, wanted: frozenset[str] | None) -> Annotation:
+    """The boxes of the classes ``wanted`` (all when None).
+
+    Raises:
+        BoxError: ``no-box``: the annotation has no box, or none of those classes.
+    """
+    if len(annotation) == 0:
+        raise BoxError("no-box", "the annotation has no box")
+    chosen = annotation.select(wanted)
+    if len(chosen) == 0:
+        raise BoxError("no-box", f"no box of the classes {', '.join(sorted(wanted))} "
+                                 f"(the annotation has {annotation.describe_labels()})")
+    return chosen
 
 
 def _primary_index(boxes: np.ndarray, difficult: tuple[bool, ...] | None) -> tuple[int, str]:

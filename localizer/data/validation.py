@@ -196,6 +196,12 @@ def scan_dataset(
             if all_boxes:
                 row[ALL_BOXES_COLUMN] = boxes_text(result["boxes"])
             table_rows.append(row)
+    table, report = _tables(table_rows, report_rows, all_boxes)
+    return ScanResult(root=root, format=fmt, table=table, report=report)
+
+
+def _tables(table_rows: list[dict], report_rows: list[dict], all_boxes: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The table and the report of :class:`ScanResult` from their rows, with the near-duplicates."""
     columns = TABLE_COLUMNS + ["dhash"] + ([ALL_BOXES_COLUMN] if all_boxes else [])
     table = pd.DataFrame(table_rows, columns=columns).sort_values("file", ignore_index=True)
     table = table.astype({"width": "int64", "height": "int64", "n_boxes": "int64",
@@ -207,7 +213,7 @@ def scan_dataset(
     report["dup_group"] = report["dup_group"].astype("Int64")
     report["twin_box_iou"] = report["file"].map(twin_iou).round(4)
     report = report.sort_values("file", ignore_index=True)
-    return ScanResult(root=root, format=fmt, table=table, report=report)
+    return table, report
 
 
 def _relative(path: Path, root: Path) -> str:
