@@ -273,7 +273,7 @@ def test_class_filter_misuse_is_refused_up_front(tmp_path, monkeypatch, fmt, cla
         write_coco(root, [{"id": 1, "file_name": "a.jpg"}], [], COCO_CATEGORIES)
     assert detect_format(root) == fmt
     decoded = []
-    monkeypatch.setattr("localizer.data.validation.load_rgb", lambda *a, **k: decoded.append(a) or load_rgb(*a, **k))
+    monkeypatch.setattr("localizer.data.checking.load_rgb", lambda *a, **k: decoded.append(a) or load_rgb(*a, **k))
     with pytest.raises(DataFormatError) as info:
         scan(root, classes=classes)
     assert message in str(info.value)

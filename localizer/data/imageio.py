@@ -17,15 +17,38 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError, features
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
 from localizer.errors import DataError
 
-#: File name endings treated as images when a folder is scanned. Other files (e.g. the ``.mat``
-#: files of the Oxford-IIIT Pet download) are not images and are not counted.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+#: File name endings treated as images when a folder is scanned: the photo formats Pillow reads
+#: (``.jfif`` and ``.jpe`` are JPEG; ``.avif`` needs a Pillow built with libavif, as the wheels are
+#: since 11.2; ``.heic``/``.heif`` need the ``pillow-heif`` plugin, used when installed). Each one is
+#: listed when found, and one that cannot be decoded is skipped with the reason. Other files (e.g.
+#: the ``.mat`` files of the Oxford-IIIT Pet download) are not images and are not counted.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
+                              ".avif", ".heic", ".heif"})
+
+try:  # HEIC/HEIF (iPhone photos): read when the maintained plugin is installed
+    from pillow_heif import register_heif_opener
+except ImportError:  # pragma: no cover - depends on the environment
+    HEIF_PLUGIN = False
+else:  # pragma: no cover
+    register_heif_opener()
+    HEIF_PLUGIN = True
+
+
+def missing_decoder(path: Path) -> str | None:
+    """Why this Pillow cannot decode ``path``'s format, judged by its ending (HEIC without
+    ``pillow-heif``, AVIF without libavif), or None."""
+    suffix = path.suffix.lower()
+    if suffix in (".heic", ".heif") and not HEIF_PLUGIN:
+        return "HEIC/HEIF needs the pillow-heif plugin (pip install pillow-heif), which is not installed"
+    if suffix == ".avif" and not features.check("avif"):
+        return "this Pillow was built without AVIF support (libavif); install a Pillow wheel >= 11.2"
+    return None
 
 
 class ImageLoadError(DataError):
@@ -128,7 +151,9 @@ def load_rgb(path: Path | str, max_pixels: int | None = None) -> Image.Image:
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         raise ImageLoadError(path, "unreadable", exc.strerror or str(exc)) from exc
     except UnidentifiedImageError as exc:
-        raise ImageLoadError(path, "not-an-image", "the content is not an image format Pillow reads") from exc
+        why = missing_decoder(path)
+        raise ImageLoadError(path, "not-an-image", f"the content is not an image format Pillow reads"
+                                                   f"{f' ({why})' if why else ''}") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageLoadError(path, "decompression-bomb", str(exc)) from exc
     except OSError as exc:

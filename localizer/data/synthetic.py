@@ -174,8 +174,9 @@ def make_synthetic_dataset(
     Returns:
         The truth: one row per usable photo, sorted by ``name``, columns ``name``, ``width``,
         ``height``, ``xmin, ymin, xmax, ymax`` (the primary box, pixel xyxy) and ``n_boxes``.
-        ``check-data`` on any layout finds ``n_images + 4`` files (``n_images + 3`` for ``csv``,
-        which has no row for the photo without a box) and these ``n_images + 2`` usable ones.
+        ``check-data`` on any layout finds ``n_images + 4`` files (in ``csv``, which has no row for
+        the photo without a box, that photo is ``missing-annotation`` rather than ``no-box``) and
+        these ``n_images + 2`` usable ones.
 
     Raises:
         ValueError: an unknown layout, or ``n_images < 3``.

@@ -22,7 +22,14 @@ Skip reasons (the ``code`` column; the CSV's ``reason`` is ``code: detail``):
 ``annotation-size-mismatch`` the annotation states a landscape image size for a portrait photo (or the
                        reverse) that the photo's EXIF orientation does not explain: its boxes would be
                        stretched (see :func:`localizer.data.readers.boxes_in_image`)
+``ambiguous-annotation`` the image and its annotation do not pair one to one (two COCO ``images``
+                       entries with one id or one file, one XML fitting two images): the detail
+                       names both entries; no box is merged or replaced
 =====================  ============================================================================
+
+Besides the reason, the report records the split an export put the photo in (``export_split``:
+``train``, ``val``, ``test``; see :func:`localizer.data.readers.export_split`) and a ``note`` on a
+judgement call (a VOC photo whose primary box was chosen among the objects not marked difficult).
 """
 
 from __future__ import annotations
@@ -31,27 +38,19 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from localizer.boxes import ALL_BOXES_COLUMN, BOX_TOLERANCE, BoxError, boxes_text, check_box, normalized_boxes, primary_box
+from localizer.boxes import ALL_BOXES_COLUMN, BOX_TOLERANCE, boxes_text, normalized_boxes
+from localizer.data.checking import check_item
 from localizer.data.download import display_path
-from localizer.data.duplicates import NEAR_DUPLICATE_BITS, TWIN_BOX_IOU, duplicate_groups, image_hash, twin_box_iou
-from localizer.data.imageio import ImageLoadError, decoded_frame, load_rgb
+from localizer.data.duplicates import NEAR_DUPLICATE_BITS, TWIN_BOX_IOU, duplicate_groups, twin_box_iou
 from localizer.progress import progress_thread_map
-from localizer.data.readers import (
-    AnnotationError,
-    Item,
-    Reader,
-    boxes_in_image,
-    detect_format,
-    get_reader,
-    parse_classes,
-    resolve_classes,
-)
+from localizer.data.readers import detect_format, get_reader, one_item_per_image, resolve_classes
 
 TABLE_COLUMNS = ["file", "path", "width", "height", "xmin", "ymin", "xmax", "ymax", "n_boxes", "format"]
 REPORT_COLUMNS = ["file", "status", "reason", "dup_group", "twin_box_iou"]
+#: Report columns written only when some photo has a value (so reports of other data stay as they were).
+OPTIONAL_REPORT_COLUMNS = ["export_split", "note"]
 #: Columns the scan adds to the table for the near-duplicates (see :mod:`localizer.data.duplicates`).
 DUPLICATE_COLUMNS = ["dhash", "dup_group"]
 #: Groups of twins whose boxes disagree that :meth:`ScanResult.summary` names (the CSV has all).
@@ -72,7 +71,9 @@ class ScanResult:
             ``dup_group`` (0, or the number of the photo's group of near-duplicates). Sorted by
             ``file``.
         report: every image found, columns ``file``, ``status`` (``ok``/``skipped``), ``code``,
-            ``reason`` (``code: detail``, empty when ok), ``dup_group`` (empty for a photo without
+            ``reason`` (``code: detail``, empty when ok), ``export_split`` (the export's own split,
+            ``train``/``val``/``test``, empty without one), ``note`` (a judgement call such as the
+            VOC difficult rule, else empty), ``dup_group`` (empty for a photo without
             near-duplicates) and ``twin_box_iou`` (the lowest IoU of its primary box with its
             twins' boxes; empty without twins).
     """
@@ -99,6 +100,7 @@ class ScanResult:
         lines += [f"  {code}: {count}" for code, count in self.skipped_counts.items()]
         several = int((self.table["n_boxes"] > 1).sum()) if len(self.table) else 0
         lines.append(f"several boxes (largest kept as the primary box): {several}")
+        lines += self._export_lines()
         twins = self.table[self.table["dup_group"] > 0]
         lines.append(f"near-duplicates (dHash within {NEAR_DUPLICATE_BITS} of 64 bits; each group is kept in one "
                      f"split): {twins['dup_group'].nunique()} groups, {len(twins)} photos")
@@ -113,79 +115,28 @@ class ScanResult:
             lines.append(f"    ... and {len(groups) - SUMMARY_TWINS} more (see the report CSV)")
         return "\n".join(lines)
 
+    def _export_lines(self) -> list[str]:
+        """Summary lines on the export's own split and on the VOC difficult rule (none when unused)."""
+        lines = []
+        ok = self.report[self.report["status"] == "ok"]
+        if (self.report["export_split"] != "").any():
+            counts = ok["export_split"].replace("", "(none)").value_counts()
+            lines.append("export split (the export's own folders), usable photos: "
+                         + ", ".join(f"{name} {n}" for name, n in counts.items()))
+        difficult = int(ok["note"].str.startswith("primary box chosen among").sum())
+        if difficult:
+            lines.append(f"VOC difficult objects: {difficult} photos have their primary box chosen among the "
+                         f"objects not marked difficult (see the report's note)")
+        return lines
+
     def write_report(self, path: Path | str) -> Path:
-        """Write the report as CSV with columns :data:`REPORT_COLUMNS`; returns the path."""
+        """Write the report as CSV with columns :data:`REPORT_COLUMNS`, then those of
+        :data:`OPTIONAL_REPORT_COLUMNS` that some photo has a value in; returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.report[REPORT_COLUMNS].to_csv(path, index=False)
+        extra = [c for c in OPTIONAL_REPORT_COLUMNS if c in self.report and (self.report[c] != "").any()]
+        self.report[REPORT_COLUMNS + extra].to_csv(path, index=False)
         return path
-
-
-def check_item(
-    item: Item,
-    reader: Reader,
-    max_pixels: int | None = None,
-    tolerance: float = BOX_TOLERANCE,
-    classes: str | frozenset[str] | None = None,
-    keep_boxes: bool = False,
-) -> dict:
-    """Decode one item's image, parse its annotation, keep the boxes of the chosen classes, put them
-    on the photo as displayed and check them.
-
-    The steps: :func:`localizer.data.imageio.load_rgb` (EXIF-oriented; :func:`~localizer.data.imageio.decoded_frame`
-    gives the orientation and the stored size); ``reader.parse``; the class filter
-    (:meth:`localizer.data.readers.Annotation.select`, the one place it is applied); the frame mapping
-    (:func:`localizer.data.readers.boxes_in_image`: boxes drawn on the stored frame of an EXIF-rotated
-    photo are rotated with it); :func:`localizer.boxes.check_box` on every box; the largest is the
-    primary box.
-
-    Args:
-        item, reader: the image and its format.
-        max_pixels: decompression-bomb limit (see :func:`localizer.data.imageio.load_rgb`).
-        tolerance: share of the image side a box may exceed the image by and be clipped.
-        classes: None (every box) or a class filter (text as :func:`localizer.data.readers.parse_classes`
-            reads it, or the set it returns); boxes of other classes are dropped before the primary
-            box is chosen.
-
-    Returns:
-        A dict with ``status`` (``ok``/``skipped``), ``code``, ``reason`` and, when ok, ``width``,
-        ``height`` (pixels, as displayed), the primary box ``xmin..ymax`` (pixel xyxy, continuous,
-        clipped to the image), ``n_boxes`` (boxes of the chosen classes; COCO crowd boxes are not
-        counted), ``label`` (the primary box's class as written, ``""`` for a format without classes)
-        and ``dhash``; with ``keep_boxes``, also ``boxes``: all ``(n_boxes, 4)`` checked pixel xyxy boxes
-        (for error analysis of photos with several animals). Never raises for bad data: an image whose
-        boxes are all of other classes is ``no-box`` with a detail naming the classes.
-
-    Raises:
-        localizer.data.readers.DataFormatError: a malformed ``classes``, or a class filter on a format
-            without classes.
-    """
-    wanted = parse_classes(classes)
-    try:
-        with load_rgb(item.image, max_pixels=max_pixels) as img:
-            width, height = img.size
-            decoded = decoded_frame(img)
-            dhash = image_hash(img)
-        annotation = reader.parse(item, width, height)
-        if len(annotation) == 0:
-            raise BoxError("no-box", "the annotation has no box")
-        chosen = annotation.select(wanted)
-        if len(chosen) == 0:
-            raise BoxError("no-box", f"no box of the classes {', '.join(sorted(wanted))} "
-                                     f"(the annotation has {annotation.describe_labels()})")
-        boxes = boxes_in_image(chosen, width, height, decoded)
-        checked = np.stack([check_box(b, width, height, tolerance) for b in boxes])
-    except (ImageLoadError, AnnotationError, BoxError) as exc:
-        return {"status": "skipped", "code": exc.reason, "reason": f"{exc.reason}: {exc.detail}"}
-    primary = primary_box(checked)
-    index = int(np.flatnonzero((checked == primary).all(axis=1))[0])  # the first largest, as primary_box
-    xmin, ymin, xmax, ymax = primary
-    return {
-        "status": "ok", "code": "", "reason": "", "width": width, "height": height,
-        "xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax, "n_boxes": len(boxes),
-        "label": chosen.labels[index] if chosen.labels is not None else "", "dhash": dhash,
-        **({"boxes": checked} if keep_boxes else {}),
-    }
 
 
 def scan_dataset(
@@ -228,7 +179,7 @@ def scan_dataset(
         raise FileNotFoundError(f"data folder {root} does not exist")
     fmt = detect_format(root) if fmt == "auto" else fmt
     reader = get_reader(fmt, oxford_box=oxford_box)
-    items = reader.list_items(root)
+    items = one_item_per_image(reader.list_items(root), lambda it: (it.annotation or it.image).name)
     wanted = resolve_classes(classes, reader, root)
     results = progress_thread_map(
         lambda it: check_item(it, reader, max_pixels, tolerance, wanted, keep_boxes=all_boxes), items, show=progress,
@@ -238,25 +189,31 @@ def scan_dataset(
     for item, result in zip(items, results):
         file = _relative(item.image, root)
         report_rows.append({"file": file, "status": result["status"], "code": result["code"],
-                            "reason": result["reason"]})
+                            "reason": result["reason"], "export_split": item.split, "note": result.get("note", "")})
         if result["status"] == "ok":
             row = {"file": file, "path": str(item.image), "format": fmt,
                    **{k: result[k] for k in TABLE_COLUMNS + ["dhash"] if k in result}}
             if all_boxes:
                 row[ALL_BOXES_COLUMN] = boxes_text(result["boxes"])
             table_rows.append(row)
+    table, report = _tables(table_rows, report_rows, all_boxes)
+    return ScanResult(root=root, format=fmt, table=table, report=report)
+
+
+def _tables(table_rows: list[dict], report_rows: list[dict], all_boxes: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The table and the report of :class:`ScanResult` from their rows, with the near-duplicates."""
     columns = TABLE_COLUMNS + ["dhash"] + ([ALL_BOXES_COLUMN] if all_boxes else [])
     table = pd.DataFrame(table_rows, columns=columns).sort_values("file", ignore_index=True)
     table = table.astype({"width": "int64", "height": "int64", "n_boxes": "int64",
                           "xmin": "float64", "ymin": "float64", "xmax": "float64", "ymax": "float64"})
     table["dup_group"] = duplicate_groups(table["dhash"].tolist())
-    report = pd.DataFrame(report_rows, columns=["file", "status", "code", "reason"])
+    report = pd.DataFrame(report_rows, columns=["file", "status", "code", "reason", "export_split", "note"])
     twin_iou = pd.Series(twin_box_iou(normalized_boxes(table), table["dup_group"].to_numpy()), index=table["file"])
     report["dup_group"] = report["file"].map(table.set_index("file")["dup_group"].where(lambda g: g > 0))
     report["dup_group"] = report["dup_group"].astype("Int64")
     report["twin_box_iou"] = report["file"].map(twin_iou).round(4)
     report = report.sort_values("file", ignore_index=True)
-    return ScanResult(root=root, format=fmt, table=table, report=report)
+    return table, report
 
 
 def _relative(path: Path, root: Path) -> str:

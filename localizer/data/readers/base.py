@@ -34,12 +34,19 @@ class Item:
     """One image found in a dataset folder, with what is needed to read its boxes.
 
     ``annotation`` is the annotation file (None when there is none); ``payload`` holds what was
-    already read from a shared annotation file (COCO, CSV).
+    already read from a shared annotation file (COCO, CSV) or the dataset's settings (YOLO
+    ``kpt_shape``). ``split`` is the split the export put the photo in (``train``, ``val`` or
+    ``test``, see :func:`localizer.data.readers.paths.export_split`; ``""`` when it has none).
+    ``problem`` is why the item cannot be used, found while listing (an image named by two
+    annotations, an annotation matching two images, a file named that is not there): the error
+    :func:`localizer.data.checking.check_item` reports instead of parsing.
     """
 
     image: Path
     annotation: Path | None
     payload: Any = field(default=None, compare=False)
+    split: str = field(default="", compare=False)
+    problem: DataError | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,11 +61,16 @@ class Annotation:
         frame: ``(width, height)`` in pixels of the image the boxes were drawn on, as the annotation
             states it (VOC ``<size>``, COCO ``images[].width/height``, the trimap's size); None when
             the boxes are already in the pixels of the photo as displayed (YOLO, CSV).
+        difficult: K flags, True for a VOC object marked ``<difficult>1</difficult>`` (which the VOC
+            devkit leaves out of evaluation); None when the format has no such mark. The primary
+            box is chosen among the others where there is one
+            (:func:`localizer.data.checking.check_item`).
     """
 
     boxes: np.ndarray
     labels: tuple[str, ...] | None = None
     frame: tuple[float, float] | None = None
+    difficult: tuple[bool, ...] | None = None
 
     def __post_init__(self):
         boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
@@ -67,6 +79,10 @@ class Annotation:
             object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
             if len(self.labels) != len(boxes):
                 raise ValueError(f"{len(self.labels)} labels for {len(boxes)} boxes")
+        if self.difficult is not None:
+            object.__setattr__(self, "difficult", tuple(bool(d) for d in self.difficult))
+            if len(self.difficult) != len(boxes):
+                raise ValueError(f"{len(self.difficult)} difficult flags for {len(boxes)} boxes")
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -84,7 +100,8 @@ class Annotation:
             raise DataFormatError("this format has no classes to filter on; leave the class filter out")
         keep = np.array([class_key(label) in classes for label in self.labels], dtype=bool)
         kept = tuple(label for label, k in zip(self.labels, keep) if k)
-        return Annotation(self.boxes[keep], kept, self.frame)
+        difficult = None if self.difficult is None else tuple(d for d, k in zip(self.difficult, keep) if k)
+        return Annotation(self.boxes[keep], kept, self.frame, difficult)
 
     def describe_labels(self) -> str:
         """The labels with their counts for messages, e.g. ``person x2, car`` (``no label`` if none)."""

@@ -1,6 +1,10 @@
 """The ``csv`` layout: a CSV with a header row naming ``filename,xmin,ymin,xmax,ymax`` (pixels,
 continuous; other columns are ignored, an optional ``class`` column gives the classes); several
-rows for one file are several boxes. Files are relative to the CSV's folder (or its ``images/``).
+rows for one file are several boxes. Files are relative to the CSV's folder (or its ``images/``), as exporters write them
+(:class:`~localizer.data.readers.paths.FileIndex`: backslashes, a leading ``images/``, composed or
+decomposed Unicode); an image under the folder that no row names is listed as
+``missing-annotation``. Roboflow's CSV export (``train/_annotations.csv``, ``valid/``, ``test/``) is
+read per split folder, which gives the photo's export split.
 Spreadsheet exports read too: UTF-8 with or without a byte-order mark, any line ends, a comma,
 semicolon, tab or bar as delimiter (found by :class:`csv.Sniffer`) and, when the delimiter is not a
 comma, decimal commas (``10,5``). A CSV that looks like boxes in another dialect is named in the
@@ -20,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from localizer.data.readers.base import LABEL_NAMES, Annotation, AnnotationError, DataFormatError, Item, Reader, parse_number
+from localizer.data.readers.paths import FileIndex, export_split, one_item_per_image, unlisted_images
 
 CSV_COLUMNS = ("filename", "xmin", "ymin", "xmax", "ymax")
 #: Optional CSV column with the class name of each box.
@@ -142,12 +147,22 @@ def csv_hint(root: Path) -> str | None:
     return next(filter(None, (_foreign_csv(path) for path in sorted(root.glob("*.csv")))), None)
 
 
-def _items(root: Path) -> list[Item]:
-    layout = find_csv(root)
-    if layout is None:
-        hint = csv_hint(root)
-        raise DataFormatError(f"{root}: {hint}" if hint else
-                              f"{root}: no CSV with a header row {','.join(CSV_COLUMNS)}")
+def find_csvs(root: Path) -> list[_CsvLayout]:
+    """The CSVs of ``root`` in localizer's layout: the first of ``root`` (:func:`find_csv`); else the
+    first of each folder one level down (Roboflow's CSV export: ``train/_annotations.csv``, ...)."""
+    top = find_csv(root)
+    if top is not None:
+        return [top]
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return [layout for layout in map(find_csv, folders) if layout is not None]
+
+
+def _rows(layout: _CsvLayout) -> dict[str, list]:
+    """The rows of the CSV by file name as written: ``name -> [(line number, values or None, class)]``.
+
+    Raises:
+        DataFormatError: not UTF-8, or not a readable CSV (the message names the file).
+    """
     columns = [layout.columns[name] for name in CSV_COLUMNS]
     decimal_comma = layout.dialect.delimiter != ","
     rows: dict[str, list] = defaultdict(list)
@@ -172,9 +187,34 @@ def _items(root: Path) -> list[Item]:
         raise DataFormatError(f"{layout.path}: not UTF-8 text ({exc.reason}); save it as 'CSV UTF-8'") from exc
     except csv.Error as exc:
         raise DataFormatError(f"{layout.path}: not a readable CSV ({exc})") from exc
-    base = layout.path.parent / "images" if (layout.path.parent / "images").is_dir() else layout.path.parent
-    items = [Item(base / name, layout.path, payload=_CsvBoxes(boxes, layout.has_classes))
-             for name, boxes in rows.items()]
+    return rows
+
+
+def _csv_items(layout: _CsvLayout, root: Path, index: FileIndex) -> list[Item]:
+    """One item per image the CSV names; two spellings of one file in one CSV are one image."""
+    folder = layout.path.parent
+    bases = [folder / "images", folder] if (folder / "images").is_dir() else [folder, folder / "images"]
+    found: dict[Path, list] = defaultdict(list)
+    problems = {}
+    for name, boxes in _rows(layout).items():
+        image, problem = index.find(name, bases, layout.path.name)
+        found[image] += boxes
+        problems.setdefault(image, problem)
+    return [Item(image, layout.path, _CsvBoxes(sorted(boxes, key=lambda b: b[0]), layout.has_classes),
+                 export_split(image, root), problems[image]) for image, boxes in found.items()]
+
+
+def _items(root: Path) -> list[Item]:
+    layouts = find_csvs(root)
+    if not layouts:
+        hint = csv_hint(root)
+        raise DataFormatError(f"{root}: {hint}" if hint else
+                              f"{root}: no CSV with a header row {','.join(CSV_COLUMNS)}")
+    index = FileIndex(root)
+    items = one_item_per_image([item for layout in layouts for item in _csv_items(layout, root, index)],
+                               lambda it: it.annotation.relative_to(root).as_posix())
+    names = " or ".join(layout.path.relative_to(root).as_posix() for layout in layouts)
+    items += unlisted_images(root, {it.image for it in items}, names)
     return sorted(items, key=lambda it: str(it.image))
 
 
@@ -192,8 +232,8 @@ def _parse(item: Item, width: int, height: int) -> Annotation:
 
 
 def _label_kind(root: Path) -> str | None:
-    layout = find_csv(root)
-    return LABEL_NAMES if layout is not None and layout.has_classes else None
+    layouts = find_csvs(root)
+    return LABEL_NAMES if layouts and all(layout.has_classes for layout in layouts) else None
 
 
 READER = Reader("csv", _items, _parse, _label_kind)

@@ -1,7 +1,12 @@
-"""The ``voc`` layout: images and PASCAL VOC XML files (``<object><bndbox>``) with the same stem
-anywhere under the folder (e.g. ``JPEGImages/`` + ``Annotations/``). VOC pixel indices are 1-based
-and inclusive, so ``xmin = 93, xmax = 460`` becomes the continuous box ``(92, 460)``. The classes are
-the ``<object><name>``; the frame the boxes were drawn on is ``<size>``."""
+"""The ``voc`` layout: images and PASCAL VOC XML files (``<object><bndbox>``), each XML beside its
+image (LabelImg, makesense.ai, CVAT's "PASCAL VOC" export in one folder) or in a folder of XMLs
+parallel to the images' (``JPEGImages/`` + ``Annotations/``). VOC pixel indices are 1-based and
+inclusive, so ``xmin = 93, xmax = 460`` becomes the continuous box ``(92, 460)``. The classes are the
+``<object><name>``; the frame the boxes were drawn on is ``<size>``; ``<difficult>1</difficult>``
+marks objects the VOC devkit leaves out of evaluation (:attr:`Annotation.difficult`).
+
+An XML belongs to exactly one image, found by its relative path (:func:`pair_xmls`): ``cat/1.xml``
+is ``cat/1.jpg``'s, never ``dog/1.jpg``'s."""
 
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ def voc_annotation(path: Path) -> Annotation:
     Returns:
         ``boxes`` ``(K, 4)`` pixel xyxy in the XML's frame, ``labels`` the ``<name>`` of each object
         (``""`` when missing), ``frame`` the ``<size>`` ``(width, height)`` (None when missing or not
-        positive).
+        positive), ``difficult`` the K ``<difficult>`` flags (``1`` or ``true``; missing is 0).
 
     Raises:
         AnnotationError: ``missing-annotation``, ``unparsable-annotation`` or ``nan-box``.
@@ -43,7 +48,7 @@ def voc_annotation(path: Path) -> Annotation:
         tree = ET.fromstring(read_text(path))
     except ET.ParseError as exc:
         raise AnnotationError("unparsable-annotation", f"{path.name}: invalid XML ({exc})") from exc
-    boxes, labels = [], []
+    boxes, labels, difficult = [], [], []
     for obj in tree.iter("object"):
         bndbox = obj.find("bndbox")
         if bndbox is None:
@@ -56,9 +61,10 @@ def voc_annotation(path: Path) -> Annotation:
             coords.append(parse_number(node.text, f"{path.name} <{tag}>"))
         boxes.append([coords[0] - 1, coords[1] - 1, coords[2], coords[3]])
         labels.append((obj.findtext("name") or "").strip())
+        difficult.append((obj.findtext("difficult") or "0").strip() in ("1", "true", "True"))
     size = tree.find("size")
     frame = None if size is None else frame_size(size.findtext("width"), size.findtext("height"))
-    return Annotation(np.array(boxes, dtype=np.float64).reshape(-1, 4), tuple(labels), frame)
+    return Annotation(np.array(boxes, dtype=np.float64).reshape(-1, 4), tuple(labels), frame, tuple(difficult))
 
 
 def parse_voc_xml(path: Path, width: int | None = None, height: int | None = None) -> np.ndarray:
@@ -76,9 +82,69 @@ def parse_voc_xml(path: Path, width: int | None = None, height: int | None = Non
     return boxes_in_image(annotation, width, height) if width and height else annotation.boxes
 
 
+def _mirrors(image: Path, xml: Path, root: Path, image_folders: set[Path]) -> bool:
+    """True when ``xml`` lies where ``image`` does with one folder swapped for a folder without
+    images (``VOC/JPEGImages/a.jpg`` and ``VOC/Annotations/a.xml``)."""
+    a, b = image.relative_to(root).parts[:-1], xml.relative_to(root).parts[:-1]
+    differ = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    return len(a) == len(b) and len(differ) == 1 and root.joinpath(*b[:differ[0] + 1]) not in image_folders
+
+
+def pair_xmls(root: Path, images: list[Path], xmls: list[Path]) -> list[Item]:
+    """One :class:`Item` per image, each XML given to at most one image.
+
+    Rules, in order: (1) the XML beside the image with its stem (``cat/1.jpg`` -> ``cat/1.xml``);
+    (2) for an image left, the XMLs left with its stem, those in a parallel folder first
+    (:func:`_mirrors`): exactly one, wanted by no other image, is the image's. Several XMLs for one
+    image, or one XML for several images, are ``ambiguous-annotation`` naming them; none is
+    ``missing-annotation``, naming the XML of that stem that belongs to another image, if any.
+    """
+    show = lambda p: p.relative_to(root).as_posix()  # noqa: E731
+    beside = {x.with_suffix(""): x for x in xmls}
+    owner = {}
+    for image in images:
+        owner.setdefault(beside.get(image.with_suffix("")), []).append(image)
+    owner.pop(None, None)
+    left: dict[str, list[Path]] = {}
+    for xml in xmls:
+        if xml not in owner:
+            left.setdefault(xml.stem, []).append(xml)
+    image_folders = {folder for image in images for folder in image.parents}
+    wanted = {}
+    for image in images:
+        if beside.get(image.with_suffix("")) is None:
+            stems = left.get(image.stem, [])
+            parallel = [x for x in stems if _mirrors(image, x, root, image_folders)]
+            wanted[image] = parallel or stems
+    wanting: dict[Path, list[Path]] = {}
+    for image, xmls_of in wanted.items():
+        for xml in xmls_of:
+            wanting.setdefault(xml, []).append(image)
+    items = []
+    for image in images:
+        xml = beside.get(image.with_suffix(""))
+        claims = owner[xml] if xml is not None else [image] + [i for x in wanted[image] for i in wanting[x] if i != image]
+        if xml is None and len(wanted[image]) == 1 and len(claims) == 1:
+            xml = wanted[image][0]
+        if xml is not None and len(claims) == 1:
+            items.append(Item(image, xml))
+            continue
+        named = (wanted.get(image) or []) if xml is None else [xml]
+        if not named:
+            taken = [show(x) for x, imgs in owner.items() if x.stem == image.stem]
+            detail = f"no XML file named {image.stem}.xml" + (
+                f" for it ({', '.join(taken)} belongs to another image beside it)" if taken else "")
+            items.append(Item(image, None, problem=AnnotationError("missing-annotation", detail)))
+            continue
+        detail = (f"the XML files {', '.join(map(show, named))} all fit it" if len(named) > 1 else
+                  f"{show(named[0])} fits {' and '.join(sorted(map(show, set(claims))))}")
+        items.append(Item(image, None, problem=AnnotationError(
+            "ambiguous-annotation", f"{detail}; an annotation must belong to exactly one image")))
+    return items
+
+
 def _items(root: Path) -> list[Item]:
-    xml_by_stem = {p.stem: p for p in sorted(root.rglob("*.xml"))}
-    return [Item(image, xml_by_stem.get(image.stem)) for image in images_under(root)]
+    return pair_xmls(root, images_under(root), sorted(root.rglob("*.xml")))
 
 
 def _parse(item: Item, width: int, height: int) -> Annotation:
