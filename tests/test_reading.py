@@ -15,12 +15,13 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from localizer import cli
 from localizer.report import narration, plots, runner
 from localizer.data.download import REPO_ROOT, display_path
-from localizer.errors import DataError
+from localizer.errors import ConfigError, DataError
 from localizer.engine.evaluation import MEASUREMENT_MIN_IMAGES, by_animal_count, format_metrics, spread_sample
 from localizer.progress import progress_bar
 from localizer.recipe import recipe_for
@@ -107,13 +108,26 @@ def test_narration_follows_the_recipe():
     assert "256 × 256 px" in narration.describe_input(report) and "8 × 8 grid" in narration.describe_input(report)
     assert "128 × 128 px" in narration.describe_input(quick) and "4 × 4 grid" in narration.describe_input(quick)
     assert narration.loss_name(report) == "Smooth L1" and narration.loss_name(quick) == "GIoU + L1"
-    tuned = recipe_for("quick", dfl=0.5, backbone_lr_scale=0.1, epochs=quick.epochs)
+    tuned = recipe_for("quick", dfl=0.5, epochs=quick.epochs)
     text = narration.describe_training(tuned)
     assert "plus 0.5 × **distribution focal loss**" in text
-    assert "learning rate 1.0e-03 for the head and 1.0e-04 for the pretrained backbone" in text
+    assert "learning rate 1.0e-03, weight decay 0.0001, batch 32, 13 epochs" in text
     assert "focal" not in narration.describe_training(recipe_for("quick", dfl=0.0))
-    assert "**3 hypotheses**" in narration.describe_model(recipe_for("quick", hypotheses=3))
-    assert "hypothes" not in narration.describe_model(recipe_for("quick"))
+    assert "expected position under their softmax" in narration.describe_model(quick)
+    assert "largest detected animal" in narration.describe_model(recipe_for("best"))
+    assert "no output activation" in narration.describe_model(report)
+
+
+def test_split_and_augmentation_narration_follow_the_recipe():
+    smoke = recipe_for("smoke", seed=7)
+    assert narration.describe_split(smoke) == ("**This run**: train / validation / test = 70% / 15% / 15% of a seeded "
+                                               "sample of at most 64 usable images (`subset = 64`), with `seed = 7`.")
+    assert "of all usable images" in narration.describe_split(recipe_for("report"))
+    quick = narration.describe_augmentation(recipe_for("quick"))
+    assert "BatchAugment(affine_p=0.5)" in quick and "on 50% of the images it is also scaled by 0.75–1.15" in quick
+    assert "bottom row" in quick and "middle row" not in quick
+    report = narration.describe_augmentation(recipe_for("report"))
+    assert "**not** scaled or shifted (`affine_p = 0`)" in report and "what `affine_p = 1` would add" in report
 
 
 def test_curves_caption_names_the_best_epoch_and_the_schedule():
@@ -378,3 +392,119 @@ def test_offline_without_data_the_error_names_the_ways_on(tmp_path, monkeypatch)
     assert "--data DIR" in message and "make run DATA=DIR" in message
     assert "python -m localizer synthetic DIR" in message and "make run DATA=DIR/yolo PROFILE=smoke" in message
     assert not (tmp_path / "data").exists()  # the empty folders of the failed download are removed
+
+
+# ----------------------------------------------------------------------------- runner: paths, dead kernels, resume
+def test_repo_path_takes_relative_paths_from_the_repository_root():
+    assert runner.repo_path("runs/notebook") == REPO_ROOT / "runs" / "notebook"
+    assert runner.repo_path("../shared/data/lion") == REPO_ROOT.parent / "shared" / "data" / "lion"
+    assert runner.repo_path("/tmp/run") == Path("/tmp/run") and runner.repo_path(None) is None
+    lion = REPO_ROOT.parent / "shared" / "data" / "lion"
+    assert runner.repo_path(display_path(lion)) == lion  # the inverse of display_path, as the runner passes paths
+
+
+def _fake_papermill(monkeypatch, calls, die_in=None):
+    """papermill.execute_notebook replaced: records each notebook's parameters, makes the run folder in
+    02 as the notebook does (Run.create), and lets the kernel of ``die_in`` die in its training cell."""
+    import papermill
+    from nbclient.exceptions import DeadKernelError
+
+    from localizer.engine.run import Run
+
+    def execute(source, output, parameters, **kwargs):
+        name = Path(source).stem
+        calls.append((name, parameters))
+        notebook = nbformat.v4.new_notebook()
+        notebook.metadata["papermill"] = {"input_path": source, "output_path": output}
+        if name == "02_preprocessing_and_split":
+            config = recipe_for(parameters["profile"], data=str(runner.repo_path(parameters["data"])),
+                                **parameters["recipe"])
+            Run.create(config, runner.repo_path(parameters["run_dir"]), progress=False)
+        if name == die_in:
+            cell = nbformat.v4.new_code_cell('history = train(run, resume="auto")\nreadable_history(history)')
+            cell.metadata["papermill"] = {"status": "running"}
+            notebook.cells = [cell]
+            nbformat.write(notebook, output)
+            raise DeadKernelError("Kernel died")
+        nbformat.write(notebook, output)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+
+
+def test_a_dead_kernel_names_the_notebook_the_cause_and_the_resume(synthetic_data, tmp_path, monkeypatch):
+    calls = []
+    _fake_papermill(monkeypatch, calls, die_in="03_model_and_training")
+    run_dir = tmp_path / "run"
+    with pytest.raises(runner.KernelDied) as error:
+        runner.run_notebooks(data=synthetic_data / "yolo", profile="smoke", run_dir=run_dir, progress=False)
+    message = str(error.value)
+    assert message.startswith("03_model_and_training.ipynb stopped: its kernel died in the cell "
+                              '`history = train(run, resume="auto")`')
+    assert "out of memory" in message and "-p workers=0" in message and "-p batch_size=16" in message
+    assert f"--run-dir {display_path(run_dir)} --resume" in message
+    assert [name for name, _ in calls] == list(runner.NOTEBOOKS[:3])  # 04 never ran
+    assert isinstance(error.value, runner.NotebookFailed)  # the CLI prints it as one line, exit code 1
+
+    # run --resume with the CLI's default profile and fewer workers: the run's own recipe goes on
+    calls.clear()
+    _fake_papermill(monkeypatch, calls)
+    runner.run_notebooks(profile="quick", run_dir=run_dir, params={"workers": 0}, resume=True, progress=False)
+    assert [name for name, _ in calls] == list(runner.NOTEBOOKS)
+    parameters = dict(calls)["02_preprocessing_and_split"]
+    assert parameters["profile"] == "smoke" and parameters["recipe"] == {"workers": 0}
+    assert parameters["data"] == display_path(synthetic_data / "yolo")
+    from localizer.engine.run import Run
+
+    assert Run.open(run_dir).config.workers == 0
+    with pytest.raises(ConfigError, match="epochs=5"):
+        runner.run_notebooks(run_dir=run_dir, params={"epochs": 5}, resume=True, progress=False)
+
+
+def test_figures_are_copied_by_the_runner_and_a_missing_one_is_named(tmp_path):
+    figures = tmp_path / "run" / "figures"
+    figures.mkdir(parents=True)
+    names = list(plots.FIGURE_NAMES.values())
+    for name in names[:-1]:
+        (figures / name).write_bytes(b"figure")
+    with pytest.raises(FileNotFoundError, match=names[-1]):
+        runner.copy_figures(tmp_path / "run", tmp_path / "out")
+    (figures / names[-1]).write_bytes(b"figure")
+    written = runner.copy_figures(tmp_path / "run", tmp_path / "out")
+    assert [p.name for p in written] == names and (tmp_path / "out" / names[0]).read_bytes() == b"figure"
+
+
+# ----------------------------------------------------------------------------- notebook 02's augmentation figure
+def _photo_rows(tmp_path, n=3):
+    """``n`` grey 100 x 50 px photos, each with the box (40, 15, 60, 35): (0.4, 0.3, 0.6, 0.7) normalized."""
+    rows = []
+    for i in range(n):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((50, 100, 3), 60 * i, np.uint8)).save(path)
+        rows.append({"path": str(path), "width": 100, "height": 50, "xmin": 40, "ymin": 15, "xmax": 60, "ymax": 35})
+    return pd.DataFrame(rows)
+
+
+def test_augmentation_examples_move_the_boxes_as_training_does(tmp_path):
+    from localizer.report.exploration import augmentation_examples
+
+    rows = _photo_rows(tmp_path)
+    items, titles = augmentation_examples(rows, image_size=64, affine_p=0.0, seed=0)
+    assert len(items) == len(titles) == 9  # cached, as trained, and the scale + shift the recipe leaves out
+    for image, box, pred in items[:3]:
+        assert tuple(image.shape) == (3, 64, 64) and pred is None
+        assert box.tolist() == pytest.approx([25.6, 19.2, 38.4, 44.8])  # 0.4 x 64, 0.3 x 64, ...
+    for (_, box, _), title in zip(items[3:6], titles[3:6]):
+        assert "scale" not in title  # affine_p = 0: flip and jitter only
+        expected = [25.6, 19.2, 38.4, 44.8] if title.startswith("not flipped") else [64 - 38.4, 19.2, 64 - 25.6, 44.8]
+        assert box.tolist() == pytest.approx(expected, abs=1e-4)
+    for (_, box, _), title in zip(items[6:], titles[6:]):
+        scale, shift = title.split("scale ")[1].split(", shift ")
+        dx, dy = (float(v.strip("%")) / 100 for v in shift.split(" / "))
+        width = (box[2] - box[0]).item() / 64
+        assert width == pytest.approx(0.2 * float(scale), abs=0.002)  # about the centre: x' = (x - 32) s + 32 + dx 64
+        assert (box[0] + box[2]).item() / 128 == pytest.approx(0.5 + dx, abs=0.006)
+        assert (box[1] + box[3]).item() / 128 == pytest.approx(0.5 + dy, abs=0.006)
+    again, _ = augmentation_examples(rows, image_size=64, affine_p=0.0, seed=0)
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(items, again))  # seeded
+    items, titles = augmentation_examples(rows, image_size=64, affine_p=1.0, seed=0)
+    assert len(items) == 6 and all("scale" in t for t in titles[3:])  # the run's own scale + shift, no third row

@@ -4,7 +4,8 @@
 * :func:`build_transforms` — the whole per-image pipeline from a decoded PIL image and its pixel box:
   resize to ``image_size`` x ``image_size`` (aspect ratio not kept, as in the course report), train-only
   augmentation (:func:`build_augmentation`), float conversion and ImageNet normalization: the
-  textbook per-item pipeline (notebook 02 shows it step by step; the benchmark's ``plain`` baseline).
+  textbook per-item pipeline (notebook 02 shows its resize and normalization on one photo; with
+  ``train=True`` it is the benchmark's ``plain`` baseline). Training does not use it.
 * :func:`model_input` / :func:`normalize_images` — what prediction and training use on the
   decode-once cache's uint8 batches: normalization of whole batches on the device. Training
   augments those batches first with :class:`localizer.engine.batch_augment.BatchAugment` (the same flip and
@@ -36,6 +37,8 @@ FLIP_P = 0.5
 
 def build_augmentation(train: bool, flip_p: float = FLIP_P, color_jitter: dict | None = None) -> v2.Transform:
     """Train-time augmentation for ``(image, BoundingBoxes)`` pairs; the identity when ``train`` is False.
+    The per-item counterpart of :class:`localizer.engine.batch_augment.BatchAugment` (which training
+    uses, and which adds the scale + shift), kept for :func:`build_transforms`.
 
     RandomHorizontalFlip(``flip_p``) moves the box with the image (xmin' = W - xmax, xmax' = W - xmin)
     and ColorJitter(``color_jitter``, default :data:`COLOR_JITTER`) changes only pixel values.

@@ -1,4 +1,5 @@
-"""Exploration of a dataset's primary boxes (notebook 01): per-image statistics and their figure.
+"""Looking at the data before training: the primary boxes' statistics and their figure (notebook
+01), and what training's augmentation does to a few photos (notebook 02).
 
 All quantities are fractions of the image, so that images of any size compare; y points down, as
 in the image.
@@ -14,7 +15,14 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+import torch
+from torchvision.transforms.v2 import functional as F
 
+from localizer.boxes import hflip_boxes
+from localizer.data.imageio import load_rgb
+from localizer.engine.batch_augment import JITTER_OPS, BatchAugment, apply_augment
+from localizer.engine.datasets import normalized_targets
+from localizer.engine.transforms import resize_image
 from localizer.report.plots import save_figure
 
 
@@ -104,3 +112,60 @@ def _scatter_panels(centre_ax, size_ax, stats: pd.DataFrame) -> None:
     size_ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="box width / image width", ylabel="box height / image height",
                 title="Width vs height")
     size_ax.set_aspect("equal")
+
+
+def augmentation_examples(rows: pd.DataFrame, image_size: int, affine_p: float, seed: int) -> tuple[list, list[str]]:
+    """What training's augmentation does to a few photos, as :func:`localizer.report.plots.plot_samples`
+    items and titles, one row of ``len(rows)`` panels each:
+
+    1. the photos as the training cache holds them: decoded and resized to ``image_size`` ×
+       ``image_size`` (:func:`localizer.engine.transforms.resize_image`), with their primary box;
+    2. one draw of ``BatchAugment(affine_p=affine_p)``, the augmentation training builds
+       (:func:`localizer.engine.training.train`), titled with what was drawn (flip, scale + shift,
+       jitter factors);
+    3. only when ``affine_p`` is 0: the scale + shift alone forced on every photo (``affine_p = 1``,
+       no flip, no jitter), to show what the recipe leaves out.
+
+    Args:
+        rows: manifest rows (``path`` and the pixel box ``xmin..ymax`` of the original photo).
+        image_size: the recipe's input side, pixels.
+        affine_p: the recipe's probability of the scale + shift.
+        seed: seeds the draws (in a fork of torch's global generator: the caller's stream is unchanged).
+
+    Returns:
+        ``(items, titles)``: ``(image (3, S, S) uint8 or float in [0, 1], pixel xyxy box, None)`` per
+        panel, row after row, and one title per panel.
+    """
+    images = torch.stack([F.pil_to_tensor(resize_image(load_rgb(path), image_size)) for path in rows["path"]])
+    boxes = torch.from_numpy(normalized_targets(rows))
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        params = BatchAugment(affine_p=affine_p).sample(len(images))
+        affine_only = BatchAugment(flip_p=0.0, color_jitter={}, affine_p=1.0).sample(len(images))
+    rows_out = [(images.float() / 255, boxes, ["as cached"] * len(images))]
+    augmented, moved = apply_augment(images, boxes, params)
+    rows_out.append((augmented, moved, [_drawn(params, i, boxes, moved) for i in range(len(images))]))
+    if not affine_p:
+        augmented, moved = apply_augment(images, boxes, affine_only)
+        rows_out.append((augmented, moved, [f"affine_p = 1:\n{_geometry(affine_only, i, boxes, moved)}"
+                                            for i in range(len(images))]))
+    items = [(image, box * image_size, None) for batch, row_boxes, _ in rows_out for image, box in zip(batch, row_boxes)]
+    return items, [title for _, _, titles in rows_out for title in titles]
+
+
+def _drawn(params, i: int, before: torch.Tensor, after: torch.Tensor) -> str:
+    """A panel title: what :class:`~localizer.engine.batch_augment.AugmentParams` drew for image ``i``."""
+    parts = ["flipped" if params.flip[i] else "not flipped"]
+    if params.affine is not None and params.affine[i]:
+        parts.append(_geometry(params, i, before, after))
+    factors = [f"{op[0]} ×{f:.2f}" for op, f in zip(JITTER_OPS, params.factors[i].tolist()) if op in params.order]
+    return ", ".join(parts) + ("\n" + " ".join(factors) if factors else "")
+
+
+def _geometry(params, i: int, before: torch.Tensor, after: torch.Tensor) -> str:
+    """The scale + shift drawn for image ``i`` (shift as shares of the width / height), or that it
+    was refused (the box unchanged but for the flip: the animal would have left the frame)."""
+    expected = hflip_boxes(before[i:i + 1])[0] if params.flip[i] else before[i]
+    if torch.allclose(after[i], expected):
+        return "scale + shift refused"
+    return f"scale {params.scale[i]:.2f}, shift {params.shift[i, 0]:+.0%} / {params.shift[i, 1]:+.0%}"

@@ -1,5 +1,5 @@
 """Text of the notebooks that depends on the recipe: what this run's loss, schedule, head and input
-are, the caption of Figure 1, and the history table rounded for reading.
+are, how it splits and augments, the caption of Figure 1, and the history table rounded for reading.
 
 The notebooks explain the ideas in markdown; the sentences that name *this* run's choices are made
 here from its :class:`~localizer.recipe.TrainConfig`, so that a run with GIoU + L1 and a cosine
@@ -14,6 +14,8 @@ from dataclasses import asdict
 import pandas as pd
 
 from localizer.data.download import display_path
+from localizer.engine.batch_augment import AFFINE_SCALE, AFFINE_TRANSLATE
+from localizer.engine.transforms import COLOR_JITTER, FLIP_P
 from localizer.model.heads import BINS, REDUCED_CHANNELS
 from localizer.model.losses import GIOU_WEIGHT, L1_WEIGHT
 from localizer.model.models import STRIDE, feature_grid, input_normalization
@@ -51,44 +53,40 @@ def describe_input(config: TrainConfig) -> str:
 
 
 def describe_model(config: TrainConfig) -> str:
-    """Markdown: this run's backbone (with its weights) and head."""
+    """Markdown: this run's backbone (with its weights) and head, what the head computes and why
+    (the one text of the heads: notebook 03 shows it for the run's own recipe)."""
     backbone = BACKBONE_NAMES.get(config.backbone, config.backbone)
     weights = "ImageNet weights" if config.weights == "imagenet" else "random initial weights (no pretraining)"
-    grid = feature_grid(config.image_size)[0]  # the map the softargmax and dense heads keep
+    grid = feature_grid(config.image_size)[0]  # the map the softargmax and largest heads keep
     if config.head == "linear":
-        head = (f"the report's head, **Dropout({config.dropout:g}) + Linear(F, 4)** on the globally "
-                "average-pooled features")
-    elif config.head == "dense":
-        head = (f"the **dense head**: each cell of the {grid} × {grid} map predicts the distances from its centre "
-                f"to the four edges (the expected position under a softmax over {BINS} positions each, as in "
-                "FCOS, Tian et al., ICCV 2019, with GFL's per-edge distributions) and a score; the box is the "
-                "best-scored cell's, so on a photo with several animals it is one animal's box rather than one "
-                "between them. The scores are trained towards the cells near the centre of the true box "
-                "(FCOS's centerness)")
+        head = (f"the report's head, **Dropout({config.dropout:g}) + Linear(F, 4)**: global average pooling turns "
+                "the last feature map into one vector of $F$ numbers ($F$ = 512 for ResNet-18, 1280 for "
+                f"EfficientNet-Lite); during training dropout zeroes a share {config.dropout:g} of them at random, so "
+                "the head cannot rely on a few (a cheap defence against overfitting on a small dataset), and one "
+                "linear layer maps them to $(x_{min}, y_{min}, x_{max}, y_{max})$ in normalized coordinates. There is "
+                "no output activation: a sigmoid would flatten the gradient for boxes that touch the image border, "
+                "which are frequent here; predictions are clipped to [0, 1] (and their corners ordered) only when "
+                "scored")
     elif config.head == "largest":
-        head = ("the **largest-animal head**: a dense head, trained on *every* annotated animal, detects each "
-                f"animal from the cells of the {grid} × {grid} map near its centre (each cell scores whether an "
+        head = ("the **largest-animal head**: a detector over the map's cells, trained on *every* annotated "
+                f"animal, finds each animal from the cells of the {grid} × {grid} map near its centre (each cell scores whether an "
                 "animal's centre is near it and predicts its box, as in FCOS, Tian et al., ICCV 2019, with "
                 f"distributions over {BINS} positions per edge), and the prediction is the **largest detected "
                 "animal**, as the ground truth is the largest one: a head that regresses one box can put it between "
                 "two animals or around the group. A soft-argmax head, trained on the primary box beside it, gives "
                 "the box of a photo in which no animal is detected")
     else:
-        head = (f"the **soft-argmax head**: a 1 × 1 convolution to {REDUCED_CHANNELS} channels keeps the "
-                f"{grid} × {grid} map with its positions, Dropout({config.dropout:g}) and a linear layer give "
-                f"each edge a score for {BINS} positions, and the edge is the expected position under their "
-                "softmax")
-        if config.hypotheses > 1:
-            head += (f"; it gives **{config.hypotheses} hypotheses** (boxes) with a score each and predicts the "
-                     "best-scored one, trained by relaxed winner-takes-all (Rupprecht et al., ICCV 2017): only the "
-                     "hypothesis nearest the true box learns from it, so on a photo with several animals each "
-                     "hypothesis can box one of them instead of one box falling between them")
+        head = ("the **soft-argmax head**, which keeps *where* the features are (global average pooling would "
+                f"throw that away, and the box is a where): a 1 × 1 convolution to {REDUCED_CHANNELS} channels keeps "
+                f"the {grid} × {grid} map with its positions, Dropout({config.dropout:g}) and a linear layer give "
+                f"each of the four edges a score for {BINS} positions spread over the image, and the edge is the "
+                "expected position under their softmax (a *soft-argmax*, as in integral pose regression, Sun et al., "
+                "ECCV 2018, and Generalized Focal Loss, Li et al., NeurIPS 2020)")
     return f"**This run**: backbone {backbone} with {weights}; head: {head}."
 
 
 def describe_training(config: TrainConfig) -> str:
-    """Markdown: this run's loss, optimizer, schedule, weight averaging and augmentation, with
-    their sources."""
+    """Markdown: this run's loss, optimizer, schedule and augmentation, with their sources."""
     if config.loss == "smooth_l1":
         loss = ("**Smooth L1** (Girshick, *Fast R-CNN*, 2015) on the normalized xyxy coordinates, averaged "
                 "over the four coordinates and the batch")
@@ -106,29 +104,43 @@ def describe_training(config: TrainConfig) -> str:
                     f"the validation loss has not improved for {config.plateau_patience} epochs (Figure 1 "
                     "marks each drop)")
     else:
-        warmup = (f"after a linear warm-up over {config.warmup_epochs} epoch(s), " if config.warmup_epochs else "")
-        schedule = (f"**cosine annealing**: {warmup}the learning rate falls smoothly from {lr:.1e} to 0 over "
-                    f"the {config.epochs} epochs (Loshchilov & Hutter, *SGDR*, 2017); no plateau drops")
-    backbone_lr = ""
-    if config.backbone_lr_scale != 1:
-        backbone_lr = (f" for the head and {lr * config.backbone_lr_scale:.1e} for the pretrained backbone "
-                       "(discriminative fine-tuning, Howard & Ruder, ULMFiT, 2018)")
-    parts = [f"loss: {loss};",
-             (f"optimizer: **AdamW**, learning rate {lr:.1e}{backbone_lr}, weight decay {config.weight_decay:g}, "
-              f"batch {config.batch_size}, {config.epochs} epochs;"),
-             f"schedule: {schedule};"]
-    if config.ema:
-        parts.append(f"weights averaged: an exponential moving average (decay {config.ema:g} per step) is "
-                     "what validation, `best.pt` and the test use;")
-    augment = "horizontal flip (p = 0.5) and colour jitter"
+        schedule = (f"**cosine annealing**: the learning rate falls smoothly from {lr:.1e} to 0 over the "
+                    f"{config.epochs} epochs (Loshchilov & Hutter, *SGDR*, 2017); no plateau drops")
+    augment = f"horizontal flip (p = {FLIP_P:g}) and colour jitter"
     if config.affine_p:
         augment += f", and a box-aware random scale + shift on {config.affine_p:.0%} of the images"
-    parts.append(f"augmentation (training only): {augment}" + (";" if config.several_repeat != 1 else "."))
-    if config.several_repeat != 1:
-        parts.append(f"sampling: the training photos with several animals are drawn **{config.several_repeat:g} times "
-                     "as often** as those with one (with replacement; repeat factor sampling, Gupta et al., LVIS, "
-                     "2019): they are the hard case, whose box is the largest animal's.")
+    parts = [f"loss: {loss};",
+             (f"optimizer: **AdamW**, learning rate {lr:.1e}, weight decay {config.weight_decay:g}, "
+              f"batch {config.batch_size}, {config.epochs} epochs;"),
+             f"schedule: {schedule};",
+             f"augmentation (training only, notebook 02 shows it): {augment}."]
     return "**This run**:\n\n" + "\n".join(f"* {part}" for part in parts)
+
+
+def describe_split(config: TrainConfig) -> str:
+    """Markdown: this run's split (fractions, seed, subset)."""
+    shares = " / ".join(f"{share:.0%}" for share in config.fractions)
+    subset = (f" of a seeded sample of at most {config.subset} usable images (`subset = {config.subset}`)"
+              if config.subset else " of all usable images")
+    return f"**This run**: train / validation / test = {shares}{subset}, with `seed = {config.seed}`."
+
+
+def describe_augmentation(config: TrainConfig) -> str:
+    """Markdown: the augmentation training applies in this run (:class:`BatchAugment` with the
+    recipe's ``affine_p``), as the figure of notebook 02 shows it."""
+    jitter = ", ".join(f"{name} ±{value:.0%}" for name, value in COLOR_JITTER.items() if value)
+    low, high = AFFINE_SCALE
+    text = (f"**This run** trains with `BatchAugment(affine_p={config.affine_p:g})` on every training batch: each "
+            f"image is mirrored with probability {FLIP_P:g} and colour-jittered ({jitter}); ")
+    if config.affine_p:
+        return text + (f"on {config.affine_p:.0%} of the images it is also scaled by {low:g}–{high:g} and shifted by "
+                       f"up to {AFFINE_TRANSLATE:.0%} of the side, the box moved with it. Below: a few training photos "
+                       "as the cache holds them (top row) and as one draw of this augmentation leaves them (bottom "
+                       "row), boxes in white.")
+    return text + ("it is **not** scaled or shifted (`affine_p = 0`). Below: a few training photos as the cache holds "
+                   "them (top row), as one draw of this augmentation leaves them (middle row), and, to show what "
+                   f"`affine_p = 1` would add, the scale ({low:g}–{high:g}) and shift (up to {AFFINE_TRANSLATE:.0%}) "
+                   "alone (bottom row), boxes in white.")
 
 
 def curves_caption(config: TrainConfig, history: pd.DataFrame) -> str:

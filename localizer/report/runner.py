@@ -6,12 +6,19 @@ recipe with the ``-p`` values (:meth:`localizer.engine.run.Run.create`), 03 trai
 it, so the run folder ends up holding the executed notebooks, ``manifest.csv``, ``history.csv``,
 ``checkpoints/``, ``metrics.json`` and ``figures/``. Each notebook receives the parameters its
 ``parameters`` cell declares. A failing cell stops the run with the notebook's name and the cell's
-number.
+number; a kernel that dies (killed by the system, most often for lack of memory) stops it with the
+notebook's name, the likely cause and how to continue (``run --resume``).
+
+Paths: the kernels work in ``notebooks/``, as JupyterLab's do, and the runner passes paths relative to
+the repository root (:func:`localizer.data.download.display_path`, so that executed notebooks show no
+machine's folders); the notebooks resolve every path parameter with :func:`repo_path`, so a relative
+path means the same folder under the runner, in JupyterLab and under nbval.
 
 What the terminal shows: the notebooks' printed output as it comes (papermill's ``stdout_file`` and
 ``stderr_file``), so training prints one line per epoch with the time left
 (:func:`localizer.engine.training.epoch_line`). The kernels run with ``TQDM_DISABLE=1``: a tqdm bar in a
 headless notebook is a widget nobody sees, whose last state would stay in the executed notebook.
+Copies for reading (``--publish``, ``--figures``) are made by :mod:`localizer.report.publish`.
 """
 
 from __future__ import annotations
@@ -20,29 +27,39 @@ import os
 import shutil
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 from localizer.data.download import REPO_ROOT, display_path, ensure_data
 from localizer.errors import ConfigError, DataError
-from localizer.recipe import field_names, recipe_for
-from localizer.engine.run import foreign_entries
+from localizer.recipe import PROFILES, field_names, recipe_for, recipe_values
+from localizer.engine.run import CONFIG, foreign_entries
+from localizer.report.publish import (NOTEBOOKS, WIDGET_MIME, copy_figures, publish_notebooks,  # noqa: F401
+                                      relative_papermill_paths)
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-NOTEBOOKS = (
-    "01_data_exploration",
-    "02_preprocessing_and_split",
-    "03_model_and_training",
-    "04_evaluation_and_inference",
-)
-
-#: Output types that only a live frontend can show (a tqdm bar's widget): a static view (nbconvert,
-#: a repository page) shows their stale text, so published notebooks drop them.
-WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 class NotebookFailed(RuntimeError):
     """A notebook cell raised; the message names the notebook, the cell and the error."""
+
+
+class KernelDied(NotebookFailed):
+    """A notebook's kernel died (killed by the system, e.g. by the out-of-memory killer); the
+    message names the notebook, the cell, the likely cause and how to continue."""
+
+
+def repo_path(path: str | Path | None) -> Path | None:
+    """A path parameter of the notebooks as a folder: ``None`` stays None, an absolute path stays
+    as it is, a relative one (``runs/notebook``, ``../shared/data/lion``) is taken from the
+    repository root (:data:`localizer.data.download.REPO_ROOT`), whatever the kernel's working
+    directory (``notebooks/`` in JupyterLab and under the runner, ``tests/notebooks/`` under nbval).
+    The inverse of :func:`localizer.data.download.display_path`, with which the runner passes paths;
+    not resolved, so a folder behind a link keeps its name."""
+    if path is None:
+        return None
+    path = Path(path)
+    return path if path.is_absolute() else Path(os.path.normpath(REPO_ROOT / path))
 
 
 class NotebookDataError(DataError):
@@ -90,20 +107,12 @@ def _make_room(run_dir: Path, resume: bool, overwrite: bool) -> None:
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
-@contextmanager
 def _headless_environment():
-    """Environment of the headless kernels: ``TQDM_DISABLE=1`` turns the tqdm progress bars off
-    (papermill cannot show widgets, and their last state would stay in the executed notebooks as
-    stale ``0%| | 0/54`` lines); training prints a text line per epoch instead."""
-    saved = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = saved
+    """Environment of the headless kernels (a context manager; the runner's own is restored after):
+    ``TQDM_DISABLE=1``, which tqdm reads as the default of its ``disable``, turns the progress bars
+    off (papermill cannot show widgets, and their last state would stay in the executed notebooks
+    as stale ``0%| | 0/54`` lines); training prints a text line per epoch instead."""
+    return mock.patch.dict(os.environ, {"TQDM_DISABLE": "1"})
 
 
 def default_run_dir(profile: str) -> Path:
@@ -131,120 +140,139 @@ def run_notebooks(
         profile: a key of :data:`localizer.recipe.PROFILES`; ``params`` (recipe fields, see
             :class:`localizer.recipe.TrainConfig`) override its values.
         run_dir: run folder (default :func:`default_run_dir`).
-        figures_dir: copy the four report figures here too (e.g. ``figures/``; notebook 04 does it).
+        figures_dir: copy the four report figures here too, after the notebooks (e.g. ``figures/``;
+            :func:`copy_figures`).
         publish_dir: copy the executed notebooks here too, for reading (:func:`publish_notebooks`).
-        resume: continue in an existing run folder (a finished training is not repeated).
+        resume: continue in an existing run folder with the recipe it was started with
+            (:func:`resumed_recipe`; a finished training is not repeated).
         overwrite: replace an existing run folder (only a localizer run, see
             :func:`localizer.engine.run.foreign_entries`).
 
     Raises:
         localizer.errors.ConfigError: unknown profile, a parameter that is no recipe field (a typo
-            such as ``epoch`` would otherwise be ignored and the run would use the default), or a
-            value :class:`localizer.recipe.TrainConfig` refuses (e.g. ``epochs="two"``).
+            such as ``epoch`` would otherwise be ignored and the run would use the default), a
+            value :class:`localizer.recipe.TrainConfig` refuses (e.g. ``epochs="two"``), or, with
+            ``resume``, a change to the recipe of the run folder.
         FileExistsError: ``run_dir`` is not empty and neither ``resume`` nor ``overwrite``, or
             ``overwrite`` on a folder that is not a localizer run
             (:func:`localizer.engine.run.foreign_entries`): it is never deleted.
         NotebookDataError: a cell stopped on unusable data (e.g. too few usable photos to split).
+        KernelDied: a notebook's kernel died (e.g. killed for lack of memory).
         NotebookFailed: a cell raised anything else.
+        FileNotFoundError: ``figures_dir`` is given and a report figure was not made.
     """
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    params = dict(params or {})
-    unknown = set(params) - set(field_names())
-    if unknown:
-        raise ConfigError(f"unknown notebook parameter(s) {sorted(unknown)}; the notebooks take the recipe's "
-                          f"fields {sorted(field_names())}")
-    data = Path(os.path.abspath(ensure_data(data)))  # not resolve(): a data folder behind a link keeps its name
-    config = recipe_for(profile, **params, data=str(data))  # a bad value fails now, not in notebook 02
     run_dir = Path(os.path.abspath(run_dir or default_run_dir(profile)))
+    values = _parameters(data, profile, run_dir, dict(params or {}), resume)
     _make_room(run_dir, resume, overwrite)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    values = {"data": display_path(data), "data_format": config.format, "oxford_box": config.oxford_box,
-              "classes": config.classes, "seed": config.seed, "run_dir": display_path(run_dir),
-              "profile": profile, "recipe": params,
-              "figures_dir": None if figures_dir is None else display_path(figures_dir)}
     started = time.perf_counter()
     for name in notebooks:
-        output = run_dir / "notebooks" / f"{name}.ipynb"
-        if progress:
-            print(f"[{name}] running -> {output}", flush=True)
-        notebook_started = time.perf_counter()
-        source = NOTEBOOK_DIR / f"{name}.ipynb"
-        declared = papermill.inspect_notebook(str(source))
-        try:
-            with _headless_environment():
-                papermill.execute_notebook(
-                    str(source), str(output), parameters={k: v for k, v in values.items() if k in declared},
-                    cwd=str(REPO_ROOT), kernel_name="python3", progress_bar=False,
-                    stdout_file=sys.stdout if progress else None, stderr_file=sys.stderr if progress else None,
-                    extra_arguments=KERNEL_ARGUMENTS,
-                )
-        except PapermillExecutionError as exc:
-            message = (f"{name}.ipynb failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
-                       f"the executed notebook is {output}")
-            if exc.ename in _data_error_names():
-                raise NotebookDataError("", message) from None
-            raise NotebookFailed(message) from None
-        _relative_papermill_paths(output)
-        print(f"[{name}] done in {_minutes(time.perf_counter() - notebook_started)}", flush=True)
+        _run_notebook(name, run_dir, values, progress)
     print(f"run: {len(notebooks)} notebooks in {_minutes(time.perf_counter() - started)} "
           f"(wall time, from the first notebook's start)", flush=True)
+    if figures_dir is not None:
+        for path in copy_figures(run_dir, figures_dir):
+            print(f"figure: {path}", flush=True)
     if publish_dir is not None:
         for path in publish_notebooks(run_dir / "notebooks", publish_dir):
             print(f"published: {path}", flush=True)
     return run_dir
 
 
-def _relative_paths(notebook) -> None:
-    """papermill's ``input_path`` and ``output_path`` in ``notebook``'s metadata, made relative to
-    the repository (:func:`localizer.data.download.display_path`): papermill records them as given, and
-    the runner gives absolute paths."""
-    meta = notebook.metadata.get("papermill", {})
-    for key in ("input_path", "output_path"):
-        if meta.get(key) and Path(meta[key]).is_absolute():  # a relative one is made already
-            meta[key] = display_path(meta[key])
+def _parameters(data, profile: str, run_dir: Path, params: dict, resume: bool) -> dict:
+    """The values the notebooks' parameters cells may take, paths relative to the repository
+    (:func:`localizer.data.download.display_path`); the recipe checked now, not in notebook 02.
+    Raises as :func:`run_notebooks` does."""
+    unknown = set(params) - set(field_names())
+    if unknown:
+        raise ConfigError(f"unknown notebook parameter(s) {sorted(unknown)}; the notebooks take the recipe's "
+                          f"fields {sorted(field_names())}")
+    if resume and (run_dir / CONFIG).is_file():
+        profile, params, data = resumed_recipe(run_dir, profile, params, data)
+    data = Path(os.path.abspath(ensure_data(data)))  # not resolve(): a data folder behind a link keeps its name
+    config = recipe_for(profile, **params, data=str(data))
+    return {"data": display_path(data), "data_format": config.format, "oxford_box": config.oxford_box,
+            "classes": config.classes, "seed": config.seed, "run_dir": display_path(run_dir),
+            "profile": profile, "recipe": params}
 
 
-def _relative_papermill_paths(path: Path) -> None:
-    """:func:`_relative_paths` of the executed notebook at ``path``, rewritten in place."""
-    import nbformat
-
-    notebook = nbformat.read(path, as_version=4)
-    _relative_paths(notebook)
-    nbformat.write(notebook, path)
-
-
-def publish_notebooks(source_dir: str | Path, out_dir: str | Path) -> list[Path]:
-    """Copy the executed notebooks of ``source_dir`` into ``out_dir`` for reading without running
-    anything (on a repository page or with nbconvert): without widget outputs and widget state
-    (stale progress bars) and with papermill's input and output paths relative to the repository.
-    Returns the written paths. A notebook already in ``out_dir`` is replaced: that folder is the
-    published copy, regenerated as a whole (``make report``).
+def resumed_recipe(run_dir: Path, profile: str, params: dict, data) -> tuple[str, dict, str]:
+    """``(profile, params, data)`` that give notebook 02 the recipe the run in ``run_dir`` was
+    started with (its ``config.json``), so that ``run --resume`` continues it whatever ``--profile``
+    says: the profile of :data:`localizer.recipe.PROFILES` that needs the fewest overrides (``profile``
+    on a tie) and those overrides. ``params`` may change the runtime fields
+    (:data:`localizer.recipe.RUNTIME_FIELDS`, e.g. ``workers=0`` after a kernel died for lack of
+    memory).
 
     Raises:
-        FileNotFoundError: ``source_dir`` holds none of :data:`NOTEBOOKS`.
+        localizer.errors.ConfigError: ``params`` or ``data`` change the recipe of the run
+            (:meth:`localizer.engine.run.Run.open`).
     """
+    from localizer.engine.run import Run
+
+    given = {**params, **({} if data is None else {"data": os.path.abspath(data)})}
+    config = Run.open(run_dir, **given).config  # the saved recipe, with the runtime fields given
+    wanted = recipe_values(config, [name for name in field_names() if name != "data"])
+
+    def overrides(name: str) -> dict:
+        base = recipe_values(recipe_for(name), list(wanted))
+        return {k: v for k, v in wanted.items() if base[k] != v}
+
+    best = min([profile, *PROFILES], key=lambda name: len(overrides(name)))
+    return best, overrides(best), config.data
+
+
+def _run_notebook(name: str, run_dir: Path, values: dict, progress: bool) -> None:
+    """Execute ``notebooks/<name>.ipynb`` into ``run_dir/notebooks/`` with the ``values`` its
+    parameters cell declares, in ``notebooks/`` as JupyterLab does; see :func:`run_notebooks` for
+    the errors."""
+    import papermill
+    from nbclient.exceptions import DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    output = run_dir / "notebooks" / f"{name}.ipynb"
+    if progress:
+        print(f"[{name}] running -> {output}", flush=True)
+    started = time.perf_counter()
+    source = NOTEBOOK_DIR / f"{name}.ipynb"
+    declared = papermill.inspect_notebook(str(source))
+    try:
+        with _headless_environment():
+            papermill.execute_notebook(
+                str(source), str(output), parameters={k: v for k, v in values.items() if k in declared},
+                cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False,
+                stdout_file=sys.stdout if progress else None, stderr_file=sys.stderr if progress else None,
+                extra_arguments=KERNEL_ARGUMENTS,
+            )
+    except PapermillExecutionError as exc:
+        message = (f"{name}.ipynb failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
+                   f"the executed notebook is {output}")
+        if exc.ename in _data_error_names():
+            raise NotebookDataError("", message) from None
+        raise NotebookFailed(message) from None
+    except DeadKernelError:
+        raise KernelDied(_dead_kernel_message(name, run_dir, output)) from None
+    relative_papermill_paths(output)
+    print(f"[{name}] done in {_minutes(time.perf_counter() - started)}", flush=True)
+
+
+def _dead_kernel_message(name: str, run_dir: Path, output: Path) -> str:
+    """What :class:`KernelDied` says: the notebook and the cell that was running (papermill marks it
+    in the executed notebook it saves before each cell), the likely cause and how to continue."""
     import nbformat
 
-    sources = [Path(source_dir) / f"{name}.ipynb" for name in NOTEBOOKS]
-    sources = [path for path in sources if path.exists()]
-    if not sources:
-        raise FileNotFoundError(f"{source_dir} holds no executed notebook ({', '.join(NOTEBOOKS)})")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for source in sources:
-        notebook = nbformat.read(source, as_version=4)
-        notebook.metadata.pop("widgets", None)
-        _relative_paths(notebook)
-        for cell in notebook.cells:
-            if cell.cell_type == "code":
-                cell.outputs = [out for out in cell.outputs if WIDGET_MIME not in out.get("data", {})]
-        target = out_dir / source.name
-        nbformat.write(notebook, target)
-        written.append(target)
-    return written
+    cell = ""
+    if output.is_file():
+        running = [c for c in nbformat.read(output, as_version=4).cells
+                   if c.get("metadata", {}).get("papermill", {}).get("status") == "running"]
+        if running and running[0].source.strip():
+            cell = f" in the cell `{running[0].source.strip().splitlines()[0]}`"
+    return (f"{name}.ipynb stopped: its kernel died{cell}. The system ended the process, most often because "
+            f"the machine ran out of memory. Use less: fewer data-loading workers (-p workers=0), or, in a "
+            f"new run folder, a smaller batch (-p batch_size=16) or image size. "
+            f"python -m localizer run --run-dir {display_path(run_dir)} --resume -p workers=0 continues this run "
+            f"with its recipe (training from the last finished epoch, checkpoints/last.pt). "
+            f"The executed notebook so far is {output}")
 
 
 def _minutes(seconds: float) -> str:
