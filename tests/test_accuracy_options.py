@@ -10,8 +10,6 @@ import pandas as pd
 import pytest
 import torch
 from helpers import fit
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as F
 
 from localizer.engine import run as runs
 from localizer.engine import training
@@ -413,31 +411,6 @@ def test_flip_tta_averages_only_boxes_that_agree():
     assert left[0].tolist() == pytest.approx([0.0, 0.0, 0.3, 1.0])  # its mirror (0.7, 0, 1, 1) is another object
     wide = predict_batch(Constant([0.1, 0.0, 0.8, 1.0]), images, (0.5,) * 3, (0.5,) * 3, tta=True, numerics=numerics)
     assert wide[0].tolist() == pytest.approx([0.15, 0.0, 0.85, 1.0])  # mirror (0.2, 0, 0.9, 1): IoU 0.75, averaged
-
-
-def test_zoom_out_tta_maps_a_known_square_and_its_box_back(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))  # as `python benchmarks/scale_tta.py` has it
-    spec = importlib.util.spec_from_file_location("scale_tta", REPO_ROOT / "benchmarks" / "scale_tta.py")
-    scale_tta = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(scale_tta)
-    # a white square over pixels 10..29 of a 40 px black image, shrunk by 0.5 about the centre: pixels 15..24,
-    # the uncovered border filled with the grey; its box (0.25, 0.25, 0.75, 0.75) becomes (0.375, ..., 0.625)
-    image = torch.zeros(1, 3, 40, 40)
-    image[..., 10:30, 10:30] = 1.0
-    zoomed = scale_tta.zoom_out(image, 0.5, [0.5, 0.5, 0.5])[0, 0]
-    assert (zoomed[16:24, 16:24] == 1).all() and zoomed[0, 0] == 0.5 and zoomed[12, 20] == 0.0
-    assert zoomed[:, 20].gt(0.5).sum() == 10  # the square's column: 10 px above the black around it
-    shrunk = torch.tensor([[0.375, 0.375, 0.625, 0.625]])
-    assert scale_tta.unzoom_boxes(shrunk, 0.5)[0].tolist() == pytest.approx([0.25, 0.25, 0.75, 0.75])
-    # the inverse of torchvision's affine of boxes (about the canvas centre), at another scale
-    box = tv_tensors.BoundingBoxes([[16.0, 32.0, 96.0, 150.0]], format="XYXY", canvas_size=(160, 160))
-    moved = F.affine(box, angle=0.0, translate=[0.0, 0.0], scale=0.8, shear=[0.0, 0.0]).as_subclass(torch.Tensor)
-    assert (160 * scale_tta.unzoom_boxes(moved / 160, 0.8))[0].tolist() == pytest.approx([16.0, 32.0, 96.0, 150.0])
-    # fusions of 3 views of 1 photo: two agree (IoU 0.8), the third is another animal
-    views = torch.tensor([[[0.0, 0.0, 0.5, 0.5]], [[0.0, 0.0, 0.5, 0.4]], [[0.6, 0.6, 1.0, 1.0]]])
-    assert scale_tta.medoid(views)[0].tolist() == pytest.approx([0.0, 0.0, 0.5, 0.5])
-    assert scale_tta.mean_of_agreeing(views[2], views)[0].tolist() == pytest.approx([0.6, 0.6, 1.0, 1.0])
-    assert scale_tta.mean_of_agreeing(views[0], views)[0].tolist() == pytest.approx([0.0, 0.0, 0.5, 0.45])
 
 
 def test_compare_runs_counts_the_discordant_photos_and_tests_them():
