@@ -1,7 +1,6 @@
 """The options that raise accuracy beyond the report's recipe: more backbones, a head that keeps
 where things are, box-aware scale augmentation, warm-up and an EMA of the weights."""
 
-import importlib.util
 import math
 from dataclasses import replace
 
@@ -15,7 +14,6 @@ from localizer.engine import run as runs
 from localizer.engine import training
 from localizer.engine.batch_augment import AFFINE_FILL, AugmentParams, BatchAugment, apply_augment
 from localizer.engine.datasets import make_loader
-from localizer.data.download import REPO_ROOT
 from localizer.engine.ema import make_ema
 from localizer.model.heads import BINS, DenseHead, LinearHead, SoftArgmaxHead, cell_boxes, edge_distances, soft_argmax
 from localizer.engine.inference import fuse_flip, predict_batch
@@ -377,19 +375,6 @@ def test_several_repeat_weights_the_photos_with_several_animals(synthetic_data, 
         TrainConfig(several_repeat=0.5)
 
 
-def test_several_animals_analysis_describes_a_photo_by_hand():
-    spec = importlib.util.spec_from_file_location("several_animals", REPO_ROOT / "benchmarks" / "several_animals.py")
-    several_animals = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(several_animals)
-    # the largest box (area 100) and a second one of area 80 beside it; the box around both is 28 x 10
-    boxes = torch.tensor([[20.0, 0.0, 28.0, 10.0], [0.0, 0.0, 10.0, 10.0]])
-    on_primary = several_animals.describe_photo(boxes, torch.tensor([0.0, 0.0, 10.0, 10.0]))
-    assert on_primary == pytest.approx({"second_area": 0.8, "iou": 1.0, "other_iou": 0.0, "group_iou": 100 / 280})
-    between = several_animals.describe_photo(boxes, torch.tensor([5.0, 0.0, 25.0, 10.0]))  # 50 px^2 on each
-    assert between == pytest.approx({"second_area": 0.8, "iou": 50 / 250, "other_iou": 50 / 230,
-                                     "group_iou": 200 / 280})
-
-
 def test_flip_tta_averages_only_boxes_that_agree():
     plain = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.4, 1.0]])
     flipped = torch.tensor([[0.0, 0.0, 0.5, 0.4], [0.6, 0.0, 1.0, 1.0]])  # IoU 0.8 with its plain box; 0
@@ -412,21 +397,3 @@ def test_flip_tta_averages_only_boxes_that_agree():
     wide = predict_batch(Constant([0.1, 0.0, 0.8, 1.0]), images, (0.5,) * 3, (0.5,) * 3, tta=True, numerics=numerics)
     assert wide[0].tolist() == pytest.approx([0.15, 0.0, 0.85, 1.0])  # mirror (0.2, 0, 0.9, 1): IoU 0.75, averaged
 
-
-def test_compare_runs_counts_the_discordant_photos_and_tests_them():
-    spec = importlib.util.spec_from_file_location("compare_runs", REPO_ROOT / "benchmarks" / "compare_runs.py")
-    compare_runs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare_runs)
-    files = [f"p{i}.jpg" for i in range(5)]
-    a = pd.DataFrame({"file": files, "iou": [0.9, 0.8, 0.2, 0.3, 0.7]})
-    b = pd.DataFrame({"file": files[::-1], "iou": [0.7, 0.7, 0.6, 0.4, 0.9]})  # p4 .. p0: the rows are matched by file
-    r = compare_runs.compare(a, b)
-    assert (r["hits_a"], r["hits_b"], r["only_a"], r["only_b"]) == (3, 4, 1, 2)
-    assert r["mcnemar_p"] == pytest.approx(1.0)  # 1 of 3 discordant: 2 (1/8 + 3/8)
-    assert (r["mean_iou_a"], r["mean_iou_b"]) == pytest.approx((0.58, 0.66))
-    # 6 photos only B gets: the two-sided exact p is 2 / 2^6
-    six = pd.DataFrame({"file": files + ["p5.jpg"], "iou": [0.1] * 6})
-    assert compare_runs.compare(six, six.assign(iou=0.9))["mcnemar_p"] == pytest.approx(2 / 64)
-    assert compare_runs.compare(a, a)["wilcoxon_p"] == 1.0 and compare_runs.compare(a, a)["mcnemar_p"] == 1.0
-    with pytest.raises(ValueError, match="different photos"):
-        compare_runs.compare(a, b.iloc[:4])

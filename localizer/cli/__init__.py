@@ -1,4 +1,4 @@
-"""Command line: ``python -m localizer {check-data,train,evaluate,predict,run,synthetic} ...``.
+"""Command line: ``python -m localizer {check-data,train,evaluate,predict,synthetic,run,compare,several-animals} ...``.
 
 Every command prints a clear one-line error (no traceback wall) for bad input and returns a
 non-zero exit code: 2 for unusable data or arguments (:class:`localizer.errors.DataError`, a missing
@@ -6,8 +6,8 @@ file, an output that exists), 1 for a failed notebook, a diverged training or mi
 other exception is a bug: its traceback is shown.
 
 The commands live by job: :mod:`~localizer.cli.training` (``check-data``, ``synthetic``, ``train``,
-``run``), :mod:`~localizer.cli.scoring` (``evaluate``, ``predict``); their shared options in
-:mod:`~localizer.cli.options`.
+``run``), :mod:`~localizer.cli.scoring` (``evaluate``, ``predict``), :mod:`~localizer.cli.analysis`
+(``compare``, ``several-animals``); their shared options in :mod:`~localizer.cli.options`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from localizer.cli import scoring, training
+from localizer.cli import analysis, scoring, training
+from localizer.cli.analysis import cmd_compare, cmd_several_animals
 from localizer.cli.scoring import PIXEL_DECIMALS, _tta, cmd_evaluate, cmd_predict  # noqa: F401 (the CLI's names)
 from localizer.cli.training import cmd_check_data, cmd_run, cmd_synthetic, cmd_train
 from localizer.data.download import DataUnavailableError
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of every command; each sub-parser's ``func`` is the ``cmd_*`` of this module's
     namespace at the time of the call (so that a test can replace one)."""
     parser = argparse.ArgumentParser(prog="python -m localizer", description="Single-object localization: check a "
-                                     "dataset, train, evaluate, predict, run the notebooks.")
+                                     "dataset, train, evaluate, predict, run the notebooks, compare runs.")
     sub = parser.add_subparsers(dest="command", required=True)
     commands = (  # name, help, its arguments, what it runs
         ("check-data", "validate a dataset folder and report skipped files", training.add_check_data_args,
@@ -40,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("synthetic", "write the small synthetic test dataset (known boxes, several layouts)",
          training.add_synthetic_args, cmd_synthetic),
         ("run", "execute notebooks 01-04 with papermill into one run folder", training.add_run_args, cmd_run),
+        ("compare", "whether two models differ on the same photos: McNemar's and Wilcoxon's paired tests",
+         analysis.add_compare_args, cmd_compare),
+        ("several-animals", "what a run's misses on the photos with several animals are",
+         analysis.add_several_animals_args, cmd_several_animals),
     )
     for name, help_text, add_args, func in commands:
         command = sub.add_parser(name, help=help_text)
