@@ -3,7 +3,9 @@
 Every command prints a clear one-line error (no traceback wall) for bad input and returns a
 non-zero exit code: 2 for unusable data or arguments (:class:`localizer.errors.DataError`, a missing
 file, an output that exists), 1 for a failed notebook, a diverged training or missing weights. Any
-other exception is a bug: its traceback is shown.
+other exception is a bug: its traceback is shown. Output piped into a reader that stops early
+(``| head``) ends the command quietly with :data:`EXIT_BROKEN_PIPE`; commands write their files
+before they print, so that a closed pipe costs no file.
 
 The commands live by job: :mod:`~localizer.cli.training` (``check-data``, ``synthetic``, ``train``,
 ``run``), :mod:`~localizer.cli.scoring` (``evaluate``, ``predict``), :mod:`~localizer.cli.analysis`
@@ -13,6 +15,7 @@ The commands live by job: :mod:`~localizer.cli.training` (``check-data``, ``synt
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from localizer.cli import analysis, scoring, training
@@ -24,6 +27,10 @@ from localizer.engine.training import TrainingDiverged
 from localizer.errors import DataError
 from localizer.model.models import WeightsUnavailableError
 from localizer.report.runner import NotebookFailed
+
+#: Exit code when stdout is a pipe whose reader has gone (``| head``): 128 + SIGPIPE (13), what a
+#: shell reports for a program that the closed pipe stopped.
+EXIT_BROKEN_PIPE = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,12 +60,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _silence_stdout() -> None:
+    """Point stdout's file descriptor at :data:`os.devnull`, so that Python's flush at exit raises no
+    second BrokenPipeError (the Python docs' recipe: :mod:`signal`, "Note on SIGPIPE"). A stdout
+    without a file descriptor (in process, e.g. :class:`io.StringIO`) is left as it is."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code.
+
+    Python ignores SIGPIPE, so a write to a pipe whose reader has gone raises BrokenPipeError: that
+    ends the command with :data:`EXIT_BROKEN_PIPE` and no traceback (stdout is flushed inside the
+    ``try``, so that the error shows here rather than at exit; see :func:`_silence_stdout`).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # the reader of stdout has gone: nothing left to tell it
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except (DataError, FileNotFoundError, FileExistsError, DataUnavailableError) as exc:  # unusable data or arguments
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -99,18 +99,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite or another --out")
     table, mean_box, what = _evaluation_set(args, info, split)
-    print(f"evaluated on: {what}")
     metrics, per_image = evaluate_model(
         model, table, info["config"].image_size, info["input_mean"], info["input_std"], split=split,
         tta=tta, cache_dir=info["config"].cache_dir, seed=info["config"].seed, progress=not args.quiet,
         mean_box=mean_box, numerics=info["numerics"])
     metrics["checkpoint"] = str(args.checkpoint)
     metrics["evaluated_on"] = what
+    write_json(out, metrics)  # files first, then print
+    write_csv(per_image, out.with_suffix(".csv"))
+    print(f"evaluated on: {what}")
     print(format_metrics(metrics))
     if "n_boxes" in per_image and (per_image["n_boxes"] > 1).any():
         print(f"by animals annotated per photo:\n{by_animal_count(per_image).to_string()}")
-    write_json(out, metrics)
-    write_csv(per_image, out.with_suffix(".csv"))
     print(f"metrics: {out}")
     return 0
 
@@ -126,6 +126,7 @@ def add_predict_args(parser: argparse.ArgumentParser) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from localizer.engine.prediction import drawing_paths, expand_inputs, predict_files
     from localizer.engine.run import load_model
+    from localizer.files import write_csv
 
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite or another --out")
@@ -140,11 +141,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     table = predict_files(model, files, info["config"].image_size, info["input_mean"], info["input_std"],
                           tta=tta, draw_dir=args.draw, progress=not args.quiet, numerics=info["numerics"])
     table = table.round(PIXEL_DECIMALS)
+    if args.out:  # files first, then print
+        write_csv(table, args.out)
     print(f"{len(table)} photos, predicted {'with flip TTA' if tta else 'without TTA'}; boxes in pixels "
           "of each original photo (xmin, ymin, xmax, ymax)")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out, index=False)
         print(f"predictions: {args.out}")
     else:
         print(table.to_string(index=False))

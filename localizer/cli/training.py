@@ -24,9 +24,10 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 
     result = scan_dataset(args.data, fmt=args.format, oxford_box=args.oxford_box, classes=args.classes,
                           progress=not args.quiet)
+    report = result.write_report(args.report) if args.report else None  # files first, then print
     print(result.summary())
-    if args.report:
-        print(f"report:  {result.write_report(args.report)}")
+    if report:
+        print(f"report:  {report}")
     return 0 if len(result.table) else 2
 
 
