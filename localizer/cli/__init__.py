@@ -65,10 +65,12 @@ def _silence_stdout() -> None:
     second BrokenPipeError (the Python docs' recipe: :mod:`signal`, "Note on SIGPIPE"). A stdout
     without a file descriptor (in process, e.g. :class:`io.StringIO`) is left as it is."""
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        descriptor = sys.stdout.fileno()
     except (OSError, ValueError):  # io.UnsupportedOperation is both
-        pass
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, descriptor)
+    os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:
