@@ -1,7 +1,6 @@
 """The options that raise accuracy beyond the report's recipe: more backbones, a head that keeps
 where things are, box-aware scale augmentation, warm-up and an EMA of the weights."""
 
-import importlib.util
 import math
 from dataclasses import replace
 
@@ -10,14 +9,11 @@ import pandas as pd
 import pytest
 import torch
 from helpers import fit
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as F
 
 from localizer.engine import run as runs
 from localizer.engine import training
 from localizer.engine.batch_augment import AFFINE_FILL, AugmentParams, BatchAugment, apply_augment
 from localizer.engine.datasets import make_loader
-from localizer.data.download import REPO_ROOT
 from localizer.engine.ema import make_ema
 from localizer.model.heads import BINS, DenseHead, LinearHead, SoftArgmaxHead, cell_boxes, edge_distances, soft_argmax
 from localizer.engine.inference import fuse_flip, predict_batch
@@ -379,19 +375,6 @@ def test_several_repeat_weights_the_photos_with_several_animals(synthetic_data, 
         TrainConfig(several_repeat=0.5)
 
 
-def test_several_animals_analysis_describes_a_photo_by_hand():
-    spec = importlib.util.spec_from_file_location("several_animals", REPO_ROOT / "benchmarks" / "several_animals.py")
-    several_animals = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(several_animals)
-    # the largest box (area 100) and a second one of area 80 beside it; the box around both is 28 x 10
-    boxes = torch.tensor([[20.0, 0.0, 28.0, 10.0], [0.0, 0.0, 10.0, 10.0]])
-    on_primary = several_animals.describe_photo(boxes, torch.tensor([0.0, 0.0, 10.0, 10.0]))
-    assert on_primary == pytest.approx({"second_area": 0.8, "iou": 1.0, "other_iou": 0.0, "group_iou": 100 / 280})
-    between = several_animals.describe_photo(boxes, torch.tensor([5.0, 0.0, 25.0, 10.0]))  # 50 px^2 on each
-    assert between == pytest.approx({"second_area": 0.8, "iou": 50 / 250, "other_iou": 50 / 230,
-                                     "group_iou": 200 / 280})
-
-
 def test_flip_tta_averages_only_boxes_that_agree():
     plain = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.4, 1.0]])
     flipped = torch.tensor([[0.0, 0.0, 0.5, 0.4], [0.6, 0.0, 1.0, 1.0]])  # IoU 0.8 with its plain box; 0
@@ -414,46 +397,3 @@ def test_flip_tta_averages_only_boxes_that_agree():
     wide = predict_batch(Constant([0.1, 0.0, 0.8, 1.0]), images, (0.5,) * 3, (0.5,) * 3, tta=True, numerics=numerics)
     assert wide[0].tolist() == pytest.approx([0.15, 0.0, 0.85, 1.0])  # mirror (0.2, 0, 0.9, 1): IoU 0.75, averaged
 
-
-def test_zoom_out_tta_maps_a_known_square_and_its_box_back(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))  # as `python benchmarks/scale_tta.py` has it
-    spec = importlib.util.spec_from_file_location("scale_tta", REPO_ROOT / "benchmarks" / "scale_tta.py")
-    scale_tta = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(scale_tta)
-    # a white square over pixels 10..29 of a 40 px black image, shrunk by 0.5 about the centre: pixels 15..24,
-    # the uncovered border filled with the grey; its box (0.25, 0.25, 0.75, 0.75) becomes (0.375, ..., 0.625)
-    image = torch.zeros(1, 3, 40, 40)
-    image[..., 10:30, 10:30] = 1.0
-    zoomed = scale_tta.zoom_out(image, 0.5, [0.5, 0.5, 0.5])[0, 0]
-    assert (zoomed[16:24, 16:24] == 1).all() and zoomed[0, 0] == 0.5 and zoomed[12, 20] == 0.0
-    assert zoomed[:, 20].gt(0.5).sum() == 10  # the square's column: 10 px above the black around it
-    shrunk = torch.tensor([[0.375, 0.375, 0.625, 0.625]])
-    assert scale_tta.unzoom_boxes(shrunk, 0.5)[0].tolist() == pytest.approx([0.25, 0.25, 0.75, 0.75])
-    # the inverse of torchvision's affine of boxes (about the canvas centre), at another scale
-    box = tv_tensors.BoundingBoxes([[16.0, 32.0, 96.0, 150.0]], format="XYXY", canvas_size=(160, 160))
-    moved = F.affine(box, angle=0.0, translate=[0.0, 0.0], scale=0.8, shear=[0.0, 0.0]).as_subclass(torch.Tensor)
-    assert (160 * scale_tta.unzoom_boxes(moved / 160, 0.8))[0].tolist() == pytest.approx([16.0, 32.0, 96.0, 150.0])
-    # fusions of 3 views of 1 photo: two agree (IoU 0.8), the third is another animal
-    views = torch.tensor([[[0.0, 0.0, 0.5, 0.5]], [[0.0, 0.0, 0.5, 0.4]], [[0.6, 0.6, 1.0, 1.0]]])
-    assert scale_tta.medoid(views)[0].tolist() == pytest.approx([0.0, 0.0, 0.5, 0.5])
-    assert scale_tta.mean_of_agreeing(views[2], views)[0].tolist() == pytest.approx([0.6, 0.6, 1.0, 1.0])
-    assert scale_tta.mean_of_agreeing(views[0], views)[0].tolist() == pytest.approx([0.0, 0.0, 0.5, 0.45])
-
-
-def test_compare_runs_counts_the_discordant_photos_and_tests_them():
-    spec = importlib.util.spec_from_file_location("compare_runs", REPO_ROOT / "benchmarks" / "compare_runs.py")
-    compare_runs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare_runs)
-    files = [f"p{i}.jpg" for i in range(5)]
-    a = pd.DataFrame({"file": files, "iou": [0.9, 0.8, 0.2, 0.3, 0.7]})
-    b = pd.DataFrame({"file": files[::-1], "iou": [0.7, 0.7, 0.6, 0.4, 0.9]})  # p4 .. p0: the rows are matched by file
-    r = compare_runs.compare(a, b)
-    assert (r["hits_a"], r["hits_b"], r["only_a"], r["only_b"]) == (3, 4, 1, 2)
-    assert r["mcnemar_p"] == pytest.approx(1.0)  # 1 of 3 discordant: 2 (1/8 + 3/8)
-    assert (r["mean_iou_a"], r["mean_iou_b"]) == pytest.approx((0.58, 0.66))
-    # 6 photos only B gets: the two-sided exact p is 2 / 2^6
-    six = pd.DataFrame({"file": files + ["p5.jpg"], "iou": [0.1] * 6})
-    assert compare_runs.compare(six, six.assign(iou=0.9))["mcnemar_p"] == pytest.approx(2 / 64)
-    assert compare_runs.compare(a, a)["wilcoxon_p"] == 1.0 and compare_runs.compare(a, a)["mcnemar_p"] == 1.0
-    with pytest.raises(ValueError, match="different photos"):
-        compare_runs.compare(a, b.iloc[:4])

@@ -177,12 +177,12 @@ def test_largest_head_trains_on_every_box_saves_and_loads(synthetic_data, tmp_pa
     assert ALL_BOXES_COLUMN in pd.read_csv(tmp_path / "run" / "manifest.csv")
     loaded, info = runs.load_model(tmp_path / "run" / "checkpoints" / "best.pt")
     assert isinstance(loaded.head, LargestHead) and info["config"].head == "largest"
-    # benchmarks/largest_rule.py scores the validation split with each rule; its row of the head's own rule
+    # experiments/largest_rule.py scores the validation split with each rule; its row of the head's own rule
     # (the largest detection at score >= 0.5) is what evaluate measures
     out = tmp_path / "val.json"
     assert cli_main(["evaluate", "--checkpoint", str(tmp_path / "run" / "checkpoints" / "best.pt"), "--split", "val",
                      "--out", str(out), "--quiet"]) == 0
-    rules = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "largest_rule.py"), str(tmp_path / "run")],
+    rules = subprocess.run([sys.executable, str(REPO_ROOT / "experiments" / "largest_rule.py"), str(tmp_path / "run")],
                            capture_output=True, text=True, check=True).stdout
     own = next(line for line in rules.splitlines() if line.startswith("largest detection, score >= 0.5 "))
     assert float(own.split()[-6]) == pytest.approx(100 * json.loads(out.read_text())["mean_iou"], abs=0.006)

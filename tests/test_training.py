@@ -24,7 +24,6 @@ from localizer.boxes import hflip_boxes
 from localizer.engine.cache import ImageCache
 from localizer.cli import main as cli_main
 from localizer.engine.datasets import CachedBoxDataset, make_loader
-from localizer.data.download import REPO_ROOT
 from localizer.engine.evaluation import baseline_predictions
 from localizer.engine.inference import predict_dataset
 from localizer.model.losses import box_loss
@@ -222,28 +221,6 @@ def test_evaluate_and_predict_commands(synthetic_data, tmp_path, monkeypatch, ca
     assert label == "several animals" and numbers == pytest.approx(
         [len(several), 100 * several["iou"].mean(), 100 * (several["iou"] > 0.5).mean(), (several["iou"] <= 0.5).sum()],
         abs=0.006)
-    # benchmarks/several_animals.py reads that table and the run's annotations again
-    script = REPO_ROOT / "benchmarks" / "several_animals.py"
-    analysis = subprocess.run([sys.executable, str(script), str(run), str(rows_csv)],
-                              capture_output=True, text=True, check=True).stdout
-    assert analysis.startswith(f"{rows_csv}: {len(several)} of {len(rows)} photos have several animals")
-    misses = (several["iou"] <= 0.5).sum()
-    assert f"misses among the photos with several animals (IoU <= 0.5 with the largest animal): {misses}," in analysis
-    kinds = [int(line.rsplit(": ", 1)[1]) for line in analysis.splitlines()[-3:]]
-    assert sum(kinds) == misses  # another animal, the group, neither: every miss once
-    # benchmarks/tta_fusion.py scores the run's validation split with each fusion of the flip TTA
-    fusion = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "tta_fusion.py"), str(run)],
-                            capture_output=True, text=True, check=True).stdout
-    n_val = int((runs.Run.open(run).manifest["split"] == "val").sum())
-    assert fusion.startswith(f"{run}: validation split, {n_val} photos")
-    assert "pipeline check only" in fusion and "fuse at IoU > 0.5, else the smaller" in fusion
-    # benchmarks/scale_tta.py: its first row is the flip TTA that tta_fusion.py scores as "fuse at IoU > 0.5"
-    zoom = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "scale_tta.py"), str(run), "--scales", "0.8"],
-                          capture_output=True, text=True, check=True).stdout
-    first = next(line for line in zoom.splitlines() if line.startswith("flip TTA (evaluate's), s = 1 "))
-    same = next(line for line in fusion.splitlines() if line.startswith("fuse at IoU > 0.5 "))
-    assert first.split()[-6:] == same.split()[-6:]
-    assert "flip TTA at s = 0.8 alone" in zoom and "all views: the medoid" in zoom
 
     image = synthetic_data / "yolo" / "images" / "animal_001.jpg"  # 160 x 120 px
     junk = tmp_path / "Abyssinian_100.mat"

@@ -1,7 +1,7 @@
-"""What the validation-split benchmarks share (``edge_decoding.py``, ``tta_fusion.py``, ``largest_rule.py``):
-a finished run's best model with the photos of its validation split, its outputs on them as they are
-and mirrored, and their score table. Imported by the scripts of this folder (run as
-``python benchmarks/NAME.py``, which puts this folder on ``sys.path``)."""
+"""What the validation-split experiments share (``edge_decoding.py``, ``tta_fusion.py``, ``largest_rule.py``,
+``scale_tta.py``): a finished run's best model with the photos of its validation split, its outputs on them
+as they are and mirrored, and their score table. Imported by the scripts of this folder (run as
+``python experiments/NAME.py``, which puts this folder on ``sys.path``)."""
 
 from __future__ import annotations
 

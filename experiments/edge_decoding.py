@@ -12,7 +12,7 @@ box off the head's per-edge distributions (:class:`localizer.model.heads.SoftArg
 Flip test-time augmentation as the run's recipe says, fused as ``evaluate`` fuses it
 (:func:`localizer.engine.inference.fuse_flip`: averaged where the two boxes agree). Example (about a minute on 2 CPU cores)::
 
-    python benchmarks/edge_decoding.py runs/report
+    python experiments/edge_decoding.py runs/report
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ the plain one. The flip TTA of ``evaluate``, ``predict`` and the notebooks fuses
 :data:`localizer.engine.inference.TTA_AGREEMENT`. On a photo with two lions the plain and the flipped prediction can each
 take one of them; their mean then falls between the two. Example (about a minute on 2 CPU cores)::
 
-    python benchmarks/tta_fusion.py runs/report
+    python experiments/tta_fusion.py runs/report
 """
 
 from __future__ import annotations

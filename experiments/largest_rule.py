@@ -13,7 +13,7 @@ test-time augmentation as the run's recipe says, fused as ``evaluate`` fuses it
 the detections of both views pooled (one non-maximum suppression over both; where neither detects an
 animal, the plain soft-argmax box). Example (about a minute on 2 CPU cores)::
 
-    python benchmarks/largest_rule.py runs/RUN
+    python experiments/largest_rule.py runs/RUN
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ different animals of a photo with several), and the mean of the views that agree
 Then, for each row, the photos it gets above IoU 0.5 that the first row misses, and the reverse.
 Example (about a minute and a half on 2 CPU cores)::
 
-    python benchmarks/scale_tta.py runs/report --scales 0.9,0.8
+    python experiments/scale_tta.py runs/report --scales 0.9,0.8
 """
 
 from __future__ import annotations

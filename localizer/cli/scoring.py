@@ -1,0 +1,157 @@
+"""The commands that use a trained model: ``evaluate`` (a split's metrics beside the baselines) and
+``predict`` (boxes of new photos).
+
+Each ``cmd_*`` takes the parsed arguments and returns the exit code; each ``add_*_args`` adds the
+command's arguments to its sub-parser (:func:`localizer.cli.build_parser`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from localizer.cli.options import add_format_args, add_inference_args
+
+#: Decimals of the predicted pixel coordinates ``predict`` writes: 0.1 px, below what a box
+#: drawn by hand or a model at a few hundred pixels can mean.
+PIXEL_DECIMALS = 1
+
+
+def _is_run_data(args: argparse.Namespace, config) -> bool:
+    """True when ``evaluate`` scores the run's own data: no ``--data``, or the run's folder and format."""
+    return args.data is None or (Path(args.data).resolve() == Path(config.data).resolve()
+                                 and args.format in ("auto", config.format) and args.oxford_box == config.oxford_box
+                                 and args.classes in (None, config.classes))
+
+
+def _evaluation_set(args: argparse.Namespace, info: dict, split: str):
+    """What ``evaluate`` scores: ``(table with a split column, mean box, description)``.
+
+    On the run's own data (:func:`_is_run_data`) the rows come from the run's manifest, as split
+    when it was trained: a folder that changed since cannot move photos between splits. On other
+    data: every usable photo (``all``; never the run's ``subset``), or the split asked for, made
+    afresh with the run's seed and fractions. The mean-box baseline is always the run's training
+    mean box.
+    """
+    from localizer.data.split import assign_split
+    from localizer.data.validation import scan_dataset
+    from localizer.engine.datasets import normalized_targets
+    from localizer.engine.run import Run
+
+    config = info["config"]
+    run = Run.of_checkpoint(args.checkpoint)
+    manifest = run.manifest if run else None
+    mean_box = info["train_mean_box"]
+    if mean_box is None and manifest is not None:  # checkpoints from before train_mean_box
+        mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0)
+    if _is_run_data(args, config):
+        if manifest is None:
+            raise FileNotFoundError(f"no --data given and {args.checkpoint} is not in a run folder with a manifest")
+        count = len(manifest) if split == "all" else int((manifest["split"] == split).sum())
+        return manifest, mean_box, f"the run's manifest ({run.folder / 'manifest.csv'}): {split} split, {count} photos"
+    scan = scan_dataset(args.data, fmt=args.format, oxford_box=args.oxford_box, classes=args.classes,
+                        progress=not args.quiet)
+    if split == "all":
+        table = scan.table.assign(split="all")
+        what = f"all {len(table)} usable photos of {scan.root} (not the run's data; no split, no subset)"
+    else:
+        table = assign_split(scan.table, seed=config.seed, fractions=config.fractions)
+        count = int((table["split"] == split).sum())
+        what = (f"the {split} split ({count} photos) of a fresh seeded split of all {len(table)} usable photos "
+                f"of {scan.root} (not the run's data; seed {config.seed})")
+    if mean_box is None:
+        raise FileNotFoundError(f"{args.checkpoint} records no training mean box and is not in a run folder "
+                                "whose manifest gives it (the mean-box baseline)")
+    return table, mean_box, what
+
+
+def _tta(args: argparse.Namespace, info: dict) -> bool:
+    """Flip test-time augmentation: ``--tta`` / ``--no-tta``, else as the run's recipe scores its
+    test split (``tta`` of its config), so that ``evaluate`` repeats the run's own numbers."""
+    return info["config"].tta if args.tta is None else args.tta
+
+
+def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
+    add_inference_args(parser)
+    parser.add_argument("--data", help="dataset folder (default: the run's own data, as split in its manifest)")
+    add_format_args(parser)
+    parser.add_argument("--split", choices=("train", "val", "test", "all"),
+                        help="the split to score (default: test on the run's own data, as its manifest splits it; "
+                             "all on other --data)")
+    parser.add_argument("--out", type=Path, help="metrics JSON (default: RUN/metrics_SPLIT[_tta].json, "
+                                                 "RUN/metrics_DATANAME_SPLIT[_tta].json for other --data)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing metrics JSON (--out) and its per-image CSV")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from localizer.engine.evaluation import by_animal_count, evaluate_model, format_metrics
+    from localizer.engine.run import load_model
+    from localizer.files import write_csv, write_json
+
+    model, info = load_model(args.checkpoint, args.device)
+    tta = _tta(args, info)
+    own = _is_run_data(args, info["config"])
+    split = args.split or ("test" if own else "all")
+    name = f"metrics_{split}" if own else f"metrics_{Path(args.data).resolve().name}_{split}"
+    out = Path(args.out or Path(args.checkpoint).resolve().parent.parent / f"{name}{'_tta' if tta else ''}.json")
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite or another --out")
+    table, mean_box, what = _evaluation_set(args, info, split)
+    metrics, per_image = evaluate_model(
+        model, table, info["config"].image_size, info["input_mean"], info["input_std"], split=split,
+        tta=tta, cache_dir=info["config"].cache_dir, seed=info["config"].seed, progress=not args.quiet,
+        mean_box=mean_box, numerics=info["numerics"])
+    metrics["checkpoint"] = str(args.checkpoint)
+    metrics["evaluated_on"] = what
+    write_json(out, metrics)  # files first, then print
+    write_csv(per_image, out.with_suffix(".csv"))
+    print(f"evaluated on: {what}")
+    print(format_metrics(metrics))
+    if "n_boxes" in per_image and (per_image["n_boxes"] > 1).any():
+        print(f"by animals annotated per photo:\n{by_animal_count(per_image).to_string()}")
+    print(f"metrics: {out}")
+    return 0
+
+
+def add_predict_args(parser: argparse.ArgumentParser) -> None:
+    add_inference_args(parser)
+    parser.add_argument("inputs", nargs="+", help="image files or folders")
+    parser.add_argument("--out", type=Path, help="CSV of predictions (default: print)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file and drawings")
+    parser.add_argument("--draw", type=Path, help="folder for images with the box drawn")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from localizer.engine.prediction import drawing_paths, expand_inputs, predict_files
+    from localizer.engine.run import load_model
+    from localizer.files import write_csv
+
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} exists; pass --overwrite or another --out")
+    files = expand_inputs(args.inputs)
+    if args.draw and not args.overwrite:
+        existing = [str(p) for p in drawing_paths(files, args.draw).values() if p.exists()]
+        if existing:
+            raise FileExistsError(f"{len(existing)} drawings exist already in {args.draw} (e.g. {existing[0]}); "
+                                  "pass --overwrite or another --draw folder")
+    model, info = load_model(args.checkpoint, args.device)
+    tta = _tta(args, info)
+    table = predict_files(model, files, info["config"].image_size, info["input_mean"], info["input_std"],
+                          tta=tta, draw_dir=args.draw, progress=not args.quiet, numerics=info["numerics"])
+    table = table.round(PIXEL_DECIMALS)
+    if args.out:  # files first, then print
+        write_csv(table, args.out)
+    print(f"{len(table)} photos, predicted {'with flip TTA' if tta else 'without TTA'}; boxes in pixels "
+          "of each original photo (xmin, ymin, xmax, ymax)")
+    if args.out:
+        print(f"predictions: {args.out}")
+    else:
+        print(table.to_string(index=False))
+    if args.draw:
+        print(f"drawings: {Path(args.draw)} (one per photo read, prediction in red)")
+    failed = int((table["error"].fillna("") != "").sum())
+    if failed:
+        print(f"{failed} of {len(table)} files could not be read (see the error column)", file=sys.stderr)
+    return 0 if failed < len(table) else 2

@@ -1,0 +1,98 @@
+"""The commands that make data and runs: ``check-data``, ``synthetic``, ``train`` and ``run``.
+
+Each ``cmd_*`` takes the parsed arguments and returns the exit code; each ``add_*_args`` adds the
+command's arguments to its sub-parser (:func:`localizer.cli.build_parser`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from localizer.cli.options import add_data_args, add_recipe_args, config_overrides
+
+
+def add_check_data_args(parser: argparse.ArgumentParser) -> None:
+    add_data_args(parser)
+    parser.add_argument("--report", type=Path, help="write one row per image found (file, status, reason, ...)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from localizer.data.validation import scan_dataset
+
+    result = scan_dataset(args.data, fmt=args.format, oxford_box=args.oxford_box, classes=args.classes,
+                          progress=not args.quiet)
+    report = result.write_report(args.report) if args.report else None  # files first, then print
+    print(result.summary())
+    if report:
+        print(f"report:  {report}")
+    return 0 if len(result.table) else 2
+
+
+def add_train_args(parser: argparse.ArgumentParser) -> None:
+    add_data_args(parser)
+    parser.add_argument("--run-dir", required=True, type=Path, help="run folder (manifest, checkpoints, history)")
+    add_recipe_args(parser, "report", "the run in --run-dir")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from localizer.engine.run import Run
+    from localizer.engine.training import train
+    from localizer.recipe import recipe_for
+
+    overrides = config_overrides(args.param)
+    given = {"data": args.data, "format": args.format, "oxford_box": args.oxford_box, "classes": args.classes,
+             **overrides}
+    config = recipe_for(args.profile, **given)  # names and values checked before any work
+    if args.resume:  # the recipe the run was started with; a -p or data option contradicting it is refused
+        run = Run.open(args.run_dir, **given)
+    else:
+        run = Run.create(config, args.run_dir, overwrite=args.overwrite, progress=not args.quiet)
+    history = train(run, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    print(history.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"checkpoints: {run.checkpoints}")
+    return 0
+
+
+def add_synthetic_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", type=Path, help="output folder (gets yolo/, voc/, coco/ and csv/)")
+    parser.add_argument("--images", type=int, default=48, help="photos to draw (default 48)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the drawing (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the layouts' folders if they exist")
+
+
+def cmd_synthetic(args: argparse.Namespace) -> int:
+    from localizer.data.synthetic import LAYOUTS, make_synthetic_dataset
+
+    truth = make_synthetic_dataset(args.out, n_images=args.images, seed=args.seed, overwrite=args.overwrite)
+    print(f"synthetic dataset: {len(truth)} usable photos with known boxes in "
+          f"{', '.join(str(Path(args.out) / layout) for layout in LAYOUTS)}")
+    return 0
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="dataset folder (default: ../shared/data/lion beside the repository when it "
+                                       "exists, else data/oxford-iiit-pet, downloaded when missing)")
+    parser.add_argument("--run-dir", type=Path, help="run folder (default runs/PROFILE-DATE-TIME)")
+    parser.add_argument("--figures", type=Path, help="also copy the four report figures here (e.g. figures)")
+    parser.add_argument("--publish", type=Path, metavar="DIR",
+                        help="also copy the executed notebooks here, for reading (e.g. report; see make report)")
+    add_recipe_args(parser, "quick", "the run folder")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from localizer.report.runner import run_notebooks
+
+    run_dir = run_notebooks(data=args.data, profile=args.profile, run_dir=args.run_dir,
+                            params=config_overrides(args.param), figures_dir=args.figures,
+                            resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+                            publish_dir=args.publish)
+    print(f"run folder: {run_dir}")
+    metrics = run_dir / "metrics.json"
+    if metrics.exists():
+        from localizer.engine.evaluation import format_metrics
+
+        print(format_metrics(json.loads(metrics.read_text())))
+    return 0

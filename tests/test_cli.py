@@ -1,0 +1,92 @@
+"""The command line while it runs: output into a pipe whose reader has gone (``| head``) ends quietly
+with exit code 141, and the files a command writes are written before anything is printed."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from helpers import fit
+
+from localizer import cli
+from localizer.data.download import REPO_ROOT
+from localizer.recipe import TrainConfig
+
+
+class ClosedPipe(io.TextIOBase):
+    """A stdout whose reader has gone: every write raises BrokenPipeError, as a pipe's would."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def fileno(self) -> int:  # no descriptor to point at devnull (in process)
+        raise io.UnsupportedOperation("fileno")
+
+
+def photos_in(folder) -> int:
+    return sum(1 for _ in (folder / "images").iterdir())
+
+
+def test_output_into_a_closed_pipe_ends_quietly_and_keeps_the_report(synthetic_data, tmp_path):
+    report = tmp_path / "report.csv"
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone, as `| head` once head has exited: every write fails with EPIPE
+    try:
+        done = subprocess.run([sys.executable, "-m", "localizer", "check-data", str(synthetic_data / "yolo"),
+                               "--quiet", "--report", str(report)], stdout=write, stderr=subprocess.PIPE,
+                              cwd=REPO_ROOT, text=True)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (cli.EXIT_BROKEN_PIPE, "")  # no traceback, no "Exception ignored"
+    assert len(pd.read_csv(report)) == photos_in(synthetic_data / "yolo")  # one row per image found
+
+
+def test_a_reader_that_stops_after_one_line_gets_no_traceback(synthetic_data, tmp_path):
+    """As ``python -m localizer check-data ... | head -1``: whether the command is still writing when
+    the reader exits (141) or has written everything before (0), no traceback and the report is kept."""
+    report = tmp_path / "report.csv"
+    command = (f"{sys.executable} -m localizer check-data {synthetic_data / 'yolo'} --quiet --report {report}"
+               f" | {sys.executable} -c 'import sys; print(sys.stdin.readline(), end=\"\")'; "
+               "echo ${PIPESTATUS[0]} >&2")
+    done = subprocess.run(["bash", "-c", command], capture_output=True, cwd=REPO_ROOT, text=True)
+    assert done.stdout == f"data:    {synthetic_data / 'yolo'} (format yolo)\n"  # the summary's first line
+    assert done.stderr.strip() in ("0", str(cli.EXIT_BROKEN_PIPE)), done.stderr
+    assert len(pd.read_csv(report)) == photos_in(synthetic_data / "yolo")
+
+
+def test_check_data_writes_its_report_before_printing(synthetic_data, tmp_path, monkeypatch):
+    report = tmp_path / "report.csv"
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert cli.main(["check-data", str(synthetic_data / "yolo"), "--quiet", "--report", str(report)]) == 141
+    table = pd.read_csv(report)
+    assert len(table) == photos_in(synthetic_data / "yolo") and set(table["status"]) <= {"ok", "skipped"}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(synthetic_data, tmp_path_factory):
+    """``best.pt`` of a one-epoch run of 40 synthetic photos at 48 px (no pretrained weights)."""
+    root = tmp_path_factory.mktemp("cli")
+    config = TrainConfig(data=str(synthetic_data / "yolo"), image_size=48, epochs=1, batch_size=8,
+                         backbone="efficientnet_lite0", weights=None, subset=40, workers=0,
+                         cache_dir=str(root / "cache"))
+    fit(config, root / "run", progress=False)
+    return root / "run" / "checkpoints" / "best.pt"
+
+
+def test_evaluate_and_predict_write_their_files_before_printing(checkpoint, synthetic_data, tmp_path, monkeypatch):
+    metrics = tmp_path / "metrics.json"
+    predictions = tmp_path / "predictions.csv"
+    image = synthetic_data / "yolo" / "images" / "animal_001.jpg"  # 160 x 120 px
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--quiet", "--out", str(metrics)]) == 141
+    assert cli.main(["predict", "--checkpoint", str(checkpoint), str(image), "--quiet", "--out",
+                     str(predictions)]) == 141
+    monkeypatch.undo()
+    assert len(pd.read_csv(metrics.with_suffix(".csv"))) == 6  # the test split of 40 photos (70/15/15)
+    assert '"n": 6' in metrics.read_text()
+    table = pd.read_csv(predictions)
+    assert table["file"].tolist() == [str(image)] and (table["width"].item(), table["height"].item()) == (160, 120)
