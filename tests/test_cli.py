@@ -90,3 +90,20 @@ def test_evaluate_and_predict_write_their_files_before_printing(checkpoint, synt
     assert '"n": 6' in metrics.read_text()
     table = pd.read_csv(predictions)
     assert table["file"].tolist() == [str(image)] and (table["width"].item(), table["height"].item()) == (160, 120)
+
+
+@pytest.mark.parametrize("where", ["draw", "out"])
+def test_predict_never_writes_over_its_inputs_even_with_overwrite(tmp_path, capsys, where):
+    # issue 28, kind 6: `predict PHOTOS --draw PHOTOS --overwrite` once replaced the photos by drawings.
+    from PIL import Image
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(photos / "a.png")
+    before = (photos / "a.png").read_bytes()
+    target = ["--draw", str(photos)] if where == "draw" else ["--out", str(photos / "a.png")]
+    # The check comes before the checkpoint is read: a missing checkpoint is never reached.
+    code = cli.main(["predict", "--checkpoint", str(tmp_path / "missing.pt"), str(photos / "a.png"), *target,
+                     "--overwrite"])
+    assert code != 0
+    assert "a.png" in capsys.readouterr().err
+    assert (photos / "a.png").read_bytes() == before

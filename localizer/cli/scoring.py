@@ -124,13 +124,14 @@ def add_predict_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from localizer.engine.prediction import drawing_paths, expand_inputs, predict_files
+    from localizer.engine.prediction import drawing_paths, expand_inputs, predict_files, refuse_overwriting_inputs
     from localizer.engine.run import load_model
     from localizer.files import write_csv
 
+    files = expand_inputs(args.inputs)
+    refuse_overwriting_inputs(files, args.draw, args.out)  # before any message inviting --overwrite
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite or another --out")
-    files = expand_inputs(args.inputs)
     if args.draw and not args.overwrite:
         existing = [str(p) for p in drawing_paths(files, args.draw).values() if p.exists()]
         if existing:
