@@ -361,3 +361,29 @@ def test_train_resume_refuses_a_changed_recipe_and_resume_with_overwrite(synthet
     with pytest.raises(SystemExit) as exit_info:
         cli_main(common + ["--resume", "--overwrite"])
     assert exit_info.value.code == 2
+
+
+# ------------------------------------------------------------------------------ reproduction
+#: ``(train_loss, val_loss, train_iou, val_iou)`` of each epoch of the ``smoke`` recipe on the synthetic
+#: data (CPU, float32, no workers), recorded at commit b930f34, before the heads got one loss interface:
+#: the refactoring keeps the arithmetic and the random draws (model init, sampler, augmentation) as they were.
+_TUNED = {"head": "softargmax", "dfl": 0.25, "loss": "giou", "affine_p": 0.5, "dropout": 0.2, "schedule": "cosine"}
+SMOKE_HISTORIES = {
+    "linear": ({}, [(0.2504176199436188, 0.2537875771522522, 0.02713625319302082, 0.1356469690799713),
+                    (0.1573839783668518, 0.13739143311977386, 0.08913512527942657, 0.234654039144516)]),
+    "softargmax": (_TUNED, [(4.54636812210083, 4.280170917510986, 0.005135591607540846, 0.01852598786354065),
+                            (3.9864628314971924, 4.198190212249756, 0.05443732067942619, 0.029186934232711792)]),
+    "largest": ({**_TUNED, "head": "largest"},
+                [(9.843843460083008, 9.579469680786133, 0.2026338428258896, 0.42526882886886597),
+                 (8.78711223602295, 9.480953216552734, 0.46476173400878906, 0.4218629002571106)]),
+}
+
+
+@pytest.mark.parametrize("head", sorted(SMOKE_HISTORIES))
+def test_smoke_recipe_reproduces_its_recorded_history(synthetic_data, tmp_path, head):
+    values, expected = SMOKE_HISTORIES[head]
+    config = recipe.recipe_for("smoke", data=str(synthetic_data / "yolo"), device="cpu", precision="fp32", workers=0,
+                               cache_dir=str(tmp_path / "cache"), **values)
+    history = fit(config, tmp_path / "run")
+    got = history[["train_loss", "val_loss", "train_iou", "val_iou"]].to_numpy()
+    np.testing.assert_allclose(got, np.array(expected), rtol=0, atol=1e-6)
