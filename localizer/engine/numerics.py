@@ -34,7 +34,7 @@ import torch
 
 from localizer.errors import ConfigError
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from localizer.recipe import PRECISIONS
 
 #: ``auto`` takes bf16 on a CPU when the probe finds it at least this much faster than float32:
 #: a margin well above the probe's noise (a few per cent), so the same machine makes the same choice.

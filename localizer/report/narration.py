@@ -58,13 +58,6 @@ def describe_model(config: TrainConfig) -> str:
     if config.head == "linear":
         head = (f"the report's head, **Dropout({config.dropout:g}) + Linear(F, 4)** on the globally "
                 "average-pooled features")
-    elif config.head == "dense":
-        head = (f"the **dense head**: each cell of the {grid} × {grid} map predicts the distances from its centre "
-                f"to the four edges (the expected position under a softmax over {BINS} positions each, as in "
-                "FCOS, Tian et al., ICCV 2019, with GFL's per-edge distributions) and a score; the box is the "
-                "best-scored cell's, so on a photo with several animals it is one animal's box rather than one "
-                "between them. The scores are trained towards the cells near the centre of the true box "
-                "(FCOS's centerness)")
     elif config.head == "largest":
         head = ("the **largest-animal head**: a dense head, trained on *every* annotated animal, detects each "
                 f"animal from the cells of the {grid} × {grid} map near its centre (each cell scores whether an "
@@ -78,11 +71,6 @@ def describe_model(config: TrainConfig) -> str:
                 f"{grid} × {grid} map with its positions, Dropout({config.dropout:g}) and a linear layer give "
                 f"each edge a score for {BINS} positions, and the edge is the expected position under their "
                 "softmax")
-        if config.hypotheses > 1:
-            head += (f"; it gives **{config.hypotheses} hypotheses** (boxes) with a score each and predicts the "
-                     "best-scored one, trained by relaxed winner-takes-all (Rupprecht et al., ICCV 2017): only the "
-                     "hypothesis nearest the true box learns from it, so on a photo with several animals each "
-                     "hypothesis can box one of them instead of one box falling between them")
     return f"**This run**: backbone {backbone} with {weights}; head: {head}."
 
 
@@ -106,28 +94,16 @@ def describe_training(config: TrainConfig) -> str:
                     f"the validation loss has not improved for {config.plateau_patience} epochs (Figure 1 "
                     "marks each drop)")
     else:
-        warmup = (f"after a linear warm-up over {config.warmup_epochs} epoch(s), " if config.warmup_epochs else "")
-        schedule = (f"**cosine annealing**: {warmup}the learning rate falls smoothly from {lr:.1e} to 0 over "
+        schedule = (f"**cosine annealing**: the learning rate falls smoothly from {lr:.1e} to 0 over "
                     f"the {config.epochs} epochs (Loshchilov & Hutter, *SGDR*, 2017); no plateau drops")
-    backbone_lr = ""
-    if config.backbone_lr_scale != 1:
-        backbone_lr = (f" for the head and {lr * config.backbone_lr_scale:.1e} for the pretrained backbone "
-                       "(discriminative fine-tuning, Howard & Ruder, ULMFiT, 2018)")
     parts = [f"loss: {loss};",
-             (f"optimizer: **AdamW**, learning rate {lr:.1e}{backbone_lr}, weight decay {config.weight_decay:g}, "
+             (f"optimizer: **AdamW**, learning rate {lr:.1e}, weight decay {config.weight_decay:g}, "
               f"batch {config.batch_size}, {config.epochs} epochs;"),
              f"schedule: {schedule};"]
-    if config.ema:
-        parts.append(f"weights averaged: an exponential moving average (decay {config.ema:g} per step) is "
-                     "what validation, `best.pt` and the test use;")
     augment = "horizontal flip (p = 0.5) and colour jitter"
     if config.affine_p:
         augment += f", and a box-aware random scale + shift on {config.affine_p:.0%} of the images"
-    parts.append(f"augmentation (training only): {augment}" + (";" if config.several_repeat != 1 else "."))
-    if config.several_repeat != 1:
-        parts.append(f"sampling: the training photos with several animals are drawn **{config.several_repeat:g} times "
-                     "as often** as those with one (with replacement; repeat factor sampling, Gupta et al., LVIS, "
-                     "2019): they are the hard case, whose box is the largest animal's.")
+    parts.append(f"augmentation (training only): {augment}.")
     return "**This run**:\n\n" + "\n".join(f"* {part}" for part in parts)
 
 
