@@ -142,7 +142,8 @@ def _number(value) -> bool:
 
 #: :meth:`TrainConfig.__post_init__`'s checks, in order: ``(field, valid(value, config), what it takes)``.
 _CHECKS = [
-    *[(name, lambda v, c: _whole(v) and v >= 1, "a whole number >= 1") for name in ("image_size", "epochs", "batch_size")],
+    *[(name, lambda v, c: _whole(v) and v >= 1, "a whole number >= 1")
+      for name in ("image_size", "epochs", "batch_size")],
     *[(name, lambda v, c: _number(v) and v >= 0, "a number >= 0") for name in ("weight_decay", "plateau_factor")],
     ("lr", lambda v, c: _number(v) and v > 0, "a number > 0"),
     ("dropout", lambda v, c: _number(v) and 0 <= v < 1, "a number in [0, 1)"),

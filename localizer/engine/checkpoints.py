@@ -15,11 +15,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from localizer.errors import ConfigError, DataError
+from localizer.errors import DataError
 from localizer.files import atomic_save
-from localizer.model.models import build_model
-from localizer.engine.numerics import Numerics, default_numerics, native_bf16, resolve_device
-from localizer.recipe import TrainConfig
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -92,47 +89,3 @@ def reconcile_checkpoints(folder: Path | str) -> bool:
         return False
     atomic_save(best_payload(last), best_path)
     return True
-
-
-def inference_numerics(checkpoint: dict, device: torch.device) -> Numerics:
-    """Evaluation and prediction compute as the training did (its validation scores were measured
-    so): bf16 when the checkpoint was trained in bf16 and ``device`` has native bf16, else float32."""
-    used = checkpoint["precision_used"]
-    return default_numerics(device, "bf16" if used == "bf16" and native_bf16(device) else "fp32")
-
-
-def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
-    """Load a trained model from a checkpoint (safely: see :func:`load_checkpoint`).
-
-    A ``best.pt`` beside a ``last.pt`` is first made consistent with it (:func:`reconcile_checkpoints`).
-
-    Returns:
-        ``(model, info)``: the model in eval mode on ``device``, and a dict with ``config``
-        (:class:`~localizer.recipe.TrainConfig`), ``input_mean``, ``input_std``, ``epoch``,
-        ``history``, ``train_mean_box`` (the mean normalized xyxy training box) and ``numerics`` (:func:`inference_numerics`: pass it to ``predict_batch``).
-
-    Raises:
-        FileNotFoundError: no such checkpoint.
-        CheckpointError: the file is not a localizer checkpoint, or its recipe names an option this
-            version no longer has (:data:`localizer.recipe.REMOVED_FIELDS`); the message names the file.
-    """
-    path = Path(checkpoint_path)
-    if path.name == BEST:
-        reconcile_checkpoints(path.parent)
-    checkpoint = load_checkpoint(path)
-    try:
-        config = TrainConfig.from_dict(checkpoint["config"])
-        model = build_model(config.backbone, weights=None, dropout=config.dropout, head=config.head,
-                            image_size=config.image_size, loss=config.loss, dfl=config.dfl)
-        model.load_state_dict(checkpoint["model"])
-    except (ConfigError, KeyError, TypeError, RuntimeError) as exc:
-        raise CheckpointError("not-a-checkpoint", f"its recipe or weights do not make a localizer model: {exc}",
-                              path) from None
-    device = resolve_device(device) if isinstance(device, str) else device
-    numerics = inference_numerics(checkpoint, device)
-    numerics.place_model(model).eval()
-    info = {"config": config, "input_mean": tuple(checkpoint["input_mean"]),
-            "input_std": tuple(checkpoint["input_std"]), "epoch": checkpoint["epoch"],
-            "history": checkpoint["history"], "train_mean_box": checkpoint["train_mean_box"],
-            "numerics": numerics}
-    return model, info
