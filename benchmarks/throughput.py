@@ -168,7 +168,7 @@ def main(argv=None) -> dict:
         model, optimizer = trainee(numerics)
 
         def run(n: int) -> None:  # n batches in one run_epoch call, as fit() runs them
-            run_epoch(model, itertools.islice(batches, n), config.loss, numerics, mean, std, optimizer,
+            run_epoch(model, itertools.islice(batches, n), numerics, mean, std, optimizer,
                       progress=False, augment=augment)
         return run
 

@@ -44,13 +44,13 @@ def decode(logits: torch.Tensor, window: int | None) -> torch.Tensor:
 @torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run", type=Path, help="a finished run folder (softargmax head, one hypothesis)")
+    parser.add_argument("run", type=Path, help="a finished run folder (softargmax head)")
     args = parser.parse_args()
     model, info, rows, dataset, targets, several = validation_split(args.run)
     config = info["config"]
-    if config.head != "softargmax" or config.hypotheses != 1:
-        parser.error(f"{args.run}: needs a run of the softargmax head with one hypothesis")
-    views = predict_views(model, info, dataset, lambda net, x: net.head.outputs(net.feature_map(x))[0][:, 0],
+    if config.head != "softargmax":
+        parser.error(f"{args.run}: needs a run of the softargmax head")
+    views = predict_views(model, info, dataset, lambda net, x: net.head.outputs(net.feature_map(x)),
                           flipped=config.tta)
     logits = views["plain"][0]
     flipped = views["flipped"][0] if config.tta else None

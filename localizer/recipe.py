@@ -14,16 +14,26 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from localizer.errors import ConfigError
-from localizer.model.heads import HEADS
-from localizer.model.losses import LOSSES
-from localizer.model.models import BACKBONES
-from localizer.engine.numerics import PRECISIONS
 from localizer.data.readers import DataFormatError, parse_classes
 from localizer.data.split import DEFAULT_FRACTIONS, DEFAULT_SEED
 
+#: The choices of the recipe's named fields (the modules that implement them import these names).
+#: Backbones: :mod:`localizer.model.backbones`; heads: :mod:`localizer.model.heads`; box losses:
+#: :mod:`localizer.model.losses`; number formats: :mod:`localizer.engine.numerics`.
+BACKBONES = ("resnet18", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+HEADS = ("linear", "softargmax", "largest")
+#: Heads trained on every annotated animal of a photo, not only the primary one: their run's scan keeps
+#: every box (:data:`localizer.boxes.ALL_BOXES_COLUMN` in the manifest).
+ALL_BOXES_HEADS = ("largest",)
+LOSSES = ("smooth_l1", "giou")
+PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("plateau", "cosine")
-#: Warm-up starts at this share of the learning rate and reaches it after ``warmup_epochs``.
-WARMUP_START = 0.1
+LR_SCALINGS = ("none", "linear", "sqrt")
+
+#: Fields of older versions, with the value that meant "off", whose code is gone (it lived at commit
+#: b930f34; README, "Ablations"): a saved recipe that sets one otherwise cannot be trained further or
+#: evaluated as it was trained (:meth:`TrainConfig.from_dict` refuses it).
+REMOVED_FIELDS = {"warmup_epochs": 0, "ema": 0.0, "hypotheses": 1, "backbone_lr_scale": 1.0, "several_repeat": 1.0}
 
 
 @dataclass
@@ -32,30 +42,20 @@ class TrainConfig:
 
     Attributes mirror the report's recipe by default. ``classes`` keeps only boxes of these classes
     (None: all; e.g. ``"animals"``, see :func:`localizer.data.readers.parse_classes`). ``head`` is the
-    report's ``linear`` head, ``softargmax``, ``dense`` or ``largest`` (:mod:`localizer.model.heads`; ``largest`` trains
-    on every annotated animal, so its run's manifest keeps every box). ``affine_p`` is the
+    report's ``linear`` head, ``softargmax`` or ``largest`` (:mod:`localizer.model.heads`; ``largest``
+    trains on every annotated animal, so its run's manifest keeps every box). ``affine_p`` is the
     probability of the box-aware random scale + shift per training image
-    (:class:`localizer.engine.batch_augment.BatchAugment`; 0 in the report). ``ema`` > 0 keeps an
-    exponential moving average of the weights (decay per step, bias-corrected: :mod:`localizer.engine.ema`),
-    which validation, ``best.pt`` and so evaluation and prediction use. ``warmup_epochs`` > 0
-    (cosine schedule only) raises the learning rate linearly from a tenth over those epochs
-    before the cosine decay (Goyal et al. 2017). ``dfl`` > 0 adds that weight times the
-    distribution focal loss (:func:`localizer.model.losses.distribution_focal_loss`; ``softargmax``,
-    ``dense`` and ``largest`` heads) to ``loss``. ``hypotheses`` > 1 makes the ``softargmax`` head give that many boxes and
-    scores, trained by relaxed winner-takes-all (:func:`localizer.model.losses.hypotheses_loss`); it predicts
-    the best-scored one. ``backbone_lr_scale`` < 1 trains the pretrained backbone at that share of
-    the learning rate and the new head at the full rate (discriminative fine-tuning, Howard & Ruder,
-    ULMFiT, ACL 2018). ``several_repeat`` > 1 draws the training photos with several annotated
-    animals (whose box is the largest one's, the hard case) that many times as often as the others,
-    with replacement (repeat factor sampling, Gupta et al., LVIS, CVPR 2019). ``schedule`` is ``plateau`` (the report's
+    (:class:`localizer.engine.batch_augment.BatchAugment`; 0 in the report). ``dfl`` > 0 adds that
+    weight times the distribution focal loss (:func:`localizer.model.losses.distribution_focal_loss`;
+    ``softargmax`` and ``largest`` heads) to ``loss``. ``schedule`` is ``plateau`` (the report's
     ReduceLROnPlateau on the validation loss) or ``cosine`` (cosine annealing from ``lr`` to 0 over
-    ``epochs``, stepped once per epoch; Loshchilov & Hutter, SGDR, 2017). ``subset`` limits the number of images
-    (seeded, before the split) for quick runs; ``workers`` is the number of DataLoader processes
-    for the training set (``-1``: 1 on CPU, 4 on an accelerator); ``device`` is ``auto``, ``cpu``,
-    ``cuda`` or ``mps``; ``precision`` is ``auto``, ``fp32`` or ``bf16`` (see :mod:`localizer.engine.numerics`).
-    ``tta`` is not about training: it makes notebook 04 score the test split, and ``evaluate`` and
-    ``predict`` predict by default, with horizontal-flip test-time augmentation
-    (:func:`localizer.engine.inference.fuse_flip`: averaged where the two boxes agree).
+    ``epochs``, stepped once per epoch; Loshchilov & Hutter, SGDR, 2017). ``subset`` limits the number
+    of images (seeded, before the split) for quick runs; ``workers`` is the number of DataLoader
+    processes for the training set (``-1``: 1 on CPU, 4 on an accelerator); ``device`` is ``auto``,
+    ``cpu``, ``cuda`` or ``mps``; ``precision`` is ``auto``, ``fp32`` or ``bf16`` (see
+    :mod:`localizer.engine.numerics`). ``tta`` is not about training: it makes notebook 04 score the
+    test split, and ``evaluate`` and ``predict`` predict by default, with horizontal-flip test-time
+    augmentation (:func:`localizer.engine.inference.fuse_flip`: averaged where the two boxes agree).
 
     Large batches (for a GPU): ``lr`` is the learning rate at the report's batch of 32
     (:data:`REFERENCE_BATCH`); ``lr_scaling`` scales it to ``batch_size`` (see
@@ -84,12 +84,7 @@ class TrainConfig:
     schedule: str = "plateau"
     plateau_factor: float = 0.1
     plateau_patience: int = 3
-    warmup_epochs: int = 0
-    ema: float = 0.0
     dfl: float = 0.0
-    hypotheses: int = 1
-    backbone_lr_scale: float = 1.0
-    several_repeat: float = 1.0
     affine_p: float = 0.0
     seed: int = DEFAULT_SEED
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
@@ -106,74 +101,30 @@ class TrainConfig:
         Raises:
             localizer.errors.ConfigError: naming the field, its value and what it takes.
         """
-        def shown(name: str) -> str:  # the value as written after -p NAME= (JSON: true, null, "text")
-            return f"{name}={json.dumps(getattr(self, name), default=str)}"
-
-        def bad(name: str, expected: str):
-            raise ConfigError(f"{shown(name)}: expected {expected}")
-
-        def whole(value) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        def number(value) -> bool:
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
-
-        for name in ("image_size", "epochs", "batch_size"):
-            if not whole(getattr(self, name)) or getattr(self, name) < 1:
-                bad(name, "a whole number >= 1")
-        for name in ("weight_decay", "plateau_factor"):
-            if not number(getattr(self, name)) or getattr(self, name) < 0:
-                bad(name, "a number >= 0")
-        if not number(self.lr) or self.lr <= 0:
-            bad("lr", "a number > 0")
-        if not number(self.dropout) or not 0 <= self.dropout < 1:
-            bad("dropout", "a number in [0, 1)")
-        if not number(self.ema) or not 0 <= self.ema < 1:
-            bad("ema", "a number in [0, 1): the EMA decay per step (0: no EMA)")
-        if not number(self.dfl) or self.dfl < 0:
-            bad("dfl", "a number >= 0: the weight of the distribution focal loss (0: none)")
-        if self.dfl and self.head == "linear":
-            bad("dfl", "0 with the 'linear' head (the loss is on the per-edge distributions of the 'softargmax', "
-                       "'dense' and 'largest' heads)")
-        if not whole(self.hypotheses) or self.hypotheses < 1:
-            bad("hypotheses", "a whole number >= 1: boxes per image of the softargmax head")
-        if self.hypotheses > 1 and self.head != "softargmax":
-            bad("hypotheses", "1 with a head other than 'softargmax'")
-        if not number(self.backbone_lr_scale) or not 0 < self.backbone_lr_scale <= 1:
-            bad("backbone_lr_scale", "a number in (0, 1]: the backbone's learning rate as a share of lr")
-        if not number(self.several_repeat) or self.several_repeat < 1:
-            bad("several_repeat", "a number >= 1: how many times as often photos with several animals are drawn")
-        if not number(self.affine_p) or not 0 <= self.affine_p <= 1:
-            bad("affine_p", "a number in [0, 1]")
-        if not whole(self.warmup_epochs) or not 0 <= self.warmup_epochs < self.epochs:
-            bad("warmup_epochs", "a whole number >= 0 and below epochs")
-        if self.warmup_epochs and self.schedule != "cosine":
-            bad("warmup_epochs", "0 with schedule='plateau' (warm-up is for the cosine schedule)")
-        if not whole(self.plateau_patience) or self.plateau_patience < 0:
-            bad("plateau_patience", "a whole number >= 0")
-        if self.subset is not None and (not whole(self.subset) or self.subset < 1):
-            bad("subset", "null or a whole number >= 1")
-        if not whole(self.seed):
-            bad("seed", "a whole number")
-        if not whole(self.workers) or self.workers < -1:
-            bad("workers", "-1 (automatic) or a whole number >= 0")
-        if not isinstance(self.tta, bool):
-            bad("tta", "true or false")
-        choices = {"backbone": BACKBONES, "loss": LOSSES, "schedule": SCHEDULES, "lr_scaling": LR_SCALINGS,
-                   "oxford_box": ("animal", "head"), "precision": PRECISIONS, "head": HEADS}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                bad(name, "one of " + ", ".join(json.dumps(choice) for choice in allowed))
+        for name, valid, expected in _CHECKS:
+            if not valid(getattr(self, name), self):
+                raise ConfigError(f"{name}={json.dumps(getattr(self, name), default=str)}: expected {expected}")
         try:
             parse_classes(self.classes)
         except DataFormatError as exc:
-            raise ConfigError(f"{shown('classes')}: {exc}") from None
+            raise ConfigError(f"classes={json.dumps(self.classes)}: {exc}") from None
         self.data = str(self.data)  # a pathlib.Path is welcome; config.json stores text
         self.cache_dir = None if self.cache_dir is None else str(self.cache_dir)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        """Build from a dict, ignoring unknown keys; ``fractions`` may be a list."""
+        """Build from a dict (a saved ``config.json`` or checkpoint), ignoring unknown keys; ``fractions``
+        may be a list.
+
+        Raises:
+            localizer.errors.ConfigError: a value :class:`TrainConfig` refuses, or a field of
+                :data:`REMOVED_FIELDS` set to another value than its "off" one (a run of an older
+                version trained with an option whose code is gone: it would not go on as it began).
+        """
+        removed = [f"{k}={values[k]!r}" for k, off in REMOVED_FIELDS.items() if values.get(k, off) != off]
+        if removed:
+            raise ConfigError(f"the recipe sets {', '.join(removed)}, an option this version no longer has (its "
+                              "code lived at commit b930f34); train it again without, or use that version")
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in values.items() if k in names}
         if "fractions" in values:
@@ -181,9 +132,38 @@ class TrainConfig:
         return cls(**values)
 
 
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
+
+
+#: :meth:`TrainConfig.__post_init__`'s checks, in order: ``(field, valid(value, config), what it takes)``.
+_CHECKS = [
+    *[(name, lambda v, c: _whole(v) and v >= 1, "a whole number >= 1")
+      for name in ("image_size", "epochs", "batch_size")],
+    *[(name, lambda v, c: _number(v) and v >= 0, "a number >= 0") for name in ("weight_decay", "plateau_factor")],
+    ("lr", lambda v, c: _number(v) and v > 0, "a number > 0"),
+    ("dropout", lambda v, c: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    ("dfl", lambda v, c: _number(v) and v >= 0, "a number >= 0: the weight of the distribution focal loss (0: none)"),
+    ("dfl", lambda v, c: not (v and c.head == "linear"),
+     "0 with the 'linear' head (the loss is on the per-edge distributions of the 'softargmax' and 'largest' heads)"),
+    ("affine_p", lambda v, c: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    ("plateau_patience", lambda v, c: _whole(v) and v >= 0, "a whole number >= 0"),
+    ("subset", lambda v, c: v is None or (_whole(v) and v >= 1), "null or a whole number >= 1"),
+    ("seed", lambda v, c: _whole(v), "a whole number"),
+    ("workers", lambda v, c: _whole(v) and v >= -1, "-1 (automatic) or a whole number >= 0"),
+    ("tta", lambda v, c: isinstance(v, bool), "true or false"),
+    *[(name, lambda v, c, allowed=allowed: v in allowed, "one of " + ", ".join(json.dumps(x) for x in allowed))
+      for name, allowed in {"backbone": BACKBONES, "loss": LOSSES, "schedule": SCHEDULES, "lr_scaling": LR_SCALINGS,
+                            "oxford_box": ("animal", "head"), "precision": PRECISIONS, "head": HEADS}.items()],
+]
+
+
 #: The batch size that ``TrainConfig.lr`` refers to (the course report's).
 REFERENCE_BATCH = 32
-LR_SCALINGS = ("none", "linear", "sqrt")
 
 
 def effective_lr(config: TrainConfig) -> float:

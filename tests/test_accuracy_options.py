@@ -1,29 +1,23 @@
 """The options that raise accuracy beyond the report's recipe: more backbones, a head that keeps
-where things are, box-aware scale augmentation, warm-up and an EMA of the weights."""
+where things are, box-aware scale augmentation, the distribution focal loss and a cosine schedule; and
+the refusal of recipes that name an option whose code is gone."""
 
 import math
-from dataclasses import replace
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
-from helpers import fit
 
-from localizer.engine import run as runs
 from localizer.engine import training
 from localizer.engine.batch_augment import AFFINE_FILL, AugmentParams, BatchAugment, apply_augment
-from localizer.engine.datasets import make_loader
-from localizer.engine.ema import make_ema
-from localizer.model.heads import BINS, DenseHead, LinearHead, SoftArgmaxHead, cell_boxes, edge_distances, soft_argmax
+from localizer.boxes import cell_boxes, edge_distances, soft_argmax
+from localizer.errors import ConfigError
+from localizer.model.heads import BINS, DenseHead, LinearHead, SoftArgmaxHead
 from localizer.engine.inference import fuse_flip, predict_batch
-from localizer.model.losses import box_loss, centerness_weights, dense_loss, distribution_focal_loss, hypotheses_loss
+from localizer.model.losses import box_loss, distribution_focal_loss
 from localizer.model.models import build_model, count_parameters
 from localizer.engine.numerics import default_numerics
-from localizer.recipe import TrainConfig
-from localizer.data.split import assign_split
+from localizer.recipe import REMOVED_FIELDS, TrainConfig
 from localizer.engine.transforms import model_input
-from localizer.data.validation import scan_dataset
 
 IMAGENET_LION = 291
 
@@ -138,58 +132,28 @@ def test_affine_p_zero_draws_no_more_random_numbers():
     assert (some.scale[~some.affine] == 1).all() and (some.shift[~some.affine] == 0).all()
 
 
-def test_warmup_then_cosine():
+def test_cosine_schedule_anneals_to_zero_over_the_epochs():
     params = [torch.nn.Parameter(torch.zeros(1))]
-    config = TrainConfig(schedule="cosine", epochs=6, warmup_epochs=2)
-    scheduler = training.make_scheduler(config, torch.optim.AdamW(params, lr=1e-3))
+    scheduler = training.make_scheduler(TrainConfig(schedule="cosine", epochs=4), torch.optim.AdamW(params, lr=1e-3))
     lrs = []
-    for _ in range(6):
+    for _ in range(5):
         lrs.append(scheduler.optimizer.param_groups[0]["lr"])
         scheduler.optimizer.step()
         scheduler.step()
-    # warm-up 0.1 -> 1 over 2 epochs, then cosine over the 4 others
-    assert lrs == pytest.approx([1e-4, 5.5e-4, 1e-3, 1e-3 * (1 + math.cos(math.pi / 4)) / 2, 5e-4,
-                                 1e-3 * (1 + math.cos(3 * math.pi / 4)) / 2])
-    with pytest.raises(ValueError, match="^warmup_epochs=2"):
-        TrainConfig(schedule="plateau", warmup_epochs=2)
+    # 1e-3 (1 + cos(pi e / 4)) / 2 for e = 0..4
+    assert lrs == pytest.approx([1e-3, 1e-3 * (1 + math.sqrt(0.5)) / 2, 5e-4, 1e-3 * (1 - math.sqrt(0.5)) / 2, 0.0],
+                                abs=1e-12)
 
 
-def test_ema_is_bias_corrected():
-    """Weights 1, 2, 3 with decay 0.5 average to 1, (2 + 0.5 * 1) / 1.5 = 5/3 and
-    (3 + 0.5 * 2 + 0.25 * 1) / 1.75 = 17/7; torch's plain EMA would give 1, 1.5, 2.25. The batch
-    counter, an integer buffer, takes the model's value."""
-    model = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
-    ema = make_ema(model, 0.5)
-    seen = []
-    for value in (1.0, 2.0, 3.0):
-        with torch.no_grad():
-            model[0].weight.fill_(value)
-        model[1].num_batches_tracked.fill_(int(value))
-        ema.update_parameters(model)
-        seen.append(ema.module[0].weight.item())
-    assert seen == pytest.approx([1, 5 / 3, 17 / 7])
-    assert ema.module[1].num_batches_tracked.item() == 3
-    with pytest.raises(ValueError, match="decay must be in"):
-        make_ema(model, 1.0)
-
-
-def test_ema_weights_are_validated_and_kept_in_best(synthetic_data, tmp_path):
-    config = TrainConfig(data=str(synthetic_data / "yolo"), image_size=64, epochs=2, batch_size=8,
-                         backbone="efficientnet_lite0", weights=None, subset=20, workers=0,
-                         cache_dir=str(tmp_path / "cache"), ema=0.9, head="softargmax", affine_p=0.5,
-                         schedule="cosine", warmup_epochs=1, loss="giou", precision="fp32")
-    run = tmp_path / "run"
-    history = fit(config, run, progress=False)
-    last = runs.load_checkpoint(run / "checkpoints" / "last.pt")
-    best = runs.load_checkpoint(run / "checkpoints" / "best.pt")
-    assert last["ema"]["n_averaged"].item() == 2 * math.ceil(14 / 8)  # one update per step
-    ema_weights, raw = runs.ema_weights(last["ema"]), last["model"]
-    assert not all(torch.equal(ema_weights[k], raw[k]) for k in raw)
-    if best["epoch"] == 2:
-        assert all(torch.equal(best["model"][k], ema_weights[k]) for k in raw)
-    assert "ema" not in best and "ema_model" not in best and "optimizer" not in best
-    model, info = runs.load_model(run / "checkpoints" / "best.pt")
-    assert isinstance(model.head, SoftArgmaxHead) and np.isfinite(history["val_iou"]).all()
+@pytest.mark.parametrize("name, value", [("warmup_epochs", 1), ("ema", 0.998), ("hypotheses", 2),
+                                         ("backbone_lr_scale", 0.1), ("several_repeat", 3)])
+def test_a_saved_recipe_with_a_removed_option_is_refused_naming_it(name, value):
+    saved = {"head": "softargmax", "dfl": 0.25, **REMOVED_FIELDS}
+    assert TrainConfig.from_dict(saved) == TrainConfig(head="softargmax", dfl=0.25)  # "off": as before
+    with pytest.raises(ConfigError, match=f"sets {name}={value!r}, an option this version no longer has"):
+        TrainConfig.from_dict({**saved, name: value})
+    with pytest.raises(ConfigError, match='^head="dense": expected one of "linear", "softargmax", "largest"'):
+        TrainConfig.from_dict({"head": "dense"})
 
 
 def test_distribution_focal_loss_hand_computed():
@@ -214,75 +178,23 @@ def test_distribution_focal_loss_hand_computed():
 
 
 def test_run_epoch_adds_the_weighted_distribution_focal_loss():
-    torch.manual_seed(0)
-    model = build_model("efficientnet_lite0", weights=None, head="softargmax", image_size=64).eval()
     images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
     targets = torch.tensor([[0.1, 0.2, 0.6, 0.9], [0.0, 0.0, 1.0, 1.0], [0.3, 0.3, 0.5, 0.7], [0.25, 0.1, 0.8, 0.4]])
     numerics = default_numerics(torch.device("cpu"), "fp32")
-    mean, std = model.input_mean, model.input_std
-    with torch.no_grad():
-        x = model_input(images, numerics, mean, std)
-        logits = model.head.outputs(model.feature_map(x))[0][:, 0]
-        expected = box_loss("giou", soft_argmax(logits), targets) + 0.25 * distribution_focal_loss(logits, targets)
-        loss, _ = training.run_epoch(model, [(images, targets)], "giou", numerics, mean, std, progress=False, dfl=0.25)
-        plain, _ = training.run_epoch(model, [(images, targets)], "giou", numerics, mean, std, progress=False)
-    assert loss == pytest.approx(expected.item(), rel=1e-5)
-    assert plain == pytest.approx(box_loss("giou", soft_argmax(logits), targets).item(), rel=1e-5)
+    losses = {}
+    for dfl in (0.25, 0.0):  # the same weights, built with and without the distribution focal loss
+        torch.manual_seed(0)
+        model = build_model("efficientnet_lite0", weights=None, head="softargmax", image_size=64, loss="giou",
+                            dfl=dfl).eval()
+        mean, std = model.input_mean, model.input_std
+        with torch.no_grad():
+            logits = model.head.outputs(model.feature_map(model_input(images, numerics, mean, std)))
+            losses[dfl], _ = training.run_epoch(model, [(images, targets[:, None])], numerics, mean, std, progress=False)
+    plain = box_loss("giou", soft_argmax(logits), targets)
+    assert losses[0.0] == pytest.approx(plain.item(), rel=1e-5)
+    assert losses[0.25] == pytest.approx((plain + 0.25 * distribution_focal_loss(logits, targets)).item(), rel=1e-5)
     with pytest.raises(ValueError, match="^dfl="):
         TrainConfig(dfl=0.25)  # the report's linear head has no distributions
-
-
-def test_backbone_learning_rate_scale_gives_the_backbone_its_share():
-    model = build_model("efficientnet_lite0", weights=None, head="softargmax", image_size=64)
-    config = TrainConfig(backbone_lr_scale=0.1, lr=2e-3, head="softargmax")
-    optimizer = torch.optim.AdamW(training.parameter_groups(model, config), lr=2e-3)
-    head, backbone = optimizer.param_groups
-    assert head["lr"] == 2e-3 and backbone["lr"] == pytest.approx(2e-4)
-    assert sum(p.numel() for p in head["params"]) == count_parameters(model.head)[0]
-    assert sum(p.numel() for p in backbone["params"]) == count_parameters(model.backbone)[0]
-    assert len(optimizer.param_groups[0]["params"]) + len(backbone["params"]) == len(list(model.parameters()))
-    for bad in (0, 1.5):
-        with pytest.raises(ValueError, match="^backbone_lr_scale="):
-            TrainConfig(backbone_lr_scale=bad)
-
-
-def test_hypotheses_loss_hand_computed_and_the_best_scored_box_is_predicted():
-    # two hypotheses, one-hot edges: hypothesis 0 is the target exactly, hypothesis 1 is off by 0.25
-    bins = 5  # positions 0, 0.25, 0.5, 0.75, 1
-    logits = torch.full((1, 2, 4, bins), -1e4)
-    for edge, k in enumerate((1, 1, 3, 3)):  # (0.25, 0.25, 0.75, 0.75)
-        logits[0, 0, edge, k] = 1e4
-    for edge, k in enumerate((2, 2, 4, 4)):  # (0.5, 0.5, 1.0, 1.0): IoU 1/7 with the target, enclosure 0.5625
-        logits[0, 1, edge, k] = 1e4
-    target = torch.tensor([[0.25, 0.25, 0.75, 0.75]])
-    scores = torch.tensor([[0.0, math.log(3.0)]])  # softmax (0.25, 0.75): the loser is scored higher
-    loss, boxes = hypotheses_loss("giou", logits, scores, target)
-    giou_1 = 1 - (1 / 7 - (0.5625 - 0.4375) / 0.5625)
-    loser = 2 * giou_1 + 5 * 0.25
-    assert loss.item() == pytest.approx(0.05 * loser + (-math.log(0.25)), rel=1e-5)  # winner's loss is 0
-    assert boxes[0].tolist() == pytest.approx([0.5, 0.5, 1.0, 1.0])  # the best-scored one, right or wrong
-    # the head predicts the best-scored hypothesis too, and with one hypothesis keeps its old weights
-    head = SoftArgmaxHead(8, (2, 2), dropout=0.0, hypotheses=3).eval()
-    feature_map = torch.randn(5, 8, 2, 2)
-    logits, scores = head.outputs(feature_map)
-    assert logits.shape == (5, 3, 4, BINS) and scores.shape == (5, 3)
-    picked = soft_argmax(logits)[torch.arange(5), scores.argmax(1)]
-    assert torch.equal(head(feature_map), picked)
-    assert "scores.weight" not in SoftArgmaxHead(8, (2, 2)).state_dict()
-    for bad in ({"hypotheses": 0, "head": "softargmax"}, {"hypotheses": 2}):
-        with pytest.raises(ValueError, match="^hypotheses="):
-            TrainConfig(**bad)
-
-
-def test_a_multi_hypothesis_model_trains_saves_and_loads(synthetic_data, tmp_path):
-    config = TrainConfig(data=str(synthetic_data / "yolo"), image_size=64, epochs=1, batch_size=8,
-                         backbone="efficientnet_lite0", weights=None, subset=20, workers=0,
-                         cache_dir=str(tmp_path / "cache"), head="softargmax", hypotheses=2, dfl=0.25,
-                         loss="giou", precision="fp32")
-    history = fit(config, tmp_path / "run", progress=False)
-    assert np.isfinite(history["val_iou"]).all()
-    model, info = runs.load_model(tmp_path / "run" / "checkpoints" / "best.pt")
-    assert model.head.hypotheses == 2 and info["config"].hypotheses == 2
 
 
 def test_dense_cells_decode_distances_to_boxes_and_back():
@@ -297,82 +209,6 @@ def test_dense_cells_decode_distances_to_boxes_and_back():
     assert cell_boxes(distances, head.centres) == pytest.approx(box.expand(1, 6, 4), abs=1e-6)
 
 
-def test_centerness_weights_hand_computed():
-    # one row of three cells, centres x = 1/6, 1/2, 5/6 at y = 1/2; box x from 0 to 0.9, full height:
-    # centerness sqrt(min(l, r) / max(l, r)) (t = b): 0.4767, 0.8944, 0.2828
-    centres = DenseHead(8, (1, 3)).centres
-    expected = torch.tensor([math.sqrt((1 / 6) / (0.9 - 1 / 6)), math.sqrt(0.4 / 0.5),
-                             math.sqrt((0.9 - 5 / 6) / (5 / 6))])
-    weights = centerness_weights(centres, torch.tensor([[0.0, 0.0, 0.9, 1.0]]))
-    assert weights[0].tolist() == pytest.approx((expected / expected.sum()).tolist(), abs=1e-6)
-    # a box with no cell centre inside it: the nearest cell answers for it alone
-    grid = DenseHead(8, (2, 2)).centres  # centres at 0.25 and 0.75
-    assert centerness_weights(grid, torch.tensor([[0.30, 0.30, 0.40, 0.40]]))[0].tolist() == [1.0, 0.0, 0.0, 0.0]
-
-
-def test_dense_loss_hand_computed_and_the_best_scored_cell_is_predicted():
-    # one row of two cells, centres (0.25, 0.5) and (0.75, 0.5); the box is the left half: only cell 0 is inside
-    # (centerness 1), so the loss is cell 0's box loss (0: its distances are exact) + the cross-entropy -log p_0
-    centres = DenseHead(8, (1, 2)).centres
-    target = torch.tensor([[0.0, 0.0, 0.5, 1.0]])
-    bins = 5  # positions 0, 0.25, 0.5, 0.75, 1
-    logits = torch.full((1, 2, 4, bins), -1e4)
-    for cell, ks in ((0, (1, 2, 1, 2)), (1, (2, 2, 2, 2))):  # cell 0: l, t, r, b = 0.25, 0.5, 0.25, 0.5
-        for edge, k in enumerate(ks):
-            logits[0, cell, edge, k] = 1e4
-    scores = torch.tensor([[0.0, math.log(3.0)]])  # softmax (0.25, 0.75): the wrong cell is scored higher
-    loss, boxes = dense_loss("giou", logits, scores, centres, target, dfl=0.25)
-    assert loss.item() == pytest.approx(math.log(4.0), rel=1e-5)
-    assert boxes[0].tolist() == pytest.approx([0.25, 0.0, 1.0, 1.0])  # cell 1's (0.25, 0, 1.25, 1), clamped
-
-
-def test_dense_head_predicts_its_best_scored_cell_and_trains_saves_and_loads(synthetic_data, tmp_path):
-    model = build_model("efficientnet_lite0", weights=None, head="dense", image_size=96).eval()
-    assert isinstance(model.head, DenseHead) and model.head.grid == (3, 3)
-    with torch.no_grad():
-        feature_map = model.feature_map(torch.randn(2, 3, 96, 96))
-        logits, scores = model.head.outputs(feature_map)
-        assert logits.shape == (2, 9, 4, BINS) and scores.shape == (2, 9)
-        boxes = cell_boxes(soft_argmax(logits), model.head.centres).clamp(0, 1)
-        assert torch.equal(model.head(feature_map), boxes[torch.arange(2), scores.argmax(1)])
-    with pytest.raises(ValueError, match=r"built for a \(3, 3\) feature map"):
-        model.head(torch.randn(1, model.num_features, 4, 4))
-    with pytest.raises(ValueError, match="^hypotheses="):
-        TrainConfig(head="dense", hypotheses=2)
-    config = TrainConfig(data=str(synthetic_data / "yolo"), image_size=64, epochs=1, batch_size=8,
-                         backbone="efficientnet_lite0", weights=None, subset=20, workers=0,
-                         cache_dir=str(tmp_path / "cache"), head="dense", dfl=0.25, loss="giou", precision="fp32")
-    history = fit(config, tmp_path / "run", progress=False)
-    assert np.isfinite(history["val_iou"]).all()
-    loaded, info = runs.load_model(tmp_path / "run" / "checkpoints" / "best.pt")
-    assert isinstance(loaded.head, DenseHead) and info["config"].head == "dense"
-
-
-def test_weighted_loader_draws_in_proportion_to_the_weights():
-    dataset = torch.utils.data.TensorDataset(torch.arange(4))
-    loader = make_loader(dataset, batch_size=4, shuffle=True, seed=3, weights=[1.0, 3.0, 1.0, 1.0])
-    drawn = torch.cat([batch for _ in range(1500) for (batch,) in loader])  # 6,000 draws, 4 per epoch
-    shares = torch.bincount(drawn, minlength=4) / len(drawn)
-    assert shares.tolist() == pytest.approx([1 / 6, 3 / 6, 1 / 6, 1 / 6], abs=0.02)
-    again = make_loader(dataset, batch_size=4, shuffle=True, seed=3, weights=[1.0, 3.0, 1.0, 1.0])
-    assert torch.equal(next(iter(again))[0], drawn[:4])  # seeded
-    with pytest.raises(ValueError, match="one weight per item"):
-        make_loader(dataset, shuffle=True, weights=[1.0, 2.0])
-
-
-def test_several_repeat_weights_the_photos_with_several_animals(synthetic_data, tmp_path):
-    table = scan_dataset(synthetic_data / "yolo", progress=False).table
-    manifest = assign_split(table, seed=42)
-    config = TrainConfig(data=str(synthetic_data / "yolo"), image_size=32, cache_dir=str(tmp_path / "cache"),
-                         several_repeat=3)
-    train_loader, _ = training.make_loaders(config, manifest, torch.device("cpu"), progress=False)
-    several = manifest.loc[manifest["split"] == "train", "n_boxes"].to_numpy() > 1
-    assert 0 < several.sum() < len(several)
-    assert train_loader.sampler.weights.tolist() == np.where(several, 3.0, 1.0).tolist()
-    plain, _ = training.make_loaders(replace(config, several_repeat=1), manifest, torch.device("cpu"), progress=False)
-    assert isinstance(plain.sampler, torch.utils.data.RandomSampler)  # the default draws every photo once
-    with pytest.raises(ValueError, match="^several_repeat="):
-        TrainConfig(several_repeat=0.5)
 
 
 def test_flip_tta_averages_only_boxes_that_agree():

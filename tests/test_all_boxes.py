@@ -15,23 +15,14 @@ from helpers import fit
 from localizer.engine import run as runs
 from localizer.engine import training
 from localizer.engine.batch_augment import AugmentParams, apply_augment
-from localizer.boxes import ALL_BOXES_COLUMN, boxes_text, empty_boxes, parse_boxes_text
+from localizer.boxes import ALL_BOXES_COLUMN, boxes_text, edge_distances, empty_boxes, parse_boxes_text, soft_argmax
 from localizer.cli import main as cli_main
-from localizer.engine.datasets import all_box_targets
+from localizer.engine.datasets import MAX_BOXES, all_box_targets, box_targets
 from localizer.data.download import REPO_ROOT
 from localizer.errors import DataError
-from localizer.model.heads import (
-    ANIMAL_NMS_IOU,
-    BINS,
-    MAX_BOXES,
-    DenseHead,
-    LargestHead,
-    choose_largest,
-    detect_animals,
-    edge_distances,
-    soft_argmax,
-)
-from localizer.model.losses import animal_quality, animals_loss
+from localizer.model.heads import (ANIMAL_NMS_IOU, ANIMAL_SCORE, BINS, DenseHead, LargestHead, choose_largest,
+                                   detect_animals)
+from localizer.model.losses import animal_quality, animals_loss, soft_argmax_loss
 from localizer.model.models import build_model
 from localizer.recipe import TrainConfig
 from localizer.data.split import assign_split
@@ -151,6 +142,44 @@ def test_non_maximum_suppression_at_0_7_keeps_the_whole_animal_beside_a_better_s
     assert torch.equal(choose_largest(box, cells, scores, nms_iou=0.5), cells[:, 0])
 
 
+def _per_image_detections(cell_boxes, cell_scores, score=ANIMAL_SCORE, nms_iou=ANIMAL_NMS_IOU):
+    """What detect_animals computed up to commit b930f34: torchvision's nms, one image at a time."""
+    from torchvision.ops import nms
+
+    probs = cell_scores.float().sigmoid()
+    return [boxes[p >= score][nms(boxes[p >= score], p[p >= score], nms_iou)] for boxes, p in zip(cell_boxes, probs)]
+
+
+def _per_image_largest(box, cell_boxes, cell_scores, agreement=1.0):
+    """What choose_largest computed up to commit b930f34, one image at a time."""
+    from torchvision.ops import box_area, box_iou
+
+    from localizer.metrics import sanitize_boxes
+
+    out = box.clone()
+    for i, found in enumerate(_per_image_detections(cell_boxes, cell_scores)):
+        if len(found):
+            largest = found[box_area(found).argmax()]
+            if box_iou(sanitize_boxes(box[i:i + 1]), largest[None])[0, 0] <= agreement:
+                out[i] = largest
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_batched_nms_gives_what_the_per_image_loop_gave(seed):
+    generator = torch.Generator().manual_seed(seed)
+    cells = torch.rand(6, 40, 2, 2, generator=generator).sort(dim=2).values.reshape(6, 40, 4)  # (min, max) of x, y
+    scores = 2 * torch.randn(6, 40, generator=generator)
+    scores[2] = -10.0  # an image with no detection
+    box = torch.rand(6, 2, 2, generator=generator).reshape(6, 4)  # unordered too: choose_largest sanitizes it
+    for got, expected in zip(detect_animals(cells, scores), _per_image_detections(cells, scores), strict=True):
+        assert torch.equal(got, expected)
+    assert len(detect_animals(cells, scores)[2]) == 0
+    for agreement in (1.0, 0.3):
+        assert torch.equal(choose_largest(box, cells, scores, agreement=agreement),
+                           _per_image_largest(box, cells, scores, agreement))
+
+
 def test_largest_head_trains_on_every_box_saves_and_loads(synthetic_data, tmp_path):
     model = build_model("efficientnet_lite0", weights=None, head="largest", image_size=96).eval()
     assert isinstance(model.head, LargestHead) and model.head.grid == (3, 3)
@@ -160,8 +189,15 @@ def test_largest_head_trains_on_every_box_saves_and_loads(synthetic_data, tmp_pa
         assert box_logits.shape == (2, 4, BINS) and cell_logits.shape == (2, 9, 4, BINS)
         expected = choose_largest(soft_argmax(box_logits), model.head.animals.boxes(cell_logits), cell_scores)
         assert torch.equal(model.head(feature_map), expected)
-    with pytest.raises(ValueError, match="^hypotheses="):
-        TrainConfig(head="largest", hypotheses=2)
+        # its loss: the soft-argmax part's on the primary box plus the dense part's on every box
+        targets = torch.tensor([[[0.1, 0.1, 0.6, 0.7], [0.6, 0.2, 0.9, 0.5]], [[0.2, 0.3, 0.8, 0.9], [0.0] * 4]])
+        head = build_model("efficientnet_lite0", weights=None, head="largest", image_size=96, loss="giou",
+                           dfl=0.25).head.eval()
+        loss, boxes = head.loss(feature_map, targets)
+        box_logits, cell_logits, cell_scores = head.outputs(feature_map)
+        primary, _ = soft_argmax_loss("giou", box_logits, targets[:, 0], 0.25)
+        dense = animals_loss("giou", cell_logits, cell_scores, head.animals.centres, targets, 0.25)
+        assert loss.item() == pytest.approx((primary + dense).item(), rel=1e-6) and torch.equal(boxes, head(feature_map))
     config = TrainConfig(data=str(synthetic_data / "yolo"), image_size=64, epochs=1, batch_size=8,
                          backbone="efficientnet_lite0", weights=None, workers=0, cache_dir=str(tmp_path / "cache"),
                          head="largest", dfl=0.25, loss="giou", precision="fp32")
@@ -169,6 +205,11 @@ def test_largest_head_trains_on_every_box_saves_and_loads(synthetic_data, tmp_pa
     train_loader, _ = training.make_loaders(config, manifest, torch.device("cpu"), progress=False)
     _, targets = next(iter(train_loader))
     assert targets.shape[1:] == (MAX_BOXES, 4)
+    plain = manifest.drop(columns=ALL_BOXES_COLUMN).iloc[:2]  # a manifest without every box: the primary one
+    assert box_targets(plain).shape == (2, 1, 4)
+    assert box_targets(plain)[1, 0].tolist() == pytest.approx(
+        [plain.iloc[1].xmin / plain.iloc[1].width, plain.iloc[1].ymin / plain.iloc[1].height,
+         plain.iloc[1].xmax / plain.iloc[1].width, plain.iloc[1].ymax / plain.iloc[1].height])
     first = manifest[manifest["split"] == "train"].iloc[0]
     assert train_loader.dataset[0][1][0].tolist() == pytest.approx(
         [first.xmin / first.width, first.ymin / first.height, first.xmax / first.width, first.ymax / first.height])

@@ -19,6 +19,7 @@ from helpers import fit
 
 from localizer import recipe
 from localizer.engine import training
+from localizer.model import heads
 from localizer.engine import run as runs
 from localizer.boxes import hflip_boxes
 from localizer.engine.cache import ImageCache
@@ -105,11 +106,12 @@ def test_real_model_overfits_eight_images(synthetic_data, tmp_path):
     model = build_model("resnet18", weights=None, dropout=0.0)
     mean, std = model.input_mean, model.input_std
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    loader = make_loader(dataset, batch_size=8)
+    loader = make_loader(CachedBoxDataset(rows, ImageCache(tmp_path / "cache", 64), progress=False, padded=True),
+                         batch_size=8)  # targets (N, 1, 4): the primary box
     numerics = default_numerics(torch.device("cpu"), "fp32")
     before = paired_iou(predict_dataset(model, dataset, mean, std, progress=False), dataset.targets).mean().item()
     for _ in range(100):
-        run_epoch(model, loader, "smooth_l1", numerics, mean, std, optimizer, progress=False)
+        run_epoch(model, loader, numerics, mean, std, optimizer, progress=False)
     preds = predict_dataset(model, dataset, mean, std, progress=False)
     ious = paired_iou(preds, dataset.targets)
     assert before < 0.5 and ious.mean().item() > 0.9, (before, ious)
@@ -150,7 +152,7 @@ def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(synthetic_data, 
     run = tmp_path / "run"
     fit(config, run, progress=False, max_epochs=1)
     good = (run / "checkpoints" / "last.pt").read_bytes()
-    monkeypatch.setattr(training, "box_loss", lambda name, pred, target: pred.sum() * float("nan"))
+    monkeypatch.setattr(heads, "box_loss", lambda name, pred, target: pred.sum() * float("nan"))  # the linear head's
     with pytest.raises(TrainingDiverged, match="NaN or infinite"):
         fit(config, run, resume=True, progress=False)
     assert (run / "checkpoints" / "last.pt").read_bytes() == good
@@ -338,3 +340,29 @@ def test_train_resume_refuses_a_changed_recipe_and_resume_with_overwrite(synthet
     with pytest.raises(SystemExit) as exit_info:
         cli_main(common + ["--resume", "--overwrite"])
     assert exit_info.value.code == 2
+
+
+# ------------------------------------------------------------------------------ reproduction
+#: ``(train_loss, val_loss, train_iou, val_iou)`` of each epoch of the ``smoke`` recipe on the synthetic
+#: data (CPU, float32, no workers), recorded at commit b930f34, before the heads got one loss interface:
+#: the refactoring keeps the arithmetic and the random draws (model init, sampler, augmentation) as they were.
+_TUNED = {"head": "softargmax", "dfl": 0.25, "loss": "giou", "affine_p": 0.5, "dropout": 0.2, "schedule": "cosine"}
+SMOKE_HISTORIES = {
+    "linear": ({}, [(0.2504176199436188, 0.2537875771522522, 0.02713625319302082, 0.1356469690799713),
+                    (0.1573839783668518, 0.13739143311977386, 0.08913512527942657, 0.234654039144516)]),
+    "softargmax": (_TUNED, [(4.54636812210083, 4.280170917510986, 0.005135591607540846, 0.01852598786354065),
+                            (3.9864628314971924, 4.198190212249756, 0.05443732067942619, 0.029186934232711792)]),
+    "largest": ({**_TUNED, "head": "largest"},
+                [(9.843843460083008, 9.579469680786133, 0.2026338428258896, 0.42526882886886597),
+                 (8.78711223602295, 9.480953216552734, 0.46476173400878906, 0.4218629002571106)]),
+}
+
+
+@pytest.mark.parametrize("head", sorted(SMOKE_HISTORIES))
+def test_smoke_recipe_reproduces_its_recorded_history(synthetic_data, tmp_path, head):
+    values, expected = SMOKE_HISTORIES[head]
+    config = recipe.recipe_for("smoke", data=str(synthetic_data / "yolo"), device="cpu", precision="fp32", workers=0,
+                               cache_dir=str(tmp_path / "cache"), **values)
+    history = fit(config, tmp_path / "run")
+    got = history[["train_loss", "val_loss", "train_iou", "val_iou"]].to_numpy()
+    np.testing.assert_allclose(got, np.array(expected), rtol=0, atol=1e-6)

@@ -15,6 +15,7 @@ from helpers import fit
 
 from localizer.engine import run as runs
 from localizer.engine import training
+from localizer.engine.checkpoints import best_row
 from localizer.cli import main as cli_main
 from localizer.data.duplicates import duplicate_groups, near_duplicate_pairs, twin_box_iou
 from localizer.errors import DataError
@@ -186,12 +187,24 @@ def test_run_overwrite_never_deletes_a_folder_that_is_not_a_run(synthetic_data, 
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.json").write_text("{}")
     (run / "checkpoints" / "notes.txt").write_text("mine")
-    from localizer.engine.run import foreign_entries
+    from localizer.engine.run import MARKER, check_run_folder, foreign_entries
 
+    # without Run.create's marker only what comes before it (notebooks/, figures/) is a run's
+    assert foreign_entries(run) == ["checkpoints", "config.json"]
+    (run / MARKER).write_text("")
     assert foreign_entries(run) == ["checkpoints/notes.txt"]
+    with pytest.raises(FileExistsError, match="is not a localizer run folder .it holds checkpoints/notes.txt"):
+        check_run_folder(run, overwrite=True)
     (run / "checkpoints" / "notes.txt").unlink()
     (run / "checkpoints" / "last.pt").write_bytes(b"")
     assert foreign_entries(run) == []
+    (run / MARKER).unlink()
+    (run / "checkpoints" / "last.pt").unlink()
+    (run / "figures").mkdir()
+    (run / "config.json").unlink()
+    (run / "checkpoints").rmdir()
+    assert foreign_entries(run) == []  # the run command and notebook 01 were here: notebook 02 may create the run
+    check_run_folder(run)
 
 
 class _Exploit:
@@ -273,8 +286,8 @@ def test_a_kill_between_last_and_best_is_repaired(synthetic_data, tmp_path, monk
     real_epoch, real_save = training.run_epoch, runs.atomic_save
     val_ious = iter([0.3, 0.5, 0.7])  # epochs 1, 2 (killed before best.pt) and 3 (after the resume)
 
-    def improving(model, loader, loss_name, device, mean, std, optimizer=None, *args, **kwargs):
-        loss, iou = real_epoch(model, loader, loss_name, device, mean, std, optimizer, *args, **kwargs)
+    def improving(model, loader, numerics, mean, std, optimizer=None, *args, **kwargs):
+        loss, iou = real_epoch(model, loader, numerics, mean, std, optimizer, *args, **kwargs)
         return (loss, iou) if optimizer is not None else (loss, next(val_ious))
 
     def killed_before_best(obj, path):
@@ -289,19 +302,21 @@ def test_a_kill_between_last_and_best_is_repaired(synthetic_data, tmp_path, monk
     monkeypatch.setattr(runs, "atomic_save", real_save)
     last = runs.load_checkpoint(run / "checkpoints" / "last.pt")
     stale = runs.load_checkpoint(run / "checkpoints" / "best.pt")
-    assert (last["epoch"], last["best_epoch"], last["best_val_iou"]) == (2, 2, 0.5)
-    assert (stale["epoch"], stale["best_val_iou"]) == (1, 0.3)
+    # the best epoch and score are the history's best row, stored nowhere else
+    assert "best_epoch" not in last and "best_val_iou" not in last
+    assert (last["epoch"], best_row(last["history"])["epoch"], best_row(last["history"])["val_iou"]) == (2, 2, 0.5)
+    assert (stale["epoch"], best_row(stale["history"])["val_iou"]) == (1, 0.3)
     # loading best.pt repairs it from last.pt, whose weights are epoch 2's (the best)
     model, info = load_model(run / "checkpoints" / "best.pt")
     best = runs.load_checkpoint(run / "checkpoints" / "best.pt")
-    assert info["epoch"] == 2 and best["best_val_iou"] == 0.5 and "optimizer" not in best
+    assert info["epoch"] == 2 and best_row(best["history"])["val_iou"] == 0.5 and "optimizer" not in best
     assert all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])
     assert not runs.reconcile_checkpoints(run / "checkpoints")  # consistent now
     history = fit(config, run, resume=True, progress=False)
     assert history["epoch"].tolist() == [1, 2, 3]
     last = runs.load_checkpoint(run / "checkpoints" / "last.pt")
     best = runs.load_checkpoint(run / "checkpoints" / "best.pt")
-    assert best["epoch"] == last["best_epoch"] == 3 and best["best_val_iou"] == last["best_val_iou"] == 0.7
+    assert best["epoch"] == best_row(last["history"])["epoch"] == 3 and best_row(best["history"])["val_iou"] == 0.7
 
 
 def test_resume_draws_the_same_batches_with_loader_workers(synthetic_data, tmp_path):

@@ -1,25 +1,29 @@
 """Datasets and data loaders over a split manifest and the decode-once :class:`~localizer.engine.cache.ImageCache`.
 
-A batch is ``(images, targets)``: uint8 images ``(N, 3, S, S)`` and float32 targets ``(N, 4)``, xyxy
-normalized to [0, 1]. Items are not augmented here: training augments whole batches on the device
-(:class:`localizer.engine.batch_augment.BatchAugment`) and normalizes them there
-(:func:`localizer.engine.transforms.model_input`), so a loader only copies cached pixels.
+A batch is ``(images, targets)``: uint8 images ``(N, 3, S, S)`` and float32 targets, xyxy normalized to
+[0, 1]: the primary boxes ``(N, 4)`` (evaluation, prediction) or, for training, every box ``(N, B, 4)``
+padded, the primary one first (:func:`box_targets`). Items are not augmented here: training augments
+whole batches on the device (:class:`localizer.engine.batch_augment.BatchAugment`) and normalizes them
+there (:func:`localizer.engine.transforms.model_input`), so a loader only copies cached pixels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from localizer.boxes import ALL_BOXES_COLUMN, BOX_COLUMNS, normalized_boxes, parse_boxes_text
 from localizer.engine.cache import ImageCache
 from localizer.errors import DataError
 
-__all__ = ["BOX_COLUMNS", "CachedBoxDataset", "all_box_targets", "make_loader", "normalized_targets"]
+__all__ = ["BOX_COLUMNS", "MAX_BOXES", "CachedBoxDataset", "all_box_targets", "box_targets", "make_loader",
+           "normalized_targets"]
+
+#: Boxes per photo that training keeps from a manifest with every box (the largest ones; a lion photo has
+#: at most 15, 99.7 % of them at most 7).
+MAX_BOXES = 8
 
 
 def normalized_targets(table: pd.DataFrame) -> np.ndarray:
@@ -50,6 +54,20 @@ def all_box_targets(table: pd.DataFrame, max_boxes: int) -> np.ndarray:
     return out
 
 
+def box_targets(table: pd.DataFrame) -> np.ndarray:
+    """The training targets of a table: ``(N, B, 4)`` float32 normalized xyxy, the primary box first.
+    ``B`` = :data:`MAX_BOXES` when the table has the :data:`localizer.boxes.ALL_BOXES_COLUMN` (a scan
+    that kept every box, for a head of :data:`localizer.recipe.ALL_BOXES_HEADS`: :func:`all_box_targets`),
+    else 1 (the primary box, :func:`normalized_targets`). Every head trains on what it needs of them.
+
+    Raises:
+        localizer.errors.DataError: a cell of the all-boxes column that does not parse.
+    """
+    if ALL_BOXES_COLUMN in table.columns:
+        return all_box_targets(table, MAX_BOXES)
+    return normalized_targets(table)[:, None]
+
+
 class CachedBoxDataset(Dataset):
     """Images of a manifest table, read from an :class:`ImageCache`, with their normalized boxes.
 
@@ -57,20 +75,19 @@ class CachedBoxDataset(Dataset):
         table: rows of a manifest (columns ``path, width, height, xmin, ymin, xmax, ymax``).
         cache: the image cache; missing images are decoded into it now (with a progress bar).
         progress: show the caching progress bar.
-        max_boxes: 0, or the number of boxes per item of a recipe that trains on every animal
-            (:func:`all_box_targets`; the table needs the :data:`localizer.boxes.ALL_BOXES_COLUMN`).
+        padded: items with the targets that training and validation score the loss on, ``(B, 4)``
+            (:func:`box_targets`: every box, padded, the primary one first), instead of the primary box ``(4,)``.
 
     Items are ``(image, target)``: uint8 ``(3, S, S)`` and float32 ``(4,)`` normalized xyxy (the primary
-    box), or ``(max_boxes, 4)`` with ``max_boxes``.
+    box), or ``(B, 4)`` with ``padded``.
     """
 
-    def __init__(self, table: pd.DataFrame, cache: ImageCache, progress: bool = True, max_boxes: int = 0):
+    def __init__(self, table: pd.DataFrame, cache: ImageCache, progress: bool = True, padded: bool = False):
         self.table = table.reset_index(drop=True)
         self.image_size = cache.image_size
         self.cache = cache
         self.slots = cache.add(self.table["path"].tolist(), progress=progress)
-        self.targets = torch.from_numpy(all_box_targets(self.table, max_boxes) if max_boxes
-                                        else normalized_targets(self.table))
+        self.targets = torch.from_numpy(box_targets(self.table) if padded else normalized_targets(self.table))
         self._images = None  # opened lazily, once per worker process (a memmap does not pickle well)
 
     def __len__(self) -> int:
@@ -99,15 +116,9 @@ def make_loader(
     workers: int = 0,
     seed: int = 0,
     pin_memory: bool = False,
-    weights: Sequence[float] | np.ndarray | None = None,
 ) -> DataLoader:
     """A :class:`~torch.utils.data.DataLoader` in ``workers`` processes; with ``shuffle``, in the order of
     a :class:`~torch.utils.data.RandomSampler` with its own generator, seeded with ``seed``.
-
-    With ``weights`` (one number >= 0 per item, ``shuffle`` only) the items are drawn with replacement,
-    in proportion to them, ``len(dataset)`` per epoch (a
-    :class:`~torch.utils.data.WeightedRandomSampler` with the same seeded generator): repeat factor
-    sampling (Gupta et al., "LVIS", CVPR 2019), which shows rare kinds of photos more often.
 
     The order depends on that generator alone, not on how often the loader was iterated:
     :func:`localizer.engine.training.train` re-seeds ``loader.sampler.generator`` at each epoch, so a resumed
@@ -115,18 +126,8 @@ def make_loader(
     loader has a generator of its own too: each new iterator draws its workers' base seed from it,
     which would otherwise be drawn from torch's global generator, shifting the augmentation and
     dropout of the epoch in which a resumed run (but not an uninterrupted one) starts its workers.
-
-    Raises:
-        ValueError: ``weights`` without ``shuffle``, or not one per item.
     """
-    sampler = None
-    if weights is not None:
-        if not shuffle or len(weights) != len(dataset):
-            raise ValueError(f"weights need shuffle=True and one weight per item ({len(dataset)}), got {len(weights)}")
-        sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(dataset), replacement=True,
-                                        generator=torch.Generator().manual_seed(seed))
-    elif shuffle:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle else None
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
         generator=torch.Generator().manual_seed(seed), pin_memory=pin_memory,

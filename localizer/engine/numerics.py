@@ -41,7 +41,7 @@ import torch
 
 from localizer.errors import ConfigError
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from localizer.recipe import PRECISIONS
 
 #: ``auto`` on a CPU with native bf16: the number format of each backbone (``model.backbone_name``).
 #: From the measurements in the module docstring: ResNet18 trains 2.07x as fast in bf16, EfficientNet-

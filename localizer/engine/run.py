@@ -15,12 +15,10 @@ it again (:meth:`Run.open`, :func:`load_model`). This module is the one place th
 ``notebooks/``, ``figures/``   the executed notebooks and their figures (``run``)
 =============================  ==================================================================
 
-Crash safety: ``last.pt`` is written first and records the best epoch and score; ``best.pt``
-follows. A kill between the two leaves a ``last.pt`` whose best epoch is its own and an older
-``best.pt``: :func:`reconcile_checkpoints` (on resume and when ``best.pt`` is loaded) rewrites
-``best.pt`` from ``last.pt``'s weights, which are that best epoch's. Checkpoints hold only tensors,
-numbers, strings, lists and dicts and are read with ``torch.load(weights_only=True)``, which cannot
-run code.
+One guard decides whether a run may be written into a folder (:func:`check_run_folder`): a folder
+:meth:`Run.create` made holds the marker file :data:`MARKER`; a folder with anything else
+(:func:`foreign_entries`) is never written into or replaced. Checkpoints: :mod:`localizer.engine.checkpoints`
+(crash safety, safe loading).
 """
 
 from __future__ import annotations
@@ -34,29 +32,26 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from localizer.errors import ConfigError, DataError
+from localizer.errors import ConfigError
 from localizer.files import atomic_save, write_csv, write_json
-from localizer.model.heads import ALL_BOXES_HEADS
-from localizer.model.models import build_model
+from localizer.engine.checkpoints import (BEST, LAST, CheckpointError, best_payload, load_checkpoint,
+                                          reconcile_checkpoints)
 from localizer.engine.numerics import Numerics, default_numerics, native_bf16, resolve_device
-from localizer.recipe import RUNTIME_FIELDS, TrainConfig, recipe_values, same_recipe
+from localizer.model.models import build_model
+from localizer.recipe import ALL_BOXES_HEADS, RUNTIME_FIELDS, TrainConfig, recipe_values, same_recipe
 from localizer.data.split import NotEnoughDataError, assign_split, load_manifest, save_manifest
 
-CONFIG, MANIFEST, DATA_REPORT, HISTORY = "config.json", "manifest.csv", "data_report.csv", "history.csv"
-CHECKPOINTS, LAST, BEST = "checkpoints", "last.pt", "best.pt"
+CONFIG, MANIFEST, DATA_REPORT, HISTORY, CHECKPOINTS = "config.json", "manifest.csv", "data_report.csv", "history.csv", \
+    "checkpoints"
+#: The file :meth:`Run.create` writes into every run folder: what marks a folder as a localizer run.
+MARKER = ".localizer-run"
 
 #: What a run folder holds (files, folders and patterns): anything else in a folder marks it as
 #: not a localizer run, which ``--overwrite`` never deletes.
-RUN_ENTRIES = ("notebooks", "figures", CHECKPOINTS, CONFIG, MANIFEST, DATA_REPORT, HISTORY, "metrics.json",
+RUN_ENTRIES = (MARKER, "notebooks", "figures", CHECKPOINTS, CONFIG, MANIFEST, DATA_REPORT, HISTORY, "metrics.json",
                "per_image_test.csv", "metrics_*.json", "metrics_*.csv", "*.tmp")
-
-#: Entries every localizer checkpoint holds (``last.pt`` also ``optimizer`` and ``scheduler``).
-CHECKPOINT_KEYS = ("model", "config", "epoch", "history", "input_mean", "input_std")
-
-
-class CheckpointError(DataError):
-    """A file that is not a localizer checkpoint (foreign, malformed, or holding objects other than
-    tensors, numbers, strings, lists and dicts, which ``weights_only`` loading refuses)."""
+#: Entries of a run folder that may come before :meth:`Run.create` writes the :data:`MARKER`.
+BEFORE_RUN = ("notebooks", "figures")
 
 
 # ------------------------------------------------------------------------------------- run folder
@@ -87,11 +82,16 @@ def make_manifest(config: TrainConfig, progress: bool = True):
 def foreign_entries(folder: Path) -> list[str]:
     """Names in ``folder`` (not recursive) that are not part of a localizer run (:data:`RUN_ENTRIES`),
     sorted; with files outside ``notebooks/``, ``figures/`` and ``checkpoints/`` of the run's own
-    kinds checked too (``.ipynb``, ``.png`` / ``.jpg``, ``.pt``). Empty for a run folder."""
+    kinds checked too (``.ipynb``, ``.png`` / ``.jpg``, ``.pt``). Empty for a run folder. A folder
+    without the :data:`MARKER` (not made by :meth:`Run.create`, e.g. by an older version) counts as a
+    run folder only while it holds no more than :data:`BEFORE_RUN` (what the ``run`` command and
+    notebook 01 write before notebook 02 creates the run)."""
     kinds = {"notebooks": (".ipynb",), "figures": (".png", ".jpg"), CHECKPOINTS: (".pt",)}
+    marked = (Path(folder) / MARKER).is_file()
     foreign = []
     for entry in sorted(Path(folder).iterdir()):
-        if not any(fnmatch.fnmatch(entry.name, pattern) for pattern in RUN_ENTRIES):
+        if not any(fnmatch.fnmatch(entry.name, pattern) for pattern in RUN_ENTRIES) or not (
+                marked or entry.name in BEFORE_RUN):
             foreign.append(entry.name)
         elif entry.name in kinds:
             if not entry.is_dir():
@@ -101,6 +101,36 @@ def foreign_entries(folder: Path) -> list[str]:
             foreign += [f"{entry.name}/{p.relative_to(entry).as_posix()}" for p in sorted(entry.rglob("*"))
                         if not (p.is_file() and (p.suffix in suffixes or p.name.endswith(tuple(x + ".tmp" for x in suffixes))))]
     return foreign
+
+
+def check_run_folder(folder: Path | str, config: TrainConfig | None = None, overwrite: bool = False) -> None:
+    """The one check of whether a run may be written into ``folder`` (:meth:`Run.create`, :meth:`Run.resume_point`).
+
+    A folder that holds a trained run (``checkpoints/last.pt``) goes on only with the same recipe as
+    ``config`` (None: with no recipe, i.e. a fresh start); anything else needs ``overwrite``. A folder
+    to write afresh must be new, empty or a run folder, ``overwrite`` or not: a folder with entries of
+    its own (:func:`foreign_entries`) is never written into.
+
+    Raises:
+        FileExistsError: naming the folder and the reason (and what to do instead).
+        localizer.engine.checkpoints.CheckpointError: a ``last.pt`` that is not a localizer checkpoint.
+    """
+    folder = Path(folder)
+    last = folder / CHECKPOINTS / LAST
+    if last.is_file():
+        trained = TrainConfig.from_dict(load_checkpoint(last)["config"])
+        if config is not None and same_recipe(trained, config):
+            return
+        if not overwrite:
+            what = ("a training run" if config is None else "a run trained with another config")
+            raise FileExistsError(
+                f"{folder} already holds {what} ({last}); continue it with --resume, choose another run folder, "
+                "or start afresh over it with --overwrite (resume=True / overwrite=True in Python)")
+    foreign = foreign_entries(folder) if folder.is_dir() else []
+    if foreign:
+        raise FileExistsError(f"{folder} is not a localizer run folder (it holds {', '.join(foreign[:5])}"
+                              f"{', ...' if len(foreign) > 5 else ''}, and no {MARKER} from Run.create "
+                              "vouches for them); choose another run folder")
 
 
 @dataclass
@@ -123,21 +153,20 @@ class Run:
 
         Raises:
             FileExistsError: ``folder`` holds a different split, or checkpoints of another recipe,
-                and ``overwrite`` is False (a run's files are never silently replaced).
+                and ``overwrite`` is False (a run's files are never silently replaced), or it is not a
+                run folder (:func:`check_run_folder`).
             localizer.data.split.NotEnoughDataError: too few usable photos for the split.
         """
         folder = Path(folder)
         # absolute: the same folder from any working dir (not resolved: a data folder behind a link keeps its name)
         config = replace(config, data=os.path.abspath(config.data))
-        saved = folder / CONFIG
-        if (folder / CHECKPOINTS / LAST).exists() and saved.exists() and not overwrite:
-            if not same_recipe(TrainConfig.from_dict(json.loads(saved.read_text())), config):
-                raise FileExistsError(f"{folder} holds a run trained with another config; choose another run "
-                                      "folder or start afresh over it with --overwrite (overwrite=True in Python)")
+        check_run_folder(folder, config, overwrite)
         manifest, scan = make_manifest(config, progress)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / MARKER).write_text("a localizer run folder (localizer.engine.run.Run.create)\n")
         save_manifest(manifest, folder / MANIFEST, overwrite=overwrite)
         scan.write_report(folder / DATA_REPORT)
-        write_json(saved, asdict(config))
+        write_json(folder / CONFIG, asdict(config))
         return cls(folder, config)
 
     @classmethod
@@ -194,19 +223,13 @@ class Run:
         if resume == "auto":
             resume = last.exists() and not overwrite
         if not resume:
-            if last.exists() and not overwrite:
-                raise FileExistsError(
-                    f"{self.folder} already holds a training run ({last}); continue it with --resume, choose "
-                    "another run folder, or start afresh over it with --overwrite (resume=True / overwrite=True "
-                    "in Python)")
+            check_run_folder(self.folder, None, overwrite)
             return None
         if not last.exists():
             raise FileNotFoundError(f"cannot resume: {last} does not exist")
         reconcile_checkpoints(self.checkpoints)
-        checkpoint = load_checkpoint(last)
-        if not same_recipe(TrainConfig.from_dict(checkpoint["config"]), self.config):
-            raise FileExistsError(f"{self.folder} holds a run with another config than its {CONFIG}")
-        return checkpoint
+        check_run_folder(self.folder, self.config)
+        return load_checkpoint(last)
 
     def save_epoch(self, payload: dict, improved: bool, history: pd.DataFrame) -> None:
         """Write ``last.pt`` (``payload``), then ``best.pt`` when the epoch ``improved``, then
@@ -221,72 +244,11 @@ class Run:
         return load_model(self.checkpoints / which, device)
 
 
-# ------------------------------------------------------------------------------------ checkpoints
-def best_payload(checkpoint: dict) -> dict:
-    """What ``best.pt`` holds of a ``last.pt`` payload: the weights that were validated (the EMA's
-    when the recipe keeps one) as ``model``, and no optimizer, scheduler or second copy of the
-    weights (best.pt is for evaluation and prediction)."""
-    best = {k: v for k, v in checkpoint.items() if k not in ("optimizer", "scheduler", "ema")}
-    if "ema" in checkpoint:  # AveragedModel's state: its module's weights under "module.", and n_averaged
-        best["model"] = ema_weights(checkpoint["ema"])
-    return best
-
-
-def ema_weights(ema_state: dict) -> dict:
-    """The averaged model's own state dict out of an :class:`~torch.optim.swa_utils.AveragedModel` state."""
-    return {k.removeprefix("module."): v for k, v in ema_state.items() if k.startswith("module.")}
-
-
-def load_checkpoint(path: Path | str) -> dict:
-    """Load a localizer checkpoint with ``torch.load(weights_only=True)``: tensors, numbers, strings,
-    lists and dicts only, so a crafted file cannot run code while it is read.
-
-    Raises:
-        FileNotFoundError: no such file.
-        CheckpointError: a file that is not a localizer checkpoint (foreign, malformed, or holding
-            other objects); one line that names the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle, zip and weights-only errors alike: not ours
-        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError("not-a-checkpoint", f"cannot be loaded safely as a localizer checkpoint "
-                              f"({type(exc).__name__}: {first_line})", path) from None
-    missing = [k for k in CHECKPOINT_KEYS if k not in checkpoint] if isinstance(checkpoint, dict) else CHECKPOINT_KEYS
-    if missing:
-        raise CheckpointError("not-a-checkpoint", f"not a localizer checkpoint (no {', '.join(missing)})", path)
-    return checkpoint
-
-
-def reconcile_checkpoints(folder: Path | str) -> bool:
-    """Make ``best.pt`` in ``folder`` agree with ``last.pt`` after a kill between their writes.
-
-    When ``last.pt``'s best epoch is its own epoch but ``best.pt`` is missing or from another
-    epoch, the kill came in between, and ``last.pt``'s weights are the best ones: ``best.pt`` is
-    rewritten from them. Returns True when it did so.
-
-    Raises:
-        CheckpointError: ``last.pt`` or ``best.pt`` is not a localizer checkpoint.
-    """
-    last_path, best_path = Path(folder) / LAST, Path(folder) / BEST
-    if not last_path.is_file():
-        return False
-    last = load_checkpoint(last_path)
-    if last.get("best_epoch") != last["epoch"]:
-        return False
-    if best_path.is_file() and load_checkpoint(best_path)["epoch"] == last["epoch"]:
-        return False
-    atomic_save(best_payload(last), best_path)
-    return True
-
-
+# ------------------------------------------------------------------------------------ models
 def inference_numerics(checkpoint: dict, device: torch.device) -> Numerics:
     """Evaluation and prediction compute as the training did (its validation scores were measured
     so): bf16 when the checkpoint was trained in bf16 and ``device`` has native bf16, else float32."""
-    used = checkpoint.get("precision_used", "fp32")
+    used = checkpoint["precision_used"]
     return default_numerics(device, "bf16" if used == "bf16" and native_bf16(device) else "fp32")
 
 
@@ -298,12 +260,13 @@ def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
     Returns:
         ``(model, info)``: the model in eval mode on ``device``, and a dict with ``config``
         (:class:`~localizer.recipe.TrainConfig`), ``input_mean``, ``input_std``, ``epoch``,
-        ``history``, ``train_mean_box`` (the mean normalized xyxy training box, or None in older
-        checkpoints) and ``numerics`` (:func:`inference_numerics`: pass it to ``predict_batch``).
+        ``history``, ``train_mean_box`` (the mean normalized xyxy training box) and ``numerics``
+        (:func:`inference_numerics`: pass it to ``predict_batch``).
 
     Raises:
         FileNotFoundError: no such checkpoint.
-        CheckpointError: the file is not a localizer checkpoint (the message names it).
+        CheckpointError: the file is not a localizer checkpoint, or its recipe names an option this
+            version no longer has (:data:`localizer.recipe.REMOVED_FIELDS`); the message names the file.
     """
     path = Path(checkpoint_path)
     if path.name == BEST:
@@ -312,7 +275,7 @@ def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
     try:
         config = TrainConfig.from_dict(checkpoint["config"])
         model = build_model(config.backbone, weights=None, dropout=config.dropout, head=config.head,
-                            image_size=config.image_size, hypotheses=config.hypotheses)
+                            image_size=config.image_size, loss=config.loss, dfl=config.dfl)
         model.load_state_dict(checkpoint["model"])
     except (ConfigError, KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError("not-a-checkpoint", f"its recipe or weights do not make a localizer model: {exc}",
@@ -322,6 +285,6 @@ def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
     numerics.place_model(model).eval()
     info = {"config": config, "input_mean": tuple(checkpoint["input_mean"]),
             "input_std": tuple(checkpoint["input_std"]), "epoch": checkpoint["epoch"],
-            "history": checkpoint["history"], "train_mean_box": checkpoint.get("train_mean_box"),
+            "history": checkpoint["history"], "train_mean_box": checkpoint["train_mean_box"],
             "numerics": numerics}
     return model, info

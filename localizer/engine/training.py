@@ -4,8 +4,8 @@ Per epoch the history records ``train_loss`` (mean of the epoch's batch losses),
 (after the epoch, model in eval mode), ``train_iou``/``val_iou`` (mean IoU), ``lr`` and
 ``seconds``; :meth:`localizer.engine.run.Run.save_epoch` writes ``last.pt``, ``best.pt`` (when the
 validation IoU improves) and ``history.csv`` after every epoch. :func:`train` with
-``resume=True`` continues a killed run from ``last.pt`` with the same split, optimizer, scheduler
-(and EMA) state, and the same batches: the shuffle order and the augmentation of epoch ``e`` are
+``resume=True`` continues a killed run from ``last.pt`` with the same split, optimizer and scheduler
+state, and the same batches: the shuffle order and the augmentation of epoch ``e`` are
 seeded by ``(seed, e)`` alone, whether the run was interrupted or not.
 """
 
@@ -18,21 +18,18 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import pandas as pd
 import torch
-from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from localizer.engine.batch_augment import BatchAugment
 from localizer.engine.cache import ImageCache
+from localizer.engine.checkpoints import best_row
 from localizer.engine.datasets import CachedBoxDataset, make_loader, normalized_targets
-from localizer.engine.ema import make_ema
 from localizer.errors import ConfigError
-from localizer.model.heads import ALL_BOXES_HEADS, MAX_BOXES, DenseHead, LargestHead, choose_largest
-from localizer.model.losses import animals_loss, box_loss, dense_loss, hypotheses_loss, soft_argmax_loss
 from localizer.metrics import paired_iou
 from localizer.model.models import build_model
 from localizer.engine.numerics import Numerics, choose_numerics, default_numerics, native_bf16, resolve_device
 from localizer.progress import progress_bar
-from localizer.recipe import RUNTIME_FIELDS, SCHEDULES, WARMUP_START, TrainConfig, effective_lr
+from localizer.recipe import RUNTIME_FIELDS, SCHEDULES, TrainConfig, effective_lr
 from localizer.engine.run import Run
 from localizer.engine.transforms import model_input
 
@@ -51,32 +48,17 @@ def seed_everything(seed: int) -> None:
 
 
 def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
-    """The learning-rate schedule of ``config.schedule`` (stepped once per epoch by :func:`train`),
-    after ``config.warmup_epochs`` of linear warm-up from :data:`WARMUP_START` of the rate (cosine only).
+    """The learning-rate schedule of ``config.schedule`` (stepped once per epoch by :func:`train`).
 
     Raises:
-        localizer.errors.ConfigError: unknown schedule (see :data:`SCHEDULES`).
+        localizer.errors.ConfigError: unknown schedule (see :data:`localizer.recipe.SCHEDULES`).
     """
     if config.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=config.plateau_factor, patience=config.plateau_patience)
     if config.schedule == "cosine":
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs - config.warmup_epochs)
-        if not config.warmup_epochs:
-            return cosine
-        warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=WARMUP_START, total_iters=config.warmup_epochs)
-        return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, cosine], milestones=[config.warmup_epochs])
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     raise ConfigError(f"unknown schedule {config.schedule!r}; choose one of {SCHEDULES}")
-
-
-def parameter_groups(model, config: TrainConfig):
-    """The optimizer's parameters: all at one rate, or with ``config.backbone_lr_scale`` < 1 two
-    groups, the head first (at the full rate, the one the history's ``lr`` shows) and the backbone
-    at that share of it."""
-    if config.backbone_lr_scale == 1:
-        return model.parameters()
-    return [{"params": model.head.parameters()},
-            {"params": model.backbone.parameters(), "lr": effective_lr(config) * config.backbone_lr_scale}]
 
 
 def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.device, progress: bool = True):
@@ -85,42 +67,30 @@ def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.devi
     The training loader shuffles and copies cached uint8 images in ``config.workers`` processes
     (``-1``: 1 on CPU, where the model needs the cores, and 4 on an accelerator); augmentation
     happens later, on whole batches on the device (:class:`localizer.engine.batch_augment.BatchAugment`).
-    With ``config.several_repeat`` != 1 it draws the photos with several annotated animals that many
-    times as often as the others (with replacement; :func:`localizer.engine.datasets.make_loader`). For a head of
-    :data:`localizer.model.heads.ALL_BOXES_HEADS` the targets are every animal's box, ``(N, MAX_BOXES, 4)``.
+    The targets are ``(N, B, 4)``: every box of a manifest that keeps them, else the primary one
+    (:func:`localizer.engine.datasets.box_targets`).
     """
     cache = ImageCache(config.cache_dir, config.image_size)
-    max_boxes = MAX_BOXES if config.head in ALL_BOXES_HEADS else 0  # every animal's box, or the primary one
-    train_set = CachedBoxDataset(manifest[manifest["split"] == "train"], cache, progress=progress, max_boxes=max_boxes)
-    val_set = CachedBoxDataset(manifest[manifest["split"] == "val"], cache, progress=progress, max_boxes=max_boxes)
+    train_set = CachedBoxDataset(manifest[manifest["split"] == "train"], cache, progress=progress, padded=True)
+    val_set = CachedBoxDataset(manifest[manifest["split"] == "val"], cache, progress=progress, padded=True)
     workers = config.workers if config.workers >= 0 else (1 if device.type == "cpu" else 4)
     pin = device.type == "cuda"
-    weights = None
-    if config.several_repeat != 1:  # photos with several animals drawn that many times as often
-        weights = np.where(train_set.table["n_boxes"].to_numpy() > 1, config.several_repeat, 1.0)
-    return (make_loader(train_set, config.batch_size, shuffle=True, workers=workers, seed=config.seed, pin_memory=pin,
-                        weights=weights),
+    return (make_loader(train_set, config.batch_size, shuffle=True, workers=workers, seed=config.seed, pin_memory=pin),
             make_loader(val_set, config.batch_size, pin_memory=pin))
 
 
-def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer=None, desc="", progress=True,
-              augment=None, ema=None, dfl: float = 0.0):
-    """One pass over ``loader`` (any iterable of ``(uint8 images, targets)`` batches).
+def run_epoch(model, loader, numerics: Numerics, mean, std, optimizer=None, desc="", progress=True, augment=None):
+    """One pass over ``loader`` (any iterable of ``(uint8 images, targets (N, B, 4))`` batches, the
+    primary box first: :func:`localizer.engine.datasets.box_targets`).
 
     Images are moved to ``numerics.device``, augmented there by ``augment`` (e.g.
     :class:`localizer.engine.batch_augment.BatchAugment`) when given, normalized with ``mean``/``std`` and
     laid out and computed as ``numerics`` says (channels_last, bf16 autocast). Trains when
-    ``optimizer`` is given, else only evaluates; ``ema`` (an :class:`~torch.optim.swa_utils.AveragedModel`
-    of ``model``) is updated after every optimizer step. Losses and IoUs stay on the device until the end of
-    the pass, so the loop never waits for a GPU (the progress bar's loss, every 10 batches, is the
-    only read-back). ``dfl`` > 0 adds that weight times the distribution focal loss of the
-    ``softargmax`` or ``dense`` head's per-edge logits (:func:`localizer.model.losses.distribution_focal_loss`); a head
-    with several hypotheses is trained with :func:`localizer.model.losses.hypotheses_loss` and the ``dense``
-    head with :func:`localizer.model.losses.dense_loss` (the IoU is the best-scored hypothesis's or cell's,
-    as the model predicts). The ``largest`` head's targets are every animal's box ``(N, B, 4)``, the
-    primary one first: its soft-argmax part is trained on the primary box as ``softargmax`` is, its
-    dense part with :func:`localizer.model.losses.animals_loss` (the IoU is its prediction's,
-    :func:`localizer.model.heads.choose_largest`, with the primary box).
+    ``optimizer`` is given, else only evaluates. The loss is the model's own
+    (:meth:`localizer.model.models.BoxRegressor.loss`: its head's, with the box loss and ``dfl`` it was
+    built with), and the IoU is that of the boxes it predicts with the primary box. Losses and IoUs
+    stay on the device until the end of the pass, so the loop never waits for a GPU (the progress
+    bar's loss, every 10 batches, is the only read-back).
 
     Returns:
         ``(mean of the batch losses, mean IoU)``.
@@ -133,10 +103,6 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
     model.train(training)
     device = numerics.device
     losses, ious = [], []
-    net = model.module if isinstance(model, AveragedModel) else model  # the EMA copy's own head
-    hypotheses = getattr(net.head, "hypotheses", 1)
-    dense = isinstance(net.head, DenseHead)
-    largest = isinstance(net.head, LargestHead)
     bar = progress_bar(loader, show=progress, desc=desc, leave=False, unit="batch")
     for images, targets in bar:
         images = images.to(device, non_blocking=True)
@@ -145,33 +111,13 @@ def run_epoch(model, loader, loss_name, numerics: Numerics, mean, std, optimizer
             images, targets = augment(images, targets)
         images = model_input(images, numerics, mean, std)
         with torch.set_grad_enabled(training), numerics.autocast():
-            if largest:
-                logits, cell_logits, cell_scores = net.head.outputs(net.feature_map(images))
-            elif dfl or hypotheses > 1 or dense:
-                logits, scores = net.head.outputs(net.feature_map(images))
-            else:
-                preds = model(images)
-        if largest:  # targets (N, B, 4): every animal, the primary one first
-            animals, targets = targets, targets[:, 0]
-            loss, box = soft_argmax_loss(loss_name, logits, targets, dfl)
-            loss = loss + animals_loss(loss_name, cell_logits, cell_scores, net.head.animals.centres, animals, dfl)
-            preds = choose_largest(box.detach(), net.head.animals.boxes(cell_logits.detach()), cell_scores)
-        elif dense:
-            loss, preds = dense_loss(loss_name, logits, scores, net.head.centres, targets, dfl)
-        elif hypotheses > 1:
-            loss, preds = hypotheses_loss(loss_name, logits, scores, targets, dfl)
-        elif dfl:
-            loss, preds = soft_argmax_loss(loss_name, logits[:, 0], targets, dfl)
-        else:
-            loss = box_loss(loss_name, preds.float(), targets)
+            loss, preds = model.loss(images, targets)
         if training:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
         losses.append(loss.detach())
-        ious.append(paired_iou(preds.detach().float(), targets))
+        ious.append(paired_iou(preds.detach().float(), targets[:, 0]))
         if progress and len(losses) % 10 == 0:
             bar.set_postfix(loss=f"{torch.stack(losses[-10:]).mean().item():.4f}")
     losses = torch.stack(losses)
@@ -187,8 +133,8 @@ def training_numerics(config: TrainConfig, device: torch.device, model, checkpoi
     A resumed ``auto`` run keeps the format its checkpoint was trained in when it resumes on the same
     kind of device (so that it continues as it began), instead of probing again.
     """
-    if (checkpoint and config.precision == "auto" and checkpoint.get("device_type") == device.type
-            and checkpoint.get("precision_used") in ("fp32", "bf16")):
+    if (checkpoint and config.precision == "auto" and checkpoint["device_type"] == device.type
+            and checkpoint["precision_used"] in ("fp32", "bf16")):
         used = checkpoint["precision_used"]
         if used == "fp32" or native_bf16(device):
             return default_numerics(device, used), f"auto: as the run began ({used})"
@@ -204,42 +150,29 @@ class _Session:
     numerics: Numerics
     optimizer: torch.optim.Optimizer
     scheduler: object
-    ema: AveragedModel | None
     epoch: int = 0
-    best_val_iou: float = -1.0
-    best_epoch: int = 0
     history: list = field(default_factory=list)
-
-    @property
-    def validated(self) -> torch.nn.Module:
-        """The weights validation scores and ``best.pt`` keeps: the EMA's, if the recipe keeps one."""
-        return self.ema.module if self.ema is not None else self.model
 
 
 def _start(config: TrainConfig, checkpoint: dict | None, progress: bool) -> _Session:
-    """Model, numerics, optimizer, scheduler and EMA of a run, at the state of ``checkpoint`` if any."""
+    """Model, numerics, optimizer and scheduler of a run, at the state of ``checkpoint`` if any."""
     device = resolve_device(config.device)
     seed_everything(config.seed)
     model = build_model(config.backbone, weights=None if checkpoint else config.weights, dropout=config.dropout,
-                        head=config.head, image_size=config.image_size, hypotheses=config.hypotheses)
+                        head=config.head, image_size=config.image_size, loss=config.loss, dfl=config.dfl)
     numerics, why = training_numerics(config, device, model, checkpoint)
     if progress:
         tqdm.write(f"numerics: {numerics} ({why})")
     numerics.place_model(model)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size throughout: pick the fastest kernels once
-    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=effective_lr(config),
-                                  weight_decay=config.weight_decay)
-    ema = make_ema(model, config.ema) if config.ema else None
-    session = _Session(config, model, numerics, optimizer, make_scheduler(config, optimizer), ema)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=effective_lr(config), weight_decay=config.weight_decay)
+    session = _Session(config, model, numerics, optimizer, make_scheduler(config, optimizer))
     if checkpoint:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         session.scheduler.load_state_dict(checkpoint["scheduler"])
-        if ema is not None:
-            ema.load_state_dict(checkpoint["ema"])
         session.epoch, session.history = checkpoint["epoch"], checkpoint["history"]
-        session.best_val_iou, session.best_epoch = checkpoint["best_val_iou"], checkpoint.get("best_epoch", 0)
     return session
 
 
@@ -252,12 +185,10 @@ def _epoch(session: _Session, epoch: int, loaders, augment: BatchAugment, progre
     loaders[0].sampler.generator.manual_seed(config.seed * 1000 + epoch)
     torch.manual_seed(config.seed * 1000 + epoch)
     tag = f"epoch {epoch}/{config.epochs}"
-    train_loss, train_iou = run_epoch(model, loaders[0], config.loss, session.numerics, mean, std,
-                                      session.optimizer, f"{tag} train", progress, augment=augment, ema=session.ema,
-                                      dfl=config.dfl)
+    train_loss, train_iou = run_epoch(model, loaders[0], session.numerics, mean, std, session.optimizer,
+                                      f"{tag} train", progress, augment=augment)
     with torch.no_grad():
-        val_loss, val_iou = run_epoch(session.validated, loaders[1], config.loss, session.numerics, mean, std,
-                                      None, f"{tag} val", progress, dfl=config.dfl)
+        val_loss, val_iou = run_epoch(model, loaders[1], session.numerics, mean, std, None, f"{tag} val", progress)
     lr = session.optimizer.param_groups[0]["lr"]
     if config.schedule == "plateau":
         session.scheduler.step(val_loss)
@@ -268,18 +199,15 @@ def _epoch(session: _Session, epoch: int, loaders, augment: BatchAugment, progre
 
 
 def _payload(session: _Session, train_mean_box: list[float]) -> dict:
-    """What ``last.pt`` holds after the session's latest epoch (``best.pt``: see :func:`localizer.engine.run.best_payload`)."""
-    payload = {
+    """What ``last.pt`` holds after the session's latest epoch (``best.pt``: see
+    :func:`localizer.engine.checkpoints.best_payload`); the best epoch is the history's best row."""
+    return {
         "model": session.model.state_dict(), "optimizer": session.optimizer.state_dict(),
         "scheduler": session.scheduler.state_dict(), "epoch": session.epoch, "history": session.history,
-        "best_val_iou": session.best_val_iou, "best_epoch": session.best_epoch, "config": asdict(session.config),
-        "input_mean": session.model.input_mean, "input_std": session.model.input_std,
-        "train_mean_box": train_mean_box, "device_type": session.numerics.device.type,
-        "precision_used": session.numerics.precision,
+        "config": asdict(session.config), "input_mean": session.model.input_mean,
+        "input_std": session.model.input_std, "train_mean_box": train_mean_box,
+        "device_type": session.numerics.device.type, "precision_used": session.numerics.precision,
     }
-    if session.ema is not None:
-        payload["ema"] = session.ema.state_dict()  # its module.* entries are the EMA weights (best.pt)
-    return payload
 
 
 def epoch_line(row: dict, epochs: int, seconds_left: float | None = None) -> str:
@@ -333,17 +261,14 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
     session = _start(config, checkpoint, progress)
     manifest = run.manifest
     loaders = make_loaders(config, manifest, session.numerics.device, progress)
-    if progress and config.several_repeat != 1:
-        several = int((loaders[0].dataset.table["n_boxes"] > 1).sum())
-        tqdm.write(f"sampling: {several} of {len(loaders[0].dataset)} training photos have several animals and are "
-                   f"drawn {config.several_repeat:g} times as often (with replacement)")
     augment = BatchAugment(affine_p=config.affine_p)
     train_mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0).tolist()
     last_epoch = config.epochs if max_epochs is None else min(config.epochs, session.epoch + max_epochs)
     if progress and session.epoch >= config.epochs:
+        best = best_row(session.history)
         minutes = sum(row["seconds"] for row in session.history) / 60
         tqdm.write(f"{run.folder}: trained already ({session.epoch}/{config.epochs} epochs in {minutes:.1f} min, "
-                   f"best validation IoU {session.best_val_iou:.3f} at epoch {session.best_epoch}); "
+                   f"best validation IoU {best['val_iou']:.3f} at epoch {best['epoch']}); "
                    f"nothing to train (its history: {run.folder / 'history.csv'})")
     seconds = []
     for epoch in range(session.epoch + 1, last_epoch + 1):
@@ -351,9 +276,8 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
         seconds.append(row["seconds"])
         session.epoch = epoch
         session.history.append(row)
-        improved = row["val_iou"] > session.best_val_iou
-        if improved:
-            session.best_val_iou, session.best_epoch = row["val_iou"], epoch
+        best = best_row(session.history)
+        improved = best is not None and best["epoch"] == epoch
         run.save_epoch(_payload(session, train_mean_box), improved, pd.DataFrame(session.history, columns=HISTORY_COLUMNS))
         if progress:
             tqdm.write(epoch_line(row, config.epochs, (config.epochs - epoch) * sum(seconds) / len(seconds)))

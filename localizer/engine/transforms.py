@@ -21,9 +21,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-#: ImageNet channel mean and std (torchvision reference models; Krizhevsky et al. 2012 statistics).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from localizer.model.backbones import IMAGENET_MEAN, IMAGENET_STD  # the report's default normalization
+
 
 #: ColorJitter strengths for training. The report names ColorJitter without values; these are mild
 #: photometric changes that keep a lion a lion. No hue shift: on uint8 tensors it costs about 5 ms

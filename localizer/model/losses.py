@@ -14,11 +14,12 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss
 
-from localizer.boxes import empty_boxes
-from localizer.model.heads import cell_boxes, edge_distances, pick_hypothesis, soft_argmax
+from localizer.boxes import cell_boxes, edge_distances, empty_boxes, soft_argmax
 from localizer.metrics import sanitize_boxes
+from localizer.recipe import LOSSES
 
-LOSSES = ("smooth_l1", "giou")
+__all__ = ["GIOU_WEIGHT", "L1_WEIGHT", "LOSSES", "animal_quality", "animals_loss", "box_loss", "centerness",
+           "distribution_focal_loss", "nearest_cells", "soft_argmax_loss"]
 GIOU_WEIGHT, L1_WEIGHT = 2.0, 5.0
 
 
@@ -63,7 +64,7 @@ def distribution_focal_loss(logits: torch.Tensor, target: torch.Tensor, reductio
         logits: ``(N, 4, K)`` logits over ``K >= 2`` bins at positions ``k / (K - 1)``
             (:class:`localizer.model.heads.SoftArgmaxHead`).
         target: ``(N, 4)`` normalized xyxy boxes (or any positions over the same [0, 1], such as the
-            dense head's edge distances); clamped to [0, 1].
+            per-cell distances of :class:`localizer.model.heads.DenseHead`); clamped to [0, 1].
 
     Returns:
         Scalar mean over the ``4 N`` edges, or ``(N,)`` per image (``reduction="none"``). Its
@@ -79,46 +80,6 @@ def distribution_focal_loss(logits: torch.Tensor, target: torch.Tensor, reductio
     nll_right = -log_p.gather(-1, (left + 1).unsqueeze(-1)).squeeze(-1)
     per_edge = (1 - right_weight) * nll_left + right_weight * nll_right
     return per_edge.mean(dim=-1) if reduction == "none" else per_edge.mean()
-
-
-#: Relaxed winner-takes-all: the share of the loss spread over the hypotheses that did not win.
-WTA_EPSILON = 0.05
-
-
-def hypotheses_loss(name: str, logits: torch.Tensor, scores: torch.Tensor, target: torch.Tensor, dfl: float = 0.0
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multiple-hypothesis loss: relaxed winner-takes-all over M box hypotheses plus the
-    cross-entropy that teaches the scores which hypothesis wins (Rupprecht et al., "Learning in an
-    Uncertain World: Representing Ambiguity Through Multiple Hypotheses", ICCV 2017; the winner is
-    the hypothesis of least box loss, per image).
-
-    Per image: ``(1 - e) * L_win + e / (M - 1) * sum of the others' L`` with ``e`` =
-    :data:`WTA_EPSILON`, where ``L`` is :func:`box_loss` ``name`` plus ``dfl`` times
-    :func:`distribution_focal_loss` of each hypothesis; plus the cross-entropy of ``scores``
-    towards the winner.
-
-    Args:
-        name: the box loss (see :data:`LOSSES`).
-        logits: ``(N, M, 4, K)`` per-edge logits of M >= 2 hypotheses.
-        scores: ``(N, M)`` the hypotheses' scores (logits).
-        target: ``(N, 4)`` normalized xyxy boxes.
-        dfl: weight of the distribution focal loss.
-
-    Returns:
-        ``(scalar loss, (N, 4) boxes of the best-scored hypotheses)``.
-    """
-    n, m = scores.shape
-    boxes = soft_argmax(logits)  # (N, M, 4)
-    repeated = target.float().repeat_interleave(m, dim=0)
-    per = box_loss(name, boxes.flatten(0, 1), repeated, reduction="none")
-    if dfl:
-        per = per + dfl * distribution_focal_loss(logits.flatten(0, 1), repeated, reduction="none")
-    per = per.view(n, m)
-    winner = per.detach().argmin(dim=1)
-    weights = torch.full_like(per, WTA_EPSILON / (m - 1))
-    weights.scatter_(1, winner[:, None], 1 - WTA_EPSILON)
-    loss = (weights * per).sum(dim=1).mean() + F.cross_entropy(scores.float(), winner)
-    return loss, pick_hypothesis(boxes, scores)
 
 
 def centerness(centres: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -139,60 +100,6 @@ def nearest_cells(centres: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     nearest the box's centre."""
     box_centre = (target[:, :2] + target[:, 2:]).float()[:, None, :] / 2
     return ((centres[None] - box_centre) ** 2).sum(-1).argmin(dim=1)
-
-
-def centerness_weights(centres: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """How much each cell of a dense head answers for its image's box: FCOS's centerness
-    ``sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))`` of the cell centres inside the box, 0
-    outside (Tian et al., "FCOS", ICCV 2019, eq. 3), normalized to sum 1 per image. The cell whose
-    centre is nearest the box's centre always gets some weight, so a box between cell centres still
-    has a cell that answers for it.
-
-    Args:
-        centres: ``(L, 2)`` cell centres (x, y), normalized.
-        target: ``(N, 4)`` normalized xyxy boxes.
-
-    Returns:
-        ``(N, L)`` float32 weights, each row summing to 1.
-    """
-    weights = centerness(centres, target)
-    nearest = nearest_cells(centres, target)
-    rows = torch.arange(target.shape[0], device=target.device)
-    weights[rows, nearest] = weights[rows, nearest].clamp_min(1e-6)
-    return weights / weights.sum(dim=1, keepdim=True)
-
-
-def dense_loss(name: str, logits: torch.Tensor, scores: torch.Tensor, centres: torch.Tensor, target: torch.Tensor,
-               dfl: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss of the dense head (:class:`localizer.model.heads.DenseHead`): per image, the box loss of every
-    cell's box weighted by :func:`centerness_weights` ``w`` (plus ``dfl`` times the distribution
-    focal loss of its distances), plus the cross-entropy of the cells' softmax scores towards ``w``
-    (``-sum w log softmax(scores)``), so that the best-scored cell is one near the box's centre.
-    Cells far from the primary box, on another animal for instance, learn only to score low.
-
-    Args:
-        name: the box loss (see :data:`LOSSES`).
-        logits: ``(N, L, 4, K)`` per-cell distance logits (left, top, right, bottom).
-        scores: ``(N, L)`` the cells' scores (logits).
-        centres: ``(L, 2)`` the cells' centres (x, y), normalized.
-        target: ``(N, 4)`` normalized xyxy boxes.
-        dfl: weight of the distribution focal loss.
-
-    Returns:
-        ``(scalar loss, (N, 4) boxes of the best-scored cells, clamped to [0, 1] as the head predicts)``.
-    """
-    n, cells = scores.shape
-    weights = centerness_weights(centres, target)
-    boxes = cell_boxes(soft_argmax(logits), centres)  # (N, L, 4)
-    repeated = target.float().repeat_interleave(cells, dim=0)
-    per = box_loss(name, boxes.flatten(0, 1), repeated, reduction="none")
-    if dfl:
-        distances = edge_distances(centres, target).flatten(0, 1)
-        per = per + dfl * distribution_focal_loss(logits.flatten(0, 1), distances, reduction="none")
-    per = per.view(n, cells)
-    cross_entropy = -(weights * scores.float().log_softmax(dim=1)).sum(dim=1)
-    loss = ((weights * per).sum(dim=1) + cross_entropy).mean()
-    return loss, pick_hypothesis(boxes.detach().clamp(0, 1), scores)
 
 
 def animal_quality(centres: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,7 +29,6 @@ from localizer.data.validation import check_item
 from localizer.engine.evaluation import MEASUREMENT_MIN_IMAGES
 from localizer.engine.run import Run
 from localizer.errors import DataError
-from localizer.report.compare import read_per_image
 
 #: A second animal whose box has at least this share of the largest box's area is "of about the same size".
 SAME_SIZE = 0.8

@@ -1,0 +1,91 @@
+"""Checkpoints of a run: ``last.pt`` after every epoch, ``best.pt`` for the best validation IoU.
+
+Crash safety: ``last.pt`` is written first and holds the history, whose best row names the best
+epoch (:func:`best_row`); ``best.pt`` follows. A kill between the two leaves a ``last.pt`` whose best
+epoch is its own and an older ``best.pt``: :func:`reconcile_checkpoints` (on resume and when ``best.pt``
+is loaded) rewrites ``best.pt`` from ``last.pt``'s weights, which are that best epoch's. Checkpoints
+hold only tensors, numbers, strings, lists and dicts and are read with ``torch.load(weights_only=True)``,
+which cannot run code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from localizer.errors import DataError
+from localizer.files import atomic_save
+
+LAST, BEST = "last.pt", "best.pt"
+
+#: Entries every localizer checkpoint holds (``last.pt`` also ``optimizer`` and ``scheduler``).
+CHECKPOINT_KEYS = ("model", "config", "epoch", "history", "input_mean", "input_std", "train_mean_box",
+                   "device_type", "precision_used")
+
+
+class CheckpointError(DataError):
+    """A file that is not a localizer checkpoint (foreign, malformed, or holding objects other than
+    tensors, numbers, strings, lists and dicts, which ``weights_only`` loading refuses)."""
+
+
+def best_row(history: list[dict]) -> dict | None:
+    """The best row of a history (a list of :data:`localizer.engine.training.HISTORY_COLUMNS` rows): the
+    highest ``val_iou``, the earliest on ties (an epoch improves only on a strictly higher score); None
+    for a history without a score. The run's best epoch and score are derived from it, never stored."""
+    ious = pd.Series([row["val_iou"] for row in history], dtype=float)
+    return None if ious.isna().all() else history[int(ious.idxmax())]
+
+
+def best_payload(checkpoint: dict) -> dict:
+    """What ``best.pt`` holds of a ``last.pt`` payload: all but the optimizer and scheduler states
+    (best.pt is for evaluation and prediction)."""
+    return {k: v for k, v in checkpoint.items() if k not in ("optimizer", "scheduler")}
+
+
+def load_checkpoint(path: Path | str) -> dict:
+    """Load a localizer checkpoint with ``torch.load(weights_only=True)``: tensors, numbers, strings,
+    lists and dicts only, so a crafted file cannot run code while it is read.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: a file that is not a localizer checkpoint (foreign, malformed, or holding
+            other objects); one line that names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle, zip and weights-only errors alike: not ours
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError("not-a-checkpoint", f"cannot be loaded safely as a localizer checkpoint "
+                              f"({type(exc).__name__}: {first_line})", path) from None
+    missing = [k for k in CHECKPOINT_KEYS if k not in checkpoint] if isinstance(checkpoint, dict) else CHECKPOINT_KEYS
+    if missing:
+        raise CheckpointError("not-a-checkpoint", f"not a localizer checkpoint (no {', '.join(missing)})", path)
+    return checkpoint
+
+
+def reconcile_checkpoints(folder: Path | str) -> bool:
+    """Make ``best.pt`` in ``folder`` agree with ``last.pt`` after a kill between their writes.
+
+    When ``last.pt``'s best epoch (:func:`best_row` of its history) is its own epoch but ``best.pt``
+    is missing or from another epoch, the kill came in between, and ``last.pt``'s weights are the best
+    ones: ``best.pt`` is rewritten from them. Returns True when it did so.
+
+    Raises:
+        CheckpointError: ``last.pt`` or ``best.pt`` is not a localizer checkpoint.
+    """
+    last_path, best_path = Path(folder) / LAST, Path(folder) / BEST
+    if not last_path.is_file():
+        return False
+    last = load_checkpoint(last_path)
+    best = best_row(last["history"])
+    if best is None or best["epoch"] != last["epoch"]:
+        return False
+    if best_path.is_file() and load_checkpoint(best_path)["epoch"] == last["epoch"]:
+        return False
+    atomic_save(best_payload(last), best_path)
+    return True
