@@ -4,8 +4,9 @@
 #   make test   set up the environment, then unit tests (with a smoke run of the notebooks) + nbval
 # and:
 #   make lab    JupyterLab on the notebooks, in the project's environment
-#   make report the published report: the best profile's run in runs/report (trained when missing or
-#               unfinished, reused when finished), its executed notebooks into report/ and figures/
+#   make report the published report: a run of REPORT_PROFILE (quick; best takes about an hour on 2 cores)
+#               in runs/report-PROFILE (trained when missing or unfinished, reused when finished), its
+#               executed notebooks into report/ and its figures into figures/
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -15,7 +16,8 @@ DATA    ?=
 PROFILE ?= quick
 RUN_DIR ?=
 # The run behind report/ and figures/ (ignored by git, like all of runs/).
-REPORT_RUN ?= runs/report
+REPORT_PROFILE ?= quick
+REPORT_RUN ?= runs/report-$(REPORT_PROFILE)
 # Test data: the synthetic dataset (localizer.data.synthetic), drawn in a second; no download, no ../shared.
 SYNTHETIC  := build/synthetic
 SMOKE_DIR  := build/smoke
@@ -42,7 +44,7 @@ lab: setup
 	$(BIN)/jupyter lab notebooks $(LAB_ARGS)
 
 report: setup
-	$(BIN)/python -m localizer run $(if $(DATA),--data $(DATA)) --profile best --run-dir $(REPORT_RUN) --resume \
+	$(BIN)/python -m localizer run $(if $(DATA),--data $(DATA)) --profile $(REPORT_PROFILE) --run-dir $(REPORT_RUN) --resume \
 		--figures figures --publish report
 
 # unit includes the smoke profile through papermill (tests/test_reading.py), as make run runs it

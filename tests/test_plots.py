@@ -157,18 +157,6 @@ def test_samples_rejects_bad_input():
         plots.plot_samples([(np.zeros((4, 4, 3), np.uint8), None, None)], titles=["a", "b"])
 
 
-def test_augmentation_before_after(tmp_path):
-    image = np.zeros((40, 100, 3), dtype=np.uint8)
-    fig = plots.plot_augmentation(image, [10, 5, 30, 35], image[:, ::-1], torch.tensor([[70.0, 5, 90, 35]]),
-                                  path=tmp_path / "aug.png")
-    assert len(fig.axes) == 2
-    boxes = [_rects(ax)[0] for ax in fig.axes]
-    assert [b.get_x() for b in boxes] == [10, 70]
-    assert all(b.get_gid() == plots.GID_GT for b in boxes)
-    assert "70, 5, 90, 35" in fig.axes[1].get_title()
-    assert (tmp_path / "aug.png").is_file()
-
-
 def test_smooth_cosine_decay_is_not_marked_as_drops():
     lrs = [1e-3 * (1 + np.cos(np.pi * t / 16)) / 2 for t in range(16)]
     assert plots.lr_drops(_history(lrs))["epoch"].tolist() == []

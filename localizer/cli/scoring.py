@@ -36,15 +36,12 @@ def _evaluation_set(args: argparse.Namespace, info: dict, split: str):
     """
     from localizer.data.split import assign_split
     from localizer.data.validation import scan_dataset
-    from localizer.engine.datasets import normalized_targets
     from localizer.engine.run import Run
 
     config = info["config"]
     run = Run.of_checkpoint(args.checkpoint)
     manifest = run.manifest if run else None
-    mean_box = info["train_mean_box"]
-    if mean_box is None and manifest is not None:  # checkpoints from before train_mean_box
-        mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0)
+    mean_box = info["train_mean_box"]  # every checkpoint holds it (engine.checkpoints.CHECKPOINT_KEYS)
     if _is_run_data(args, config):
         if manifest is None:
             raise FileNotFoundError(f"no --data given and {args.checkpoint} is not in a run folder with a manifest")

@@ -2,6 +2,7 @@
 
 ``transforms`` (the per-image pipeline), ``cache`` (decode-once images), ``datasets`` (datasets and
 loaders), ``batch_augment`` (augmentation on whole batches), ``numerics`` (device, precision),
-``run`` (the run folder and checkpoints), ``training`` (the epoch loop), ``inference``,
-``evaluation``, ``prediction``. Imports ``data``, ``model`` and the bottom helpers.
+``run`` (the run folder, its one write guard, loading a model), ``checkpoints`` (reading them, the
+best epoch from the history, crash repair), ``training`` (the epoch loop), ``inference``,
+``evaluation``, ``prediction``. Imports ``data``, ``recipe``, ``model`` and the bottom helpers.
 """

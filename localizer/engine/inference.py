@@ -14,7 +14,7 @@ from localizer.engine.transforms import model_input
 
 #: Flip TTA averages the two boxes only when they overlap with IoU > this (the PASCAL VOC criterion: each
 #: would count as a detection of the other); chosen on the lion validation split (README, ablation 20;
-#: ``benchmarks/tta_fusion.py``).
+#: ``experiments/tta_fusion.py``).
 TTA_AGREEMENT = 0.5
 
 

@@ -131,7 +131,7 @@ def training_numerics(config: TrainConfig, device: torch.device, model, checkpoi
     """The numerics of a training run (see :func:`localizer.engine.numerics.choose_numerics`) and why.
 
     A resumed ``auto`` run keeps the format its checkpoint was trained in when it resumes on the same
-    kind of device (so that it continues as it began), instead of probing again.
+    kind of device (so that it continues as it began), instead of choosing again.
     """
     if (checkpoint and config.precision == "auto" and checkpoint["device_type"] == device.type
             and checkpoint["precision_used"] in ("fp32", "bf16")):

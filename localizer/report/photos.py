@@ -228,22 +228,3 @@ def plot_rows(table: pd.DataFrame, titles: list[str] | None = None, path: Path |
               tuple(row[f"pred_{c}"] for c in BOX_COLUMNS) if predicted else None) for _, row in table.iterrows()]
     return plot_samples(items, titles=titles, path=path, **kwargs)
 
-
-def plot_augmentation(image, box, augmented_image, augmented_box, path: Path | str | None = None,
-                      titles: tuple[str, str] = ("original", "horizontal flip")) -> Figure:
-    """Before/after of an augmentation (the horizontal flip) on one image with its box.
-
-    Args:
-        image, augmented_image: PIL images, ``(H, W, 3)`` uint8 arrays or ``(3, H, W)`` tensors.
-        box, augmented_box: the box on each image, pixel xyxy ``(4,)`` or ``(1, 4)`` (list, array,
-            tensor or ``BoundingBoxes``).
-        path: save the figure here as PNG.
-        titles: panel titles; the box coordinates are added under each.
-
-    Returns:
-        A figure with 2 axes (axis off), the box drawn solid white on both.
-    """
-    items = [(image, box, None), (augmented_image, augmented_box, None)]
-    labels = [f"{title}\nbox ({', '.join(f'{v:.0f}' for v in _as_box(b))})"
-              for title, (_, b, _) in zip(titles, items)]
-    return plot_samples(items, ncols=2, titles=labels, path=path, panel_size=4.0, legend=False)

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from localizer.report.photos import (  # noqa: F401  (the photo grids, offered here under the same names)
-    GID_GT, GID_PRED, plot_augmentation, plot_rows, plot_samples, save_figure, show)
+    GID_GT, GID_PRED, plot_rows, plot_samples, save_figure, show)
 
 #: File names of the report's numbered figures (photo grids as JPEG: see the module docstring).
 FIGURE_NAMES = {
