@@ -29,6 +29,9 @@ LOSSES = ("smooth_l1", "giou")
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("plateau", "cosine")
 LR_SCALINGS = ("none", "linear", "sqrt")
+#: ``split``: the seeded 70/15/15 split (:func:`localizer.data.split.assign_split`), or the train/valid/test
+#: folders an export came with (:func:`localizer.data.split.export_split`; Roboflow, CVAT).
+SPLIT_CHOICES = ("seeded", "export")
 
 #: Fields of older versions, with the value that meant "off", whose code is gone (it lived at commit
 #: b930f34; README, "Ablations"): a saved recipe that sets one otherwise cannot be trained further or
@@ -49,7 +52,8 @@ class TrainConfig:
     weight times the distribution focal loss (:func:`localizer.model.losses.distribution_focal_loss`;
     ``softargmax`` and ``largest`` heads) to ``loss``. ``schedule`` is ``plateau`` (the report's
     ReduceLROnPlateau on the validation loss) or ``cosine`` (cosine annealing from ``lr`` to 0 over
-    ``epochs``, stepped once per epoch; Loshchilov & Hutter, SGDR, 2017). ``subset`` limits the number
+    ``epochs``, stepped once per epoch; Loshchilov & Hutter, SGDR, 2017). ``split`` is ``seeded`` (the report's split, with ``seed`` and ``fractions``) or ``export`` (the
+    export's own train/valid/test folders: :data:`SPLIT_CHOICES`). ``subset`` limits the number
     of images (seeded, before the split) for quick runs; ``workers`` is the number of DataLoader
     processes for the training set (``-1``: 1 on CPU, 4 on an accelerator); ``device`` is ``auto``,
     ``cpu``, ``cuda`` or ``mps``; ``precision`` is ``auto``, ``fp32`` or ``bf16`` (see
@@ -88,6 +92,7 @@ class TrainConfig:
     affine_p: float = 0.0
     seed: int = DEFAULT_SEED
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+    split: str = "seeded"
     subset: int | None = None
     device: str = "auto"
     precision: str = "auto"
@@ -158,7 +163,8 @@ _CHECKS = [
     ("tta", lambda v, c: isinstance(v, bool), "true or false"),
     *[(name, lambda v, c, allowed=allowed: v in allowed, "one of " + ", ".join(json.dumps(x) for x in allowed))
       for name, allowed in {"backbone": BACKBONES, "loss": LOSSES, "schedule": SCHEDULES, "lr_scaling": LR_SCALINGS,
-                            "oxford_box": ("animal", "head"), "precision": PRECISIONS, "head": HEADS}.items()],
+                            "oxford_box": ("animal", "head"), "precision": PRECISIONS, "head": HEADS,
+                            "split": SPLIT_CHOICES}.items()],
 ]
 
 
@@ -194,7 +200,7 @@ def same_recipe(a: TrainConfig, b: TrainConfig) -> bool:
 
 
 #: Config fields that decide the manifest (which images, which split).
-SPLIT_FIELDS = ("data", "format", "oxford_box", "classes", "subset", "seed", "fractions")
+SPLIT_FIELDS = ("data", "format", "oxford_box", "classes", "subset", "seed", "fractions", "split")
 
 
 #: The recipe ``quick`` and ``best`` share, chosen on the lion validation split (README, "Ablations"):

@@ -363,3 +363,28 @@ def test_check_data_on_a_tree_mixing_layouts_and_junk(tmp_path, capsys):
     assert written.loc["cvat/obj_train_data/a.jpg", "status"] == "ok"
     assert written.loc["voc/1.jpg", "reason"].startswith("missing-annotation: no annotation names it in an images/")
     assert (written["status"].eq("ok") | written["reason"].str.len().gt(0)).all()
+
+
+def test_split_export_keeps_the_exports_own_split_and_refuses_one_with_a_split_missing(tmp_path):
+    from localizer.data.split import NotEnoughDataError, split_leaks
+    from localizer.engine.run import Run
+    from localizer.recipe import TrainConfig
+
+    root = roboflow_coco(tmp_path / "coco")
+    run = Run.create(TrainConfig(data=str(root), split="export"), tmp_path / "run", progress=False)
+    assert dict(zip(run.manifest["file"], run.manifest["split"])) == {
+        "test/p2_jpg.rf.abc.jpg": "test", "train/p0_jpg.rf.abc.jpg": "train", "valid/p1_jpg.rf.abc.jpg": "val"}
+    assert split_leaks(run.manifest) == 0
+    # three photos are too few for the seeded 70/15/15 split, which needs one photo in each part
+    with pytest.raises(NotEnoughDataError):
+        Run.create(TrainConfig(data=str(root)), tmp_path / "seeded", progress=False)
+    # Roboflow's CSV export here has train/ and valid/ only: no test split to keep
+    with pytest.raises(NotEnoughDataError, match=r"has no test photos.*split=\"seeded\""):
+        Run.create(TrainConfig(data=str(roboflow_csv(tmp_path / "csv")), split="export"), tmp_path / "csv-run",
+                   progress=False)
+
+
+def test_split_leaks_counts_groups_of_twins_across_splits():
+    from localizer.data.split import split_leaks
+    manifest = pd.DataFrame({"dup_group": [0, 1, 1, 2, 2, 3], "split": ["train", "train", "test", "val", "val", "test"]})
+    assert split_leaks(manifest) == 1  # group 1 lies in train and test; group 2 only in val; 0 is no group

@@ -123,6 +123,8 @@ def test_split_and_augmentation_narration_follow_the_recipe():
     assert narration.describe_split(smoke) == ("**This run**: train / validation / test = 70% / 15% / 15% of a seeded "
                                                "sample of at most 64 usable images (`subset = 64`), with `seed = 7`.")
     assert "of all usable images" in narration.describe_split(recipe_for("report"))
+    assert narration.describe_split(recipe_for("report", split="export")) == (
+        "**This run** keeps the split the export came with (`split = \"export\"`): its train / valid / test folders.")
     quick = narration.describe_augmentation(recipe_for("quick"))
     assert "BatchAugment(affine_p=0.5)" in quick and "on 50% of the images it is also scaled by 0.75–1.15" in quick
     assert "bottom row" in quick and "middle row" not in quick

@@ -107,6 +107,39 @@ def assign_split(
     return ordered
 
 
+def export_split(table: pd.DataFrame, report: pd.DataFrame) -> pd.DataFrame:
+    """Return a copy of ``table`` sorted by ``file`` with the ``split`` an export put each photo in: the
+    ``export_split`` column of the scan's ``report`` (:func:`localizer.data.readers.export_split`: a
+    Roboflow ``train/``, ``valid/``, ``test/`` folder, say), the recipe's ``split="export"``. Near-duplicates
+    are not moved: twins that the export put in two splits stay there (the caller warns).
+
+    Raises:
+        NotEnoughDataError: a usable photo has no export split (the message names how many and one of
+            them), or one of train, val and test is empty (an export without a test split, say): use the
+            seeded split (``split="seeded"``) then.
+    """
+    ordered = table.sort_values("file", ignore_index=True)
+    splits = report.set_index("file")["export_split"] if "export_split" in report else pd.Series(dtype=str)
+    labels = ordered["file"].map(splits).fillna("")
+    missing = ordered.loc[labels == "", "file"]
+    if len(missing):
+        raise NotEnoughDataError("no-export-split", f"{len(missing)} of {len(ordered)} usable photos are in no "
+                                 f"train/valid/test folder of an export (e.g. {missing.iloc[0]}); use split=\"seeded\"")
+    empty = [name for name in SPLITS if not (labels == name).any()]
+    if empty:
+        raise NotEnoughDataError("no-export-split", f"the export's own split has no {' or '.join(empty)} photos "
+                                 f"({dict(labels.value_counts())}); use split=\"seeded\"")
+    ordered["split"] = labels.to_numpy()
+    return ordered
+
+
+def split_leaks(manifest: pd.DataFrame) -> int:
+    """How many groups of near-duplicate photos (``dup_group > 0``) lie in more than one split (0 for a
+    seeded split, which keeps each group whole)."""
+    groups = manifest[manifest["dup_group"] > 0] if "dup_group" in manifest else manifest.iloc[:0]
+    return int((groups.groupby("dup_group")["split"].nunique() > 1).sum())
+
+
 def _too_few(n: int, fractions: tuple[float, float, float], units: int | None = None) -> str:
     split = "/".join(f"{100 * f:g}" for f in fractions)
     grouped = f" ({units} once near-duplicates are grouped)" if units is not None else ""

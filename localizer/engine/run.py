@@ -26,6 +26,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -39,7 +40,8 @@ from localizer.engine.checkpoints import (BEST, LAST, CheckpointError, best_payl
 from localizer.engine.numerics import Numerics, default_numerics, native_bf16, resolve_device
 from localizer.model.models import build_model
 from localizer.recipe import ALL_BOXES_HEADS, RUNTIME_FIELDS, TrainConfig, recipe_values, same_recipe
-from localizer.data.split import NotEnoughDataError, assign_split, load_manifest, save_manifest
+from localizer.data.split import (NotEnoughDataError, assign_split, export_split, load_manifest, save_manifest,
+                                  split_leaks)
 
 CONFIG, MANIFEST, DATA_REPORT, HISTORY, CHECKPOINTS = "config.json", "manifest.csv", "data_report.csv", "history.csv", \
     "checkpoints"
@@ -56,7 +58,8 @@ BEFORE_RUN = ("notebooks", "figures")
 
 # ------------------------------------------------------------------------------------- run folder
 def make_manifest(config: TrainConfig, progress: bool = True):
-    """Scan ``config.data``, take the seeded ``subset`` if any, and split it.
+    """Scan ``config.data``, take the seeded ``subset`` if any, and split it (``config.split``: the seeded
+    70/15/15 split, or ``"export"``, the train/valid/test folders of the export).
 
     Returns:
         ``(manifest, scan)``: the split table (see :func:`localizer.data.split.assign_split`) and the
@@ -74,6 +77,12 @@ def make_manifest(config: TrainConfig, progress: bool = True):
     if config.subset and config.subset < len(table):
         table = table.sort_values("file").sample(n=config.subset, random_state=config.seed)
     try:
+        if config.split == "export":
+            manifest = export_split(table, scan.report)
+            if split_leaks(manifest):
+                warnings.warn(f"{config.data}: {split_leaks(manifest)} groups of near-duplicate photos lie in more "
+                              "than one of the export's splits (a test photo may have a twin in training)")
+            return manifest, scan
         return assign_split(table, seed=config.seed, fractions=config.fractions), scan
     except NotEnoughDataError as exc:
         raise NotEnoughDataError(exc.reason, exc.detail, config.data) from None

@@ -118,10 +118,14 @@ def describe_training(config: TrainConfig) -> str:
 
 
 def describe_split(config: TrainConfig) -> str:
-    """Markdown: this run's split (fractions, seed, subset)."""
-    shares = " / ".join(f"{share:.0%}" for share in config.fractions)
+    """Markdown: this run's split (the export's own, or the seeded one: fractions, seed, subset)."""
     subset = (f" of a seeded sample of at most {config.subset} usable images (`subset = {config.subset}`)"
               if config.subset else " of all usable images")
+    if config.split == "export":
+        return (f"**This run** keeps the split the export came with (`split = \"export\"`): its train / valid / "
+                f"test folders" + (f", in a seeded sample of at most {config.subset} usable images" if config.subset else "")
+                + ".")
+    shares = " / ".join(f"{share:.0%}" for share in config.fractions)
     return f"**This run**: train / validation / test = {shares}{subset}, with `seed = {config.seed}`."
 
 
