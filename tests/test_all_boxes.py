@@ -214,7 +214,7 @@ def test_largest_head_trains_on_every_box_saves_and_loads(synthetic_data, tmp_pa
     assert train_loader.dataset[0][1][0].tolist() == pytest.approx(
         [first.xmin / first.width, first.ymin / first.height, first.xmax / first.width, first.ymax / first.height])
     history = fit(config, tmp_path / "run", progress=False)
-    assert np.isfinite(history["val_iou"]).all()
+    assert history["epoch"].tolist() == [1]
     assert ALL_BOXES_COLUMN in pd.read_csv(tmp_path / "run" / "manifest.csv")
     loaded, info = runs.load_model(tmp_path / "run" / "checkpoints" / "best.pt")
     assert isinstance(loaded.head, LargestHead) and info["config"].head == "largest"

@@ -130,7 +130,9 @@ def test_fit_writes_history_checkpoints_and_refuses_to_overwrite(synthetic_data,
     history = fit(config, run, progress=False)
     assert history["epoch"].tolist() == [1, 2]
     assert list(history.columns) == training.HISTORY_COLUMNS
-    assert np.isfinite(history[["train_loss", "val_loss", "train_iou", "val_iou"]].to_numpy()).all()
+    pd.testing.assert_frame_equal(pd.read_csv(run / "history.csv"), history, check_dtype=False)
+    best_epoch = int(history.loc[history["val_iou"].idxmax(), "epoch"])  # derived from the history, not stored
+    assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["epoch"] == best_epoch
     assert history["lr"].tolist() == [1e-3, 1e-3]
     assert "optimizer" in torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert "optimizer" not in torch.load(run / "checkpoints" / "best.pt", weights_only=True)  # weights only
@@ -201,9 +203,10 @@ def test_evaluate_and_predict_commands(synthetic_data, tmp_path, monkeypatch, ca
     assert {"mean_iou", "acc_50", "acc_75", "acc_50_95", "n", "baselines"} <= set(metrics)
     assert metrics["n"] == 6 and metrics["tta"] is True
     assert set(metrics["baselines"]) == {"mean_box", "random_box"}
-    assert all(0 <= metrics[k] <= 1 for k in ("mean_iou", "acc_50", "acc_75"))
     per_image = pd.read_csv(run / "metrics_test_tta.csv")
-    assert len(per_image) == 6 and per_image["iou"].between(0, 1).all()
+    assert len(per_image) == 6  # the summary is the per-image table's, to the printed precision
+    assert metrics["mean_iou"] == pytest.approx(per_image["iou"].mean(), abs=1e-4)
+    assert metrics["acc_50"] == pytest.approx((per_image["iou"] > 0.5).mean())
     # same split re-made from --data: same images, same metrics
     out = tmp_path / "again.json"
     assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--data", str(synthetic_data / "yolo"), "--quiet",
@@ -239,7 +242,6 @@ def test_evaluate_and_predict_commands(synthetic_data, tmp_path, monkeypatch, ca
     drawings = drawing_paths([image, junk], tmp_path / "drawn")  # mirrored below the inputs' common folder
     assert drawings[str(image)].name == "animal_001.jpg" and drawings[str(image)].exists()
     assert not drawings[str(junk)].exists()
-    assert math.isfinite(float(ok["xmin"]))
     # an existing predictions file is not replaced without --overwrite
     assert cli_main(["predict", "--checkpoint", str(ckpt), str(image), "--out", str(preds), "--quiet"]) == 2
     assert pd.read_csv(preds)["file"].tolist() == [str(image), str(junk)]
