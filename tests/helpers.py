@@ -3,6 +3,10 @@
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from localizer.data.validation import scan_dataset
 from localizer.recipe import RUNTIME_FIELDS, TrainConfig
 from localizer.engine.run import Run
 from localizer.engine.training import train
@@ -17,3 +21,21 @@ def fit(config: TrainConfig, folder: Path, resume: bool | str = False, overwrite
     else:
         run = Run.create(config, folder, overwrite=overwrite, progress=progress)
     return train(run, resume=resume, overwrite=overwrite, progress=progress, max_epochs=max_epochs)
+
+
+def noise_image(width: int = 100, height: int = 50, seed: int = 0) -> Image.Image:
+    """A seeded RGB noise photo of ``width`` x ``height`` px (distinct photos: no near-duplicates)."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def scan(root: Path, **kwargs):
+    """``scan_dataset`` without progress bars, on one thread (the reports' order is the files')."""
+    return scan_dataset(root, progress=False, workers=1, **kwargs)
+
+
+def report_row(result, file: str) -> dict:
+    """The one report row of ``file`` in a scan ``result`` (fails, listing every row's reason, otherwise)."""
+    rows = result.report[result.report["file"] == file]
+    assert len(rows) == 1, f"{file} not reported once: {result.report[['file', 'reason']].to_dict('records')}"
+    return rows.iloc[0].to_dict()

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import noise_image, report_row
 import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
@@ -54,11 +55,6 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def noise_image(width: int, height: int, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-
-
 def jpeg_bytes(width: int = 80, height: int = 60, seed: int = 0) -> bytes:
     buffer = io.BytesIO()
     noise_image(width, height, seed).save(buffer, format="JPEG", quality=90)
@@ -80,12 +76,6 @@ def add_yolo(root: Path, name: str, image: bytes | Image.Image | None, label: st
         (root / "images" / f"{name}.jpg").write_bytes(image)
     if label is not None:
         (root / "labels" / f"{name}.txt").write_text(label)
-
-
-def report_row(result, file: str) -> dict:
-    rows = result.report[result.report["file"] == file]
-    assert len(rows) == 1, f"{file} not reported once: {result.report['file'].tolist()}"
-    return rows.iloc[0].to_dict()
 
 
 def table_box(result, file: str) -> tuple[float, float, float, float]:

@@ -10,26 +10,20 @@ import json
 import unicodedata
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
+from helpers import noise_image, report_row, scan
 from PIL import Image
 
 from localizer import cli
 from localizer.data.imageio import HEIF_PLUGIN, IMAGE_EXTENSIONS
 from localizer.data.readers import DataFormatError, detect_format, export_split, yolo_annotation
-from localizer.data.validation import scan_dataset
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def noise(width: int = 100, height: int = 50, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-
-
 def put(path: Path, image: Image.Image | None = None, fmt: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    (image or noise()).save(path, format=fmt)
+    (image or noise_image()).save(path, format=fmt)
     return path
 
 
@@ -39,19 +33,9 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def scan(root: Path, **kwargs):
-    return scan_dataset(root, progress=False, workers=1, **kwargs)
-
-
-def row(result, file: str) -> dict:
-    rows = result.report[result.report["file"] == file]
-    assert len(rows) == 1, f"{file} not reported once: {result.report[['file', 'reason']].to_dict('records')}"
-    return rows.iloc[0].to_dict()
-
-
 def box(result, file: str) -> tuple[float, ...]:
     rows = result.table[result.table["file"] == file]
-    assert len(rows) == 1, f"{file} not usable: {row(result, file)['reason']}"
+    assert len(rows) == 1, f"{file} not usable: {report_row(result, file)['reason']}"
     return tuple(float(rows.iloc[0][k]) for k in ("xmin", "ymin", "xmax", "ymax"))
 
 
@@ -86,8 +70,8 @@ def test_voc_one_xml_for_two_images_is_a_reported_skip(tmp_path):
     result = scan(tmp_path)
     expected = ("ambiguous-annotation: Annotations/1.xml fits images/cat/1.jpg and images/dog/1.jpg; "
                 "an annotation must belong to exactly one image")
-    assert row(result, "images/cat/1.jpg")["reason"] == expected
-    assert row(result, "images/dog/1.jpg")["reason"] == expected
+    assert report_row(result, "images/cat/1.jpg")["reason"] == expected
+    assert report_row(result, "images/dog/1.jpg")["reason"] == expected
     assert len(result.table) == 0
 
 
@@ -95,7 +79,7 @@ def test_voc_image_without_xml_is_not_given_anothers(tmp_path):
     put(tmp_path / "cat" / "1.jpg"), put(tmp_path / "dog" / "1.jpg")
     write(tmp_path / "dog" / "1.xml", voc([("dog", (51, 11, 90, 45), 0)]))
     result = scan(tmp_path)
-    assert row(result, "cat/1.jpg")["reason"] == (
+    assert report_row(result, "cat/1.jpg")["reason"] == (
         "missing-annotation: no XML file named 1.xml for it (dog/1.xml belongs to another image beside it)")
     assert box(result, "dog/1.jpg") == (50, 10, 90, 45)
 
@@ -109,7 +93,7 @@ def test_coco_two_images_sharing_an_id_are_both_reported(tmp_path):
     result = scan(tmp_path)
     expected = ("ambiguous-annotation: instances.json: the images entries 'image1.gif' and 'image1.jpg' share id 1, "
                 "so its annotations belong to neither")
-    assert row(result, "image1.gif")["reason"] == expected and row(result, "image1.jpg")["reason"] == expected
+    assert report_row(result, "image1.gif")["reason"] == expected and report_row(result, "image1.jpg")["reason"] == expected
     assert box(result, "image2.jpg") == (1, 2, 4, 6)  # [x, y, w, h] = [1, 2, 3, 4]
 
 
@@ -168,17 +152,17 @@ def test_a_path_not_found_names_what_was_tried_and_the_closest(tmp_path):
     put(tmp_path / "images" / "lion_3.jpg")
     write(tmp_path / "boxes.csv", "filename,xmin,ymin,xmax,ymax\nimages/lion3.jpg,1,2,30,40\n")
     result = scan(tmp_path)
-    assert row(result, "images/lion3.jpg")["reason"] == (
+    assert report_row(result, "images/lion3.jpg")["reason"] == (
         "unreadable: boxes.csv names 'images/lion3.jpg': no such file (tried images/images/lion3.jpg, "
         "images/lion3.jpg); closest: images/lion_3.jpg")
-    assert row(result, "images/lion_3.jpg")["reason"] == "missing-annotation: no annotation names it in boxes.csv"
+    assert report_row(result, "images/lion_3.jpg")["reason"] == "missing-annotation: no annotation names it in boxes.csv"
 
 
 # ------------------------------------------------------------------------ kind 3: export layouts
 def roboflow_coco(root: Path) -> Path:
     """Roboflow COCO: train/, valid/, test/ with _annotations.coco.json beside the images."""
     for i, split in enumerate(("train", "valid", "test")):
-        put(root / split / f"p{i}_jpg.rf.abc.jpg", noise(seed=i))
+        put(root / split / f"p{i}_jpg.rf.abc.jpg", noise_image(seed=i))
         write(root / split / "_annotations.coco.json", coco(
             [{"id": 0, "file_name": f"p{i}_jpg.rf.abc.jpg", "width": 100, "height": 50}],
             [{"id": 0, "image_id": 0, "category_id": 1, "bbox": [10 * i, 5, 20, 30]}]))
@@ -189,7 +173,7 @@ def roboflow_coco(root: Path) -> Path:
 def roboflow_csv(root: Path) -> Path:
     """Roboflow CSV: train/, valid/ with _annotations.csv (filename,width,height,class,xmin,...)."""
     for i, split in enumerate(("train", "valid")):
-        put(root / split / f"q{i}.jpg", noise(seed=i))
+        put(root / split / f"q{i}.jpg", noise_image(seed=i))
         write(root / split / "_annotations.csv",
               f"filename,width,height,class,xmin,ymin,xmax,ymax\nq{i}.jpg,100,50,lion,{i},2,{60 + i},40\n")
     return root
@@ -200,7 +184,7 @@ def cvat_yolo(root: Path) -> Path:
     write(root / "obj.names", "lion\n")
     write(root / "obj.data", "classes = 1\ntrain = data/train.txt\nnames = data/obj.names\nbackup = backup/\n")
     write(root / "train.txt", "data/obj_train_data/a.jpg\ndata/obj_train_data/b.jpg\n")
-    put(root / "obj_train_data" / "a.jpg"), put(root / "obj_train_data" / "b.jpg", noise(seed=1))
+    put(root / "obj_train_data" / "a.jpg"), put(root / "obj_train_data" / "b.jpg", noise_image(seed=1))
     write(root / "obj_train_data" / "a.txt", "0 0.5 0.5 0.2 0.4\n")  # 100 x 50: (40, 15, 60, 35)
     write(root / "obj_train_data" / "b.txt", "")
     return root
@@ -233,7 +217,7 @@ def test_cvat_yolo_export(tmp_path, fmt):
     result = scan(cvat_yolo(tmp_path), fmt=fmt)
     assert result.format == "yolo"
     assert box(result, "obj_train_data/a.jpg") == pytest.approx((40, 15, 60, 35))
-    assert row(result, "obj_train_data/b.jpg")["code"] == "no-box"
+    assert report_row(result, "obj_train_data/b.jpg")["code"] == "no-box"
     assert set(result.report["export_split"]) == {"train"}
 
 
@@ -301,7 +285,7 @@ def test_jfif_avif_and_heic_are_listed(tmp_path):
     assert result.report["file"].tolist() == ["images/a.jfif", "images/b.avif", "images/c.heic"]
     assert box(result, "images/a.jfif") == pytest.approx((40, 15, 60, 35))
     assert box(result, "images/b.avif") == pytest.approx((40, 15, 60, 35))
-    heic = row(result, "images/c.heic")
+    heic = report_row(result, "images/c.heic")
     assert heic["code"] == "not-an-image"
     if not HEIF_PLUGIN:
         assert heic["reason"] == ("not-an-image: the content is not an image format Pillow reads (HEIC/HEIF needs the "
@@ -310,16 +294,16 @@ def test_jfif_avif_and_heic_are_listed(tmp_path):
 
 # ------------------------------------------------------------------------ kind 8: judgement calls
 def test_voc_primary_box_among_the_objects_not_difficult(tmp_path):
-    put(tmp_path / "a.jpg"), put(tmp_path / "b.jpg", noise(seed=1))
+    put(tmp_path / "a.jpg"), put(tmp_path / "b.jpg", noise_image(seed=1))
     # a: the difficult object is the larger (80 x 40) but the primary is the other (20 x 20)
     write(tmp_path / "a.xml", voc([("cat", (11, 6, 90, 45), 1), ("cat", (21, 11, 40, 30), 0)]))
     write(tmp_path / "b.xml", voc([("cat", (11, 6, 90, 45), 1), ("cat", (21, 11, 40, 30), 1)]))
     result = scan(tmp_path)
     assert box(result, "a.jpg") == (20, 10, 40, 30)
-    assert row(result, "a.jpg")["note"] == ("primary box chosen among the 1 of 2 boxes not marked difficult "
+    assert report_row(result, "a.jpg")["note"] == ("primary box chosen among the 1 of 2 boxes not marked difficult "
                                             "(the VOC devkit leaves difficult objects out of evaluation)")
     assert box(result, "b.jpg") == (10, 5, 90, 45)  # all difficult: the largest
-    assert row(result, "b.jpg")["note"] == "all 2 boxes are marked difficult; the largest is the primary box"
+    assert report_row(result, "b.jpg")["note"] == "all 2 boxes are marked difficult; the largest is the primary box"
     assert result.table["n_boxes"].tolist() == [2, 2]
     assert "VOC difficult objects: 1 photos have their primary box chosen" in result.summary()
 

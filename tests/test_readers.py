@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import noise_image, report_row, scan
 from PIL import Image, ImageOps
 
 from localizer.data.imageio import DecodedFrame, decoded_frame, exif_transpose_boxes, load_rgb
@@ -26,27 +27,12 @@ from localizer.data.readers import (
     parse_voc_xml,
     trimap_box,
 )
-from localizer.data.validation import check_item, scan_dataset
+from localizer.data.validation import check_item
 
 ANIMALS = "bear, bird, cat, cow, dog, elephant, giraffe, horse, sheep, zebra"
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def noise_image(width: int, height: int, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-
-
-def scan(root: Path, **kwargs):
-    return scan_dataset(root, progress=False, workers=1, **kwargs)
-
-
-def report_row(result, file: str) -> dict:
-    rows = result.report[result.report["file"] == file]
-    assert len(rows) == 1, f"{file} not reported once: {result.report['file'].tolist()}"
-    return rows.iloc[0].to_dict()
-
-
 def table_row(result, file: str) -> dict:
     rows = result.table[result.table["file"] == file]
     assert len(rows) == 1, f"{file} not usable once: {result.report.to_dict('records')}"
