@@ -16,6 +16,7 @@ from localizer.engine.inference import fuse_flip, predict_batch
 from localizer.model.losses import box_loss, distribution_focal_loss
 from localizer.model.models import build_model, count_parameters
 from localizer.engine.numerics import default_numerics
+from localizer.engine.schedule import make_scheduler
 from localizer.recipe import REMOVED_FIELDS, TrainConfig
 from localizer.engine.transforms import model_input
 
@@ -134,7 +135,7 @@ def test_affine_p_zero_draws_no_more_random_numbers():
 
 def test_cosine_schedule_anneals_to_zero_over_the_epochs():
     params = [torch.nn.Parameter(torch.zeros(1))]
-    scheduler = training.make_scheduler(TrainConfig(schedule="cosine", epochs=4), torch.optim.AdamW(params, lr=1e-3))
+    scheduler = make_scheduler(TrainConfig(schedule="cosine"), torch.optim.AdamW(params, lr=1e-3), epochs=4)
     lrs = []
     for _ in range(5):
         lrs.append(scheduler.optimizer.param_groups[0]["lr"])
