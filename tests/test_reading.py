@@ -205,6 +205,20 @@ def test_metrics_header_says_tta_and_flags_tiny_splits():
     assert "TTA not recorded" in format_metrics({k: v for k, v in _metrics(60, True).items() if k != "tta"})
 
 
+def test_metrics_table_shows_the_bootstrap_intervals_in_percent():
+    metrics = {**_metrics(365, True), "intervals": {"mean_iou": [0.821, 0.86054], "acc_50": [0.4, 0.6]},
+               "bootstrap": {"resamples": 1000}}
+    metrics["baselines"] = {"mean_box": {**metrics["baselines"]["mean_box"],
+                                         "intervals": {"mean_iou": [float("nan")] * 2, "acc_50": [0.0, 0.0]}}}
+    lines = format_metrics(metrics).splitlines()
+    assert lines[1].split() == ["mean_iou", "acc_50", "acc_75", "acc_50_95", "mean_iou", "95%", "CI", "acc_50", "95%",
+                                "CI"]
+    assert lines[2].split() == ["model", "50.0", "50.0", "10.0", "20.0", "[82.10,", "86.05]", "[40.00,", "60.00]"]
+    assert lines[3].split()[-3:] == ["n/a", "[0.00,", "0.00]"]
+    assert lines[4] == "95% CI: bootstrap interval over the 365 photos (1,000 resamples, percentile method)"
+    assert "CI" not in format_metrics(_metrics(365, True))  # metrics of a version before the intervals
+
+
 def test_tta_defaults_to_the_runs_recipe():
     config = recipe_for("quick")
     assert config.tta is True
