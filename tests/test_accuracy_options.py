@@ -16,7 +16,6 @@ from localizer.engine.inference import fuse_flip, predict_batch
 from localizer.model.losses import box_loss, distribution_focal_loss
 from localizer.model.models import build_model, count_parameters
 from localizer.engine.numerics import default_numerics
-from localizer.engine.schedule import make_scheduler
 from localizer.recipe import REMOVED_FIELDS, TrainConfig
 from localizer.engine.transforms import model_input
 
@@ -131,19 +130,6 @@ def test_affine_p_zero_draws_no_more_random_numbers():
     assert 0.4 < some.affine.float().mean() < 0.6
     assert ((some.scale >= 0.75) & (some.scale <= 1.15)).all() and (some.shift.abs() <= 0.1).all()
     assert (some.scale[~some.affine] == 1).all() and (some.shift[~some.affine] == 0).all()
-
-
-def test_cosine_schedule_anneals_to_zero_over_the_epochs():
-    params = [torch.nn.Parameter(torch.zeros(1))]
-    scheduler = make_scheduler(TrainConfig(schedule="cosine"), torch.optim.AdamW(params, lr=1e-3), epochs=4)
-    lrs = []
-    for _ in range(5):
-        lrs.append(scheduler.optimizer.param_groups[0]["lr"])
-        scheduler.optimizer.step()
-        scheduler.step()
-    # 1e-3 (1 + cos(pi e / 4)) / 2 for e = 0..4
-    assert lrs == pytest.approx([1e-3, 1e-3 * (1 + math.sqrt(0.5)) / 2, 5e-4, 1e-3 * (1 - math.sqrt(0.5)) / 2, 0.0],
-                                abs=1e-12)
 
 
 @pytest.mark.parametrize("name, value", [("warmup_epochs", 1), ("ema", 0.998), ("hypotheses", 2),

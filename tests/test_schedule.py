@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import fit
 
-from localizer.engine.schedule import TrainingPlan, plan_for, training_plan
+from localizer.engine.schedule import TrainingPlan, make_scheduler, plan_for, training_plan
 from localizer.engine.run import Run
 from localizer.errors import ConfigError
 from localizer.recipe import TrainConfig, epochs_for, recipe_for, updates_per_epoch
@@ -81,6 +81,31 @@ def test_plan_counts_the_train_rows_of_the_manifest():
     recorded = {"plan": {"epochs": 12, "updates_per_epoch": 54, "updates": 648, "n_train": 1698}}
     assert plan_for(recipe_for("quick"), manifest, recorded).epochs == 12  # a checkpoint's plan wins
     assert plan_for(recipe_for("quick"), manifest, {"epoch": 3}).epochs == 13  # an older checkpoint has none
+
+
+# ------------------------------------------------------------------------------ learning-rate schedules
+def test_cosine_schedule_anneals_to_zero_over_the_plans_epochs():
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    # config.epochs is 40; the plan's 4 epochs decide
+    scheduler = make_scheduler(TrainConfig(schedule="cosine"), torch.optim.AdamW(params, lr=1e-3), epochs=4)
+    lrs = []
+    for _ in range(5):
+        lrs.append(scheduler.optimizer.param_groups[0]["lr"])
+        scheduler.optimizer.step()  # an epoch's training, as in train()
+        scheduler.step()
+    # 1e-3 (1 + cos(pi e / 4)) / 2 for e = 0..4
+    assert lrs == pytest.approx([1e-3, 1e-3 * (1 + math.sqrt(0.5)) / 2, 5e-4, 1e-3 * (1 - math.sqrt(0.5)) / 2, 0.0],
+                                abs=1e-12)
+
+
+def test_plateau_schedule_divides_by_ten_after_patience_plus_one_flat_epochs():
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    plateau = make_scheduler(TrainConfig(), torch.optim.AdamW(params, lr=1e-3), epochs=40)
+    for loss in [1.0, 1.0, 1.0, 1.0, 1.0]:      # no improvement for patience 3 + 1 epochs -> x0.1
+        plateau.step(loss)
+    assert plateau.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    with pytest.raises(ValueError, match='^schedule="step": expected one of "plateau", "cosine"$'):
+        TrainConfig(schedule="step")
 
 
 # ------------------------------------------------------------------------------ a training
