@@ -136,8 +136,13 @@ def test_a_run_in_updates_records_its_plan_and_resumes_with_it(synthetic_data, t
     assert pd.read_csv(folder / "history.csv")["step"].tolist() == [4, 8, 12]
     # lr of epoch e: 1e-3 (1 + cos(pi (e - 1) / 3)) / 2
     assert history["lr"].tolist() == pytest.approx([1e-3 * (1 + math.cos(math.pi * e / 3)) / 2 for e in range(3)])
+    capsys.readouterr()
     fit(config, folder, resume="auto", progress=True)
-    assert "trained already (3/3 epochs, 12 updates, in " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "trained already (3/3 epochs, 12 updates, in " in out
+    # a finished run prints its training log again, from its history (the published notebook 03 shows it)
+    logged = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert [line[:20] for line in logged] == ["epoch 1/3 (step  4/1", "epoch 2/3 (step  8/1", "epoch 3/3 (step 12/1"]
 
 
 def test_resume_keeps_the_plan_the_run_began_with(synthetic_data, tmp_path):

@@ -222,13 +222,16 @@ def epoch_line(row: dict, plan: TrainingPlan, seconds_left: float | None = None)
     return line
 
 
-def _finished_line(run: Run, session: _Session) -> str:
-    """What :func:`train` prints for a run that has trained all its plan's epochs."""
+def _finished_lines(run: Run, session: _Session) -> list[str]:
+    """What :func:`train` prints for a run that has trained all its plan's epochs: that it has, then its
+    training log as it was printed, one :func:`epoch_line` per epoch of the history (so that a notebook
+    re-executed on a finished run, such as the published report, still shows how it trained)."""
     best, plan = best_row(session.history), session.plan
     minutes = sum(row["seconds"] for row in session.history) / 60
-    return (f"{run.folder}: trained already ({session.epoch}/{plan.epochs} epochs, {plan.updates} updates, in "
+    return [f"{run.folder}: trained already ({session.epoch}/{plan.epochs} epochs, {plan.updates} updates, in "
             f"{minutes:.1f} min, best validation IoU {best['val_iou']:.3f} at epoch {best['epoch']}); "
-            f"nothing to train (its history: {run.folder / 'history.csv'})")
+            f"nothing to train. Its training log, from {run.folder / 'history.csv'}:",
+            *(epoch_line(row, plan) for row in session.history)]
 
 
 def train(run: Run, resume: bool | str = False, overwrite: bool = False, progress: bool = True,
@@ -274,7 +277,8 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
     train_mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0).tolist()
     last_epoch = plan.epochs if max_epochs is None else min(plan.epochs, session.epoch + max_epochs)
     if progress:
-        tqdm.write(_finished_line(run, session) if session.epoch >= plan.epochs else f"plan: {describe_plan(config, plan)}")
+        lines = _finished_lines(run, session) if session.epoch >= plan.epochs else [f"plan: {describe_plan(config, plan)}"]
+        tqdm.write("\n".join(lines))
     seconds = []
     for epoch in range(session.epoch + 1, last_epoch + 1):
         row = _epoch(session, epoch, loaders, augment, progress)
