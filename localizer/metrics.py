@@ -6,6 +6,11 @@
 * **Accuracy at t**: share of images with IoU > t. ``acc_50`` is the PASCAL VOC criterion
   (Everingham et al., IJCV 2010: a detection is correct when IoU exceeds 0.5).
 * ``acc_50_95``: mean of the accuracies at t = 0.50, 0.55, ..., 0.95 (the COCO-style threshold sweep).
+* **How well a confidence ranks the boxes**: Spearman's rank correlation of the per-image confidence
+  with the IoU (:func:`spearman`), and the risk-coverage table (:func:`risk_coverage`): the accuracy
+  and mean IoU of the most confident share of the photos, as selective classification measures a
+  classifier that may abstain (Geifman & El-Yaniv, "Selective Classification for Deep Neural
+  Networks", NeurIPS 2017).
 
 Predicted boxes are made valid before scoring (:func:`sanitize_boxes`): a swapped box (xmax < xmin)
 has its coordinates reordered and every box is clamped to the image ([0, 1] normalized), so a
@@ -14,12 +19,18 @@ zero-area prediction scores IoU 0, never NaN.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pandas as pd
 import torch
+from scipy.stats import spearmanr
 from torchvision.ops import box_area
 
 #: IoU thresholds of the COCO-style sweep 0.50:0.95.
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.50, 0.951, 0.05), 2).tolist())
+#: Coverages of the risk-coverage table: the most confident 50, 80, 90 and 100 % of the photos.
+COVERAGES = (0.5, 0.8, 0.9, 1.0)
 
 
 def sanitize_boxes(boxes: torch.Tensor, upper: float | torch.Tensor = 1.0) -> torch.Tensor:
@@ -75,3 +86,70 @@ def summarize(ious: torch.Tensor | np.ndarray) -> dict[str, float]:
         "acc_50_95": float(np.mean([accuracy_at(ious, t) for t in IOU_THRESHOLDS])),
         "n": int(ious.size),
     }
+
+
+def spearman(confidence, ious) -> float:
+    """Spearman's rank correlation of per-image ``confidence`` ``(N,)`` with the ``ious`` ``(N,)``
+    (:func:`scipy.stats.spearmanr`; ties get their mean rank): 1 when the more confident box is always
+    the better one. NaN with fewer than 2 photos or a constant input.
+
+    Raises:
+        ValueError: the two have different lengths.
+    """
+    confidence, ious = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (confidence, ious))
+    if confidence.shape != ious.shape:
+        raise ValueError(f"{confidence.size} confidences for {ious.size} IoUs")
+    if confidence.size < 2 or np.ptp(confidence) == 0 or np.ptp(ious) == 0:
+        return float("nan")
+    return float(spearmanr(confidence, ious).statistic)
+
+
+def covered(n: int, coverage: float) -> int:
+    """How many of ``n`` photos a ``coverage`` in (0, 1] keeps: ``ceil(coverage n)`` (at least that share;
+    rounded to 9 decimals first, so that 0.8 x 365 keeps 292, not 293), at least 1 when ``n`` > 0.
+
+    Raises:
+        ValueError: ``coverage`` outside (0, 1].
+    """
+    if not 0 < coverage <= 1:
+        raise ValueError(f"a coverage is a share in (0, 1], got {coverage!r}")
+    return min(n, max(1, math.ceil(round(coverage * n, 9)))) if n else 0
+
+
+def risk_coverage(ious, confidence, coverages=COVERAGES) -> pd.DataFrame:
+    """The risk-coverage table (Geifman & El-Yaniv, NeurIPS 2017): for each coverage, the
+    :func:`covered` most confident photos and their scores.
+
+    Args:
+        ious: ``(N,)`` per-image IoU.
+        confidence: ``(N,)`` per-image confidence, higher = trusted more (ties keep the photos' order).
+        coverages: shares in (0, 1] of the photos to keep, most confident first.
+
+    Returns:
+        One row per coverage: ``coverage``, ``photos`` (kept), ``acc_50`` (share of the kept photos with
+        IoU > 0.5, the PASCAL VOC criterion), ``mean_iou`` (of the kept photos) and ``min_confidence``
+        (the lowest confidence kept: photos below it are left out). Shares in [0, 1]; NaN scores for
+        ``N = 0``.
+
+    Raises:
+        ValueError: the two have different lengths, or a coverage outside (0, 1].
+    """
+    ious, confidence = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (ious, confidence))
+    if confidence.shape != ious.shape:
+        raise ValueError(f"{confidence.size} confidences for {ious.size} IoUs")
+    order = np.argsort(-confidence, kind="stable")
+    rows = []
+    for coverage in coverages:
+        kept = order[:covered(ious.size, coverage)]
+        rows.append({"coverage": float(coverage), "photos": int(kept.size), "acc_50": accuracy_at(ious[kept]),
+                     "mean_iou": float(ious[kept].mean()) if kept.size else float("nan"),
+                     "min_confidence": float(confidence[kept].min()) if kept.size else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def confidence_summary(ious, confidence, coverages=COVERAGES) -> dict:
+    """How well per-image ``confidence`` ``(N,)`` ranks the ``ious`` ``(N,)``, as a metrics JSON holds it:
+    ``{"spearman": float, "risk_coverage": [row, ...]}`` (:func:`spearman`; the rows of
+    :func:`risk_coverage` as dicts)."""
+    return {"spearman": spearman(confidence, ious),
+            "risk_coverage": risk_coverage(ious, confidence, coverages).to_dict("records")}
