@@ -19,7 +19,7 @@ from localizer.engine.cache import ImageCache
 from localizer.engine.datasets import CachedBoxDataset, normalized_targets
 from localizer.errors import DataError
 from localizer.engine.inference import predict_dataset
-from localizer.metrics import paired_iou, summarize
+from localizer.metrics import confidence_summary, paired_iou, summarize
 from localizer.engine.numerics import Numerics
 
 
@@ -66,7 +66,9 @@ def evaluate_model(
         (``mean_box`` and ``random_box``, each with the same keys, on the same images).
         ``per_image``: ``file``, ``path``, ``width``, ``height``, ``n_boxes`` (boxes annotated in the
         photo, when the manifest has it), ground truth ``xmin..ymax`` and
-        predicted ``pred_xmin..pred_ymax`` (pixels of the original image) and ``iou``.
+        predicted ``pred_xmin..pred_ymax`` (pixels of the original image), ``iou`` and ``confidence``
+        (:func:`~localizer.engine.inference.box_confidence`); ``metrics["confidence"]``: how well it ranks
+        the boxes (:func:`~localizer.metrics.confidence_summary`: Spearman, risk-coverage table).
 
     Raises:
         localizer.errors.DataError: the split has no rows, or no ``mean_box`` is given and the
@@ -77,10 +79,11 @@ def evaluate_model(
         raise DataError("empty-split", f"the manifest has no rows in split {split!r}")
     rows = rows.reset_index(drop=True)
     dataset = CachedBoxDataset(rows, ImageCache(cache_dir, image_size), progress=progress)
-    preds = predict_dataset(model, dataset, mean, std, tta=tta, progress=progress, numerics=numerics)
+    preds, confidence = predict_dataset(model, dataset, mean, std, tta=tta, progress=progress, numerics=numerics,
+                                        confidence=True)
     targets = torch.from_numpy(normalized_targets(rows))
     ious = paired_iou(preds, targets)
-    metrics = {**summarize(ious), "split": split, "tta": tta}
+    metrics = {**summarize(ious), "split": split, "tta": tta, "confidence": confidence_summary(ious, confidence)}
     if mean_box is None:
         train = manifest[manifest["split"] == "train"]
         if train.empty:
@@ -95,6 +98,7 @@ def evaluate_model(
     per_image[[f"pred_{c}" for c in BOX_COLUMNS]] = denormalize_boxes(
         preds.numpy(), rows["width"].to_numpy(), rows["height"].to_numpy())
     per_image["iou"] = ious.numpy()
+    per_image["confidence"] = confidence.numpy()
     return metrics, per_image
 
 
