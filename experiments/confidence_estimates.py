@@ -9,14 +9,15 @@ mean IoU of the most confident 80 % of the photos (a risk-coverage point; Geifma
 
 * ``flip IoU``: the IoU of the plain box with the box of the mirrored photo, mirrored back (the two
   views of flip TTA);
-* ``top-4 mass``, ``-std``: the spread of the per-edge distributions of the ``softargmax`` head (for
-  the ``largest`` head: of the cell whose box it predicts, or of its soft-argmax part where no cell
+* ``top-4 mass``, ``1 - 2 x std``: the spread of the per-edge distributions of the ``softargmax`` head
+  (for the ``largest`` head: of the cell whose box it predicts, or of its soft-argmax part where no cell
   detects an animal): the mean over the four edges of the probability of the four most likely bins
-  (what Li et al., "Generalized Focal Loss V2", CVPR 2021, feed their quality branch) or of minus the
-  distribution's standard deviation (normalized units); the mean over both views with flip TTA;
+  (what Li et al., "Generalized Focal Loss V2", CVPR 2021, feed their quality branch), or
+  :func:`localizer.model.heads.edge_quality` (1 - 2 x the mean standard deviation); the mean over both views;
 * ``detection score`` (``largest`` head only): the sigmoid score of the cell whose box is predicted,
-  0 where no cell detects an animal;
-* products of the flip IoU and the others (each in [0, 1]).
+  0 where no cell detects an animal (the mean over both views);
+* products of the flip IoU and the others (each in [0, 1]); the flip IoU x (1 - 2 x std) is what the
+  package computes (:func:`localizer.engine.inference.box_confidence`).
 
 Example (about a minute on 2 CPU cores)::
 
@@ -33,39 +34,32 @@ import torch
 from common import describe_split, predict_views, validation_split
 
 from localizer.boxes import hflip_boxes
-from localizer.engine.inference import fuse_flip
+from localizer.engine.inference import box_confidence, fuse_flip
 from localizer.metrics import paired_iou, risk_coverage, sanitize_boxes, spearman
-from localizer.model.heads import choose_largest, soft_argmax
+from localizer.model.detection import largest_cell, take_cells
+from localizer.model.heads import LargestHead, edge_quality, soft_argmax
 
 TOP_K = 4  # GFL V2's k
 
 
-def spread(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(top-k mass, -std)`` ``(N,)`` of per-edge logits ``(N, 4, bins)``, each the mean over the edges."""
-    probs = logits.float().softmax(-1)
-    positions = torch.linspace(0, 1, probs.shape[-1])
-    mean = (probs * positions).sum(-1, keepdim=True)
-    std = ((probs * (positions - mean) ** 2).sum(-1)).sqrt()
-    return probs.topk(TOP_K, dim=-1).values.sum(-1).mean(-1), -std.mean(-1)
+def top_mass(logits: torch.Tensor) -> torch.Tensor:
+    """``(N,)``: the mean over the four edges of the probability of the ``TOP_K`` most likely bins, from
+    per-edge logits ``(N, 4, bins)``."""
+    return logits.float().softmax(-1).topk(TOP_K, dim=-1).values.sum(-1).mean(-1)
 
 
 def head_outputs(net, x) -> tuple:
-    """The predicted boxes ``(N, 4)``, the logits of their per-edge distributions ``(N, 4, bins)`` and the
-    detection score ``(N,)`` (NaN for the softargmax head)."""
-    head = net.head
-    if not hasattr(head, "animals"):  # the softargmax head
-        logits = head.outputs(net.feature_map(x))
+    """The predicted boxes ``(N, 4)``, the logits of the distributions they were read from ``(N, 4, bins)``
+    and the detection score ``(N,)`` (the chosen cell's sigmoid score, 0 where none detects an animal; NaN
+    for the softargmax head)."""
+    if not isinstance(net.head, LargestHead):
+        logits = net.head.outputs(net.feature_map(x))
         return soft_argmax(logits), logits, torch.full((len(x),), float("nan"))
-    box_logits, cell_logits, cell_scores = head.outputs(net.feature_map(x))
-    cells = head.animals.boxes(cell_logits)
-    boxes = choose_largest(soft_argmax(box_logits), cells, cell_scores)
-    match = (cells == boxes[:, None]).all(-1)  # the cell whose box was taken, if any
-    found = match.any(-1)
-    cell = match.float().argmax(-1)
-    rows = torch.arange(len(x))
-    logits = torch.where(found[:, None, None], cell_logits[rows, cell], box_logits)
-    score = torch.where(found, cell_scores[rows, cell].sigmoid(), torch.zeros_like(found, dtype=torch.float32))
-    return boxes, logits, score
+    box_logits, cell_logits, cell_scores = net.head.outputs(net.feature_map(x))
+    box, cells = soft_argmax(box_logits), net.head.animals.boxes(cell_logits)
+    cell = largest_cell(box, cells, cell_scores)
+    score = take_cells(torch.zeros(len(x)), cell_scores.float().sigmoid(), cell)
+    return take_cells(box, cells, cell), take_cells(box_logits.float(), cell_logits.float(), cell), score
 
 
 @torch.no_grad()
@@ -84,12 +78,13 @@ def main() -> None:
     iou = paired_iou(sanitize_boxes(boxes), targets).numpy()
     describe_split(args.run, rows, several, f", {'with' if config.tta else 'without'} flip TTA")
     flip_iou = paired_iou(sanitize_boxes(plain), sanitize_boxes(flipped))
-    top, std = spread(logits)
-    if config.tta:
-        flipped_top, flipped_std = spread(flipped_logits)
-        top, std, score = (top + flipped_top) / 2, (std + flipped_std) / 2, (score + flipped_score) / 2
-    estimates = {"flip IoU": flip_iou, f"top-{TOP_K} mass": top, "-std": std,
-                 f"flip IoU x top-{TOP_K} mass": flip_iou * top, "flip IoU x (1 + 2 x -std)": flip_iou * (1 + 2 * std)}
+    top = (top_mass(logits) + top_mass(flipped_logits)) / 2
+    quality = (edge_quality(logits) + edge_quality(flipped_logits)) / 2
+    score = (score + flipped_score) / 2
+    estimates = {"flip IoU": flip_iou, f"top-{TOP_K} mass": top, "1 - 2 x std": quality,
+                 f"flip IoU x top-{TOP_K} mass": flip_iou * top,
+                 "flip IoU x (1 - 2 x std): box_confidence": box_confidence(plain, flipped, edge_quality(logits),
+                                                                            edge_quality(flipped_logits))}
     if config.head == "largest":
         estimates |= {"detection score": score, "flip IoU x detection score": flip_iou * score}
     table = []
