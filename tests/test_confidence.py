@@ -120,6 +120,9 @@ def test_confidence_of_two_made_up_predictions():
     quality, flipped_quality = torch.tensor([0.8, 1.0]), torch.tensor([0.6, 1.0])
     # photo 0: intersection 0.3 x 1 over union 0.5: IoU 0.6, times the mean quality 0.7; photo 1: 1 x 1
     assert box_confidence(plain, flipped, quality, flipped_quality).tolist() == pytest.approx([0.42, 1.0])
+    # two boxes outside the photo, clamped to zero-area boxes on its border: 0 / 0, no agreement
+    outside = torch.tensor([[1.2, 0.1, 1.5, 0.4]])
+    assert box_confidence(outside, outside, torch.ones(1), torch.ones(1)).tolist() == [0.0]
 
 
 class Constant(torch.nn.Module):

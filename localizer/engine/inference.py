@@ -46,8 +46,9 @@ def box_confidence(plain: torch.Tensor, flipped: torch.Tensor, quality: torch.Te
     :mod:`localizer.model.heads`; 1 for the linear head, whose confidence is then the flip IoU alone).
     Chosen on the validation splits of the Oxford-IIIT Pet sample and the lion data set, by Spearman's rank
     correlation with the IoU, among the flip IoU, the distributions' spread and their product
-    (``experiments/confidence_estimates.py``). The same with or without flip TTA (both views are computed)."""
-    agreement = paired_iou(sanitize_boxes(plain.float()), sanitize_boxes(flipped.float()))
+    (``experiments/confidence_estimates.py``). The same with or without flip TTA (both views are computed).
+    Two boxes without area (a linear head's box outside the photo, clamped to its border) agree with IoU 0."""
+    agreement = paired_iou(sanitize_boxes(plain.float()), sanitize_boxes(flipped.float())).nan_to_num(0.0)
     return agreement * (quality.float() + flipped_quality.float()) / 2
 
 

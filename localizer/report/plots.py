@@ -202,7 +202,7 @@ def plot_risk_coverage(per_image: pd.DataFrame, path: Path | str | None = None, 
     ax.set(xlim=(0, 101), xlabel="photos kept, the most confident first (%)", ylabel="%",
            title=f"{title} (n = {n:,})")
     ax.set_ylim(top=max(101.5, ax.get_ylim()[1]))
-    ax.legend(loc="lower left")
+    ax.legend(loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return save_figure(fig, path)
