@@ -26,12 +26,9 @@ Example (about a minute on 2 CPU cores)::
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import pandas as pd
 import torch
-from common import describe_split, predict_views, validation_split
+from common import describe_split, predict_views, validation_run
 
 from localizer.boxes import hflip_boxes
 from localizer.engine.inference import box_confidence, fuse_flip
@@ -64,19 +61,14 @@ def head_outputs(net, x) -> tuple:
 
 @torch.no_grad()
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run", type=Path, help="a finished run folder (softargmax or largest head)")
-    args = parser.parse_args()
-    model, info, rows, dataset, targets, several = validation_split(args.run)
+    run, (model, info, rows, dataset, targets, several) = validation_run(__doc__, ("softargmax", "largest"))
     config = info["config"]
-    if config.head == "linear":
-        parser.error(f"{args.run}: the linear head has no per-edge distributions; needs softargmax or largest")
     views = predict_views(model, info, dataset, head_outputs)
     (plain, logits, score), (flipped, flipped_logits, flipped_score) = views["plain"], views["flipped"]
     flipped = hflip_boxes(flipped)
     boxes = fuse_flip(plain, flipped) if config.tta else plain
     iou = paired_iou(sanitize_boxes(boxes), targets).numpy()
-    describe_split(args.run, rows, several, f", {'with' if config.tta else 'without'} flip TTA")
+    describe_split(run, rows, several, f", {'with' if config.tta else 'without'} flip TTA")
     flip_iou = paired_iou(sanitize_boxes(plain), sanitize_boxes(flipped))
     top = (top_mass(logits) + top_mass(flipped_logits)) / 2
     quality = (edge_quality(logits) + edge_quality(flipped_logits)) / 2
