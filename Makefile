@@ -25,7 +25,7 @@ SMOKE_DIR  := build/smoke
 NBVAL_DIR  := build/nbval
 NBVAL_ARGS := --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup run lab report test unit synthetic smoke nbval notebook-expectations benchmark clean
+.PHONY: setup run lab report test unit synthetic smoke nbval notebook-expectations benchmark docs clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,10 @@ benchmark: setup
 	$(BIN)/python -m pip install --quiet kornia==0.9.0
 	$(BIN)/python benchmarks/augment.py --affine-p 0
 	$(BIN)/python benchmarks/augment.py --affine-p 0.5
+
+# docs/cli.md's generated part: every command's --help (tests/test_docs.py checks it)
+docs: setup
+	$(BIN)/python docs/make_cli_doc.py
 
 clean:
 	rm -rf build

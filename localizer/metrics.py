@@ -6,11 +6,14 @@
 * **Accuracy at t**: share of images with IoU > t. ``acc_50`` is the PASCAL VOC criterion
   (Everingham et al., IJCV 2010: a detection is correct when IoU exceeds 0.5).
 * ``acc_50_95``: mean of the accuracies at t = 0.50, 0.55, ..., 0.95 (the COCO-style threshold sweep).
-* **How well a confidence ranks the boxes**: Spearman's rank correlation of the per-image confidence
-  with the IoU (:func:`spearman`), and the risk-coverage table (:func:`risk_coverage`): the accuracy
-  and mean IoU of the most confident share of the photos, as selective classification measures a
-  classifier that may abstain (Geifman & El-Yaniv, "Selective Classification for Deep Neural
-  Networks", NeurIPS 2017).
+
+* **95 % bootstrap intervals** of each of these scores over the scored photos (:func:`score_intervals`):
+  every score is a mean over photos, and with 25 test photos one photo moves an accuracy by 4 points.
+* **How well a confidence ranks the boxes** (the per-image confidence of a prediction, not the
+  confidence level of an interval): Spearman's rank correlation of the confidence with the IoU
+  (:func:`spearman`), and the risk-coverage table (:func:`risk_coverage`): the accuracy and mean IoU of
+  the most confident share of the photos, as selective classification measures a classifier that may
+  abstain (Geifman & El-Yaniv, "Selective Classification for Deep Neural Networks", NeurIPS 2017).
 
 Predicted boxes are made valid before scoring (:func:`sanitize_boxes`): a swapped box (xmax < xmin)
 has its coordinates reordered and every box is clamped to the image ([0, 1] normalized), so a
@@ -24,11 +27,13 @@ import math
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import spearmanr
+from scipy import stats
 from torchvision.ops import box_area
 
 #: IoU thresholds of the COCO-style sweep 0.50:0.95.
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.50, 0.951, 0.05), 2).tolist())
+#: The bootstrap of :func:`score_intervals`: confidence level and number of resamples.
+CONFIDENCE, RESAMPLES = 0.95, 1000
 #: Coverages of the risk-coverage table: the most confident 50, 80, 90 and 100 % of the photos.
 COVERAGES = (0.5, 0.8, 0.9, 1.0)
 
@@ -88,6 +93,51 @@ def summarize(ious: torch.Tensor | np.ndarray) -> dict[str, float]:
     }
 
 
+def bootstrap_interval(values, confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
+                       seed: int = 0) -> tuple[float, float]:
+    """The ``confidence`` bootstrap interval of the mean of ``values`` ``(N,)`` (e.g. per-photo IoUs, or
+    0/1 hits), over resamples of the N values with replacement (Efron & Tibshirani, *An Introduction
+    to the Bootstrap*, 1993), by :func:`scipy.stats.bootstrap`, seeded: the same values and seed give
+    the same interval.
+
+    The percentile method (the interval between the 2.5th and 97.5th percentiles of the resampled
+    means; ibid., ch. 13) rather than scipy's default BCa: it stays inside the range of the values (an
+    accuracy's interval inside [0, 1]) and is defined for a sample of one repeated value (an accuracy
+    of 100 %, every photo a hit), for which BCa's acceleration is 0 / 0 and scipy returns NaN. On
+    seeded Beta(8, 2) draws standing for IoUs, the two intervals of the mean differed by under a tenth
+    of their width at 25 and at 365 values; those of a 98.6 % accuracy on 365 values, by about a fifth.
+    E.g. 50 zeros and 50 ones: mean 0.5, interval about [0.40, 0.60] (0.5 +- 1.96 x the standard error
+    0.05). Caveat: a resample holds only the photos scored, so a score every photo shares (100 % hits)
+    gets an interval of zero width; with N photos and no miss, up to 3 / N misses remain plausible at
+    95 % (the "rule of three"; Hanley & Lippman-Hand, JAMA 1983).
+
+    Returns:
+        ``(low, high)``: ``(c, c)`` for a constant sample; ``(nan, nan)`` for fewer than 2 values, whose
+        spread a resample cannot show (one photo's score is no estimate of its uncertainty).
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.size < 2:
+        return float("nan"), float("nan")
+    if values.min() == values.max():
+        return float(values[0]), float(values[0])
+    result = stats.bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=confidence,
+                             method="percentile", vectorized=True, rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def score_intervals(ious: torch.Tensor | np.ndarray, seed: int = 0, confidence: float = CONFIDENCE,
+                    resamples: int = RESAMPLES) -> dict[str, list[float]]:
+    """Bootstrap intervals (:func:`bootstrap_interval`) of the scores of :func:`summarize`, from
+    per-image IoUs ``(N,)``: ``{"mean_iou", "acc_50", "acc_75", "acc_50_95"}``, each ``[low, high]``
+    (fractions, as the scores). Each score is the mean over photos of a per-photo value: the IoU, a hit
+    (IoU > t), or the share of the thresholds 0.50:0.95 the IoU exceeds; all four are resampled with the
+    same ``seed``, so they come from the same resampled photo sets."""
+    ious = np.asarray(ious, dtype=np.float64).reshape(-1)
+    per_photo = {"mean_iou": ious, "acc_50": ious > 0.5, "acc_75": ious > 0.75,
+                 "acc_50_95": (ious[:, None] > np.asarray(IOU_THRESHOLDS)).mean(axis=1)}
+    return {name: list(bootstrap_interval(values, confidence, resamples, seed)) for name, values in per_photo.items()}
+
+
 def spearman(confidence, ious) -> float:
     """Spearman's rank correlation of per-image ``confidence`` ``(N,)`` with the ``ious`` ``(N,)``
     (:func:`scipy.stats.spearmanr`; ties get their mean rank): 1 when the more confident box is always
@@ -101,7 +151,7 @@ def spearman(confidence, ious) -> float:
         raise ValueError(f"{confidence.size} confidences for {ious.size} IoUs")
     if confidence.size < 2 or np.ptp(confidence) == 0 or np.ptp(ious) == 0:
         return float("nan")
-    return float(spearmanr(confidence, ious).statistic)
+    return float(stats.spearmanr(confidence, ious).statistic)
 
 
 def covered(n: int, coverage: float) -> int:

@@ -132,19 +132,6 @@ def test_affine_p_zero_draws_no_more_random_numbers():
     assert (some.scale[~some.affine] == 1).all() and (some.shift[~some.affine] == 0).all()
 
 
-def test_cosine_schedule_anneals_to_zero_over_the_epochs():
-    params = [torch.nn.Parameter(torch.zeros(1))]
-    scheduler = training.make_scheduler(TrainConfig(schedule="cosine", epochs=4), torch.optim.AdamW(params, lr=1e-3))
-    lrs = []
-    for _ in range(5):
-        lrs.append(scheduler.optimizer.param_groups[0]["lr"])
-        scheduler.optimizer.step()
-        scheduler.step()
-    # 1e-3 (1 + cos(pi e / 4)) / 2 for e = 0..4
-    assert lrs == pytest.approx([1e-3, 1e-3 * (1 + math.sqrt(0.5)) / 2, 5e-4, 1e-3 * (1 - math.sqrt(0.5)) / 2, 0.0],
-                                abs=1e-12)
-
-
 @pytest.mark.parametrize("name, value", [("warmup_epochs", 1), ("ema", 0.998), ("hypotheses", 2),
                                          ("backbone_lr_scale", 0.1), ("several_repeat", 3)])
 def test_a_saved_recipe_with_a_removed_option_is_refused_naming_it(name, value):

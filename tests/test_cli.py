@@ -4,6 +4,7 @@ with exit code 141, and the files a command writes are written before anything i
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from helpers import fit
 
 from localizer import cli
 from localizer.data.download import REPO_ROOT
+from localizer.metrics import bootstrap_interval
 from localizer.recipe import TrainConfig
 
 
@@ -89,6 +91,11 @@ def test_evaluate_and_predict_write_their_files_before_printing(checkpoint, synt
     monkeypatch.undo()
     assert len(pd.read_csv(metrics.with_suffix(".csv"))) == 6  # the test split of 40 photos (70/15/15)
     assert '"n": 6' in metrics.read_text()
+    saved, per_image = json.loads(metrics.read_text()), pd.read_csv(metrics.with_suffix(".csv"))
+    # the JSON's 95 % intervals are the bootstrap of the per-image IoUs it wrote, seeded with the run's seed
+    assert saved["intervals"]["mean_iou"] == pytest.approx(list(bootstrap_interval(per_image["iou"], seed=42)), abs=1e-6)
+    assert saved["intervals"]["acc_50"] == pytest.approx(list(bootstrap_interval(per_image["iou"] > 0.5, seed=42)))
+    assert set(saved["baselines"]["mean_box"]["intervals"]) == {"mean_iou", "acc_50", "acc_75", "acc_50_95"}
     table = pd.read_csv(predictions)
     assert table["file"].tolist() == [str(image)] and (table["width"].item(), table["height"].item()) == (160, 120)
 

@@ -77,6 +77,14 @@ def test_evaluate_scores_model_and_baselines_by_hand(manifest, tmp_path):
     mean_box = metrics["baselines"]["mean_box"]
     assert mean_box["mean_iou"] == pytest.approx(0.35, abs=1e-6)
     assert (mean_box["acc_50"], mean_box["n"]) == (0.0, 2)
+    # 95 % bootstrap intervals over the 2 photos: a resample of (1, 1/7) has mean 1/7, 4/7 or 1 with
+    # probabilities 1/4, 1/2, 1/4, so the 2.5th and 97.5th percentiles of 1,000 are 1/7 and 1
+    assert metrics["intervals"]["mean_iou"] == pytest.approx([1 / 7, 1.0], abs=1e-6)
+    assert metrics["intervals"]["acc_50"] == [0.0, 1.0]  # hits (1, 0)
+    assert mean_box["intervals"]["mean_iou"] == pytest.approx([0.2, 0.5], abs=1e-6)
+    assert mean_box["intervals"]["acc_50"] == [0.0, 0.0]  # no hit: a constant sample
+    assert set(metrics["baselines"]["random_box"]["intervals"]) == {"mean_iou", "acc_50", "acc_75", "acc_50_95"}
+    assert metrics["bootstrap"] == {"method": "percentile", "confidence": 0.95, "resamples": 1000, "seed": 0}
     # the model saw the photos resized to SIZE and normalized: (128 / 255 - 0.5) / 0.25, and mirrored (for the
     # confidence)
     batch, mirrored = model.seen

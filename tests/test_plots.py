@@ -98,6 +98,13 @@ def test_training_curves_marks_exactly_the_lr_drops(tmp_path):
     assert (tmp_path / "f1.png").is_file()
 
 
+def test_training_curves_label_the_epochs_with_their_optimizer_updates():
+    history = _history([1e-3] * 13)
+    fig = plots.plot_training_curves(history.assign(step=54 * history["epoch"]), schedule="cosine")
+    assert [ax.get_xlabel() for ax in fig.axes] == ["epoch (54 optimizer updates each; 702 after epoch 13)"] * 2
+    assert plots.plot_training_curves(history).axes[0].get_xlabel() == "epoch"  # a history without steps
+
+
 def test_training_curves_two_drops_and_none():
     fig = plots.plot_training_curves(_history([1e-3, 1e-4, 1e-4, 1e-5, 1e-5, 1e-5]))
     assert sorted(line.get_xdata()[0] for line in _lines(fig, plots.GID_LR_DROP)) == [2, 2, 4, 4]

@@ -25,9 +25,13 @@ from localizer.errors import ConfigError, DataError
 from localizer.engine.evaluation import MEASUREMENT_MIN_IMAGES, by_animal_count, format_metrics, spread_sample
 from localizer.progress import progress_bar
 from localizer.recipe import recipe_for
+from localizer.engine.schedule import TrainingPlan
 from localizer.engine.training import epoch_line
 
 REPORT = REPO_ROOT / "report"
+#: The plans of ``report`` and ``quick`` on the 1,698 lion training photos (batch 32: 54 updates an epoch).
+LION_REPORT = TrainingPlan(epochs=40, updates_per_epoch=54, updates=2160, n_train=1698)
+LION_QUICK = TrainingPlan(epochs=13, updates_per_epoch=54, updates=702, n_train=1698)
 FIGURES = REPO_ROOT / "figures"
 MB = 1024 * 1024
 
@@ -49,12 +53,15 @@ def _history(lrs, val_iou=None):
 
 # ----------------------------------------------------------------------------- terminal
 def test_epoch_line_gives_losses_iou_seconds_and_time_left():
-    row = {"epoch": 3, "train_loss": 0.42101, "val_loss": 0.30119, "train_iou": 0.7, "val_iou": 0.78149,
-           "lr": 9.0e-4, "seconds": 58.4}
-    assert epoch_line(row, 11, 464.0) == ("epoch  3/11  train loss 0.4210  val loss 0.3012  val IoU 0.781  "
-                                          "lr 9.0e-04  58 s  (7 min 44 s left)")
-    assert epoch_line(row, 3, 0.0).endswith("58 s  (done)")
-    assert epoch_line(row, 9).endswith("58 s")
+    row = {"epoch": 3, "step": 162, "train_loss": 0.42101, "val_loss": 0.30119, "train_iou": 0.7,
+           "val_iou": 0.78149, "lr": 9.0e-4, "seconds": 58.4}
+    lion_quick = TrainingPlan(epochs=13, updates_per_epoch=54, updates=702, n_train=1698)
+    assert epoch_line(row, lion_quick, 464.0) == (
+        "epoch  3/13 (step 162/702)  train loss 0.4210  val loss 0.3012  val IoU 0.781  lr 9.0e-04  58 s  "
+        "(7 min 44 s left)")
+    assert epoch_line(row, TrainingPlan(3, 54, 162, 1698), 0.0).endswith("58 s  (done)")
+    assert epoch_line(row, TrainingPlan(9, 54, 486, 1698)).endswith("58 s")
+    assert epoch_line({**row, "step": 54}, lion_quick).startswith("epoch  3/13 (step  54/702)  train")
 
 
 def test_headless_environment_turns_tqdm_off_and_restores_it(monkeypatch):
@@ -95,27 +102,51 @@ def test_display_path_is_relative_inside_and_beside_the_repository():
 # ----------------------------------------------------------------------------- narration
 def test_narration_follows_the_recipe():
     report = recipe_for("report")
-    text = narration.describe_training(report)
+    text = narration.describe_training(report, LION_REPORT)
     assert "Smooth L1" in text and "ReduceLROnPlateau" in text and "multiplied by 0.1" in text
     assert "for 3 epochs" in text and "GIoU" not in text and "cosine" not in text
     quick = recipe_for("quick")
-    text = narration.describe_training(quick)
+    text = narration.describe_training(quick, LION_QUICK)
     assert "GIoU + L1** = 2 × GIoU loss + 5 × L1" in text and "cosine annealing" in text
     assert "ReduceLROnPlateau" not in text and "scale + shift on 50% of the images" in text
-    assert f"over the {quick.epochs} epochs" in text
+    assert "over the 13 epochs" in text
     assert "ResNet-18" in narration.describe_model(report) and "Dropout(0.5) + Linear(F, 4)" in narration.describe_model(report)
     assert "soft-argmax head" in narration.describe_model(quick)
     assert "256 × 256 px" in narration.describe_input(report) and "8 × 8 grid" in narration.describe_input(report)
     assert "128 × 128 px" in narration.describe_input(quick) and "4 × 4 grid" in narration.describe_input(quick)
     assert narration.loss_name(report) == "Smooth L1" and narration.loss_name(quick) == "GIoU + L1"
-    tuned = recipe_for("quick", dfl=0.5, epochs=quick.epochs)
-    text = narration.describe_training(tuned)
+    tuned = recipe_for("quick", dfl=0.5, epochs=13)
+    text = narration.describe_training(tuned, LION_QUICK)
     assert "plus 0.5 × **distribution focal loss**" in text
-    assert "learning rate 1.0e-03, weight decay 0.0001, batch 32, 13 epochs" in text
-    assert "focal" not in narration.describe_training(recipe_for("quick", dfl=0.0))
+    assert "learning rate 1.0e-03, weight decay 0.0001, batch 32;" in text
+    assert "length: 13 epochs of 54 updates (702 updates: epochs=13, on 1,698 training photos" in text
+    assert "focal" not in narration.describe_training(recipe_for("quick", dfl=0.0), LION_QUICK)
     assert "expected position under their softmax" in narration.describe_model(quick)
     assert "largest detected animal" in narration.describe_model(recipe_for("best"))
     assert "no output activation" in narration.describe_model(report)
+
+
+def test_length_narration_says_epochs_updates_and_why():
+    quick = recipe_for("quick")
+    assert narration.describe_length(quick, LION_QUICK) == (
+        "13 epochs of 54 updates (702 updates: the recipe asks for 700, steps=700, on 1,698 training "
+        "photos in batches of 32: 13.0 epochs, rounded to whole epochs)")
+    small = TrainingPlan(epochs=100, updates_per_epoch=5, updates=500, n_train=140)  # 700 / 5 = 140 epochs
+    assert narration.describe_length(quick, small).endswith(
+        "on 140 training photos in batches of 32: 140.0 epochs, capped at the ceiling max_epochs=100)")
+    large = TrainingPlan(epochs=4, updates_per_epoch=162, updates=648, n_train=5173)  # 700 / 162 = 4.3 epochs
+    assert narration.describe_length(quick, large).endswith("4.3 epochs, rounded to whole epochs)")
+    huge = TrainingPlan(epochs=4, updates_per_epoch=232, updates=928, n_train=7400)  # 700 / 232 = 3.0 epochs
+    assert narration.describe_length(quick, huge).endswith("3.0 epochs, raised to the floor min_epochs=4)")
+    # notebook 03 narrates the recipe before its training counts the split: the rule, then the plan
+    text = narration.describe_training(quick)
+    assert ("length: about **700 optimizer updates** (`steps = 700`, as detection frameworks count their schedules): "
+            "the whole number of epochs nearest to 700 / (updates per epoch, training photos / 32 rounded up), at "
+            "least `min_epochs = 4`, at most `max_epochs = 100`;") in text
+    assert "from 1.0e-03 to 0 over the epochs of the run" in text
+    assert "length: 40 epochs (`epochs = 40`);" in narration.describe_training(recipe_for("report"))
+    assert narration.describe_length(recipe_for("report"), LION_REPORT) == (
+        "40 epochs of 54 updates (2,160 updates: epochs=40, on 1,698 training photos in batches of 32)")
 
 
 def test_split_and_augmentation_narration_follow_the_recipe():
@@ -136,6 +167,9 @@ def test_curves_caption_names_the_best_epoch_and_the_schedule():
     history = _history([1e-3] * 5, val_iou=[0.5, 0.7, 0.65, 0.6, 0.55])
     caption = narration.curves_caption(recipe_for("quick"), history)
     assert "**epoch 2**" in caption and "(0.700)" in caption and "no sudden" in caption
+    assert "optimizer updates" not in caption  # a history of a version before the step column
+    caption = narration.curves_caption(recipe_for("quick"), history.assign(step=54 * history["epoch"]))
+    assert caption.startswith("Left: the GIoU + L1 loss per epoch (5 epochs of 54 optimizer updates, 270 in all) on")
     assert "ReduceLROnPlateau lowered" in narration.curves_caption(recipe_for("report"), history)
 
 
@@ -151,6 +185,8 @@ def test_recipe_table_shows_data_relative_and_marks_runtime_fields():
     assert table.loc["data", "value"] == "../shared/data/lion"
     assert table.loc["backbone", "value"] == "efficientnet_lite1" and table.loc["backbone", "kind"] == "recipe"
     assert table.loc["device", "kind"] == "runtime"
+    assert table.loc["steps", "value"] == "700" and table.loc["epochs", "value"] == "40 (not used: steps sets the length)"
+    assert narration.recipe_table(recipe_for("report")).loc["epochs", "value"] == "40"
 
 
 # ----------------------------------------------------------------------------- metrics text
@@ -167,6 +203,20 @@ def test_metrics_header_says_tta_and_flags_tiny_splits():
     assert "without TTA" in small.splitlines()[0]
     assert small.splitlines()[1].startswith("pipeline check only: 8 images")
     assert "TTA not recorded" in format_metrics({k: v for k, v in _metrics(60, True).items() if k != "tta"})
+
+
+def test_metrics_table_shows_the_bootstrap_intervals_in_percent():
+    metrics = {**_metrics(365, True), "intervals": {"mean_iou": [0.821, 0.86054], "acc_50": [0.4, 0.6]},
+               "bootstrap": {"resamples": 1000}}
+    metrics["baselines"] = {"mean_box": {**metrics["baselines"]["mean_box"],
+                                         "intervals": {"mean_iou": [float("nan")] * 2, "acc_50": [0.0, 0.0]}}}
+    lines = format_metrics(metrics).splitlines()
+    assert lines[1].split() == ["mean_iou", "acc_50", "acc_75", "acc_50_95", "mean_iou", "95%", "CI", "acc_50", "95%",
+                                "CI"]
+    assert lines[2].split() == ["model", "50.0", "50.0", "10.0", "20.0", "[82.10,", "86.05]", "[40.00,", "60.00]"]
+    assert lines[3].split()[-3:] == ["n/a", "[0.00,", "0.00]"]
+    assert lines[4] == "95% CI: bootstrap interval over the 365 photos (1,000 resamples, percentile method)"
+    assert "CI" not in format_metrics(_metrics(365, True))  # metrics of a version before the intervals
 
 
 def test_tta_defaults_to_the_runs_recipe():
@@ -311,7 +361,9 @@ def test_headless_run_prints_each_epoch_and_no_kernel_warning(synthetic_data, tm
     run_dir = runner.run_notebooks(data=synthetic_data / "yolo", profile="smoke", run_dir=tmp_path / "run",
                                    params={"cache_dir": str(tmp_path / "cache")})
     out, err = capfd.readouterr()
-    assert "epoch 1/2  train loss" in out and "epoch 2/2  train loss" in out and "(done)" in out
+    # 35 training photos in batches of 16: 3 optimizer updates an epoch
+    assert "plan: 2 epochs of 3 updates (6 updates: epochs=2, on 35 training photos in batches of 16)" in out
+    assert "epoch 1/2 (step 3/6)  train loss" in out and "epoch 2/2 (step 6/6)  train loss" in out and "(done)" in out
     assert "pipeline check only" in out and "model scored without TTA" in out
     assert "without encryption" not in out + err
     for path in (run_dir / "notebooks").glob("*.ipynb"):

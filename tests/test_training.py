@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -248,25 +247,6 @@ def test_evaluate_and_predict_commands(synthetic_data, tmp_path, monkeypatch, ca
     assert cli_main(["predict", "--checkpoint", str(ckpt), str(image), "--out", str(preds), "--overwrite",
                      "--quiet"]) == 0
     assert pd.read_csv(preds)["file"].tolist() == [str(image)]
-
-
-def test_schedules():
-    params = [torch.nn.Parameter(torch.zeros(1))]
-    cosine = training.make_scheduler(TrainConfig(schedule="cosine", epochs=4), torch.optim.AdamW(params, lr=1e-3))
-    lrs = []
-    for _ in range(4):
-        lrs.append(cosine.optimizer.param_groups[0]["lr"])
-        cosine.optimizer.step()  # an epoch's training, as in fit()
-        cosine.step()
-    # lr_t = lr * (1 + cos(pi t / T)) / 2 for t = 0..3, T = 4
-    assert lrs == pytest.approx([1e-3, 1e-3 * (1 + math.cos(math.pi / 4)) / 2, 5e-4,
-                                 1e-3 * (1 + math.cos(3 * math.pi / 4)) / 2])
-    plateau = training.make_scheduler(TrainConfig(), torch.optim.AdamW(params, lr=1e-3))
-    for loss in [1.0, 1.0, 1.0, 1.0, 1.0]:      # no improvement for patience 3 + 1 epochs -> x0.1
-        plateau.step(loss)
-    assert plateau.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
-    with pytest.raises(ValueError, match='^schedule="step": expected one of "plateau", "cosine"$'):
-        TrainConfig(schedule="step")
 
 
 def test_large_batch_learning_rate_scaling(synthetic_data, tmp_path):

@@ -5,7 +5,8 @@
   in [0, 1], sorted).
 
 Both are scored on the same split as the model. A model must beat the mean box clearly to have
-learned anything beyond the dataset's average framing.
+learned anything beyond the dataset's average framing, and by more than the 95 % bootstrap intervals
+over the scored photos (:func:`localizer.metrics.score_intervals`) that every score comes with.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from localizer.engine.cache import ImageCache
 from localizer.engine.datasets import CachedBoxDataset, normalized_targets
 from localizer.errors import DataError
 from localizer.engine.inference import predict_dataset
-from localizer.metrics import confidence_summary, paired_iou, summarize
+from localizer.metrics import CONFIDENCE, RESAMPLES, confidence_summary, paired_iou, score_intervals, summarize
 from localizer.engine.numerics import Numerics
 
 
@@ -61,14 +62,14 @@ def evaluate_model(
     ``numerics``: how the model computes (see :func:`predict_batch`; default float32).
 
     Returns:
-        ``(metrics, per_image)``. ``metrics``: ``mean_iou``, ``acc_50`` (PASCAL VOC criterion,
-        IoU > 0.5), ``acc_75``, ``acc_50_95``, ``n``, ``split``, ``tta`` and ``baselines``
-        (``mean_box`` and ``random_box``, each with the same keys, on the same images).
-        ``per_image``: ``file``, ``path``, ``width``, ``height``, ``n_boxes`` (boxes annotated in the
-        photo, when the manifest has it), ground truth ``xmin..ymax`` and
-        predicted ``pred_xmin..pred_ymax`` (pixels of the original image), ``iou`` and ``confidence``
-        (:func:`~localizer.engine.inference.box_confidence`); ``metrics["confidence"]``: how well it ranks
-        the boxes (:func:`~localizer.metrics.confidence_summary`: Spearman, risk-coverage table).
+        ``(metrics, per_image)``. ``metrics``: ``mean_iou``, ``acc_50`` (PASCAL VOC criterion, IoU > 0.5),
+        ``acc_75``, ``acc_50_95``, ``n``, ``intervals`` (the 95 % bootstrap interval of each of the four over the
+        scored photos, ``[low, high]``: :func:`localizer.metrics.score_intervals`, seeded with ``seed``),
+        ``split``, ``tta``, ``baselines`` (``mean_box`` and ``random_box``, each with the same keys, on the same
+        images), ``bootstrap`` (``method``, ``confidence``, ``resamples``, ``seed``) and ``confidence``
+        (:func:`~localizer.metrics.confidence_summary`). ``per_image``: ``file``, ``path``, ``width``, ``height``,
+        ``n_boxes`` (boxes annotated in the photo, when the manifest has it), ground truth ``xmin..ymax``,
+        predicted ``pred_xmin..pred_ymax`` (pixels of the original image), ``iou``, ``confidence`` (0 to 1).
 
     Raises:
         localizer.errors.DataError: the split has no rows, or no ``mean_box`` is given and the
@@ -79,27 +80,36 @@ def evaluate_model(
         raise DataError("empty-split", f"the manifest has no rows in split {split!r}")
     rows = rows.reset_index(drop=True)
     dataset = CachedBoxDataset(rows, ImageCache(cache_dir, image_size), progress=progress)
-    preds, confidence = predict_dataset(model, dataset, mean, std, tta=tta, progress=progress, numerics=numerics,
-                                        confidence=True)
+    preds, conf = predict_dataset(model, dataset, mean, std, tta=tta, progress=progress, numerics=numerics,
+                                  confidence=True)
     targets = torch.from_numpy(normalized_targets(rows))
     ious = paired_iou(preds, targets)
-    metrics = {**summarize(ious), "split": split, "tta": tta, "confidence": confidence_summary(ious, confidence)}
+    metrics = {**_scores(ious, seed), "split": split, "tta": tta, "confidence": confidence_summary(ious, conf)}
     if mean_box is None:
         train = manifest[manifest["split"] == "train"]
         if train.empty:
             raise DataError("no-training-boxes", "the mean-box baseline needs the training boxes: pass mean_box")
         mean_box = normalized_targets(train).mean(axis=0)
     metrics["baselines"] = {
-        name: summarize(paired_iou(torch.from_numpy(boxes).float(), targets))
+        name: _scores(paired_iou(torch.from_numpy(boxes).float(), targets), seed)
         for name, boxes in baseline_predictions(mean_box, len(rows), seed).items()
     }
+    metrics["bootstrap"] = {"method": "percentile", "confidence": CONFIDENCE, "resamples": RESAMPLES, "seed": seed}
     extra = ["n_boxes"] if "n_boxes" in rows else []
     per_image = rows[["file", "path", "width", "height", *extra, *BOX_COLUMNS]].copy()
     per_image[[f"pred_{c}" for c in BOX_COLUMNS]] = denormalize_boxes(
         preds.numpy(), rows["width"].to_numpy(), rows["height"].to_numpy())
-    per_image["iou"] = ious.numpy()
-    per_image["confidence"] = confidence.numpy()
+    per_image["iou"], per_image["confidence"] = ious.numpy(), conf.numpy()
     return metrics, per_image
+
+
+def _scores(ious: torch.Tensor, seed: int) -> dict:
+    """:func:`localizer.metrics.summarize` of per-image IoUs ``(N,)`` with their ``intervals``."""
+    return {**summarize(ious), "intervals": score_intervals(ious, seed=seed)}
+
+
+#: The columns of :func:`format_metrics`: the scores (``name``) and the intervals shown (``name 95% CI``).
+SCORE_COLUMNS, INTERVAL_COLUMNS = ("mean_iou", "acc_50", "acc_75", "acc_50_95"), ("mean_iou", "acc_50")
 
 
 #: Below this many scored images a table is a pipeline check, not a measurement: one image moves
@@ -108,19 +118,34 @@ MEASUREMENT_MIN_IMAGES = 50
 
 
 def format_metrics(metrics: dict) -> str:
-    """A small text table: model and baselines, mean IoU and accuracies, in percent. Its header
-    names the split, the number of images and whether the model was scored with flip test-time
-    augmentation (``tta``; ``metrics`` without the key: "TTA not recorded"); below
-    :data:`MEASUREMENT_MIN_IMAGES` images it says that the numbers mean nothing."""
-    table = pd.DataFrame(
-        {"model": metrics, **metrics.get("baselines", {})}
-    ).T[["mean_iou", "acc_50", "acc_75", "acc_50_95"]].astype(float) * 100
+    """A small text table: model and baselines, mean IoU and accuracies, in percent, and the 95 %
+    bootstrap intervals of the mean IoU and of the accuracy at IoU > 0.5 (columns ``mean_iou 95% CI``
+    and ``acc_50 95% CI``, e.g. ``[82.10, 86.05]``; ``n/a`` below 2 photos; left out for metrics
+    without ``intervals``, of an older version). Its header names the split, the number of images and
+    whether the model was scored with flip test-time augmentation (``tta``; ``metrics`` without the
+    key: "TTA not recorded"); below :data:`MEASUREMENT_MIN_IMAGES` images it says that the numbers
+    mean nothing."""
+    rows = {"model": metrics, **metrics.get("baselines", {})}
+    table = pd.DataFrame(rows).T[list(SCORE_COLUMNS)].astype(float).mul(100).round(2)
+    footer = ""
+    if all("intervals" in row for row in rows.values()):
+        for name in INTERVAL_COLUMNS:
+            table[f"{name} 95% CI"] = [_interval_text(row["intervals"][name]) for row in rows.values()]
+        resamples = metrics.get("bootstrap", {}).get("resamples", RESAMPLES)
+        footer = (f"\n95% CI: bootstrap interval over the {metrics['n']} photos ({resamples:,} resamples, "
+                  "percentile method)")
     tta = {True: "with flip TTA", False: "without TTA"}.get(metrics.get("tta"), "TTA not recorded")
     header = f"{metrics['split']} split, n = {metrics['n']} images, model scored {tta} (values in %)"
     if metrics["n"] < MEASUREMENT_MIN_IMAGES:
         header += (f"\npipeline check only: {metrics['n']} images (fewer than {MEASUREMENT_MIN_IMAGES}) say nothing "
                    "about accuracy, and a model trained this briefly may well lose to the mean box")
-    return header + "\n" + table.round(2).to_string()
+    return header + "\n" + table.to_string() + footer
+
+
+def _interval_text(interval) -> str:
+    """``[82.10, 86.05]`` (percent, 2 decimals) of a ``[low, high]`` fraction interval; ``n/a`` for NaN."""
+    low, high = (100 * float(v) for v in interval)
+    return "n/a" if low != low or high != high else f"[{low:.2f}, {high:.2f}]"
 
 
 def by_animal_count(per_image: pd.DataFrame) -> pd.DataFrame:

@@ -1,8 +1,10 @@
 """The training loop: one run's epochs, from a run folder made by :meth:`localizer.engine.run.Run.create`.
 
-Per epoch the history records ``train_loss`` (mean of the epoch's batch losses), ``val_loss``
-(after the epoch, model in eval mode), ``train_iou``/``val_iou`` (mean IoU), ``lr`` and
-``seconds``; :meth:`localizer.engine.run.Run.save_epoch` writes ``last.pt``, ``best.pt`` (when the
+The run trains the epochs of its plan (:func:`localizer.engine.schedule.plan_for`: the recipe's
+``epochs``, or as many as its ``steps`` of optimizer updates take on the training split). Per epoch
+the history records ``step`` (optimizer updates so far), ``train_loss`` (mean of the epoch's batch
+losses), ``val_loss`` (after the epoch, model in eval mode), ``train_iou``/``val_iou`` (mean IoU),
+``lr`` and ``seconds``; :meth:`localizer.engine.run.Run.save_epoch` writes ``last.pt``, ``best.pt`` (when the
 validation IoU improves) and ``history.csv`` after every epoch. :func:`train` with
 ``resume=True`` continues a killed run from ``last.pt`` with the same split, optimizer and scheduler
 state, and the same batches: the shuffle order and the augmentation of epoch ``e`` are
@@ -24,16 +26,16 @@ from localizer.engine.batch_augment import BatchAugment
 from localizer.engine.cache import ImageCache
 from localizer.engine.checkpoints import best_row
 from localizer.engine.datasets import CachedBoxDataset, make_loader, normalized_targets
-from localizer.errors import ConfigError
 from localizer.metrics import paired_iou
 from localizer.model.models import build_model
 from localizer.engine.numerics import Numerics, choose_numerics, default_numerics, native_bf16, resolve_device
 from localizer.progress import progress_bar
-from localizer.recipe import RUNTIME_FIELDS, SCHEDULES, TrainConfig, effective_lr
+from localizer.recipe import RUNTIME_FIELDS, TrainConfig, effective_lr
 from localizer.engine.run import Run
+from localizer.engine.schedule import TrainingPlan, describe_plan, make_scheduler, plan_for
 from localizer.engine.transforms import model_input
 
-HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "train_iou", "val_iou", "lr", "seconds"]
+HISTORY_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "train_iou", "val_iou", "lr", "seconds"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -45,20 +47,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
-    """The learning-rate schedule of ``config.schedule`` (stepped once per epoch by :func:`train`).
-
-    Raises:
-        localizer.errors.ConfigError: unknown schedule (see :data:`localizer.recipe.SCHEDULES`).
-    """
-    if config.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=config.plateau_factor, patience=config.plateau_patience)
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    raise ConfigError(f"unknown schedule {config.schedule!r}; choose one of {SCHEDULES}")
 
 
 def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.device, progress: bool = True):
@@ -146,6 +134,7 @@ class _Session:
     """What one call of :func:`train` trains with."""
 
     config: TrainConfig
+    plan: TrainingPlan
     model: torch.nn.Module
     numerics: Numerics
     optimizer: torch.optim.Optimizer
@@ -154,8 +143,8 @@ class _Session:
     history: list = field(default_factory=list)
 
 
-def _start(config: TrainConfig, checkpoint: dict | None, progress: bool) -> _Session:
-    """Model, numerics, optimizer and scheduler of a run, at the state of ``checkpoint`` if any."""
+def _start(config: TrainConfig, plan: TrainingPlan, checkpoint: dict | None, progress: bool) -> _Session:
+    """Model, numerics, optimizer and scheduler of a run of ``plan``, at the state of ``checkpoint`` if any."""
     device = resolve_device(config.device)
     seed_everything(config.seed)
     model = build_model(config.backbone, weights=None if checkpoint else config.weights, dropout=config.dropout,
@@ -167,12 +156,14 @@ def _start(config: TrainConfig, checkpoint: dict | None, progress: bool) -> _Ses
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size throughout: pick the fastest kernels once
     optimizer = torch.optim.AdamW(model.parameters(), lr=effective_lr(config), weight_decay=config.weight_decay)
-    session = _Session(config, model, numerics, optimizer, make_scheduler(config, optimizer))
+    session = _Session(config, plan, model, numerics, optimizer, make_scheduler(config, optimizer, plan.epochs))
     if checkpoint:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         session.scheduler.load_state_dict(checkpoint["scheduler"])
         session.epoch, session.history = checkpoint["epoch"], checkpoint["history"]
+        for row in session.history:  # a checkpoint of a version before the step column
+            row.setdefault("step", row["epoch"] * plan.updates_per_epoch)
     return session
 
 
@@ -184,7 +175,7 @@ def _epoch(session: _Session, epoch: int, loaders, augment: BatchAugment, progre
     # Epoch-seeded order and augmentation: a resumed run sees the same batches it would have.
     loaders[0].sampler.generator.manual_seed(config.seed * 1000 + epoch)
     torch.manual_seed(config.seed * 1000 + epoch)
-    tag = f"epoch {epoch}/{config.epochs}"
+    tag = f"epoch {epoch}/{session.plan.epochs}"
     train_loss, train_iou = run_epoch(model, loaders[0], session.numerics, mean, std, session.optimizer,
                                       f"{tag} train", progress, augment=augment)
     with torch.no_grad():
@@ -194,7 +185,7 @@ def _epoch(session: _Session, epoch: int, loaders, augment: BatchAugment, progre
         session.scheduler.step(val_loss)
     else:
         session.scheduler.step()
-    return {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "train_iou": train_iou,
+    return {"epoch": epoch, "step": epoch * session.plan.updates_per_epoch, "train_loss": train_loss, "val_loss": val_loss, "train_iou": train_iou,
             "val_iou": val_iou, "lr": lr, "seconds": time.perf_counter() - start}
 
 
@@ -207,26 +198,40 @@ def _payload(session: _Session, train_mean_box: list[float]) -> dict:
         "config": asdict(session.config), "input_mean": session.model.input_mean,
         "input_std": session.model.input_std, "train_mean_box": train_mean_box,
         "device_type": session.numerics.device.type, "precision_used": session.numerics.precision,
+        "plan": session.plan.as_dict(),
     }
 
 
-def epoch_line(row: dict, epochs: int, seconds_left: float | None = None) -> str:
-    """One line of training progress for a terminal or a static notebook, e.g.
-    ``epoch  3/11  train loss 0.4210  val loss 0.3012  val IoU 0.781  lr 9.0e-04  58 s  (7 min 44 s left)``.
+def epoch_line(row: dict, plan: TrainingPlan, seconds_left: float | None = None) -> str:
+    """One line of training progress for a terminal or a static notebook, e.g. ``epoch  3/13
+    (step 162/702)  train loss 0.4210  val loss 0.3012  val IoU 0.781  lr 9.0e-04  58 s  (9 min 40 s left)``.
 
     Args:
         row: a history row (:data:`HISTORY_COLUMNS`).
-        epochs: the recipe's number of epochs.
+        plan: the run's plan (its epochs and optimizer updates).
         seconds_left: estimated time to the last epoch (mean epoch time of this session x epochs to
             go); None leaves it out.
     """
-    width = len(str(epochs))
-    line = (f"epoch {int(row['epoch']):>{width}}/{epochs}  train loss {row['train_loss']:.4f}  "
+    width, step_width = len(str(plan.epochs)), len(str(plan.updates))
+    line = (f"epoch {int(row['epoch']):>{width}}/{plan.epochs} (step {int(row['step']):>{step_width}}/{plan.updates})"
+            f"  train loss {row['train_loss']:.4f}  "
             f"val loss {row['val_loss']:.4f}  val IoU {row['val_iou']:.3f}  lr {row['lr']:.1e}  "
             f"{row['seconds']:.0f} s")
     if seconds_left is not None:
         line += f"  ({int(seconds_left // 60)} min {seconds_left % 60:.0f} s left)" if seconds_left else "  (done)"
     return line
+
+
+def _finished_lines(run: Run, session: _Session) -> list[str]:
+    """What :func:`train` prints for a run that has trained all its plan's epochs: that it has, then its
+    training log as it was printed, one :func:`epoch_line` per epoch of the history (so that a notebook
+    re-executed on a finished run, such as the published report, still shows how it trained)."""
+    best, plan = best_row(session.history), session.plan
+    minutes = sum(row["seconds"] for row in session.history) / 60
+    return [f"{run.folder}: trained already ({session.epoch}/{plan.epochs} epochs, {plan.updates} updates, in "
+            f"{minutes:.1f} min, best validation IoU {best['val_iou']:.3f} at epoch {best['epoch']}); "
+            f"nothing to train. Its training log, from {run.folder / 'history.csv'}:",
+            *(epoch_line(row, plan) for row in session.history)]
 
 
 def train(run: Run, resume: bool | str = False, overwrite: bool = False, progress: bool = True,
@@ -241,12 +246,15 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
         overwrite: allow starting afresh over a folder that already holds checkpoints.
         progress: a text line per epoch (loss, val IoU, seconds, time left; :func:`epoch_line`),
             and tqdm progress bars within each epoch (off when ``TQDM_DISABLE=1``, as in headless
-            runs: :mod:`localizer.report.runner`). A finished run prints one line saying so.
-        max_epochs: stop after this many epochs in this call (for tests); the recipe's ``epochs``
-            stays the target of a later ``resume``.
+            runs: :mod:`localizer.report.runner`), after a first line with the plan's epochs and
+            updates and why (:func:`localizer.engine.schedule.describe_plan`). A finished run prints
+            one line saying so.
+        max_epochs: stop after this many epochs in this call (for tests; not the recipe's
+            ``max_epochs``); the plan's epochs stay the target of a later ``resume``.
 
     Returns:
-        History DataFrame with :data:`HISTORY_COLUMNS`, one row per epoch (1-based).
+        History DataFrame with :data:`HISTORY_COLUMNS`, one row per epoch (1-based); ``step`` is the
+        optimizer updates after the epoch (epoch x the plan's updates per epoch).
 
     Raises:
         FileExistsError, FileNotFoundError: see :meth:`localizer.engine.run.Run.resume_point`.
@@ -258,18 +266,19 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
     if checkpoint:  # the recipe comes from the checkpoint; where and how fast it runs, from this call
         config = replace(TrainConfig.from_dict(checkpoint["config"]),
                          **{name: getattr(config, name) for name in RUNTIME_FIELDS})
-    session = _start(config, checkpoint, progress)
     manifest = run.manifest
+    plan = plan_for(config, manifest, checkpoint)
+    session = _start(config, plan, checkpoint, progress)
     loaders = make_loaders(config, manifest, session.numerics.device, progress)
+    if len(loaders[0]) != plan.updates_per_epoch:
+        raise RuntimeError(f"{run.folder}: the training loader has {len(loaders[0])} batches per epoch, the plan "
+                           f"{plan.updates_per_epoch} ({plan.n_train} photos in batches of {config.batch_size})")
     augment = BatchAugment(affine_p=config.affine_p)
     train_mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0).tolist()
-    last_epoch = config.epochs if max_epochs is None else min(config.epochs, session.epoch + max_epochs)
-    if progress and session.epoch >= config.epochs:
-        best = best_row(session.history)
-        minutes = sum(row["seconds"] for row in session.history) / 60
-        tqdm.write(f"{run.folder}: trained already ({session.epoch}/{config.epochs} epochs in {minutes:.1f} min, "
-                   f"best validation IoU {best['val_iou']:.3f} at epoch {best['epoch']}); "
-                   f"nothing to train (its history: {run.folder / 'history.csv'})")
+    last_epoch = plan.epochs if max_epochs is None else min(plan.epochs, session.epoch + max_epochs)
+    if progress:
+        lines = _finished_lines(run, session) if session.epoch >= plan.epochs else [f"plan: {describe_plan(config, plan)}"]
+        tqdm.write("\n".join(lines))
     seconds = []
     for epoch in range(session.epoch + 1, last_epoch + 1):
         row = _epoch(session, epoch, loaders, augment, progress)
@@ -280,5 +289,5 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
         improved = best is not None and best["epoch"] == epoch
         run.save_epoch(_payload(session, train_mean_box), improved, pd.DataFrame(session.history, columns=HISTORY_COLUMNS))
         if progress:
-            tqdm.write(epoch_line(row, config.epochs, (config.epochs - epoch) * sum(seconds) / len(seconds)))
+            tqdm.write(epoch_line(row, plan, (plan.epochs - epoch) * sum(seconds) / len(seconds)))
     return pd.DataFrame(session.history, columns=HISTORY_COLUMNS)

@@ -19,6 +19,7 @@ from localizer.engine.transforms import COLOR_JITTER, FLIP_P
 from localizer.model.heads import BINS, REDUCED_CHANNELS
 from localizer.model.losses import GIOU_WEIGHT, L1_WEIGHT
 from localizer.model.models import STRIDE, feature_grid, input_normalization
+from localizer.engine.schedule import TrainingPlan, describe_plan
 from localizer.recipe import RUNTIME_FIELDS, TrainConfig, effective_lr
 
 #: How the backbones are named in the text, with their source.
@@ -85,8 +86,25 @@ def describe_model(config: TrainConfig) -> str:
     return f"**This run**: backbone {backbone} with {weights}; head: {head}."
 
 
-def describe_training(config: TrainConfig) -> str:
-    """Markdown: this run's loss, optimizer, schedule and augmentation, with their sources."""
+def describe_length(config: TrainConfig, plan: TrainingPlan | None = None) -> str:
+    """Markdown: how long the run trains. With its ``plan``: epochs and optimizer updates and why
+    (:func:`localizer.engine.schedule.describe_plan`). Without (the recipe alone, before the training
+    split is counted): ``epochs`` epochs, or ``steps`` updates in whole epochs within
+    ``[min_epochs, max_epochs]`` (:func:`localizer.recipe.epochs_for`)."""
+    if plan is not None:
+        return describe_plan(config, plan)
+    if config.steps is None:
+        return f"{config.epochs} epochs (`epochs = {config.epochs}`)"
+    ceiling = "no ceiling" if config.max_epochs is None else f"at most `max_epochs = {config.max_epochs}`"
+    return (f"about **{config.steps:,} optimizer updates** (`steps = {config.steps}`, as detection frameworks count "
+            f"their schedules): the whole number of epochs nearest to {config.steps:,} / (updates per epoch, "
+            f"training photos / {config.batch_size} rounded up), at least `min_epochs = {config.min_epochs}`, "
+            f"{ceiling}; the training below prints the epochs and updates this split gives")
+
+
+def describe_training(config: TrainConfig, plan: TrainingPlan | None = None) -> str:
+    """Markdown: this run's loss, optimizer, schedule, length (:func:`describe_length`, exact with its
+    ``plan``) and augmentation, with their sources."""
     if config.loss == "smooth_l1":
         loss = ("**Smooth L1** (Girshick, *Fast R-CNN*, 2015) on the normalized xyxy coordinates, averaged "
                 "over the four coordinates and the batch")
@@ -105,16 +123,24 @@ def describe_training(config: TrainConfig) -> str:
                     "marks each drop)")
     else:
         schedule = (f"**cosine annealing**: the learning rate falls smoothly from {lr:.1e} to 0 over the "
-                    f"{config.epochs} epochs (Loshchilov & Hutter, *SGDR*, 2017); no plateau drops")
+                    f"{_epochs(config, plan)} (Loshchilov & Hutter, *SGDR*, 2017); no plateau drops")
     augment = f"horizontal flip (p = {FLIP_P:g}) and colour jitter"
     if config.affine_p:
         augment += f", and a box-aware random scale + shift on {config.affine_p:.0%} of the images"
     parts = [f"loss: {loss};",
              (f"optimizer: **AdamW**, learning rate {lr:.1e}, weight decay {config.weight_decay:g}, "
-              f"batch {config.batch_size}, {config.epochs} epochs;"),
+              f"batch {config.batch_size};"),
+             f"length: {describe_length(config, plan)};",
              f"schedule: {schedule};",
              f"augmentation (training only, notebook 02 shows it): {augment}."]
     return "**This run**:\n\n" + "\n".join(f"* {part}" for part in parts)
+
+
+def _epochs(config: TrainConfig, plan: TrainingPlan | None) -> str:
+    """``"13 epochs"`` of the plan (or of ``epochs``), ``"epochs of the run"`` when only ``steps`` is known."""
+    if plan is None and config.steps is not None:
+        return "epochs of the run"
+    return f"{config.epochs if plan is None else plan.epochs} epochs"
 
 
 def describe_split(config: TrainConfig) -> str:
@@ -158,7 +184,12 @@ def curves_caption(config: TrainConfig, history: pd.DataFrame) -> str:
     else:
         schedule = ("The learning rate follows a cosine from its start value to 0, so there are no sudden "
                     "drops; the curves flatten as the rate approaches 0.")
-    return (f"Left: the {loss_name(config)} loss per epoch on the training and validation sets; right: the "
+    updates = ""
+    if "step" in history and history["step"].notna().all():
+        last = history.iloc[-1]
+        updates = (f" ({int(last['epoch'])} epochs of {int(last['step']) // int(last['epoch'])} optimizer updates, "
+                   f"{int(last['step']):,} in all)")
+    return (f"Left: the {loss_name(config)} loss per epoch{updates} on the training and validation sets; right: the "
             f"mean IoU. The green line marks **epoch {int(best['epoch'])}**, the best validation mean IoU "
             f"({best['val_iou']:.3f}): its checkpoint (`best.pt`) is the one tested in notebook 04. {schedule}\n\n"
             "Why validation can score *better* than training: the training numbers are averaged over the "
@@ -190,9 +221,12 @@ def recipe_table(config: TrainConfig) -> pd.DataFrame:
     """The recipe for reading: one row per field of :class:`~localizer.recipe.TrainConfig` with
     its value and whether it is part of the recipe or only says where and how fast the run goes
     (:data:`~localizer.recipe.RUNTIME_FIELDS`); ``data`` relative to the repository when it lies
-    inside or beside it (:func:`localizer.data.download.display_path`)."""
+    inside or beside it (:func:`localizer.data.download.display_path`); ``epochs`` marked as not used
+    when ``steps`` sets the length."""
     values = asdict(config)
     values["data"] = display_path(values["data"])
+    if config.steps is not None:
+        values["epochs"] = f"{config.epochs} (not used: steps sets the length)"
     return pd.DataFrame({"value": [str(v) for v in values.values()],
                          "kind": ["runtime" if k in RUNTIME_FIELDS else "recipe" for k in values]},
                         index=pd.Index(list(values), name="field"))

@@ -74,7 +74,9 @@ def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str
         history: a training history (:func:`localizer.engine.training.train`'s table, ``history.csv``, or
             a list of dicts) with columns ``epoch`` (1-based), ``train_loss``, ``val_loss`` (mean
             loss per batch), ``train_iou``, ``val_iou`` (mean IoU, 0..1), ``lr`` (learning rate
-            used in that epoch) and ``seconds``.
+            used in that epoch) and ``seconds``; and ``step`` (optimizer updates after the epoch),
+            when it has it, which the x axes' label gives (e.g. "epoch (54 optimizer updates each;
+            702 after epoch 13)").
         loss_name: name of the loss for the left panel's title and axis.
         path: save the figure here as PNG.
         schedule: the run's learning-rate schedule (``TrainConfig.schedule``). Drops are marked for
@@ -111,7 +113,7 @@ def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str
             ax.annotate(f"lr {lr:.3g}", xy=(epoch, 1.0), xycoords=("data", "axes fraction"),
                         xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=8.5,
                         color="0.25", gid=GID_LR_DROP)
-        _epoch_axis(ax, int(epochs.min()), int(epochs.max()))
+        _epoch_axis(ax, int(epochs.min()), int(epochs.max()), _updates_label(history))
     pad = 16 if len(drops) else 6
     ax_loss.set_title(f"{loss_name} loss per epoch", pad=pad)
     ax_iou.set_title("Mean IoU per epoch", pad=pad)
@@ -123,9 +125,20 @@ def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str
     return save_figure(fig, path)
 
 
-def _epoch_axis(ax, first: int, last: int) -> None:
-    """Label ``ax``'s x axis ``epoch``, with whole-number ticks from ``first`` to ``last``, and a grid."""
-    ax.set_xlabel("epoch")
+def _updates_label(history: pd.DataFrame) -> str:
+    """``" (54 optimizer updates each; 702 after epoch 13)"`` from a history's ``step`` column; empty
+    without one (a history of a version before it)."""
+    if "step" not in history or history["step"].isna().any():
+        return ""
+    last = history.iloc[-1]
+    per_epoch = int(last["step"]) // int(last["epoch"])
+    return f" ({per_epoch} optimizer updates each; {int(last['step']):,} after epoch {int(last['epoch'])})"
+
+
+def _epoch_axis(ax, first: int, last: int, note: str = "") -> None:
+    """Label ``ax``'s x axis ``epoch`` (and ``note``), with whole-number ticks from ``first`` to ``last``,
+    and a grid."""
+    ax.set_xlabel("epoch" + note)
     ax.grid(alpha=0.3)
     ax.set_xlim(first - 0.5, last + 0.5)
     if last - first < 15:

@@ -23,7 +23,8 @@ class RunResults:
 
     Attributes:
         metrics: as :func:`localizer.engine.evaluation.evaluate_model` returns them (``mean_iou``,
-            ``acc_50``, ..., ``n``, ``split``, ``tta``, ``baselines``).
+            ``acc_50``, ..., ``n``, ``intervals`` (95 % bootstrap intervals over the photos, seeded with
+            the run's seed), ``split``, ``tta``, ``baselines``, ``bootstrap``).
         per_image: one row per scored photo: ground truth and predicted pixel boxes of the original
             photo and ``iou`` (see :func:`~localizer.engine.evaluation.evaluate_model`).
         checkpoint: which checkpoint was scored, for reading (path, epoch, backbone, input size, numerics).
@@ -35,8 +36,8 @@ class RunResults:
 
     @property
     def table(self) -> str:
-        """The model and the baselines side by side, in percent
-        (:func:`localizer.engine.evaluation.format_metrics`)."""
+        """The model and the baselines side by side, in percent, with the 95 % intervals of the mean IoU
+        and of the accuracy at IoU > 0.5 (:func:`localizer.engine.evaluation.format_metrics`)."""
         return format_metrics(self.metrics)
 
     @property
