@@ -122,8 +122,7 @@ def predict_files(
         draw_dir: if given, save each image with its predicted box drawn (red) there, its confidence
             written above it, at the path :func:`drawing_paths` gives (the inputs' relative paths
             mirrored: no two inputs share a drawing).
-        flag_below: a confidence: photos whose confidence is below it get ``flagged`` True (and
-            "check" on their drawing); None: no ``flagged`` column.
+        flag_below: photos whose confidence is below it are ``flagged`` (and "check" on their drawing).
 
     Returns:
         DataFrame with :data:`PREDICTION_COLUMNS`: pixel xyxy in the EXIF-oriented original image,
