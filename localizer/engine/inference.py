@@ -44,9 +44,10 @@ def box_confidence(plain: torch.Tensor, flipped: torch.Tensor, quality: torch.Te
     animals) times the mean of the two views' quality estimates (``quality``, ``flipped_quality``: ``(N,)``
     in [0, 1], the sharpness of the head's per-edge distributions: ``head.predict`` of
     :mod:`localizer.model.heads`; 1 for the linear head, whose confidence is then the flip IoU alone).
-    Chosen on the validation splits of the Oxford-IIIT Pet sample and the lion data set, by Spearman's rank
-    correlation with the IoU, among the flip IoU, the distributions' spread and their product
-    (``experiments/confidence_estimates.py``). The same with or without flip TTA (both views are computed).
+    Chosen by Spearman's rank correlation with the IoU on validation splits, among the flip IoU, the
+    distributions' spread and their product (``experiments/confidence_estimates.py``, ``quick`` runs): lion,
+    364 photos, 0.765 / 0.811 / 0.812; Oxford-IIIT Pet sample, 89 photos, 0.520 / 0.607 / 0.615. The same
+    with or without flip TTA (both views are computed).
     Two boxes without area (a linear head's box outside the photo, clamped to its border) agree with IoU 0."""
     agreement = paired_iou(sanitize_boxes(plain.float()), sanitize_boxes(flipped.float())).nan_to_num(0.0)
     return agreement * (quality.float() + flipped_quality.float()) / 2
