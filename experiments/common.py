@@ -1,10 +1,12 @@
 """What the validation-split experiments share (``edge_decoding.py``, ``tta_fusion.py``, ``largest_rule.py``,
-``scale_tta.py``): a finished run's best model with the photos of its validation split, its outputs on them
-as they are and mirrored, and their score table. Imported by the scripts of this folder (run as
+``scale_tta.py``, ``confidence_estimates.py``): the run folder of their command line, a finished run's best
+model with the photos of its validation split, its outputs on them as they are and mirrored, and their score
+table. Imported by the scripts of this folder (run as
 ``python experiments/NAME.py``, which puts this folder on ``sys.path``)."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +33,21 @@ def validation_split(run: Path) -> tuple:
     targets = torch.from_numpy(normalized_targets(rows)).float()
     several = torch.from_numpy(rows["n_boxes"].to_numpy() > 1)
     return model, info, rows, dataset, targets, several
+
+
+def validation_run(doc: str, heads: tuple[str, ...] | None = None) -> tuple[Path, tuple]:
+    """``(run folder, its validation_split)`` of an experiment's command line, ``python experiments/NAME.py RUN``
+    (the first line of ``doc``, the script's docstring, describes it); a usage error (exit 2) for a run of
+    another head than ``heads`` (None: any head)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    what = f" of the {' or '.join(heads)} head" if heads else ""
+    parser.add_argument("run", type=Path, help=f"a finished run folder{what}")
+    run = parser.parse_args().run
+    split = validation_split(run)
+    head = split[1]["config"].head
+    if heads and head not in heads:
+        parser.error(f"{run}: needs a run{what} (it has head={head!r})")
+    return run, split
 
 
 @torch.no_grad()

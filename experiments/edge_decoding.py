@@ -17,11 +17,8 @@ Flip test-time augmentation as the run's recipe says, fused as ``evaluate`` fuse
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import torch
-from common import describe_split, predict_views, validation_split
+from common import describe_split, predict_views, validation_run
 
 from localizer.boxes import hflip_boxes
 from localizer.model.heads import soft_argmax
@@ -43,18 +40,13 @@ def decode(logits: torch.Tensor, window: int | None) -> torch.Tensor:
 
 @torch.no_grad()
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run", type=Path, help="a finished run folder (softargmax head)")
-    args = parser.parse_args()
-    model, info, rows, dataset, targets, several = validation_split(args.run)
+    run, (model, info, rows, dataset, targets, several) = validation_run(__doc__, ("softargmax",))
     config = info["config"]
-    if config.head != "softargmax":
-        parser.error(f"{args.run}: needs a run of the softargmax head")
     views = predict_views(model, info, dataset, lambda net, x: net.head.outputs(net.feature_map(x)),
                           flipped=config.tta)
     logits = views["plain"][0]
     flipped = views["flipped"][0] if config.tta else None
-    describe_split(args.run, rows, several, f", {'with' if config.tta else 'without'} flip TTA")
+    describe_split(run, rows, several, f", {'with' if config.tta else 'without'} flip TTA")
     for window in WINDOWS:
         boxes = decode(logits, window)
         if config.tta:

@@ -18,11 +18,8 @@ animal, the plain soft-argmax box). Example (about a minute on 2 CPU cores)::
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import torch
-from common import describe_split, predict_views, score_table, validation_split
+from common import describe_split, predict_views, score_table, validation_run
 
 from localizer.boxes import hflip_boxes
 from localizer.model.heads import ANIMAL_SCORE, choose_largest, soft_argmax
@@ -36,20 +33,15 @@ POOLED_SCORES = (0.5, 0.6)
 
 @torch.no_grad()
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run", type=Path, help="a finished run folder of the largest head")
-    args = parser.parse_args()
-    model, info, rows, dataset, targets, several = validation_split(args.run)
+    run, (model, info, rows, dataset, targets, several) = validation_run(__doc__, ("largest",))
     config = info["config"]
-    if config.head != "largest":
-        parser.error(f"{args.run}: needs a run of the largest head (it has head={config.head!r})")
 
     def outputs(net, x) -> tuple:  # the soft-argmax box, every cell's box and score
         box_logits, cell_logits, cell_scores = net.head.outputs(net.feature_map(x))
         return soft_argmax(box_logits), net.head.animals.boxes(cell_logits), cell_scores
 
     views = predict_views(model, info, dataset, outputs)
-    describe_split(args.run, rows, several, f", {'with' if config.tta else 'without'} flip TTA")
+    describe_split(run, rows, several, f", {'with' if config.tta else 'without'} flip TTA")
 
     def predict(rule) -> torch.Tensor:
         plain = rule(*views["plain"])

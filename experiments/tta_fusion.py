@@ -16,11 +16,8 @@ take one of them; their mean then falls between the two. Example (about a minute
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import torch
-from common import describe_split, predict_views, score_table, validation_split
+from common import describe_split, predict_views, score_table, validation_run
 from torchvision.ops import box_area
 
 from localizer.boxes import hflip_boxes
@@ -32,13 +29,10 @@ THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
 
 @torch.no_grad()
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run", type=Path, help="a finished run folder")
-    args = parser.parse_args()
-    model, info, rows, dataset, targets, several = validation_split(args.run)
+    run, (model, info, rows, dataset, targets, several) = validation_run(__doc__)
     views = predict_views(model, info, dataset, lambda net, x: net(x))
     plain, flipped = views["plain"][0], hflip_boxes(views["flipped"][0])
-    describe_split(args.run, rows, several)
+    describe_split(run, rows, several)
     fusions = {"plain (no TTA)": plain, "mean (always average)": fuse_flip(plain, flipped, None)}
     fusions.update({f"fuse at IoU > {t:g}": fuse_flip(plain, flipped, t) for t in THRESHOLDS})
     # where the two disagree, the larger (or smaller) of them instead of the plain one

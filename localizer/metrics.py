@@ -9,6 +9,11 @@
 
 * **95 % bootstrap intervals** of each of these scores over the scored photos (:func:`score_intervals`):
   every score is a mean over photos, and with 25 test photos one photo moves an accuracy by 4 points.
+* **How well a confidence ranks the boxes** (the per-image confidence of a prediction, not the
+  confidence level of an interval): Spearman's rank correlation of the confidence with the IoU
+  (:func:`spearman`), and the risk-coverage table (:func:`risk_coverage`): the accuracy and mean IoU of
+  the most confident share of the photos, as selective classification measures a classifier that may
+  abstain (Geifman & El-Yaniv, "Selective Classification for Deep Neural Networks", NeurIPS 2017).
 
 Predicted boxes are made valid before scoring (:func:`sanitize_boxes`): a swapped box (xmax < xmin)
 has its coordinates reordered and every box is clamped to the image ([0, 1] normalized), so a
@@ -17,7 +22,10 @@ zero-area prediction scores IoU 0, never NaN.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pandas as pd
 import torch
 from scipy import stats
 from torchvision.ops import box_area
@@ -26,6 +34,8 @@ from torchvision.ops import box_area
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.50, 0.951, 0.05), 2).tolist())
 #: The bootstrap of :func:`score_intervals`: confidence level and number of resamples.
 CONFIDENCE, RESAMPLES = 0.95, 1000
+#: Coverages of the risk-coverage table: the most confident 50, 80, 90 and 100 % of the photos.
+COVERAGES = (0.5, 0.8, 0.9, 1.0)
 
 
 def sanitize_boxes(boxes: torch.Tensor, upper: float | torch.Tensor = 1.0) -> torch.Tensor:
@@ -126,3 +136,70 @@ def score_intervals(ious: torch.Tensor | np.ndarray, seed: int = 0, confidence: 
     per_photo = {"mean_iou": ious, "acc_50": ious > 0.5, "acc_75": ious > 0.75,
                  "acc_50_95": (ious[:, None] > np.asarray(IOU_THRESHOLDS)).mean(axis=1)}
     return {name: list(bootstrap_interval(values, confidence, resamples, seed)) for name, values in per_photo.items()}
+
+
+def spearman(confidence, ious) -> float:
+    """Spearman's rank correlation of per-image ``confidence`` ``(N,)`` with the ``ious`` ``(N,)``
+    (:func:`scipy.stats.spearmanr`; ties get their mean rank): 1 when the more confident box is always
+    the better one. NaN with fewer than 2 photos or a constant input.
+
+    Raises:
+        ValueError: the two have different lengths.
+    """
+    confidence, ious = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (confidence, ious))
+    if confidence.shape != ious.shape:
+        raise ValueError(f"{confidence.size} confidences for {ious.size} IoUs")
+    if confidence.size < 2 or np.ptp(confidence) == 0 or np.ptp(ious) == 0:
+        return float("nan")
+    return float(stats.spearmanr(confidence, ious).statistic)
+
+
+def covered(n: int, coverage: float) -> int:
+    """How many of ``n`` photos a ``coverage`` in (0, 1] keeps: ``ceil(coverage n)`` (at least that share;
+    rounded to 9 decimals first, so that 0.8 x 365 keeps 292, not 293), at least 1 when ``n`` > 0.
+
+    Raises:
+        ValueError: ``coverage`` outside (0, 1].
+    """
+    if not 0 < coverage <= 1:
+        raise ValueError(f"a coverage is a share in (0, 1], got {coverage!r}")
+    return min(n, max(1, math.ceil(round(coverage * n, 9)))) if n else 0
+
+
+def risk_coverage(ious, confidence, coverages=COVERAGES) -> pd.DataFrame:
+    """The risk-coverage table (Geifman & El-Yaniv, NeurIPS 2017): for each coverage, the
+    :func:`covered` most confident photos and their scores.
+
+    Args:
+        ious: ``(N,)`` per-image IoU.
+        confidence: ``(N,)`` per-image confidence, higher = trusted more (ties keep the photos' order).
+        coverages: shares in (0, 1] of the photos to keep, most confident first.
+
+    Returns:
+        One row per coverage: ``coverage``, ``photos`` (kept), ``acc_50`` (share of the kept photos with
+        IoU > 0.5, the PASCAL VOC criterion), ``mean_iou`` (of the kept photos) and ``min_confidence``
+        (the lowest confidence kept: photos below it are left out). Shares in [0, 1]; NaN scores for
+        ``N = 0``.
+
+    Raises:
+        ValueError: the two have different lengths, or a coverage outside (0, 1].
+    """
+    ious, confidence = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (ious, confidence))
+    if confidence.shape != ious.shape:
+        raise ValueError(f"{confidence.size} confidences for {ious.size} IoUs")
+    order = np.argsort(-confidence, kind="stable")
+    rows = []
+    for coverage in coverages:
+        kept = order[:covered(ious.size, coverage)]
+        rows.append({"coverage": float(coverage), "photos": int(kept.size), "acc_50": accuracy_at(ious[kept]),
+                     "mean_iou": float(ious[kept].mean()) if kept.size else float("nan"),
+                     "min_confidence": float(confidence[kept].min()) if kept.size else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def confidence_summary(ious, confidence, coverages=COVERAGES) -> dict:
+    """How well per-image ``confidence`` ``(N,)`` ranks the ``ious`` ``(N,)``, as a metrics JSON holds it:
+    ``{"spearman": float, "risk_coverage": [row, ...]}`` (:func:`spearman`; the rows of
+    :func:`risk_coverage` as dicts)."""
+    return {"spearman": spearman(confidence, ious),
+            "risk_coverage": risk_coverage(ious, confidence, coverages).to_dict("records")}

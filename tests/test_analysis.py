@@ -79,6 +79,30 @@ def test_edge_decoding_experiment_reads_the_mean_as_the_model_does(tiny_run):
     assert float(accuracy.rstrip("%")) == pytest.approx(float(fusion.split()[-5]), abs=0.006)
 
 
+@pytest.mark.parametrize("head", ["softargmax", "largest"])
+def test_confidence_experiment_scores_the_package_s_confidence_as_evaluate_does(tiny_run, head, tmp_path):
+    run = tiny_run[0]
+    if head == "largest":  # a one-epoch run of the largest head, as tiny_run's
+        config = Run.open(run).config
+        run = tmp_path / "largest"
+        fit(TrainConfig(**{**config.__dict__, "head": "largest"}), run, progress=False)
+    out = run_experiment("confidence_estimates.py", run)
+    assert out.startswith(f"{run}: validation split, ")
+    row = next(line for line in out.splitlines() if line.startswith("flip IoU x (1 - 2 x std): box_confidence"))
+    assert ("detection score" in out) is (head == "largest")
+    # the package's confidence (head.predict, inference.box_confidence) as evaluate scores it on the same photos
+    metrics = tmp_path / "val.json"
+    assert cli_main(["evaluate", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--split", "val", "--quiet",
+                     "--out", str(metrics)]) == 0
+    table = pd.read_csv(metrics.with_suffix(".csv"))
+    kept = table.sort_values("confidence", ascending=False, kind="stable").head(-(-len(table) * 4 // 5))
+    spearman, accuracy, mean_iou = (float(v) for v in row.split()[-3:])
+    assert accuracy == pytest.approx(100 * (kept["iou"] > 0.5).mean(), abs=0.006)
+    assert mean_iou == pytest.approx(100 * kept["iou"].mean(), abs=0.006)
+    expected = table["confidence"].corr(table["iou"], method="spearman")
+    assert (spearman == pytest.approx(expected, abs=6e-4)) if table["confidence"].nunique() > 1 else pd.isna(spearman)
+
+
 def test_zoom_out_tta_maps_a_known_square_and_its_box_back(monkeypatch):
     monkeypatch.syspath_prepend(str(EXPERIMENTS))  # as `python experiments/scale_tta.py` has it
     spec = importlib.util.spec_from_file_location("scale_tta", EXPERIMENTS / "scale_tta.py")

@@ -70,10 +70,11 @@ def test_check_data_writes_its_report_before_printing(synthetic_data, tmp_path, 
 
 @pytest.fixture(scope="module")
 def checkpoint(synthetic_data, tmp_path_factory):
-    """``best.pt`` of a one-epoch run of 40 synthetic photos at 48 px (no pretrained weights)."""
+    """``best.pt`` of a one-epoch run of 40 synthetic photos at 48 px (no pretrained weights; the softargmax
+    head, whose boxes always lie in the photo: the confidences differ from photo to photo)."""
     root = tmp_path_factory.mktemp("cli")
     config = TrainConfig(data=str(synthetic_data / "yolo"), image_size=48, epochs=1, batch_size=8,
-                         backbone="efficientnet_lite0", weights=None, subset=40, workers=0,
+                         backbone="efficientnet_lite0", weights=None, head="softargmax", subset=40, workers=0,
                          cache_dir=str(root / "cache"))
     fit(config, root / "run", progress=False)
     return root / "run" / "checkpoints" / "best.pt"
@@ -114,3 +115,58 @@ def test_predict_never_writes_over_its_inputs_even_with_overwrite(tmp_path, caps
     assert code != 0
     assert "a.png" in capsys.readouterr().err
     assert (photos / "a.png").read_bytes() == before
+
+
+def test_predict_writes_the_confidence_and_flags_the_photos_below_a_threshold(checkpoint, synthetic_data, tmp_path):
+    image = str(synthetic_data / "yolo" / "images" / "animal_001.jpg")
+    plain, flagged = tmp_path / "plain.csv", tmp_path / "flagged.csv"
+    assert cli.main(["predict", "--checkpoint", str(checkpoint), image, "--quiet", "--out", str(plain)]) == 0
+    table = pd.read_csv(plain)
+    assert "flagged" not in table and 0 <= table["confidence"].item() <= 1
+    confidence = table["confidence"].item()  # 3 decimals: 0.01 either side is clearly below or above
+    for threshold, expected in ((confidence + 0.01, True), (confidence - 0.01, False)):
+        assert cli.main(["predict", "--checkpoint", str(checkpoint), image, "--quiet", "--out", str(flagged),
+                         "--overwrite", "--flag-below", f"{threshold:.3f}"]) == 0
+        again = pd.read_csv(flagged)
+        assert again["confidence"].item() == confidence and again["flagged"].item() is expected
+    assert cli.main(["predict", "--checkpoint", str(checkpoint), image, "--flag-below", "high"]) == 2
+
+
+def test_the_validation_threshold_is_the_lowest_confidence_of_the_most_confident_80_percent(checkpoint, tmp_path):
+    import json
+    import math
+
+    run = checkpoint.parent.parent
+    val = tmp_path / "val.json"
+    assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--split", "val", "--quiet", "--out", str(val)]) == 0
+    confidence = pd.read_csv(val.with_suffix(".csv"))["confidence"].sort_values(ascending=False).tolist()
+    image = run.parent / "image.png"
+    from PIL import Image
+    Image.new("RGB", (40, 30), (120, 90, 60)).save(image)
+    out = tmp_path / "predicted.csv"
+    assert cli.main(["predict", "--checkpoint", str(checkpoint), str(image), "--quiet", "--out", str(out),
+                     "--flag-below"]) == 0
+    stored = json.loads((run / "metrics_val_confidence.json").read_text())
+    # 6 validation photos: the 5 (ceil(0.8 x 6)) most confident are kept, the 5th's confidence is the threshold
+    assert (stored["n"], stored["coverage"]) == (6, 0.8)
+    assert stored["threshold"] == pytest.approx(confidence[math.ceil(0.8 * 6) - 1], abs=1e-6)
+    assert pd.read_csv(out)["flagged"].dtype == bool
+    written = (run / "metrics_val_confidence.json").stat().st_mtime_ns
+    assert cli.main(["predict", "--checkpoint", str(checkpoint), str(image), "--quiet", "--out", str(out),
+                     "--overwrite", "--flag-below"]) == 0
+    assert (run / "metrics_val_confidence.json").stat().st_mtime_ns == written  # kept for the same checkpoint
+
+
+def test_review_lists_confident_misses_first_and_draws_them(checkpoint, tmp_path, capsys):
+    run = checkpoint.parent.parent
+    out = tmp_path / "review"
+    assert cli.main(["review", str(run), "--split", "train,val", "--top", "3", "--out", str(out), "--quiet"]) == 0
+    table = pd.read_csv(out / "review.csv")
+    assert len(table) == 28 + 6 and table["rank"].tolist() == list(range(1, 35))  # 40 photos split 70/15/15
+    assert table["disagreement"].tolist() == pytest.approx((table["confidence"] * (1 - table["iou"])).tolist())
+    assert table["disagreement"].is_monotonic_decreasing
+    assert (table["seen_in_training"] == (table["split"] == "train")).all()
+    assert (out / "label_review.jpg").stat().st_size > 0
+    assert "ranked by confidence x (1 - IoU)" in capsys.readouterr().out
+    assert cli.main(["review", str(run), "--out", str(out), "--quiet"]) == 2  # exists: --overwrite to replace it
+    assert cli.main(["review", str(run), "--split", "valid", "--quiet"]) == 2

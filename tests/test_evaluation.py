@@ -1,6 +1,7 @@
 """evaluate_model, predict_files and their guards with a model that always predicts the same box, on
 photos written here: every IoU, baseline and pixel box below is computed by hand."""
 
+import math
 import os
 
 import numpy as np
@@ -18,17 +19,21 @@ SIZE = 32
 
 
 class ConstantModel(torch.nn.Module):
-    """Predicts ``box`` (normalized xyxy) for every image and keeps the batches it was given."""
+    """Predicts ``box`` (normalized xyxy) with the quality ``quality`` for every image and keeps the batches
+    it was given."""
 
-    def __init__(self, box):
+    def __init__(self, box, quality=1.0):
         super().__init__()
         self.box = torch.nn.Parameter(torch.tensor(box, dtype=torch.float32), requires_grad=False)
         self.input_mean, self.input_std, self.backbone_name = MEAN, STD, "constant"
-        self.seen = []
+        self.quality, self.seen = quality, []
 
     def forward(self, x):
         self.seen.append(x.detach().clone())
         return self.box.expand(len(x), 4)
+
+    def predict(self, x):
+        return self(x), torch.full((len(x),), self.quality)
 
 
 def _photo(path, width, height, value=128, orientation=None):
@@ -80,10 +85,16 @@ def test_evaluate_scores_model_and_baselines_by_hand(manifest, tmp_path):
     assert mean_box["intervals"]["acc_50"] == [0.0, 0.0]  # no hit: a constant sample
     assert set(metrics["baselines"]["random_box"]["intervals"]) == {"mean_iou", "acc_50", "acc_75", "acc_50_95"}
     assert metrics["bootstrap"] == {"method": "percentile", "confidence": 0.95, "resamples": 1000, "seed": 0}
-    # the model saw the photos resized to SIZE and normalized: (128 / 255 - 0.5) / 0.25
-    (batch,) = model.seen
-    assert batch.shape == (2, 3, SIZE, SIZE)
+    # the model saw the photos resized to SIZE and normalized: (128 / 255 - 0.5) / 0.25, and mirrored (for the
+    # confidence)
+    batch, mirrored = model.seen
+    assert batch.shape == (2, 3, SIZE, SIZE) and torch.equal(mirrored, batch.flip(-1))
     assert torch.allclose(batch, torch.full_like(batch, (128 / 255 - 0.5) / 0.25), atol=1e-5)
+    # the box and its mirror are the same: flip IoU 1, times the quality 1
+    assert per_image["confidence"].tolist() == [1.0, 1.0]
+    assert metrics["confidence"]["risk_coverage"][0] == {"coverage": 0.5, "photos": 1, "acc_50": 1.0, "mean_iou": 1.0,
+                                                         "min_confidence": 1.0}
+    assert math.isnan(metrics["confidence"]["spearman"])  # a constant confidence ranks nothing
 
 
 def test_evaluate_with_a_given_mean_box_and_every_row(manifest, tmp_path):
@@ -135,6 +146,24 @@ def test_predict_with_flip_tta_averages_boxes_that_agree(tmp_path):
     # [0.1, 0, 0.3, 1] and [0.7, 0, 0.9, 1] do not overlap: the plain box
     table = predict_files(ConstantModel([0.1, 0.0, 0.3, 1.0]), [photo], SIZE, MEAN, STD, tta=True, progress=False)
     assert table[["xmin", "xmax"]].iloc[0].tolist() == pytest.approx([20, 60], abs=1e-4)
+
+
+class BrightnessModel(ConstantModel):
+    """A box that is its own mirror, and the photo's brightness (0..1) as its quality: the confidence."""
+
+    def predict(self, x):
+        return self(x), x.mean(dim=(1, 2, 3)) * STD[0] + MEAN[0]
+
+
+def test_predict_writes_each_photo_s_confidence_and_flags_those_below_a_threshold(tmp_path):
+    files = [_photo(tmp_path / f"{v}.png", 40, 30, value=v) for v in (51, 153, 204)] + [tmp_path / "broken.jpg"]
+    files[-1].write_text("not a photo")
+    model = BrightnessModel([0.25, 0.25, 0.75, 0.75])
+    table = predict_files(model, files, SIZE, MEAN, STD, progress=False, flag_below=0.5)
+    # flip IoU 1 (the box is its own mirror) times the quality: brightness 51 / 255 = 0.2, 0.6, 0.8
+    assert table["confidence"].tolist()[:3] == pytest.approx([0.2, 0.6, 0.8], abs=1e-6)
+    assert table["flagged"].tolist()[:3] == [True, False, False] and pd.isna(table["flagged"][3])
+    assert "flagged" not in predict_files(model, files[:1], SIZE, MEAN, STD, progress=False)
 
 
 def test_predict_draws_the_box_in_red_beside_the_photos(tmp_path):

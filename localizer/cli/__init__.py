@@ -1,4 +1,5 @@
-"""Command line: ``python -m localizer {check-data,train,evaluate,predict,synthetic,run,compare,several-animals} ...``.
+"""Command line: ``python -m localizer {check-data,train,evaluate,predict,synthetic,run,compare,several-animals,
+review} ...``.
 
 Every command prints a clear one-line error (no traceback wall) for bad input and returns a
 non-zero exit code: 2 for unusable data or arguments (:class:`localizer.errors.DataError`, a missing
@@ -9,7 +10,7 @@ before they print, so that a closed pipe costs no file.
 
 The commands live by job: :mod:`~localizer.cli.training` (``check-data``, ``synthetic``, ``train``,
 ``run``), :mod:`~localizer.cli.scoring` (``evaluate``, ``predict``), :mod:`~localizer.cli.analysis`
-(``compare``, ``several-animals``); their shared options in :mod:`~localizer.cli.options`.
+(``compare``, ``several-animals``, ``review``); their shared options in :mod:`~localizer.cli.options`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import sys
 
 from localizer.cli import analysis, scoring, training
-from localizer.cli.analysis import cmd_compare, cmd_several_animals
+from localizer.cli.analysis import cmd_compare, cmd_review, cmd_several_animals
 from localizer.cli.scoring import PIXEL_DECIMALS, _tta, cmd_evaluate, cmd_predict  # noqa: F401 (the CLI's names)
 from localizer.cli.training import cmd_check_data, cmd_run, cmd_synthetic, cmd_train
 from localizer.data.download import DataUnavailableError
@@ -52,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
          analysis.add_compare_args, cmd_compare),
         ("several-animals", "what a run's misses on the photos with several animals are",
          analysis.add_several_animals_args, cmd_several_animals),
+        ("review", "the photos whose label most disagrees with a confident prediction, and their gallery",
+         analysis.add_review_args, cmd_review),
     )
     for name, help_text, add_args, func in commands:
         command = sub.add_parser(name, help=help_text)

@@ -1,5 +1,6 @@
-"""The commands that use a trained model: ``evaluate`` (a split's metrics beside the baselines) and
-``predict`` (boxes of new photos).
+"""The commands that use a trained model: ``evaluate`` (a split's metrics beside the baselines, and how
+well the confidence ranks the boxes) and ``predict`` (boxes of new photos, their confidence, and the photos
+to check).
 
 Each ``cmd_*`` takes the parsed arguments and returns the exit code; each ``add_*_args`` adds the
 command's arguments to its sub-parser (:func:`localizer.cli.build_parser`).
@@ -14,8 +15,10 @@ from pathlib import Path
 from localizer.cli.options import add_format_args, add_inference_args
 
 #: Decimals of the predicted pixel coordinates ``predict`` writes: 0.1 px, below what a box
-#: drawn by hand or a model at a few hundred pixels can mean.
+#: drawn by hand or a model at a few hundred pixels can mean ...
 PIXEL_DECIMALS = 1
+#: ... and of the confidence (in [0, 1]).
+CONFIDENCE_DECIMALS = 3
 
 
 def _is_run_data(args: argparse.Namespace, config) -> bool:
@@ -86,6 +89,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from localizer.engine.evaluation import by_animal_count, evaluate_model, format_metrics
     from localizer.engine.run import load_model
     from localizer.files import write_csv, write_json
+    from localizer.report.results import format_confidence
 
     model, info = load_model(args.checkpoint, args.device)
     tta = _tta(args, info)
@@ -106,6 +110,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     write_csv(per_image, out.with_suffix(".csv"))
     print(f"evaluated on: {what}")
     print(format_metrics(metrics))
+    print(format_confidence(metrics))
     if "n_boxes" in per_image and (per_image["n_boxes"] > 1).any():
         print(f"by animals annotated per photo:\n{by_animal_count(per_image).to_string()}")
     print(f"metrics: {out}")
@@ -117,7 +122,44 @@ def add_predict_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="image files or folders")
     parser.add_argument("--out", type=Path, help="CSV of predictions (default: print)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file and drawings")
-    parser.add_argument("--draw", type=Path, help="folder for images with the box drawn")
+    parser.add_argument("--draw", type=Path, help="folder for images with the box and its confidence drawn")
+    parser.add_argument("--flag-below", nargs="?", const="val", metavar="CONFIDENCE",
+                        help="add a flagged column: the photos whose confidence is below CONFIDENCE, to check by "
+                             "hand; without a number, the threshold chosen on the run's validation split (the "
+                             "lowest confidence of its 80 %% most confident photos; computed once, then kept in "
+                             "RUN/metrics_val_confidence.json)")
+
+
+def _flag_threshold(args: argparse.Namespace) -> tuple[float | None, str]:
+    """``predict --flag-below``: ``(threshold, where it comes from)``, ``(None, "")`` without the option.
+    ``val`` (the option without a number): the run's validation threshold
+    (:func:`localizer.report.confidence.flag_threshold`; the checkpoint must lie in a run folder).
+
+    Raises:
+        localizer.errors.DataError: a value that is neither a number in [0, 1] nor ``val``, or ``val``
+            for a checkpoint outside a run folder.
+    """
+    from localizer.engine.run import Run
+    from localizer.errors import DataError
+    from localizer.report.confidence import flag_threshold
+
+    if args.flag_below is None:
+        return None, ""
+    if args.flag_below != "val":
+        try:
+            value = float(args.flag_below)
+        except ValueError:
+            value = float("nan")
+        if not 0 <= value <= 1:
+            raise DataError("bad-threshold", f"--flag-below takes a confidence in [0, 1] or nothing, got "
+                                             f"{args.flag_below!r}")
+        return value, "given"
+    run = Run.of_checkpoint(args.checkpoint)
+    if run is None:
+        raise DataError("no-validation-split", f"{args.checkpoint} is not in a run folder, whose validation split "
+                                               "would choose the threshold: give --flag-below a number")
+    chosen = flag_threshold(run, Path(args.checkpoint).name, progress=not args.quiet)
+    return chosen["threshold"], f"chosen on the validation split: {chosen['rule']}"
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -134,15 +176,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if existing:
             raise FileExistsError(f"{len(existing)} drawings exist already in {args.draw} (e.g. {existing[0]}); "
                                   "pass --overwrite or another --draw folder")
+    threshold, how = _flag_threshold(args)
     model, info = load_model(args.checkpoint, args.device)
     tta = _tta(args, info)
     table = predict_files(model, files, info["config"].image_size, info["input_mean"], info["input_std"],
-                          tta=tta, draw_dir=args.draw, progress=not args.quiet, numerics=info["numerics"])
-    table = table.round(PIXEL_DECIMALS)
+                          tta=tta, draw_dir=args.draw, progress=not args.quiet, numerics=info["numerics"],
+                          flag_below=threshold)
+    table = table.round(PIXEL_DECIMALS).assign(confidence=table["confidence"].round(CONFIDENCE_DECIMALS))
     if args.out:  # files first, then print
         write_csv(table, args.out)
     print(f"{len(table)} photos, predicted {'with flip TTA' if tta else 'without TTA'}; boxes in pixels "
           "of each original photo (xmin, ymin, xmax, ymax)")
+    if threshold is not None:
+        print(f"flagged: {int(table['flagged'].sum())} photos with a confidence below {threshold:.3f} ({how})")
     if args.out:
         print(f"predictions: {args.out}")
     else:

@@ -20,7 +20,7 @@ from localizer.engine.cache import ImageCache
 from localizer.engine.datasets import CachedBoxDataset, normalized_targets
 from localizer.errors import DataError
 from localizer.engine.inference import predict_dataset
-from localizer.metrics import CONFIDENCE, RESAMPLES, paired_iou, score_intervals, summarize
+from localizer.metrics import CONFIDENCE, RESAMPLES, confidence_summary, paired_iou, score_intervals, summarize
 from localizer.engine.numerics import Numerics
 
 
@@ -62,15 +62,14 @@ def evaluate_model(
     ``numerics``: how the model computes (see :func:`predict_batch`; default float32).
 
     Returns:
-        ``(metrics, per_image)``. ``metrics``: ``mean_iou``, ``acc_50`` (PASCAL VOC criterion,
-        IoU > 0.5), ``acc_75``, ``acc_50_95``, ``n``, ``intervals`` (the 95 % bootstrap interval of each
-        of the four over the scored photos, ``[low, high]``: :func:`localizer.metrics.score_intervals`,
-        seeded with ``seed``), ``split``, ``tta``, ``baselines`` (``mean_box`` and ``random_box``, each
-        with the same keys, on the same images) and ``bootstrap`` (``method``, ``confidence``,
-        ``resamples``, ``seed``).
-        ``per_image``: ``file``, ``path``, ``width``, ``height``, ``n_boxes`` (boxes annotated in the
-        photo, when the manifest has it), ground truth ``xmin..ymax`` and
-        predicted ``pred_xmin..pred_ymax`` (pixels of the original image) and ``iou``.
+        ``(metrics, per_image)``. ``metrics``: ``mean_iou``, ``acc_50`` (PASCAL VOC criterion, IoU > 0.5),
+        ``acc_75``, ``acc_50_95``, ``n``, ``intervals`` (the 95 % bootstrap interval of each of the four over the
+        scored photos, ``[low, high]``: :func:`localizer.metrics.score_intervals`, seeded with ``seed``),
+        ``split``, ``tta``, ``baselines`` (``mean_box`` and ``random_box``, each with the same keys, on the same
+        images), ``bootstrap`` (``method``, ``confidence``, ``resamples``, ``seed``) and ``confidence``
+        (:func:`~localizer.metrics.confidence_summary`). ``per_image``: ``file``, ``path``, ``width``, ``height``,
+        ``n_boxes`` (boxes annotated in the photo, when the manifest has it), ground truth ``xmin..ymax``,
+        predicted ``pred_xmin..pred_ymax`` (pixels of the original image), ``iou``, ``confidence`` (0 to 1).
 
     Raises:
         localizer.errors.DataError: the split has no rows, or no ``mean_box`` is given and the
@@ -81,10 +80,11 @@ def evaluate_model(
         raise DataError("empty-split", f"the manifest has no rows in split {split!r}")
     rows = rows.reset_index(drop=True)
     dataset = CachedBoxDataset(rows, ImageCache(cache_dir, image_size), progress=progress)
-    preds = predict_dataset(model, dataset, mean, std, tta=tta, progress=progress, numerics=numerics)
+    preds, conf = predict_dataset(model, dataset, mean, std, tta=tta, progress=progress, numerics=numerics,
+                                  confidence=True)
     targets = torch.from_numpy(normalized_targets(rows))
     ious = paired_iou(preds, targets)
-    metrics = {**_scores(ious, seed), "split": split, "tta": tta}
+    metrics = {**_scores(ious, seed), "split": split, "tta": tta, "confidence": confidence_summary(ious, conf)}
     if mean_box is None:
         train = manifest[manifest["split"] == "train"]
         if train.empty:
@@ -99,7 +99,7 @@ def evaluate_model(
     per_image = rows[["file", "path", "width", "height", *extra, *BOX_COLUMNS]].copy()
     per_image[[f"pred_{c}" for c in BOX_COLUMNS]] = denormalize_boxes(
         preds.numpy(), rows["width"].to_numpy(), rows["height"].to_numpy())
-    per_image["iou"] = ious.numpy()
+    per_image["iou"], per_image["confidence"] = ious.numpy(), conf.numpy()
     return metrics, per_image
 
 

@@ -4,7 +4,9 @@ Each file is decoded with :func:`localizer.data.imageio.load_rgb` (EXIF-oriented
 training, and its box is returned in pixel xyxy of the oriented original image. A file that cannot
 be read gets a row with its error reason; prediction never stops at a bad file. No output may
 replace an input: :func:`refuse_overwriting_inputs` (called by :func:`predict_files` for the drawings)
-refuses a drawing or a table whose path is one of the photos, however the path is spelt.
+refuses a drawing or a table whose path is one of the photos, however the path is spelt. Each box has
+its confidence (:func:`localizer.engine.inference.box_confidence`), and a photo whose confidence is below a
+given threshold is flagged for a person to check.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from PIL import ImageDraw, ImageFont
 from torchvision.transforms.v2 import functional as F
 from torchvision.utils import draw_bounding_boxes
 
@@ -25,7 +28,9 @@ from localizer.progress import progress_bar
 from localizer.engine.transforms import resize_image
 from localizer.errors import DataError
 
-PREDICTION_COLUMNS = ["file", "xmin", "ymin", "xmax", "ymax", "width", "height", "error"]
+PREDICTION_COLUMNS = ["file", "xmin", "ymin", "xmax", "ymax", "confidence", "width", "height", "error"]
+#: The column :func:`predict_files` adds when given a threshold: True for a photo to check.
+FLAG_COLUMN = "flagged"
 
 
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
@@ -102,6 +107,7 @@ def predict_files(
     draw_dir: Path | str | None = None,
     progress: bool = True,
     numerics=None,
+    flag_below: float | None = None,
 ) -> pd.DataFrame:
     """Predict one box per image file.
 
@@ -113,13 +119,16 @@ def predict_files(
         tta: horizontal-flip test-time augmentation.
         numerics: how the model computes (``info["numerics"]`` of
             :func:`localizer.engine.run.load_model`: as in training); default float32.
-        draw_dir: if given, save each image with its predicted box drawn (red) there, at the path
-            :func:`drawing_paths` gives (the inputs' relative paths mirrored: no two inputs share a
-            drawing).
+        draw_dir: if given, save each image with its predicted box drawn (red) there, its confidence
+            written above it, at the path :func:`drawing_paths` gives (the inputs' relative paths
+            mirrored: no two inputs share a drawing).
+        flag_below: photos whose confidence is below it are ``flagged`` (and "check" on their drawing).
 
     Returns:
         DataFrame with :data:`PREDICTION_COLUMNS`: pixel xyxy in the EXIF-oriented original image,
-        its ``width``/``height``, and ``error`` (``reason: detail``; empty when the prediction is valid).
+        the ``confidence`` in [0, 1], its ``width``/``height``, and ``error`` (``reason: detail``; empty
+        when the prediction is valid); with ``flag_below``, :data:`FLAG_COLUMN` too (boolean, missing for
+        a file that could not be read).
 
     Raises:
         localizer.errors.DataError: a drawing would replace one of ``files``
@@ -140,29 +149,45 @@ def predict_files(
         except ImageLoadError as exc:
             rows.append({"file": str(path), "error": f"{exc.reason}: {exc.detail}"})
         if len(batch) == batch_size or (batch and index == len(files) - 1):
-            rows += _predict_batch_rows(model, batch, mean, std, tta, numerics, drawings)
+            rows += _predict_batch_rows(model, batch, mean, std, tta, numerics, drawings, flag_below)
             batch.clear()
     table = pd.DataFrame(rows, columns=PREDICTION_COLUMNS).astype({"width": "Int64", "height": "Int64"})
+    if flag_below is not None:
+        table[FLAG_COLUMN] = (table["confidence"] < flag_below).astype("boolean").mask(table["confidence"].isna())
     order = {str(p): i for i, p in enumerate(files)}
     return table.sort_values("file", key=lambda s: s.map(order), ignore_index=True)
 
 
-def _predict_batch_rows(model, batch, mean, std, tta, numerics, drawings: dict[str, Path]) -> list[dict]:
+def _predict_batch_rows(model, batch, mean, std, tta, numerics, drawings: dict[str, Path],
+                        flag_below: float | None) -> list[dict]:
     """Rows of :func:`predict_files` for a batch of ``(path, resized uint8 (3, S, S), (width, height),
     original or None)``; each original is drawn at ``drawings[str(path)]``."""
-    preds = predict_batch(model, torch.stack([b[1] for b in batch]), mean, std, tta, numerics).numpy()
+    preds, scores = predict_batch(model, torch.stack([b[1] for b in batch]), mean, std, tta, numerics,
+                                  confidence=True)
     rows = []
-    for (path, _, (width, height), original), pred in zip(batch, preds, strict=True):
+    for (path, _, (width, height), original), pred, score in zip(batch, preds.numpy(), scores.tolist(), strict=True):
         box = denormalize_boxes(pred, width, height)
         rows.append({"file": str(path), "xmin": box[0], "ymin": box[1], "xmax": box[2], "ymax": box[3],
-                     "width": width, "height": height, "error": ""})
+                     "confidence": score, "width": width, "height": height, "error": ""})
         if original is not None:
-            _draw(original, box, drawings[str(path)])
+            label = f"confidence {score:.2f}" + (", check" if flag_below is not None and score < flag_below else "")
+            _draw(original, box, label, drawings[str(path)])
     return rows
 
 
-def _draw(image: torch.Tensor, box: np.ndarray, out: Path) -> None:
+def _draw(image: torch.Tensor, box: np.ndarray, label: str, out: Path) -> None:
+    """Save ``image`` ``(3, H, W)`` uint8 with ``box`` (pixel xyxy) in red and ``label`` in white on red at
+    its top left corner (inside the photo), in a font 1/30 of the photo's longer side high."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    width = max(2, round(max(image.shape[1:]) / 200))
-    drawn = draw_bounding_boxes(image, torch.tensor(box, dtype=torch.float32)[None], colors="red", width=width)
-    F.to_pil_image(drawn).save(out, quality=95)  # quality: JPEG only
+    side = max(image.shape[1:])
+    width = max(2, round(side / 200))
+    drawn = F.to_pil_image(draw_bounding_boxes(image, torch.tensor(box, dtype=torch.float32)[None], colors="red",
+                                               width=width))
+    font = ImageFont.load_default(size=max(10, round(side / 30)))
+    draw = ImageDraw.Draw(drawn)
+    x, y = min(max(box[0], 0), drawn.width - 1), min(max(box[1], 0), drawn.height - 1)
+    y = max(y - (draw.textbbox((x, y), label, font=font)[3] - y), 0)  # above the box, else at the photo's top
+    left, top, right, bottom = draw.textbbox((x, y), label, font=font)
+    draw.rectangle((left - width, top - width, right + width, bottom + width), fill="red")
+    draw.text((x, y), label, fill="white", font=font)
+    drawn.save(out, quality=95)  # quality: JPEG only

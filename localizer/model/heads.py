@@ -4,7 +4,10 @@ Every head has one interface, as torchvision's detection models own their losses
 gives the boxes ``(N, 4)`` and ``head.loss(feature_map, targets)`` gives ``(scalar loss, boxes (N, 4))``
 (the boxes as the head predicts them, for the epoch's IoU), where ``targets`` are ``(N, B, 4)``
 normalized xyxy boxes, the primary box first and rows of zeros as padding
-(:func:`localizer.engine.datasets.box_targets`). The box loss (``loss``, one of
+(:func:`localizer.engine.datasets.box_targets`); ``head.predict(feature_map)`` gives ``(boxes (N, 4),
+quality (N,))``: the boxes of ``head(feature_map)`` and an estimate in [0, 1] of how good each one is, from
+the sharpness of its per-edge distributions (:func:`edge_quality`; 1 for every box of the ``linear``
+head, which has none), for the confidence of :func:`localizer.engine.inference.predict_batch`. The box loss (``loss``, one of
 :data:`localizer.recipe.LOSSES`) and the distribution focal loss's weight (``dfl``) are given to a head
 when it is built (:func:`build_head`, from the recipe).
 
@@ -22,7 +25,7 @@ when it is built (:func:`build_head`, from the recipe).
 * ``largest`` — detect every animal, predict the largest: a per-location part (:class:`DenseHead`,
   FCOS-style: Tian et al., ICCV 2019) is trained on *every* annotated animal (each cell scores, with a
   sigmoid, whether an animal's centre is near it, and predicts that animal's box), and the prediction
-  is the largest box it detects (:func:`choose_largest`): the ground truth is the largest animal, and
+  is the largest box it detects (:func:`~localizer.model.detection.choose_largest`): the ground truth is the largest animal, and
   on a photo with several a head that regresses one box can put it between them or around the group.
   Beside it, a ``softargmax`` head is trained on the primary box; its box is the prediction where no
   cell detects an animal.
@@ -32,33 +35,33 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.ops import batched_nms, box_area, box_iou
 
 from localizer.boxes import cell_boxes, soft_argmax
-from localizer.metrics import sanitize_boxes
+from localizer.model.detection import (ANIMAL_NMS_IOU, ANIMAL_SCORE, LARGEST_AGREEMENT, choose_largest,
+                                       detect_animals, largest_cell, take_cells)
 from localizer.model.losses import animals_loss, box_loss, soft_argmax_loss
 from localizer.recipe import HEADS
 
-__all__ = ["BINS", "HEADS", "REDUCED_CHANNELS", "DenseHead", "LargestHead", "LinearHead", "SoftArgmaxHead",
-           "build_head", "choose_largest", "detect_animals", "soft_argmax"]
+__all__ = ["ANIMAL_NMS_IOU", "ANIMAL_SCORE", "BINS", "HEADS", "LARGEST_AGREEMENT", "REDUCED_CHANNELS", "DenseHead",
+           "LargestHead", "LinearHead", "SoftArgmaxHead", "build_head", "choose_largest", "detect_animals",
+           "edge_quality", "soft_argmax"]
 
 REDUCED_CHANNELS = 64
 BINS = 32
-#: :class:`LargestHead`: a cell whose animal score (a probability) is at least this detects an animal ...
-ANIMAL_SCORE = 0.5
-#: ... the detections of one animal are merged by non-maximum suppression at this IoU (a box overlapping a
-#: better-scored one by more is dropped; a low value can drop the whole animal's larger box in favour of a
-#: better-scored part of it). Chosen on the lion validation split (README, ablation 24;
-#: ``experiments/largest_rule.py``): 0.7 (also Ultralytics YOLO's default) scored 97.25 % accuracy at
-#: IoU > 0.5 and 88.03 % mean IoU, against 96.70 / 87.94 % for 0.5; 0.8 to 1 (no suppression) scored 97.25 to
-#: 97.53 % but a lower mean IoU ...
-ANIMAL_NMS_IOU = 0.7
-#: ... and the soft-argmax box is kept where it overlaps the largest detection with IoU > this; 1: never, the
-#: largest detection is the prediction wherever there is one. Chosen with :data:`ANIMAL_SCORE` on the lion
-#: validation split (README, ablation 21; ``experiments/largest_rule.py``): 1 scored 96.70 % accuracy at
-#: IoU > 0.5 against 96.15 % for 0.5 and 95.05 % for the soft-argmax box alone (with suppression at IoU 0.5,
-#: as then; at 0.7: 97.25 % against 96.70 % for 0.5 and 96.98 % for 0.7).
-LARGEST_AGREEMENT = 1.0
+
+
+def edge_quality(logits: torch.Tensor) -> torch.Tensor:
+    """A box's quality estimate ``(...)`` in [0, 1] from the logits ``(..., 4, K)`` of its four per-edge
+    distributions over the positions ``k / (K - 1)``: 1 - 2 x the mean over the edges of each softmax
+    distribution's standard deviation (normalized units; 0.5 is the most a distribution on [0, 1] can have,
+    half its mass at each end), so 1 for four one-hot edges. A sharp distribution is a well-located edge:
+    Li et al., "Generalized Focal Loss V2", CVPR 2021, read a box's localization quality off the same
+    distributions (their top-k probabilities). Computed in float32."""
+    probs = logits.float().softmax(dim=-1)
+    positions = torch.linspace(0.0, 1.0, logits.shape[-1], device=logits.device)
+    mean = (probs * positions).sum(dim=-1, keepdim=True)
+    std = (probs * (positions - mean) ** 2).sum(dim=-1).clamp_min(0).sqrt()
+    return 1 - 2 * std.mean(dim=-1)
 
 
 class LinearHead(nn.Sequential):
@@ -80,6 +83,11 @@ class LinearHead(nn.Sequential):
         """``(scalar loss, boxes (N, 4))`` for ``targets`` ``(N, B, 4)`` (see the module docstring)."""
         boxes = self(feature_map)
         return box_loss(self.loss_name, boxes.float(), targets[:, 0]), boxes
+
+    def predict(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(boxes (N, 4), quality (N,))``: a linear head has no estimate of its box's quality: 1 for all."""
+        boxes = self(feature_map)
+        return boxes, torch.ones(len(boxes), device=boxes.device)
 
 
 def _check_grid(head: nn.Module, feature_map: torch.Tensor) -> None:
@@ -127,6 +135,12 @@ class SoftArgmaxHead(nn.Module):
     def loss(self, feature_map: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(scalar loss, boxes (N, 4))`` for ``targets`` ``(N, B, 4)`` (see the module docstring)."""
         return soft_argmax_loss(self.loss_name, self.outputs(feature_map), targets[:, 0], self.dfl)
+
+    def predict(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(boxes (N, 4), quality (N,))``: the boxes of :meth:`forward` and the :func:`edge_quality` of their
+        per-edge distributions."""
+        logits = self.outputs(feature_map)
+        return soft_argmax(logits), edge_quality(logits)
 
 
 class DenseHead(nn.Module):
@@ -211,6 +225,15 @@ class LargestHead(nn.Module):
         box_logits, cell_logits, cell_scores = self.outputs(feature_map)
         return choose_largest(soft_argmax(box_logits), self.animals.boxes(cell_logits), cell_scores)
 
+    def predict(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(boxes (N, 4), quality (N,))``: the boxes of :meth:`forward` and the :func:`edge_quality` of the
+        distributions they were read from: the chosen cell's four distances
+        (:func:`~localizer.model.detection.largest_cell`), or the soft-argmax part's edges."""
+        box_logits, cell_logits, cell_scores = self.outputs(feature_map)
+        box, cells = soft_argmax(box_logits), self.animals.boxes(cell_logits)
+        cell = largest_cell(box, cells, cell_scores)
+        return take_cells(box, cells, cell), take_cells(edge_quality(box_logits), edge_quality(cell_logits), cell)
+
     def loss(self, feature_map: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(scalar loss, boxes (N, 4))`` for ``targets`` ``(N, B, 4)``, every animal's box (see the module
         docstring); the boxes are :func:`choose_largest`'s, as :meth:`forward` predicts."""
@@ -218,50 +241,6 @@ class LargestHead(nn.Module):
         loss, box = soft_argmax_loss(self.loss_name, box_logits, targets[:, 0], self.dfl)
         loss = loss + animals_loss(self.loss_name, cell_logits, cell_scores, self.animals.centres, targets, self.dfl)
         return loss, choose_largest(box.detach(), self.animals.boxes(cell_logits.detach()), cell_scores)
-
-
-def _detections(cell_boxes: torch.Tensor, cell_scores: torch.Tensor, score: float, nms_iou: float
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(boxes (D, 4), image (D,))``: every detection of the batch (see :func:`detect_animals`), sorted by
-    image and, within an image, best scored first; one :func:`torchvision.ops.batched_nms` per batch."""
-    probs = cell_scores.detach().float().sigmoid()
-    image, cell = (probs >= score).nonzero(as_tuple=True)
-    boxes, probs = cell_boxes.detach().float()[image, cell], probs[image, cell]
-    keep = batched_nms(boxes, probs, image, nms_iou)  # best scored first, over the whole batch
-    keep = keep[torch.sort(image[keep], stable=True).indices]
-    return boxes[keep], image[keep]
-
-
-def detect_animals(cell_boxes: torch.Tensor, cell_scores: torch.Tensor, score: float = ANIMAL_SCORE,
-                   nms_iou: float = ANIMAL_NMS_IOU) -> list[torch.Tensor]:
-    """The animals each photo's cells detect: per image, the boxes ``(D, 4)`` (normalized xyxy, best
-    scored first) of the cells whose sigmoid score is >= ``score``, after non-maximum suppression at
-    ``nms_iou`` within the image (:func:`torchvision.ops.batched_nms`). From ``cell_boxes`` ``(N, L, 4)``
-    and ``cell_scores`` ``(N, L)`` (logits)."""
-    boxes, image = _detections(cell_boxes, cell_scores, score, nms_iou)
-    return list(boxes.split(torch.bincount(image, minlength=len(cell_scores)).tolist()))
-
-
-def choose_largest(box: torch.Tensor, cell_boxes: torch.Tensor, cell_scores: torch.Tensor,
-                   score: float = ANIMAL_SCORE, nms_iou: float = ANIMAL_NMS_IOU,
-                   agreement: float = LARGEST_AGREEMENT) -> torch.Tensor:
-    """:class:`LargestHead`'s prediction ``(N, 4)``: the largest (by area; ties: the best scored) of the
-    animals :func:`detect_animals` finds, except where it overlaps the soft-argmax ``box`` ``(N, 4)`` with
-    IoU > ``agreement`` (never with the default 1: see :data:`LARGEST_AGREEMENT`); a photo with no
-    detection keeps ``box``. (Gradients flow through ``box`` only.)"""
-    found, image = _detections(cell_boxes, cell_scores, score, nms_iou)
-    n, count = len(box), len(found)
-    area = box_area(found)
-    most = area.new_full((n,), -1.0).scatter_reduce(0, image, area, "amax")
-    candidates = torch.where(area == most[image], torch.arange(count, device=area.device), count)
-    first = candidates.new_full((n,), count).scatter_reduce(0, image, candidates, "amin")  # (N,): index or count
-    rows = (first < count).nonzero().flatten()
-    largest = found[first[rows]]
-    overlap = box_iou(sanitize_boxes(box[rows].detach().float()), largest).diagonal()
-    rows, largest = rows[overlap <= agreement], largest[overlap <= agreement]
-    out = box.clone()
-    out[rows] = largest.to(out.dtype)
-    return out
 
 
 def build_head(name: str, num_features: int, grid: tuple[int, int], dropout: float, loss: str = "smooth_l1",

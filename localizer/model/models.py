@@ -129,6 +129,11 @@ class BoxRegressor(nn.Module):
         """
         return self.head(self.feature_map(x))
 
+    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The boxes of :meth:`forward` ``(N, 4)`` and the head's estimate of their quality ``(N,)`` in
+        [0, 1] (``head.predict``: :mod:`localizer.model.heads`), for images ``x`` as :meth:`forward` takes them."""
+        return self.head.predict(self.feature_map(x))
+
     def loss(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The head's training loss on a batch, and its boxes as it predicts them.
 

@@ -200,10 +200,10 @@ def curves_caption(config: TrainConfig, history: pd.DataFrame) -> str:
 
 def readable_per_image(per_image: pd.DataFrame) -> pd.DataFrame:
     """A per-image evaluation table for reading: without the ``path`` column, pixel coordinates to
-    0.1 px (as ``predict`` writes them), IoU to 3 decimals."""
+    0.1 px (as ``predict`` writes them), IoU, confidence and a review's disagreement to 3 decimals."""
     table = pd.DataFrame(per_image).drop(columns=["path"], errors="ignore")
     pixels = [c for c in table.columns if c.endswith(("xmin", "ymin", "xmax", "ymax"))]
-    return table.round({**dict.fromkeys(pixels, 1), "iou": 3})
+    return table.round({**dict.fromkeys(pixels, 1), **dict.fromkeys(["iou", "confidence", "disagreement"], 3)})
 
 
 def readable_history(history: pd.DataFrame) -> pd.DataFrame:

@@ -1,5 +1,5 @@
 """Figures of the course report, with matplotlib and seaborn only: the charts here (training
-curves, IoU histogram), the photo grids in :mod:`localizer.report.photos`, offered here too, so that
+curves, IoU histogram, risk-coverage curve), the photo grids in :mod:`localizer.report.photos`, offered here too, so that
 notebooks import one module.
 
 Every function returns the :class:`matplotlib.figure.Figure` it drew and, when ``path`` is given,
@@ -27,6 +27,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from localizer.metrics import COVERAGES, risk_coverage
 from localizer.report.photos import (  # noqa: F401  (the photo grids, offered here under the same names)
     GID_GT, GID_PRED, plot_rows, plot_samples, save_figure, show)
 
@@ -41,6 +42,8 @@ FIGURE_NAMES = {
 #: ``gid`` of the chart lines tests and readers may look up: learning-rate drops, the mean IoU, the
 #: threshold and the best epoch.
 GID_LR_DROP, GID_MEAN, GID_THRESHOLD, GID_BEST = "lr_drop", "mean_iou", "threshold", "best_epoch"
+#: ``gid`` of the risk-coverage curves: accuracy at IoU > 0.5 and mean IoU of the most confident photos.
+GID_ACCURACY, GID_COVERED_IOU = "covered_accuracy", "covered_mean_iou"
 
 _COLORS = {"train": "tab:blue", "val": "tab:orange"}
 
@@ -177,5 +180,42 @@ def plot_iou_histogram(ious, threshold: float = 0.5, path: Path | str | None = N
            title=f"{title} (n = {ious.size:,})")
     ax.legend(loc="upper left")
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_risk_coverage(per_image: pd.DataFrame, path: Path | str | None = None, marks=COVERAGES,
+                       title: str = "The most confident photos, test split") -> Figure:
+    """The risk-coverage curve (Geifman & El-Yaniv, "Selective Classification for Deep Neural Networks",
+    NeurIPS 2017): the accuracy at IoU > 0.5 (PASCAL VOC criterion) and the mean IoU of the most confident
+    ``k`` photos, for every ``k``, against their share of all photos.
+
+    Args:
+        per_image: rows with ``iou`` and ``confidence`` (:func:`localizer.engine.evaluation.evaluate_model`).
+        path: save the figure here as PNG.
+        marks: coverages marked with a dot and their accuracy (the risk-coverage table's rows).
+        title: axes title (the number of photos is added).
+
+    Returns:
+        A figure with 1 axes: both curves in percent (``gid`` :data:`GID_ACCURACY`, :data:`GID_COVERED_IOU`)
+        over the share kept, 0-100 %, most confident first; the accuracy at each mark labelled.
+    """
+    iou, confidence = per_image["iou"].to_numpy(np.float64), per_image["confidence"].to_numpy(np.float64)
+    n = len(iou)
+    curve = risk_coverage(iou, confidence, np.arange(1, n + 1) / n) * 100
+    points = risk_coverage(iou, confidence, marks) * 100
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    ax.plot(curve["coverage"], curve["acc_50"], color="tab:blue", gid=GID_ACCURACY,
+            label="accuracy at IoU > 0.5 (PASCAL VOC)")
+    ax.plot(curve["coverage"], curve["mean_iou"], color="tab:orange", gid=GID_COVERED_IOU, label="mean IoU")
+    ax.scatter(points["coverage"], points["acc_50"], color="tab:blue", zorder=3)
+    for coverage, accuracy in zip(points["coverage"], points["acc_50"]):
+        ax.annotate(f"{accuracy:.1f} %", (coverage, accuracy), xytext=(0, 6), textcoords="offset points",
+                    ha="center", fontsize=9, color="tab:blue")
+    ax.set(xlim=(0, 101), xlabel="photos kept, the most confident first (%)", ylabel="%",
+           title=f"{title} (n = {n:,})")
+    ax.set_ylim(top=max(101.5, ax.get_ylim()[1]))
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return save_figure(fig, path)

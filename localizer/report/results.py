@@ -1,5 +1,6 @@
 """A run's test results as notebook 04 shows them: its best checkpoint scored on a split beside the
-two baselines, in one call (:func:`evaluate_run`), and saved beside it in the run folder.
+two baselines, in one call (:func:`evaluate_run`), and saved beside it in the run folder; and how well
+the confidence of each box ranks them (:func:`confidence_table`, :func:`format_confidence`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pandas as pd
 from localizer.data.download import display_path
 from localizer.engine.evaluation import evaluate_model, format_metrics
 from localizer.engine.run import Run
+from localizer.errors import DataError
 from localizer.files import write_csv, write_json
 
 
@@ -38,11 +40,44 @@ class RunResults:
         and of the accuracy at IoU > 0.5 (:func:`localizer.engine.evaluation.format_metrics`)."""
         return format_metrics(self.metrics)
 
+    @property
+    def confidence_table(self) -> pd.DataFrame:
+        """How well the confidence ranks the boxes: the risk-coverage table (:func:`confidence_table`)."""
+        return confidence_table(self.metrics)
+
     def save(self, folder: str | Path) -> list[Path]:
         """Write ``metrics.json`` and ``per_image_<split>.csv`` into ``folder`` (atomically); returns their paths."""
         folder = Path(folder)
         return [write_json(folder / "metrics.json", self.metrics),
                 write_csv(self.per_image, folder / f"per_image_{self.metrics['split']}.csv")]
+
+
+def confidence_table(metrics: dict) -> pd.DataFrame:
+    """The risk-coverage table of ``metrics`` (``metrics["confidence"]`` of
+    :func:`localizer.engine.evaluation.evaluate_model`) for reading: one row per coverage,
+    ``most confident`` (e.g. ``80 %``), ``photos``, ``acc IoU>0.5 %``, ``mean IoU %`` (2 decimals) and
+    ``lowest confidence`` (3 decimals).
+
+    Raises:
+        DataError: ``metrics`` without a confidence (a metrics JSON of an older version).
+    """
+    if "confidence" not in metrics:
+        raise DataError("no-confidence", "these metrics have no confidence (written by an older version: "
+                                         "evaluate the checkpoint again)")
+    table = pd.DataFrame(metrics["confidence"]["risk_coverage"])
+    return pd.DataFrame({"most confident": [f"{100 * c:g} %" for c in table["coverage"]],
+                         "photos": table["photos"].astype(int),
+                         "acc IoU>0.5 %": (100 * table["acc_50"]).round(2),
+                         "mean IoU %": (100 * table["mean_iou"]).round(2),
+                         "lowest confidence": table["min_confidence"].round(3)}).set_index("most confident")
+
+
+def format_confidence(metrics: dict) -> str:
+    """Spearman's correlation of confidence and IoU and :func:`confidence_table` as text, with the split
+    and the number of photos."""
+    rho = metrics["confidence"]["spearman"]
+    return (f"confidence vs IoU ({metrics['split']} split, n = {metrics['n']}): Spearman {rho:.3f}; the most "
+            f"confident photos (risk-coverage):\n{confidence_table(metrics).to_string()}")
 
 
 def evaluate_run(run: Run, split: str = "test", which: str = "best.pt", progress: bool = True) -> RunResults:

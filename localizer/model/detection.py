@@ -1,0 +1,92 @@
+"""Which animals the ``largest`` head's cells detect and which of them it predicts
+(:class:`localizer.model.heads.LargestHead`): every cell scoring at least :data:`ANIMAL_SCORE` detects
+an animal, the detections of one animal are merged by non-maximum suppression, and the largest one is
+the prediction (:func:`choose_largest`; :func:`largest_cell` says which cell's box it is).
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.ops import batched_nms, box_area, box_iou
+
+from localizer.metrics import sanitize_boxes
+
+#: :class:`~localizer.model.heads.LargestHead`: a cell whose animal score (a probability) is at least this detects an animal ...
+ANIMAL_SCORE = 0.5
+#: ... the detections of one animal are merged by non-maximum suppression at this IoU (a box overlapping a
+#: better-scored one by more is dropped; a low value can drop the whole animal's larger box in favour of a
+#: better-scored part of it). Chosen on the lion validation split (README, ablation 24;
+#: ``experiments/largest_rule.py``): 0.7 (also Ultralytics YOLO's default) scored 97.25 % accuracy at
+#: IoU > 0.5 and 88.03 % mean IoU, against 96.70 / 87.94 % for 0.5; 0.8 to 1 (no suppression) scored 97.25 to
+#: 97.53 % but a lower mean IoU ...
+ANIMAL_NMS_IOU = 0.7
+#: ... and the soft-argmax box is kept where it overlaps the largest detection with IoU > this; 1: never, the
+#: largest detection is the prediction wherever there is one. Chosen with :data:`ANIMAL_SCORE` on the lion
+#: validation split (README, ablation 21; ``experiments/largest_rule.py``): 1 scored 96.70 % accuracy at
+#: IoU > 0.5 against 96.15 % for 0.5 and 95.05 % for the soft-argmax box alone (with suppression at IoU 0.5,
+#: as then; at 0.7: 97.25 % against 96.70 % for 0.5 and 96.98 % for 0.7).
+LARGEST_AGREEMENT = 1.0
+
+
+
+def _detections(cell_boxes: torch.Tensor, cell_scores: torch.Tensor, score: float, nms_iou: float
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(boxes (D, 4), image (D,), cell (D,))``: every detection of the batch (see :func:`detect_animals`)
+    and the cell it comes from, sorted by image and, within an image, best scored first; one
+    :func:`torchvision.ops.batched_nms` per batch."""
+    probs = cell_scores.detach().float().sigmoid()
+    image, cell = (probs >= score).nonzero(as_tuple=True)
+    boxes, probs = cell_boxes.detach().float()[image, cell], probs[image, cell]
+    keep = batched_nms(boxes, probs, image, nms_iou)  # best scored first, over the whole batch
+    keep = keep[torch.sort(image[keep], stable=True).indices]
+    return boxes[keep], image[keep], cell[keep]
+
+
+def detect_animals(cell_boxes: torch.Tensor, cell_scores: torch.Tensor, score: float = ANIMAL_SCORE,
+                   nms_iou: float = ANIMAL_NMS_IOU) -> list[torch.Tensor]:
+    """The animals each photo's cells detect: per image, the boxes ``(D, 4)`` (normalized xyxy, best
+    scored first) of the cells whose sigmoid score is >= ``score``, after non-maximum suppression at
+    ``nms_iou`` within the image (:func:`torchvision.ops.batched_nms`). From ``cell_boxes`` ``(N, L, 4)``
+    and ``cell_scores`` ``(N, L)`` (logits)."""
+    boxes, image, _ = _detections(cell_boxes, cell_scores, score, nms_iou)
+    return list(boxes.split(torch.bincount(image, minlength=len(cell_scores)).tolist()))
+
+
+def largest_cell(box: torch.Tensor, cell_boxes: torch.Tensor, cell_scores: torch.Tensor,
+                 score: float = ANIMAL_SCORE, nms_iou: float = ANIMAL_NMS_IOU,
+                 agreement: float = LARGEST_AGREEMENT) -> torch.Tensor:
+    """``(N,)`` long: per photo, the cell (index into ``L``) whose box :func:`choose_largest` predicts, the
+    largest (by area; ties: the best scored) of the animals :func:`detect_animals` finds; -1 where it keeps
+    the soft-argmax ``box`` ``(N, 4)``: a photo with no detection, or one whose largest detection overlaps
+    ``box`` with IoU > ``agreement`` (never with the default 1: see :data:`LARGEST_AGREEMENT`).
+    ``cell_boxes`` ``(N, L, 4)``, ``cell_scores`` ``(N, L)`` logits."""
+    found, image, cells = _detections(cell_boxes, cell_scores, score, nms_iou)
+    n, count = len(box), len(found)
+    area = box_area(found)
+    most = area.new_full((n,), -1.0).scatter_reduce(0, image, area, "amax")
+    candidates = torch.where(area == most[image], torch.arange(count, device=area.device), count)
+    first = candidates.new_full((n,), count).scatter_reduce(0, image, candidates, "amin")  # (N,): index or count
+    rows = (first < count).nonzero().flatten()
+    overlap = box_iou(sanitize_boxes(box[rows].detach().float()), found[first[rows]]).diagonal()
+    chosen = torch.full((n,), -1, dtype=torch.long, device=box.device)
+    chosen[rows[overlap <= agreement]] = cells[first[rows[overlap <= agreement]]]
+    return chosen
+
+
+def take_cells(values: torch.Tensor, cell_values: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """``values`` ``(N, ...)`` with row ``i`` replaced by ``cell_values[i, cell[i]]`` (``cell_values``
+    ``(N, L, ...)``, detached) where ``cell[i]`` >= 0 (:func:`largest_cell`); gradients flow through
+    ``values`` only."""
+    out = values.clone()
+    rows = (cell >= 0).nonzero().flatten()
+    out[rows] = cell_values.detach()[rows, cell[rows]].to(out.dtype)
+    return out
+
+
+def choose_largest(box: torch.Tensor, cell_boxes: torch.Tensor, cell_scores: torch.Tensor,
+                   score: float = ANIMAL_SCORE, nms_iou: float = ANIMAL_NMS_IOU,
+                   agreement: float = LARGEST_AGREEMENT) -> torch.Tensor:
+    """:class:`~localizer.model.heads.LargestHead`'s prediction ``(N, 4)``: the box of the cell
+    :func:`largest_cell` chooses, the largest detected animal, or the soft-argmax ``box`` ``(N, 4)`` where
+    it chooses none. (Gradients flow through ``box`` only.)"""
+    return take_cells(box, cell_boxes.float(), largest_cell(box, cell_boxes, cell_scores, score, nms_iou, agreement))
