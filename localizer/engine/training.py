@@ -228,9 +228,9 @@ def _finished_lines(run: Run, session: _Session) -> list[str]:
     re-executed on a finished run, such as the published report, still shows how it trained)."""
     best, plan = best_row(session.history), session.plan
     minutes = sum(row["seconds"] for row in session.history) / 60
-    return [f"{run.folder}: trained already ({session.epoch}/{plan.epochs} epochs, {plan.updates} updates, in "
-            f"{minutes:.1f} min, best validation IoU {best['val_iou']:.3f} at epoch {best['epoch']}); "
-            f"nothing to train. Its training log, from {run.folder / 'history.csv'}:",
+    return [f"run {run.folder.name!r}: trained already ({session.epoch}/{plan.epochs} epochs, {plan.updates} updates, "
+            f"in {minutes:.1f} min, best validation IoU {best['val_iou']:.3f} at epoch {best['epoch']}); "
+            "nothing to train. Its training log, from its history.csv:",
             *(epoch_line(row, plan) for row in session.history)]
 
 
