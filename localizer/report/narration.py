@@ -148,8 +148,8 @@ def describe_split(config: TrainConfig) -> str:
     subset = (f" of a seeded sample of at most {config.subset} usable images (`subset = {config.subset}`)"
               if config.subset else " of all usable images")
     if config.split == "export":
-        return (f"**This run** keeps the split the export came with (`split = \"export\"`): its train / valid / "
-                f"test folders" + (f", in a seeded sample of at most {config.subset} usable images" if config.subset else "")
+        return ("**This run** keeps the split the export came with (`split = \"export\"`): its train / valid / "
+                "test folders" + (f", in a seeded sample of at most {config.subset} usable images" if config.subset else "")
                 + ".")
     shares = " / ".join(f"{share:.0%}" for share in config.fractions)
     return f"**This run**: train / validation / test = {shares}{subset}, with `seed = {config.seed}`."
