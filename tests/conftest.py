@@ -30,7 +30,7 @@ def require_shared_data(path: Path = SHARED_DATA) -> Path:
     if os.environ.get(REQUIRE_REAL_DATA) == "1":
         pytest.fail(f"real data {path} is missing and {REQUIRE_REAL_DATA}=1 requires it", pytrace=False)
     pytest.skip(f"real data not run: {path} is missing (the lion and Oxford-IIIT Pet sample photos lie "
-                f"there only in the project's CI; set {REQUIRE_REAL_DATA}=1 to require them)")
+                f"there where the course provides them beside the clone, and in CI; set {REQUIRE_REAL_DATA}=1 to require them)")
 
 
 @pytest.fixture(scope="session")

@@ -72,6 +72,13 @@ def test_readme_is_short_and_no_line_outside_code_is_long():
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_no_placeholder_is_left(page):
+    """A line that is one upper-case token (``OXFORD_ROWS``) is a template placeholder never filled in."""
+    prose = FENCE.sub("", page.read_text(encoding="utf-8"))
+    assert re.findall(r"^[A-Z][A-Z0-9]*_[A-Z0-9_]+$", prose, re.M) == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_every_relative_link_resolves(page):
     broken = []
     for target in LINK.findall(page.read_text(encoding="utf-8")):
