@@ -268,23 +268,21 @@ def recipe_for(profile: str = "report", **values) -> TrainConfig:
 
 
 def updates_per_epoch(n_train: int, batch_size: int) -> int:
-    """Optimizer updates in one epoch of ``n_train`` training photos: ``ceil(n_train / batch_size)``
-    (the training loader keeps the last, smaller batch: ``drop_last=False`` in
-    :func:`localizer.engine.datasets.make_loader`). E.g. 1,698 photos in batches of 32: 54."""
+    """Optimizer updates in one epoch of ``n_train`` training photos, ``ceil(n_train / batch_size)``: the loader keeps
+    the last, smaller batch (``drop_last=False``, :func:`localizer.engine.datasets.make_loader`). 1,698 in 32s: 54."""
     return -(-n_train // batch_size)
 
 
 def epochs_for(config: TrainConfig, n_train: int) -> int:
     """The epochs a run of ``config`` trains on ``n_train`` training photos.
 
-    ``config.epochs`` when ``config.steps`` is None; else the whole number of epochs nearest to
-    ``steps / updates_per_epoch(n_train, batch_size)`` (halves up), clipped to
-    ``[min_epochs, max_epochs]``. A schedule defined in optimizer updates, as detection frameworks
-    define theirs (Detectron2's ``SOLVER.MAX_ITER``, MMDetection's ``IterBasedTrainLoop``), gives a
-    few hundred photos as many updates as a few thousand, and the ceiling bounds the time of a large
-    data set. Whole epochs keep the history, the validation and the checkpoints per epoch. E.g.
-    ``quick`` (700 updates, 4-100 epochs, batch 32): 1,698 photos, 54 updates per epoch -> 13 epochs
-    (702 updates); 140 photos, 5 per epoch -> 140, clipped to 100; 5,173 photos, 162 per epoch -> 4.
+    ``config.epochs`` when ``config.steps`` is None; else the epochs of :func:`updates_per_epoch` nearest to
+    ``steps`` (:func:`nearest_epochs`), clipped to ``[min_epochs, max_epochs]``. A schedule defined in optimizer
+    updates, as detection frameworks define theirs (Detectron2's ``SOLVER.MAX_ITER``, MMDetection's
+    ``IterBasedTrainLoop``), gives a few hundred photos as many updates as a few thousand, and the ceiling
+    bounds the time of a large data set. Whole epochs keep the history, the validation and the checkpoints
+    per epoch. E.g. ``quick`` (700 updates, 4-100 epochs, batch 32): 1,698 photos, 54 updates per epoch ->
+    13 epochs (702 updates); 140 photos, 5 per epoch -> 140, clipped to 100; 5,173 photos, 162 -> 4.
 
     Raises:
         ValueError: ``n_train`` < 1 with ``steps`` set (no epoch of nothing).
@@ -293,6 +291,10 @@ def epochs_for(config: TrainConfig, n_train: int) -> int:
         return config.epochs
     if n_train < 1:
         raise ValueError(f"steps={config.steps}: no training photos to count epochs of (n_train={n_train})")
-    per_epoch = updates_per_epoch(n_train, config.batch_size)
-    nearest = (2 * config.steps + per_epoch) // (2 * per_epoch)  # round(steps / per_epoch), halves up
+    nearest = nearest_epochs(config.steps, updates_per_epoch(n_train, config.batch_size))
     return max(config.min_epochs, min(nearest, config.max_epochs or nearest))
+
+
+def nearest_epochs(steps: int, per_epoch: int) -> int:
+    """``round(steps / per_epoch)`` with halves up (2.5 epochs are 3; Python's ``round`` gives 2), unclipped."""
+    return (2 * steps + per_epoch) // (2 * per_epoch)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import fit
 
-from localizer.engine.schedule import TrainingPlan, make_scheduler, plan_for, training_plan
+from localizer.engine.schedule import TrainingPlan, make_scheduler, plan_for
 from localizer.engine.run import Run
 from localizer.errors import ConfigError
 from localizer.recipe import TrainConfig, epochs_for, recipe_for, updates_per_epoch
@@ -129,7 +129,8 @@ def test_a_run_in_updates_records_its_plan_and_resumes_with_it(synthetic_data, t
     assert last["scheduler"]["T_max"] == 3  # the cosine runs over the plan's epochs, not config.epochs (40)
     saved = json.loads((folder / "config.json").read_text())
     assert (saved["steps"], saved["epochs"]) == (10, 40)  # the recipe as given
-    assert training_plan(Run.open(folder)) == TrainingPlan(3, 4, 12, 28)
+    run = Run.open(folder)
+    assert plan_for(run.config, run.manifest, last) == TrainingPlan(3, 4, 12, 28)
 
     history = fit(config, folder, resume=True)
     assert history["epoch"].tolist() == [1, 2, 3] and history["step"].tolist() == [4, 8, 12]

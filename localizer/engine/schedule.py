@@ -14,9 +14,8 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 import torch
 
-from localizer.engine.checkpoints import LAST, load_checkpoint
 from localizer.errors import ConfigError
-from localizer.recipe import SCHEDULES, TrainConfig, epochs_for, updates_per_epoch
+from localizer.recipe import SCHEDULES, TrainConfig, epochs_for, nearest_epochs, updates_per_epoch
 
 
 @dataclass(frozen=True)
@@ -68,21 +67,14 @@ def describe_plan(config: TrainConfig, plan: TrainingPlan) -> str:
     photos = f"on {plan.n_train:,} training photos in batches of {config.batch_size}"
     if config.steps is None:
         return length + f"epochs={config.epochs}, {photos})"
-    wanted = config.steps / plan.updates_per_epoch
-    if wanted < config.min_epochs - 0.5 and plan.epochs == config.min_epochs:
+    wanted, nearest = config.steps / plan.updates_per_epoch, nearest_epochs(config.steps, plan.updates_per_epoch)
+    if nearest < config.min_epochs and plan.epochs == config.min_epochs:
         why = f"raised to the floor min_epochs={config.min_epochs}"
-    elif config.max_epochs is not None and wanted >= config.max_epochs + 0.5 and plan.epochs == config.max_epochs:
+    elif config.max_epochs is not None and nearest > config.max_epochs and plan.epochs == config.max_epochs:
         why = f"capped at the ceiling max_epochs={config.max_epochs}"
     else:
         why = "rounded to whole epochs"
     return length + f"the recipe asks for {config.steps:,}, steps={config.steps}, {photos}: {wanted:.1f} epochs, {why})"
-
-
-def training_plan(run) -> TrainingPlan:
-    """The plan of a :class:`localizer.engine.run.Run`: the one its ``last.pt`` records when it has
-    trained, else the one its recipe and manifest give (:func:`plan_for`)."""
-    last = run.checkpoints / LAST
-    return plan_for(run.config, run.manifest, load_checkpoint(last) if last.is_file() else None)
 
 
 def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, epochs: int):
