@@ -34,7 +34,8 @@ from localizer.boxes import hflip_boxes
 from localizer.engine.inference import box_confidence, fuse_flip
 from localizer.metrics import paired_iou, risk_coverage, sanitize_boxes, spearman
 from localizer.model.detection import largest_cell, take_cells
-from localizer.model.heads import LargestHead, edge_quality, soft_argmax
+from localizer.boxes import soft_argmax
+from localizer.model.heads import LargestHead, edge_quality
 
 TOP_K = 4  # GFL V2's k
 

@@ -3,11 +3,11 @@
 On a run's **validation** split (never the test split: this chooses the rule), for a run of the
 ``largest`` head (:class:`localizer.model.heads.LargestHead`), prints mean IoU and accuracy at IoU > 0.5
 (PASCAL VOC criterion), over all photos and over those with one and with several annotated animals,
-for the soft-argmax box alone and :func:`localizer.model.heads.choose_largest` at several animal-score
+for the soft-argmax box alone and :func:`localizer.model.detection.choose_largest` at several animal-score
 thresholds and agreement IoUs: the largest detected animal, or the soft-argmax box where the two
-agree (the head predicts with :data:`localizer.model.heads.ANIMAL_SCORE` and
-:data:`localizer.model.heads.LARGEST_AGREEMENT`); and the largest detection at several non-maximum suppression
-IoUs (:data:`localizer.model.heads.ANIMAL_NMS_IOU`; the other rows use the head's). With flip
+agree (the head predicts with :data:`localizer.model.detection.ANIMAL_SCORE` and
+:data:`localizer.model.detection.LARGEST_AGREEMENT`); and the largest detection at several non-maximum suppression
+IoUs (:data:`localizer.model.detection.ANIMAL_NMS_IOU`; the other rows use the head's). With flip
 test-time augmentation as the run's recipe says, fused as ``evaluate`` fuses it
 (:func:`localizer.engine.inference.fuse_flip`); and, instead of fusing the two views' boxes, the largest of
 the detections of both views pooled (one non-maximum suppression over both; where neither detects an
@@ -22,7 +22,8 @@ import torch
 from common import describe_split, predict_views, score_table, validation_run
 
 from localizer.boxes import hflip_boxes
-from localizer.model.heads import ANIMAL_SCORE, choose_largest, soft_argmax
+from localizer.boxes import soft_argmax
+from localizer.model.detection import ANIMAL_SCORE, choose_largest
 from localizer.engine.inference import fuse_flip
 
 SCORES = (0.3, 0.5, 0.7)

@@ -20,8 +20,8 @@ from localizer.cli import main as cli_main
 from localizer.engine.datasets import MAX_BOXES, all_box_targets, box_targets
 from localizer.data.download import REPO_ROOT
 from localizer.errors import DataError
-from localizer.model.heads import (ANIMAL_NMS_IOU, ANIMAL_SCORE, BINS, DenseHead, LargestHead, choose_largest,
-                                   detect_animals)
+from localizer.model.detection import ANIMAL_NMS_IOU, ANIMAL_SCORE, choose_largest, detect_animals
+from localizer.model.heads import BINS, DenseHead, LargestHead
 from localizer.model.losses import animal_quality, animals_loss, soft_argmax_loss
 from localizer.model.models import build_model
 from localizer.recipe import TrainConfig

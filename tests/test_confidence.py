@@ -14,8 +14,9 @@ import torch
 from localizer.engine.inference import box_confidence, predict_batch
 from localizer.engine.numerics import default_numerics
 from localizer.metrics import confidence_summary, covered, risk_coverage, spearman
-from localizer.model.heads import (BINS, LargestHead, LinearHead, SoftArgmaxHead, choose_largest, edge_quality,
-                                   soft_argmax)
+from localizer.boxes import soft_argmax
+from localizer.model.detection import choose_largest
+from localizer.model.heads import BINS, LargestHead, LinearHead, SoftArgmaxHead, edge_quality
 from localizer.report.confidence import review_ranking
 from localizer.report.results import confidence_table, format_confidence
 

@@ -37,14 +37,12 @@ import torch
 from torch import nn
 
 from localizer.boxes import cell_boxes, soft_argmax
-from localizer.model.detection import (ANIMAL_NMS_IOU, ANIMAL_SCORE, LARGEST_AGREEMENT, choose_largest,
-                                       detect_animals, largest_cell, take_cells)
+from localizer.model.detection import choose_largest, largest_cell, take_cells
 from localizer.model.losses import animals_loss, box_loss, soft_argmax_loss
 from localizer.recipe import HEADS
 
-__all__ = ["ANIMAL_NMS_IOU", "ANIMAL_SCORE", "BINS", "HEADS", "LARGEST_AGREEMENT", "REDUCED_CHANNELS", "DenseHead",
-           "LargestHead", "LinearHead", "SoftArgmaxHead", "build_head", "choose_largest", "detect_animals",
-           "edge_quality", "soft_argmax"]
+__all__ = ["BINS", "REDUCED_CHANNELS", "DenseHead", "LargestHead", "LinearHead", "SoftArgmaxHead", "build_head",
+           "edge_quality"]
 
 REDUCED_CHANNELS = 64
 BINS = 32
