@@ -77,6 +77,17 @@ def describe_plan(config: TrainConfig, plan: TrainingPlan) -> str:
     return length + f"the recipe asks for {config.steps:,}, steps={config.steps}, {photos}: {wanted:.1f} epochs, {why})"
 
 
+def history_updates(history: pd.DataFrame) -> tuple[int, int, int] | None:
+    """``(epochs, updates_per_epoch, updates)`` of a history table (:data:`localizer.engine.training.HISTORY_COLUMNS`)
+    as far as it goes, from its last row's ``step``; None for a history without steps (of a version before them).
+    E.g. the 13 epochs of ``quick`` on the lion photos: ``(13, 54, 702)``."""
+    if "step" not in history or history.empty or history["step"].isna().any():
+        return None
+    last = history.iloc[-1]
+    epochs, updates = int(last["epoch"]), int(last["step"])
+    return epochs, updates // epochs, updates
+
+
 def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, epochs: int):
     """The learning-rate schedule of ``config.schedule`` over a run of ``epochs`` epochs (the plan's;
     stepped once per epoch by :func:`localizer.engine.training.train`).

@@ -19,7 +19,7 @@ from localizer.engine.transforms import COLOR_JITTER, FLIP_P
 from localizer.model.heads import BINS, REDUCED_CHANNELS
 from localizer.model.losses import GIOU_WEIGHT, L1_WEIGHT
 from localizer.model.models import STRIDE, feature_grid, input_normalization
-from localizer.engine.schedule import TrainingPlan, describe_plan
+from localizer.engine.schedule import TrainingPlan, describe_plan, history_updates
 from localizer.recipe import RUNTIME_FIELDS, TrainConfig, effective_lr
 
 #: How the backbones are named in the text, with their source.
@@ -184,11 +184,8 @@ def curves_caption(config: TrainConfig, history: pd.DataFrame) -> str:
     else:
         schedule = ("The learning rate follows a cosine from its start value to 0, so there are no sudden "
                     "drops; the curves flatten as the rate approaches 0.")
-    updates = ""
-    if "step" in history and history["step"].notna().all():
-        last = history.iloc[-1]
-        updates = (f" ({int(last['epoch'])} epochs of {int(last['step']) // int(last['epoch'])} optimizer updates, "
-                   f"{int(last['step']):,} in all)")
+    done = history_updates(history)
+    updates = "" if done is None else f" ({done[0]} epochs of {done[1]} optimizer updates, {done[2]:,} in all)"
     return (f"Left: the {loss_name(config)} loss per epoch{updates} on the training and validation sets; right: the "
             f"mean IoU. The green line marks **epoch {int(best['epoch'])}**, the best validation mean IoU "
             f"({best['val_iou']:.3f}): its checkpoint (`best.pt`) is the one tested in notebook 04. {schedule}\n\n"

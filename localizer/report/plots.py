@@ -27,6 +27,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from localizer.engine.schedule import history_updates
 from localizer.metrics import COVERAGES, risk_coverage
 from localizer.report.photos import (  # noqa: F401  (the photo grids, offered here under the same names)
     GID_GT, GID_PRED, plot_rows, plot_samples, save_figure, show)
@@ -128,11 +129,8 @@ def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str
 def _updates_label(history: pd.DataFrame) -> str:
     """``" (54 optimizer updates each; 702 after epoch 13)"`` from a history's ``step`` column; empty
     without one (a history of a version before it)."""
-    if "step" not in history or history["step"].isna().any():
-        return ""
-    last = history.iloc[-1]
-    per_epoch = int(last["step"]) // int(last["epoch"])
-    return f" ({per_epoch} optimizer updates each; {int(last['step']):,} after epoch {int(last['epoch'])})"
+    done = history_updates(history)
+    return "" if done is None else f" ({done[1]} optimizer updates each; {done[2]:,} after epoch {done[0]})"
 
 
 def _epoch_axis(ax, first: int, last: int, note: str = "") -> None:
