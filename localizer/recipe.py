@@ -99,7 +99,6 @@ class TrainConfig:
     plateau_patience: int = 3
     dfl: float = 0.0
     affine_p: float = 0.0
-    frozen_bn: bool = False
     seed: int = DEFAULT_SEED
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
     split: str = "seeded"
@@ -175,7 +174,7 @@ _CHECKS = [
     ("subset", lambda v, c: v is None or (_whole(v) and v >= 1), "null or a whole number >= 1"),
     ("seed", lambda v, c: _whole(v), "a whole number"),
     ("workers", lambda v, c: _whole(v) and v >= -1, "-1 (automatic) or a whole number >= 0"),
-    *[(name, lambda v, c: isinstance(v, bool), "true or false") for name in ("tta", "frozen_bn")],
+    ("tta", lambda v, c: isinstance(v, bool), "true or false"),
     *[(name, lambda v, c, allowed=allowed: v in allowed, "one of " + ", ".join(json.dumps(x) for x in allowed))
       for name, allowed in {"backbone": BACKBONES, "loss": LOSSES, "schedule": SCHEDULES, "lr_scaling": LR_SCALINGS,
                             "oxford_box": ("animal", "head"), "precision": PRECISIONS, "head": HEADS,

@@ -148,8 +148,7 @@ def _start(config: TrainConfig, plan: TrainingPlan, checkpoint: dict | None, pro
     device = resolve_device(config.device)
     seed_everything(config.seed)
     model = build_model(config.backbone, weights=None if checkpoint else config.weights, dropout=config.dropout,
-                        head=config.head, image_size=config.image_size, loss=config.loss, dfl=config.dfl,
-                        frozen_bn=config.frozen_bn)
+                        head=config.head, image_size=config.image_size, loss=config.loss, dfl=config.dfl)
     numerics, why = training_numerics(config, device, model, checkpoint)
     if progress:
         tqdm.write(f"numerics: {numerics} ({why})")

@@ -72,7 +72,6 @@ class BoxRegressor(nn.Module):
         input_mean: tuple[float, float, float] = IMAGENET_MEAN,
         input_std: tuple[float, float, float] = IMAGENET_STD,
         head: nn.Module | None = None,
-        frozen_bn: bool = False,
     ) -> None:
         """Wrap ``backbone`` with a box head.
 
@@ -86,8 +85,6 @@ class BoxRegressor(nn.Module):
                 (:func:`localizer.model.backbones.input_normalization`).
             head: a head from :func:`localizer.model.heads.build_head` (default: the report's
                 :class:`~localizer.model.heads.LinearHead`).
-            frozen_bn: keep the backbone's BatchNorm statistics as they are while training (see the
-                class docstring).
 
         Raises:
             ValueError: if ``dropout`` is not in [0, 1) or ``num_features`` < 1.
@@ -103,16 +100,6 @@ class BoxRegressor(nn.Module):
         self.num_features = int(num_features)
         self.input_mean = tuple(float(v) for v in input_mean)
         self.input_std = tuple(float(v) for v in input_std)
-        self.frozen_bn = bool(frozen_bn)
-
-    def train(self, mode: bool = True) -> "BoxRegressor":
-        """``nn.Module.train``, except that with ``frozen_bn`` the backbone's BatchNorm layers stay in eval mode."""
-        super().train(mode)
-        if self.frozen_bn:
-            for module in self.backbone.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
-        return self
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's last feature map ``(N, F, ceil(H / 32), ceil(W / 32))`` (before pooling)."""
@@ -170,7 +157,6 @@ def build_model(
     image_size: int = 224,
     loss: str = "smooth_l1",
     dfl: float = 0.0,
-    frozen_bn: bool = False,
 ) -> BoxRegressor:
     """Build a :class:`BoxRegressor` (input ``(N, 3, H, W)`` -> output ``(N, 4)``).
 
@@ -192,8 +178,6 @@ def build_model(
             heads other than ``linear`` are built for its ``ceil(S / 32)`` feature map).
         loss: the box loss the head is trained with (one of :data:`localizer.recipe.LOSSES`).
         dfl: weight of the distribution focal loss added to it (``softargmax`` and ``largest`` heads).
-        frozen_bn: keep the backbone's BatchNorm statistics at their pretrained values in training
-            (:class:`BoxRegressor`).
 
     Returns:
         A BoxRegressor in training mode with ``backbone_name``, ``num_features``
@@ -213,8 +197,7 @@ def build_model(
     is_imagenet = isinstance(weights, str) and weights == "imagenet"
     net, features = build_backbone(backbone, imagenet=is_imagenet)
     model = BoxRegressor(net, features, dropout, backbone, *input_normalization(backbone),
-                         head=build_head(head, features, feature_grid(image_size), dropout, loss, dfl),
-                         frozen_bn=frozen_bn)
+                         head=build_head(head, features, feature_grid(image_size), dropout, loss, dfl))
 
     if weights is not None and not is_imagenet:
         apply_local_weights(model, weights)
