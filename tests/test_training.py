@@ -328,8 +328,8 @@ def test_train_resume_refuses_a_changed_recipe_and_resume_with_overwrite(synthet
 #: ``(train_loss, val_loss, train_iou, val_iou)`` of each epoch of the ``smoke`` recipe on the synthetic
 #: data (CPU, float32, no workers, one thread), recorded at commit b930f34, before the heads got one loss interface:
 #: the refactoring keeps the arithmetic and the random draws (model init, sampler, augmentation) as they were.
-#: Recorded with AVX2 kernels: a CPU with AVX-512 sums in another order (the losses differ by about 1e-2 after
-#: two epochs), so the test asks for AVX2 (:data:`AVX2_KERNELS`).
+#: Recorded with AVX2 kernels: a CPU with AVX-512 sums in another order (on one, the values differed by up to
+#: 3e-2 after two epochs), so the test asks for AVX2 (:data:`AVX2_KERNELS`).
 _TUNED = {"head": "softargmax", "dfl": 0.25, "loss": "giou", "affine_p": 0.5, "dropout": 0.2, "schedule": "cosine"}
 SMOKE_HISTORIES = {
     "linear": ({}, [(0.2504176199436188, 0.2537875771522522, 0.02713625319302082, 0.1356469690799713),
@@ -354,9 +354,10 @@ def test_smoke_recipe_reproduces_its_recorded_history(synthetic_data, tmp_path, 
     values, expected = SMOKE_HISTORIES[head]
     values = {**values, "device": "cpu", "precision": "fp32", "workers": 0, "cache_dir": str(tmp_path / "cache")}
     params = [arg for name, value in values.items() for arg in ("-p", f"{name}={json.dumps(value)}")]
-    subprocess.run([sys.executable, "-m", "localizer", "train", str(synthetic_data / "yolo"), "--run-dir",
-                    str(tmp_path / "run"), "--profile", "smoke", "--quiet", *params],
-                   env={**os.environ, **AVX2_KERNELS}, check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "localizer", "train", str(synthetic_data / "yolo"), "--run-dir",
+                           str(tmp_path / "run"), "--profile", "smoke", "--quiet", *params],
+                          cwd=REPO, env={**os.environ, **AVX2_KERNELS}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     got = history[["train_loss", "val_loss", "train_iou", "val_iou"]].to_numpy()
     np.testing.assert_allclose(got, np.array(expected), rtol=0, atol=1e-6)
