@@ -16,8 +16,12 @@ mean IoU of the most confident 80 % of the photos (a risk-coverage point; Geifma
   :func:`localizer.model.heads.edge_quality` (1 - 2 x the mean standard deviation); the mean over both views;
 * ``detection score`` (``largest`` head only): the sigmoid score of the cell whose box is predicted,
   0 where no cell detects an animal (the mean over both views);
-* products of the flip IoU and the others (each in [0, 1]); the flip IoU x (1 - 2 x std) is what the
-  package computes (:func:`localizer.engine.inference.box_confidence`).
+* products of the flip IoU and the others (each in [0, 1]; the flip IoU x (1 - 2 x std) was the package's
+  rule until ablation 36);
+* ``zoom IoU``: the IoU of the plain box with the box predicted on the photo shrunk by 0.9 about its centre
+  (:data:`localizer.engine.inference.CONFIDENCE_ZOOM`, mapped back; a view the model saw in training), alone,
+  as a third factor, and as ``min(flip IoU, zoom IoU) x (1 - 2 x std)``, what the package computes
+  (:func:`localizer.engine.inference.box_confidence`).
 
 Example (about a minute on 2 CPU cores)::
 
@@ -30,8 +34,10 @@ import pandas as pd
 import torch
 from common import describe_split, predict_views, validation_run
 
+from localizer.engine.batch_augment import AFFINE_FILL
+
 from localizer.boxes import hflip_boxes
-from localizer.engine.inference import box_confidence, fuse_flip
+from localizer.engine.inference import CONFIDENCE_ZOOM, box_confidence, fuse_flip, unzoom_boxes, zoom_out
 from localizer.metrics import paired_iou, risk_coverage, sanitize_boxes, spearman
 from localizer.model.detection import largest_cell, take_cells
 from localizer.boxes import soft_argmax
@@ -75,9 +81,19 @@ def main() -> None:
     quality = (edge_quality(logits) + edge_quality(flipped_logits)) / 2
     score = (score + flipped_score) / 2
     estimates = {"flip IoU": flip_iou, f"top-{TOP_K} mass": top, "1 - 2 x std": quality,
-                 f"flip IoU x top-{TOP_K} mass": flip_iou * top,
-                 "flip IoU x (1 - 2 x std): box_confidence": box_confidence(plain, flipped, edge_quality(logits),
-                                                                            edge_quality(flipped_logits))}
+                 f"flip IoU x top-{TOP_K} mass": flip_iou * top, "flip IoU x (1 - 2 x std)": flip_iou * quality}
+    fill = [(AFFINE_FILL - m) / sd for m, sd in zip(info["input_mean"], info["input_std"])]
+    zoomed, zoomed_logits, _ = predict_views(
+        model, info, dataset, lambda net, x: head_outputs(net, zoom_out(x, CONFIDENCE_ZOOM, fill)), flipped=False)["plain"]
+    zoomed = unzoom_boxes(zoomed, CONFIDENCE_ZOOM)
+    zoom_iou = paired_iou(sanitize_boxes(plain), sanitize_boxes(zoomed))
+    estimates |= {"zoom IoU": zoom_iou, "flip IoU x zoom IoU": flip_iou * zoom_iou,
+                  "flip IoU x zoom IoU x (1 - 2 x std)": flip_iou * zoom_iou * quality,
+                  "flip IoU x sqrt(zoom IoU) x (1 - 2 x std)": flip_iou * zoom_iou.sqrt() * quality,
+                  "flip IoU x zoom IoU x mean (1 - 2 x std) of 3 views":
+                      flip_iou * zoom_iou * (2 * quality + edge_quality(zoomed_logits)) / 3,
+                  "min(flip IoU, zoom IoU) x (1 - 2 x std): box_confidence":
+                      box_confidence(plain, flipped, zoomed, edge_quality(logits), edge_quality(flipped_logits))}
     if config.head == "largest":
         estimates |= {"detection score": score, "flip IoU x detection score": flip_iou * score}
     table = []

@@ -24,29 +24,13 @@ from pathlib import Path
 import torch
 from common import describe_split, predict_views, score_table, validation_split
 from torchvision.ops import box_iou
-from torchvision.transforms.v2 import functional as F
 
 from localizer.engine.batch_augment import AFFINE_FILL
 from localizer.boxes import hflip_boxes
-from localizer.engine.inference import TTA_AGREEMENT, fuse_flip
+from localizer.engine.inference import TTA_AGREEMENT, fuse_flip, unzoom_boxes, zoom_out
 from localizer.metrics import paired_iou, sanitize_boxes
 
 PRODUCTION = "flip TTA (evaluate's), s = 1"
-
-
-def zoom_out(x: torch.Tensor, scale: float, fill: list[float]) -> torch.Tensor:
-    """Images ``(N, C, H, W)`` (any float values, e.g. normalized) shrunk by ``scale`` about their
-    centre (:func:`torchvision.transforms.v2.functional.affine`, bilinear) on a canvas of the same size,
-    the uncovered border filled with ``fill`` (one value per channel)."""
-    return F.affine(x, angle=0.0, translate=[0.0, 0.0], scale=scale, shear=[0.0, 0.0],
-                    interpolation=F.InterpolationMode.BILINEAR, fill=fill)
-
-
-def unzoom_boxes(boxes: torch.Tensor, scale: float) -> torch.Tensor:
-    """Boxes ``(..., 4)`` normalized xyxy on an image shrunk by ``scale`` about its centre
-    (:func:`zoom_out`) -> the same boxes on the original image: ``p = 0.5 + (p' - 0.5) / scale``, the
-    inverse of torchvision's affine of boxes about the canvas centre."""
-    return 0.5 + (boxes - 0.5) / scale
 
 
 def mean_of_agreeing(anchor: torch.Tensor, views: torch.Tensor, agreement: float = TTA_AGREEMENT) -> torch.Tensor:

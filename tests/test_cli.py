@@ -155,6 +155,10 @@ def test_the_validation_threshold_is_the_lowest_confidence_of_the_most_confident
     assert cli.main(["predict", "--checkpoint", str(checkpoint), str(image), "--quiet", "--out", str(out),
                      "--overwrite", "--flag-below"]) == 0
     assert (run / "metrics_val_confidence.json").stat().st_mtime_ns == written  # kept for the same checkpoint
+    (run / "metrics_val_confidence.json").write_text(json.dumps(stored | {"confidence_rule": "an older rule"}))
+    assert cli.main(["predict", "--checkpoint", str(checkpoint), str(image), "--quiet", "--out", str(out),
+                     "--overwrite", "--flag-below"]) == 0
+    assert json.loads((run / "metrics_val_confidence.json").read_text()) == stored  # chosen again, with today's rule
 
 
 def test_review_lists_confident_misses_first_and_draws_them(checkpoint, tmp_path, capsys):

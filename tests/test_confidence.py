@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from localizer.engine.inference import box_confidence, predict_batch
+from localizer.engine.inference import box_confidence, predict_batch, unzoom_boxes, zoom_out
 from localizer.engine.numerics import default_numerics
 from localizer.metrics import confidence_summary, covered, risk_coverage, spearman
 from localizer.boxes import soft_argmax
@@ -118,12 +118,24 @@ def test_the_largest_head_rates_the_distributions_its_box_comes_from():
 def test_confidence_of_two_made_up_predictions():
     plain = torch.tensor([[0.1, 0.0, 0.5, 1.0], [0.0, 0.0, 0.5, 0.5]])
     flipped = torch.tensor([[0.2, 0.0, 0.6, 1.0], [0.0, 0.0, 0.5, 0.5]])  # mirrored back
+    zoomed = torch.tensor([[0.1, 0.0, 0.5, 0.8], [0.0, 0.0, 0.25, 0.5]])  # mapped back from the zoom-out
     quality, flipped_quality = torch.tensor([0.8, 1.0]), torch.tensor([0.6, 1.0])
-    # photo 0: intersection 0.3 x 1 over union 0.5: IoU 0.6, times the mean quality 0.7; photo 1: 1 x 1
-    assert box_confidence(plain, flipped, quality, flipped_quality).tolist() == pytest.approx([0.42, 1.0])
-    # two boxes outside the photo, clamped to zero-area boxes on its border: 0 / 0, no agreement
+    # photo 0: flip IoU 0.3 x 1 / 0.5 = 0.6, zoom IoU 0.32 / 0.4 = 0.8; min 0.6 times the mean quality 0.7
+    # photo 1: flip IoU 1, zoom IoU 0.125 / 0.25 = 0.5; min 0.5 times 1
+    assert box_confidence(plain, flipped, zoomed, quality, flipped_quality).tolist() == pytest.approx([0.42, 0.5])
+    # boxes outside the photo, clamped to zero-area boxes on its border: 0 / 0, no agreement
     outside = torch.tensor([[1.2, 0.1, 1.5, 0.4]])
-    assert box_confidence(outside, outside, torch.ones(1), torch.ones(1)).tolist() == [0.0]
+    assert box_confidence(outside, outside, outside, torch.ones(1), torch.ones(1)).tolist() == [0.0]
+
+
+def test_the_zoom_out_view_and_its_boxes_map_back():
+    assert unzoom_boxes(torch.tensor([0.05, 0.05, 0.95, 0.95]), 0.9).tolist() == pytest.approx([0, 0, 1, 1])
+    image = torch.zeros(1, 1, 20, 20)
+    image[..., 4:16, 4:16] = 1.0  # a square at normalized (0.2, 0.2, 0.8, 0.8)
+    zoomed = zoom_out(image, 0.5, fill=[-1.0])[0, 0]
+    # at 0.5 the square covers (0.35, 0.35, 0.65, 0.65): pixels 7 to 12; the border is the fill
+    assert zoomed[8:12, 8:12].eq(1.0).all() and zoomed[:4].eq(-1.0).all() and zoomed[5, 5] == 0.0
+    assert unzoom_boxes(torch.tensor([0.35, 0.35, 0.65, 0.65]), 0.5).tolist() == pytest.approx([0.2, 0.2, 0.8, 0.8])
 
 
 class Constant(torch.nn.Module):
@@ -141,14 +153,21 @@ class Constant(torch.nn.Module):
 
 
 @pytest.mark.parametrize("tta", [False, True])
-def test_predict_batch_gives_the_confidence_with_or_without_tta(tta):
+@pytest.mark.parametrize("box, expected, fused", [
+    # [0.1, 0, 0.8, 1] and its mirror [0.2, 0, 0.9, 1]: IoU 0.6 / 0.8 = 0.75; the zoom-out's box mapped back,
+    # [0.056, 0, 0.833, 1] (clamped), has IoU 0.7 / 0.778 = 0.9 with it: min 0.75, times the quality 0.9
+    ([0.1, 0.0, 0.8, 1.0], 0.675, [0.15, 0.0, 0.85, 1.0]),
+    # a centred box is its own mirror (IoU 1); mapped back from the zoom-out it is [1/6, 1/6, 5/6, 5/6]:
+    # IoU 0.36 / 0.444 = 0.81, times 0.9
+    ([0.2, 0.2, 0.8, 0.8], 0.729, [0.2, 0.2, 0.8, 0.8]),
+])
+def test_predict_batch_gives_the_confidence_with_or_without_tta(tta, box, expected, fused):
     images = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
     numerics = default_numerics(torch.device("cpu"), "fp32")
-    # [0.1, 0, 0.8, 1] and its mirror [0.2, 0, 0.9, 1]: IoU 0.6 / 0.8 = 0.75, times the quality 0.9
-    boxes, confidence = predict_batch(Constant([0.1, 0.0, 0.8, 1.0], 0.9), images, (0.5,) * 3, (0.5,) * 3, tta=tta,
+    boxes, confidence = predict_batch(Constant(box, 0.9), images, (0.5,) * 3, (0.5,) * 3, tta=tta,
                                       numerics=numerics, confidence=True)
-    assert confidence.tolist() == pytest.approx([0.675, 0.675])
-    assert boxes[0].tolist() == pytest.approx([0.15, 0.0, 0.85, 1.0] if tta else [0.1, 0.0, 0.8, 1.0])
+    assert confidence.tolist() == pytest.approx([expected, expected], abs=1e-5)
+    assert boxes[0].tolist() == pytest.approx(fused if tta else box)
 
 
 def test_review_ranks_confident_predictions_that_miss_their_label_first():

@@ -85,15 +85,18 @@ def test_evaluate_scores_model_and_baselines_by_hand(manifest, tmp_path):
     assert mean_box["intervals"]["acc_50"] == [0.0, 0.0]  # no hit: a constant sample
     assert set(metrics["baselines"]["random_box"]["intervals"]) == {"mean_iou", "acc_50", "acc_75", "acc_50_95"}
     assert metrics["bootstrap"] == {"method": "percentile", "confidence": 0.95, "resamples": 1000, "seed": 0}
-    # the model saw the photos resized to SIZE and normalized: (128 / 255 - 0.5) / 0.25, and mirrored (for the
-    # confidence)
-    batch, mirrored = model.seen
+    # the model saw the photos resized to SIZE and normalized: (128 / 255 - 0.5) / 0.25, mirrored and zoomed out
+    # by 0.9 (for the confidence), whose border is training's grey 0.5, normalized: (0.5 - 0.5) / 0.25 = 0
+    batch, mirrored, zoomed = model.seen
     assert batch.shape == (2, 3, SIZE, SIZE) and torch.equal(mirrored, batch.flip(-1))
     assert torch.allclose(batch, torch.full_like(batch, (128 / 255 - 0.5) / 0.25), atol=1e-5)
-    # the box and its mirror are the same: flip IoU 1, times the quality 1
-    assert per_image["confidence"].tolist() == [1.0, 1.0]
-    assert metrics["confidence"]["risk_coverage"][0] == {"coverage": 0.5, "photos": 1, "acc_50": 1.0, "mean_iou": 1.0,
-                                                         "min_confidence": 1.0}
+    assert torch.allclose(zoomed[..., 8:24, 8:24], batch[..., 8:24, 8:24], atol=1e-5)
+    assert zoomed[..., 0, :].abs().max() < 1e-6
+    # the box and its mirror are the same (flip IoU 1); the zoomed-out view's box mapped back is
+    # [2/9, 2/9, 7/9, 7/9]: IoU (0.5 / (5/9))^2 = 0.81; min 0.81, times the quality 1
+    assert per_image["confidence"].tolist() == pytest.approx([0.81, 0.81], abs=1e-5)
+    assert metrics["confidence"]["risk_coverage"][0] == pytest.approx(
+        {"coverage": 0.5, "photos": 1, "acc_50": 1.0, "mean_iou": 1.0, "min_confidence": 0.81}, abs=1e-5)
     assert math.isnan(metrics["confidence"]["spearman"])  # a constant confidence ranks nothing
 
 
@@ -149,7 +152,8 @@ def test_predict_with_flip_tta_averages_boxes_that_agree(tmp_path):
 
 
 class BrightnessModel(ConstantModel):
-    """A box that is its own mirror, and the photo's brightness (0..1) as its quality: the confidence."""
+    """A box that agrees with its other views (the whole photo: its own mirror, and the zoomed-out view's box
+    mapped back, clamped to the photo), and the photo's brightness (0..1) as its quality: the confidence."""
 
     def predict(self, x):
         return self(x), x.mean(dim=(1, 2, 3)) * STD[0] + MEAN[0]
@@ -158,9 +162,9 @@ class BrightnessModel(ConstantModel):
 def test_predict_writes_each_photo_s_confidence_and_flags_those_below_a_threshold(tmp_path):
     files = [_photo(tmp_path / f"{v}.png", 40, 30, value=v) for v in (51, 153, 204)] + [tmp_path / "broken.jpg"]
     files[-1].write_text("not a photo")
-    model = BrightnessModel([0.25, 0.25, 0.75, 0.75])
+    model = BrightnessModel([0.0, 0.0, 1.0, 1.0])
     table = predict_files(model, files, SIZE, MEAN, STD, progress=False, flag_below=0.5)
-    # flip IoU 1 (the box is its own mirror) times the quality: brightness 51 / 255 = 0.2, 0.6, 0.8
+    # agreement 1 times the quality: brightness 51 / 255 = 0.2, 0.6, 0.8
     assert table["confidence"].tolist()[:3] == pytest.approx([0.2, 0.6, 0.8], abs=1e-6)
     assert table["flagged"].tolist()[:3] == [True, False, False] and pd.isna(table["flagged"][3])
     assert "flagged" not in predict_files(model, files[:1], SIZE, MEAN, STD, progress=False)

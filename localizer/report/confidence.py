@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from localizer.engine.inference import CONFIDENCE_RULE
 from localizer.engine.run import Run
 from localizer.files import write_json
 from localizer.metrics import risk_coverage
@@ -48,12 +49,13 @@ def _digest(path: Path) -> str:
 def flag_threshold(run: Run, which: str = "best.pt", progress: bool = True) -> dict:
     """The confidence below which ``predict --flag-below`` flags a photo, chosen on the run's validation
     split: the lowest confidence among its :data:`FLAG_COVERAGE` most confident photos. Read from
-    ``RUN/`` :data:`THRESHOLD_FILE` when it was computed for this very checkpoint (its SHA-256), else the
-    validation split is scored (:func:`localizer.report.results.evaluate_run`) and the file written.
+    ``RUN/`` :data:`THRESHOLD_FILE` when it was computed for this very checkpoint (its SHA-256) with today's
+    confidence (:data:`localizer.engine.inference.CONFIDENCE_RULE`), else the validation split is scored
+    (:func:`localizer.report.results.evaluate_run`) and the file written.
 
     Returns:
         The validation metrics (:func:`localizer.engine.evaluation.evaluate_model`) with ``threshold``,
-        ``coverage``, ``rule``, ``checkpoint`` and ``checkpoint_sha256``.
+        ``coverage``, ``rule``, ``confidence_rule``, ``checkpoint`` and ``checkpoint_sha256``.
 
     Raises:
         FileNotFoundError: the checkpoint does not exist.
@@ -64,14 +66,14 @@ def flag_threshold(run: Run, which: str = "best.pt", progress: bool = True) -> d
         raise FileNotFoundError(f"no checkpoint {checkpoint}")
     if path.is_file():
         stored = json.loads(path.read_text())
-        if stored.get("checkpoint_sha256") == _digest(checkpoint):
+        if stored.get("confidence_rule") == CONFIDENCE_RULE and stored.get("checkpoint_sha256") == _digest(checkpoint):
             return stored
     results = evaluate_run(run, split="val", which=which, progress=progress)
     digest = _digest(checkpoint)  # after loading it: a best.pt behind its last.pt is made consistent first
     metrics, scores = results.metrics, results.per_image
     row = risk_coverage(scores["iou"], scores["confidence"], [FLAG_COVERAGE]).iloc[0]
     metrics |= {"threshold": float(row["min_confidence"]), "coverage": FLAG_COVERAGE, "checkpoint": which,
-                "checkpoint_sha256": digest,
+                "checkpoint_sha256": digest, "confidence_rule": CONFIDENCE_RULE,
                 "rule": f"the lowest confidence of the {int(row['photos'])} most confident of the {metrics['n']} "
                         f"validation photos ({100 * FLAG_COVERAGE:g} %; their accuracy at IoU > 0.5: "
                         f"{100 * row['acc_50']:.2f} %)"}
