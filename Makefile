@@ -13,7 +13,7 @@ BIN    := $(VENV)/bin
 # Dataset of `make run` and `make benchmark`. Empty: the course data, decided by
 # localizer.data.download.default_data (../shared/data/lion when it exists, else data/oxford-iiit-pet, downloaded).
 DATA    ?=
-PROFILE ?= quick
+PROFILE ?= auto
 RUN_DIR ?=
 # The run behind report/ and figures/ (ignored by git, like all of runs/).
 REPORT_PROFILE ?= quick

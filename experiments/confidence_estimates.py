@@ -83,8 +83,8 @@ def main() -> None:
     estimates = {"flip IoU": flip_iou, f"top-{TOP_K} mass": top, "1 - 2 x std": quality,
                  f"flip IoU x top-{TOP_K} mass": flip_iou * top, "flip IoU x (1 - 2 x std)": flip_iou * quality}
     fill = [(AFFINE_FILL - m) / sd for m, sd in zip(info["input_mean"], info["input_std"])]
-    zoomed, zoomed_logits, _ = predict_views(
-        model, info, dataset, lambda net, x: head_outputs(net, zoom_out(x, CONFIDENCE_ZOOM, fill)), flipped=False)["plain"]
+    zoomed, zoomed_logits, _ = predict_views(model, info, dataset, flipped=False, outputs=lambda net, x: head_outputs(
+        net, zoom_out(x, CONFIDENCE_ZOOM, fill)))["plain"]
     zoomed = unzoom_boxes(zoomed, CONFIDENCE_ZOOM)
     zoom_iou = paired_iou(sanitize_boxes(plain), sanitize_boxes(zoomed))
     estimates |= {"zoom IoU": zoom_iou, "flip IoU x zoom IoU": flip_iou * zoom_iou,

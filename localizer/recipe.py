@@ -224,21 +224,19 @@ SPLIT_FIELDS = ("data", "format", "oxford_box", "classes", "subset", "seed", "fr
 _OFFLINE_RECIPE = {"image_size": 128, "backbone": "efficientnet_lite1", "head": "softargmax", "dfl": 0.25,
                    "affine_p": 0.5, "dropout": 0.2, "loss": "giou", "schedule": "cosine", "tta": True}
 
-#: Named recipes: a profile's values replace :class:`TrainConfig`'s defaults, and ``-p NAME=VALUE``
-#: replaces a profile's. ``report``: the course report's recipe. ``quick``: an offline-pretrained,
-#: CPU-friendly recipe, 700 optimizer updates (13 epochs of the 1,698 lion training photos, as chosen
-#: there). ``best``: the most accurate recipe that trains in under an hour on 2 CPU cores (the same at
-#: 160 px and 1,728 updates, 32 lion epochs, with the ``largest`` head, which detects every animal and
-#: predicts the largest: README ablations 17 and 21). Both train 4 to 100 epochs (:func:`epochs_for`).
-#: ``report`` and ``smoke`` count epochs. ``smoke``: a tiny subset in about a minute (tests and CI). The README's results table gives each one's scores
-#: and time.
+#: Named recipes: a profile's values replace :class:`TrainConfig`'s defaults, and ``-p NAME=VALUE`` replaces a
+#: profile's. ``report``: the course report's recipe. ``quick``: offline-pretrained and CPU-friendly, 700 optimizer
+#: updates within 4 to 100 epochs (:func:`epochs_for`; 13 epochs of the 1,698 lion training photos, as chosen there).
+#: ``best``: the most accurate in under an hour on 2 CPU cores (160 px, 1,728 updates, the ``largest`` head: README
+#: ablations 17 and 21). ``small``: ``best`` at 700 updates, for a few hundred photos (ablations 35 and 37; ``auto``
+#: chooses it: :mod:`localizer.engine.profile_choice`). ``smoke``: a tiny subset in about a minute (tests and CI).
+_QUICK = {**_OFFLINE_RECIPE, "steps": 700, "min_epochs": 4, "max_epochs": 100}
 PROFILES: dict[str, dict] = {
     "report": {},
-    "quick": {**_OFFLINE_RECIPE, "steps": 700, "min_epochs": 4, "max_epochs": 100},
-    "best": {**_OFFLINE_RECIPE, "image_size": 160, "steps": 1728, "min_epochs": 4, "max_epochs": 100,
-             "head": "largest"},
-    "smoke": {"image_size": 64, "epochs": 2, "batch_size": 16, "backbone": "efficientnet_lite0",
-              "subset": 64},
+    "quick": _QUICK,
+    "small": {**_QUICK, "image_size": 160, "head": "largest"},
+    "best": {**_QUICK, "image_size": 160, "head": "largest", "steps": 1728},
+    "smoke": {"image_size": 64, "epochs": 2, "batch_size": 16, "backbone": "efficientnet_lite0", "subset": 64},
 }
 
 

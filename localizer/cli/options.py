@@ -9,6 +9,7 @@ from pathlib import Path
 
 from localizer.data.readers import FORMATS, OXFORD_BOXES
 from localizer.errors import ConfigError
+from localizer.engine.profile_choice import AUTO_PROFILE, SMALL_DATA_TRAIN
 from localizer.recipe import PROFILES
 
 
@@ -31,8 +32,9 @@ def add_format_args(parser: argparse.ArgumentParser) -> None:
 def add_recipe_args(parser: argparse.ArgumentParser, profile: str, what: str) -> None:
     """``--profile``, ``-p NAME=VALUE`` (a recipe field; see :class:`localizer.recipe.TrainConfig`)
     and ``--resume`` / ``--overwrite``."""
-    parser.add_argument("--profile", default=profile, choices=sorted(PROFILES),
-                        help=f"named recipe to start from (default {profile})")
+    parser.add_argument("--profile", default=profile, choices=[*sorted(PROFILES), AUTO_PROFILE],
+                        help=f"named recipe to start from (default {profile}); {AUTO_PROFILE}: small below "
+                             f"{SMALL_DATA_TRAIN} training photos, else quick")
     parser.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                         help="recipe value (JSON), e.g. -p epochs=10 -p backbone=efficientnet_lite0 -p weights=null")
     again = parser.add_mutually_exclusive_group()

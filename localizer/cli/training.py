@@ -38,6 +38,7 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from localizer.engine.profile_choice import AUTO_PROFILE, choose_profile
     from localizer.engine.run import Run
     from localizer.engine.training import train
     from localizer.recipe import recipe_for
@@ -45,11 +46,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = config_overrides(args.param)
     given = {"data": args.data, "format": args.format, "oxford_box": args.oxford_box, "classes": args.classes,
              **overrides}
-    config = recipe_for(args.profile, **given)  # names and values checked before any work
+    recipe_for("quick" if args.profile == AUTO_PROFILE else args.profile, **given)  # names and values checked first
     if args.resume:  # the recipe the run was started with; a -p or data option contradicting it is refused
         run = Run.open(args.run_dir, **given)
     else:
-        run = Run.create(config, args.run_dir, overwrite=args.overwrite, progress=not args.quiet)
+        profile, why = choose_profile(args.profile, progress=not args.quiet, **given)
+        if why:
+            print(f"profile {AUTO_PROFILE}: {why}", flush=True)
+        run = Run.create(recipe_for(profile, **given), args.run_dir, overwrite=args.overwrite, progress=not args.quiet)
     history = train(run, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     print(history.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"checkpoints: {run.checkpoints}")
@@ -79,7 +83,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--figures", type=Path, help="also copy the four report figures here (e.g. figures)")
     parser.add_argument("--publish", type=Path, metavar="DIR",
                         help="also copy the executed notebooks here, for reading (e.g. report; see make report)")
-    add_recipe_args(parser, "quick", "the run folder")
+    add_recipe_args(parser, "auto", "the run folder")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from unittest import mock
 from localizer.data.download import REPO_ROOT, display_path, ensure_data
 from localizer.errors import ConfigError, DataError
 from localizer.recipe import PROFILES, field_names, recipe_for, recipe_values
+from localizer.engine.profile_choice import AUTO_PROFILE, choose_profile
 from localizer.engine.run import CONFIG, foreign_entries
 from localizer.report.publish import (NOTEBOOKS, WIDGET_MIME, copy_figures, publish_notebooks,  # noqa: F401
                                       relative_papermill_paths)
@@ -137,8 +138,9 @@ def run_notebooks(
     Args:
         data: dataset folder (``None``: :func:`localizer.data.download.default_data`, downloaded when
             missing, see :func:`localizer.data.download.ensure_data`).
-        profile: a key of :data:`localizer.recipe.PROFILES`; ``params`` (recipe fields, see
-            :class:`localizer.recipe.TrainConfig`) override its values.
+        profile: a key of :data:`localizer.recipe.PROFILES`, or ``"auto"``: the one the size of the training
+            split calls for (:func:`localizer.engine.profile_choice.choose_profile`, printed with the reason);
+            ``params`` (recipe fields, see :class:`localizer.recipe.TrainConfig`) override its values.
         run_dir: run folder (default :func:`default_run_dir`).
         figures_dir: copy the four report figures here too, after the notebooks (e.g. ``figures/``;
             :func:`copy_figures`).
@@ -161,8 +163,10 @@ def run_notebooks(
         NotebookFailed: a cell raised anything else.
         FileNotFoundError: ``figures_dir`` is given and a report figure was not made.
     """
+    params = dict(params or {})
+    data, profile = _chosen_profile(data, profile, params, run_dir, resume, progress)
     run_dir = Path(os.path.abspath(run_dir or default_run_dir(profile)))
-    values = _parameters(data, profile, run_dir, dict(params or {}), resume)
+    values = _parameters(data, profile, run_dir, params, resume)
     _make_room(run_dir, resume, overwrite)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -183,10 +187,6 @@ def _parameters(data, profile: str, run_dir: Path, params: dict, resume: bool) -
     """The values the notebooks' parameters cells may take, paths relative to the repository
     (:func:`localizer.data.download.display_path`); the recipe checked now, not in notebook 02.
     Raises as :func:`run_notebooks` does."""
-    unknown = set(params) - set(field_names())
-    if unknown:
-        raise ConfigError(f"unknown notebook parameter(s) {sorted(unknown)}; the notebooks take the recipe's "
-                          f"fields {sorted(field_names())}")
     if resume and (run_dir / CONFIG).is_file():
         profile, params, data = resumed_recipe(run_dir, profile, params, data)
     data = Path(os.path.abspath(ensure_data(data)))  # not resolve(): a data folder behind a link keeps its name
@@ -194,6 +194,26 @@ def _parameters(data, profile: str, run_dir: Path, params: dict, resume: bool) -
     return {"data": display_path(data), "data_format": config.format, "oxford_box": config.oxford_box,
             "classes": config.classes, "seed": config.seed, "run_dir": display_path(run_dir),
             "profile": profile, "recipe": params}
+
+
+def _chosen_profile(data, profile: str, params: dict, run_dir, resume: bool, progress: bool) -> tuple:
+    """``(data, profile)``: ``profile``, or the one ``auto`` stands for, printed with the reason
+    (:func:`localizer.engine.profile_choice.choose_profile`; the data downloaded first when missing). A run
+    folder resumed with a recipe of its own keeps that recipe (:func:`resumed_recipe`).
+
+    Raises:
+        localizer.errors.ConfigError: a parameter that is no recipe field (a typo such as ``epoch``).
+    """
+    unknown = set(params) - set(field_names())
+    if unknown:
+        raise ConfigError(f"unknown notebook parameter(s) {sorted(unknown)}; the notebooks take the recipe's "
+                          f"fields {sorted(field_names())}")
+    if profile != AUTO_PROFILE or (resume and run_dir is not None and (Path(run_dir) / CONFIG).is_file()):
+        return data, profile
+    data = ensure_data(data)
+    profile, why = choose_profile(profile, progress=progress, **params, data=os.path.abspath(data))
+    print(f"profile {AUTO_PROFILE}: {why}", flush=True)
+    return data, profile
 
 
 def resumed_recipe(run_dir: Path, profile: str, params: dict, data) -> tuple[str, dict, str]:
@@ -218,7 +238,7 @@ def resumed_recipe(run_dir: Path, profile: str, params: dict, data) -> tuple[str
         base = recipe_values(recipe_for(name), list(wanted))
         return {k: v for k, v in wanted.items() if base[k] != v}
 
-    best = min([profile, *PROFILES], key=lambda name: len(overrides(name)))
+    best = min([name for name in (profile, *PROFILES) if name in PROFILES], key=lambda name: len(overrides(name)))
     return best, overrides(best), config.data
 
 
