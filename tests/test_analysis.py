@@ -88,7 +88,7 @@ def test_confidence_experiment_scores_the_package_s_confidence_as_evaluate_does(
         fit(TrainConfig(**{**config.__dict__, "head": "largest"}), run, progress=False)
     out = run_experiment("confidence_estimates.py", run)
     assert out.startswith(f"{run}: validation split, ")
-    row = next(line for line in out.splitlines() if line.startswith("flip IoU x (1 - 2 x std): box_confidence"))
+    row = next(line for line in out.splitlines() if line.startswith("min(flip IoU, zoom IoU) x (1 - 2 x std): box_confidence"))
     assert ("detection score" in out) is (head == "largest")
     # the package's confidence (head.predict, inference.box_confidence) as evaluate scores it on the same photos
     metrics = tmp_path / "val.json"
