@@ -3,7 +3,7 @@
 
 ``quick`` was chosen on the 1,698 lion training photos and trains them in about 13 minutes on 2 CPU cores.
 On a few hundred photos the ``small`` profile (``quick`` at 160 px with the ``largest`` head, 700 updates) scored
-+2.0 to +4.6 points of validation mean IoU more on three small sets (README ablations 35 and 37); at 160 px the
++0.3 to +4.6 points of validation mean IoU more on four small sets (README ablations 35 and 37); at 160 px the
 same 700 updates take about 1.5x the time, which the lion set's 15 minutes do not allow. So ``auto`` counts the
 training photos of the split the run will make and takes ``small`` below :data:`SMALL_DATA_TRAIN`.
 """
