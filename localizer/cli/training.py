@@ -34,7 +34,7 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 def add_train_args(parser: argparse.ArgumentParser) -> None:
     add_data_args(parser)
     parser.add_argument("--run-dir", required=True, type=Path, help="run folder (manifest, checkpoints, history)")
-    add_recipe_args(parser, "report", "the run in --run-dir")
+    add_recipe_args(parser, "auto", "the run in --run-dir")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
