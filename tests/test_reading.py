@@ -201,7 +201,8 @@ def test_metrics_header_says_tta_and_flags_tiny_splits():
     assert "pipeline check" not in big
     small = format_metrics(_metrics(8, False))
     assert "without TTA" in small.splitlines()[0]
-    assert small.splitlines()[1].startswith("pipeline check only: 8 images")
+    assert small.splitlines()[1].startswith("pipeline check only: 8 images (fewer than 50): one image moves the "
+                                            "accuracy by 12.5 points")
     assert "TTA not recorded" in format_metrics({k: v for k, v in _metrics(60, True).items() if k != "tta"})
 
 
