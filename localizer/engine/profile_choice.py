@@ -2,8 +2,8 @@
 ``make run``, ``train`` and notebook 02.
 
 ``quick`` was chosen on the 1,698 lion training photos and trains them in about 13 minutes on 2 CPU cores.
-On a few hundred photos the ``small`` profile (``quick`` at 160 px with the ``largest`` head, 700 updates) scored
-+0.3 to +4.6 points of validation mean IoU more on four small sets (README ablations 35 and 37); at 160 px the
+On a few hundred photos the ``small`` profile (``quick`` at 160 px with the ``largest`` head, all of its 700 updates)
+scored +3.4 to +6.4 points of validation mean IoU more on four small sets (README ablations 35, 37, 38); at 160 px the
 same 700 updates take about 1.5x the time, which the lion set's 15 minutes do not allow. So ``auto`` counts the
 training photos of the split the run will make and takes ``small`` below :data:`SMALL_DATA_TRAIN`.
 """
