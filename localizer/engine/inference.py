@@ -57,6 +57,12 @@ def zoom_out(x: torch.Tensor, scale: float, fill: list[float]) -> torch.Tensor:
                     interpolation=F.InterpolationMode.BILINEAR, fill=fill)
 
 
+def zoom_fill(mean, std) -> list[float]:
+    """Training's grey border (:data:`localizer.engine.batch_augment.AFFINE_FILL`, in [0, 1]) in the units of images
+    normalized with ``mean`` / ``std`` (one value per channel): the ``fill`` of :func:`zoom_out` for model inputs."""
+    return [(AFFINE_FILL - m) / s for m, s in zip(mean, std)]
+
+
 def unzoom_boxes(boxes: torch.Tensor, scale: float) -> torch.Tensor:
     """Boxes ``(..., 4)`` normalized xyxy predicted on images shrunk by ``scale`` about their centre
     (:func:`zoom_out`) -> the same boxes on the original images: ``p = 0.5 + (p' - 0.5) / scale``, the inverse
@@ -116,8 +122,7 @@ def predict_batch(model, images: torch.Tensor, mean, std, tta: bool = False, num
                 pred = fuse_flip(pred, hflip_boxes(model(x.flip(-1)).float()))
             return sanitize_boxes(pred).cpu()
         (pred, quality), (flipped, flipped_quality) = model.predict(x), model.predict(x.flip(-1))
-        fill = [(AFFINE_FILL - m) / s for m, s in zip(mean, std)]  # training's grey, normalized
-        zoomed, _ = model.predict(numerics.place_images(zoom_out(x, CONFIDENCE_ZOOM, fill)))
+        zoomed, _ = model.predict(numerics.place_images(zoom_out(x, CONFIDENCE_ZOOM, zoom_fill(mean, std))))
     pred, flipped, zoomed = pred.float(), hflip_boxes(flipped.float()), unzoom_boxes(zoomed.float(), CONFIDENCE_ZOOM)
     score = box_confidence(pred, flipped, zoomed, quality, flipped_quality)
     return sanitize_boxes(fuse_flip(pred, flipped) if tta else pred).cpu(), score.cpu()
