@@ -195,8 +195,11 @@ class Run:
         given, saved = recipe_values(replace(config, **recipe), list(recipe)), recipe_values(config, list(recipe))
         changed = [f"{n}={given[n]!r} (the run has {saved[n]!r})" for n in recipe if given[n] != saved[n]]
         if changed:
+            unused = ("" if "epochs" not in recipe or config.steps is None else
+                      f" Its length is steps={config.steps} optimizer updates, so epochs is not used: --resume alone "
+                      "finishes them.")
             raise ConfigError(f"{folder} goes on with the recipe it was started with; it cannot change "
-                              f"{', '.join(changed)}. Train another recipe in another run folder.")
+                              f"{', '.join(changed)}.{unused} Train another recipe in another run folder.")
         return cls(folder, replace(config, **{k: v for k, v in changes.items() if k in RUNTIME_FIELDS}))
 
     @classmethod
