@@ -132,7 +132,7 @@ def test_a_run_in_updates_records_its_plan_and_resumes_with_it(synthetic_data, t
     run = Run.open(folder)
     assert plan_for(run.config, run.manifest, last) == TrainingPlan(3, 4, 12, 28)
 
-    with pytest.raises(ConfigError, match="Its length is steps=10 optimizer updates, so epochs is not used"):
+    with pytest.raises(ConfigError, match="It trains steps=10 updates: epochs is unused"):
         Run.open(folder, epochs=5)
     history = fit(config, folder, resume=True)
     assert history["epoch"].tolist() == [1, 2, 3] and history["step"].tolist() == [4, 8, 12]

@@ -184,8 +184,7 @@ class Run:
 
         Raises:
             FileNotFoundError: ``folder`` holds no ``config.json`` (not a run folder).
-            localizer.errors.ConfigError: ``changes`` to the recipe itself (a run goes on with the
-                recipe it was started with).
+            localizer.errors.ConfigError: ``changes`` to the recipe itself (a run goes on with its recipe).
         """
         folder = Path(folder)
         if not (folder / CONFIG).is_file():
@@ -195,9 +194,8 @@ class Run:
         given, saved = recipe_values(replace(config, **recipe), list(recipe)), recipe_values(config, list(recipe))
         changed = [f"{n}={given[n]!r} (the run has {saved[n]!r})" for n in recipe if given[n] != saved[n]]
         if changed:
-            unused = ("" if "epochs" not in recipe or config.steps is None else
-                      f" Its length is steps={config.steps} optimizer updates, so epochs is not used: --resume alone "
-                      "finishes them.")
+            unused = (f" It trains steps={config.steps} updates: epochs is unused."
+                      if config.steps and "epochs" in recipe else "")
             raise ConfigError(f"{folder} goes on with the recipe it was started with; it cannot change "
                               f"{', '.join(changed)}.{unused} Train another recipe in another run folder.")
         return cls(folder, replace(config, **{k: v for k, v in changes.items() if k in RUNTIME_FIELDS}))
