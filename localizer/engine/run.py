@@ -195,7 +195,7 @@ class Run:
         changed = [f"{n}={given[n]!r} (the run has {saved[n]!r})" for n in recipe if given[n] != saved[n]]
         if changed:
             unused = (f" It trains steps={config.steps} updates: epochs is unused."
-                      if config.steps and "epochs" in recipe else "")
+                      if config.steps and given.get("epochs", config.epochs) != config.epochs else "")
             raise ConfigError(f"{folder} goes on with the recipe it was started with; it cannot change "
                               f"{', '.join(changed)}.{unused} Train another recipe in another run folder.")
         return cls(folder, replace(config, **{k: v for k, v in changes.items() if k in RUNTIME_FIELDS}))
