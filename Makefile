@@ -47,8 +47,10 @@ report: setup
 	$(BIN)/python -m localizer run $(if $(DATA),--data $(DATA)) --profile $(REPORT_PROFILE) --run-dir $(REPORT_RUN) --resume \
 		--figures figures --publish report
 
-# unit includes the smoke profile through papermill (tests/test_reading.py), as make run runs it
-test: unit nbval
+# unit includes the smoke profile through papermill (tests/test_reading.py), as make run runs it.
+# --keep-going: nbval runs (and reports its count) even when a unit test failed; make test still fails.
+test: setup
+	$(MAKE) --no-print-directory --keep-going unit nbval
 
 unit: setup
 	$(BIN)/python -m pytest tests -q
