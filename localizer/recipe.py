@@ -228,13 +228,13 @@ _OFFLINE_RECIPE = {"image_size": 128, "backbone": "efficientnet_lite1", "head": 
 #: profile's. ``report``: the course report's recipe. ``quick``: offline-pretrained and CPU-friendly, 700 optimizer
 #: updates within 4 to 100 epochs (:func:`epochs_for`; 13 epochs of the 1,698 lion training photos, as chosen there).
 #: ``best``: the most accurate in under an hour on 2 CPU cores (160 px, 1,728 updates, the ``largest`` head: README
-#: ablations 17 and 21). ``small``: ``best`` at 700 updates without an epoch ceiling, for a few hundred photos
-#: (ablations 35, 37, 38; ``auto`` chooses it: :mod:`localizer.engine.profile_choice`). ``smoke``: tests and CI.
+#: ablations 17 and 21). ``small``: ``best`` at 1,400 updates without an epoch ceiling, for a few hundred photos
+#: (ablations 35, 37, 38, 41; ``auto`` chooses it: :mod:`localizer.engine.profile_choice`). ``smoke``: tests and CI.
 _QUICK = {**_OFFLINE_RECIPE, "steps": 700, "min_epochs": 4, "max_epochs": 100}
 PROFILES: dict[str, dict] = {
     "report": {},
     "quick": _QUICK,
-    "small": {**_QUICK, "image_size": 160, "head": "largest", "max_epochs": None},
+    "small": {**_QUICK, "image_size": 160, "head": "largest", "steps": 1400, "max_epochs": None},
     "best": {**_QUICK, "image_size": 160, "head": "largest", "steps": 1728},
     "smoke": {"image_size": 64, "epochs": 2, "batch_size": 16, "backbone": "efficientnet_lite0", "subset": 64},
 }

@@ -26,12 +26,12 @@ def test_auto_is_small_below_500_training_photos(n_train, profile):
 def test_small_is_quick_at_160_px_with_the_largest_head_and_all_its_updates():
     different = {k for k in PROFILES["quick"].keys() | PROFILES["small"].keys()
                  if PROFILES["quick"].get(k) != PROFILES["small"].get(k)}
-    assert different == {"image_size", "head", "max_epochs"}
+    assert different == {"image_size", "head", "steps", "max_epochs"}
     small, quick = recipe_for("small"), recipe_for("quick")
     assert (small.image_size, small.head, quick.image_size, quick.head) == (160, "largest", 128, "softargmax")
-    # 140 training photos, 5 updates an epoch: small trains its 700 updates (140 epochs), quick and best clip at 100
-    assert (epochs_for(small, 140), epochs_for(quick, 140), epochs_for(recipe_for("best"), 140)) == (140, 100, 100)
-    assert (epochs_for(small, 70), epochs_for(small, 419)) == (233, 50)  # 3 updates an epoch: 700 / 3 = 233.3
+    # 140 training photos, 5 updates an epoch: small trains its 1,400 updates (280 epochs), quick and best clip at 100
+    assert (epochs_for(small, 140), epochs_for(quick, 140), epochs_for(recipe_for("best"), 140)) == (280, 100, 100)
+    assert (small.steps, epochs_for(small, 70), epochs_for(small, 419)) == (1400, 467, 100)  # 1,400 / 3 = 466.7
 
 
 def test_a_named_profile_is_kept_without_reading_the_data():

@@ -3,8 +3,9 @@
 
 ``quick`` was chosen on the 1,698 lion training photos and trains them in about 13 minutes on 2 CPU cores.
 On a few hundred photos the ``small`` profile (``quick`` at 160 px with the ``largest`` head, all of its 700 updates)
-scored +3.4 to +6.4 points of validation mean IoU more on four small sets (README ablations 35, 37, 38); at 160 px the
-same 700 updates take about 1.5x the time, which the lion set's 15 minutes do not allow. So ``auto`` counts the
+scored +3.4 to +6.4 points of validation mean IoU more on four small sets (README ablations 35, 37, 38), and twice
+as many updates, 1,400, added 1.0 to 2.2 points more on four (ablation 41). At 160 px an update takes about 1.5x
+the time, and ``small`` makes twice as many: more than the lion set's 15 minutes allow. So ``auto`` counts the
 training photos of the split the run will make and takes ``small`` below :data:`SMALL_DATA_TRAIN`.
 """
 
@@ -24,8 +25,8 @@ def profile_for_size(n_train: int) -> tuple[str, str]:
     below :data:`SMALL_DATA_TRAIN`, else ``("quick", ...)``. E.g. 140 -> ``small``, 1,698 -> ``quick``."""
     if n_train < SMALL_DATA_TRAIN:
         return "small", (f"{n_train:,} training photos, fewer than {SMALL_DATA_TRAIN}: profile small (quick at "
-                         f"{PROFILES['small']['image_size']} px with the largest-animal head, better on each small "
-                         "data set tried)")
+                         f"{PROFILES['small']['image_size']} px with the largest-animal head and "
+                         f"{PROFILES['small']['steps']:,} updates, better on each small data set tried)")
     return "quick", (f"{n_train:,} training photos, {SMALL_DATA_TRAIN} or more: profile quick "
                      f"({PROFILES['quick']['image_size']} px, within about 15 minutes on 2 CPU cores)")
 
