@@ -4,7 +4,7 @@
 #   make test   set up the environment, then unit tests (with a smoke run of the notebooks) + nbval
 # and:
 #   make lab    JupyterLab on the notebooks, in the project's environment
-#   make report the published report: a run of REPORT_PROFILE (quick; best takes about an hour on 2 cores)
+#   make report the published report: a run of REPORT_PROFILE (quick; best takes 45-66 min on 2 cores)
 #               in runs/report-PROFILE (trained when missing or unfinished, reused when finished), its
 #               executed notebooks into report/ and its figures into figures/
 PYTHON ?= python3

@@ -34,7 +34,7 @@ LR_SCALINGS = ("none", "linear", "sqrt")
 SPLIT_CHOICES = ("seeded", "export")
 
 #: Fields of older versions, with the value that meant "off", whose code is gone (it lived at commit
-#: b930f34; README, "Ablations"): a saved recipe that sets one otherwise cannot be trained further or
+#: b930f34; docs/ablations.md): a saved recipe that sets one otherwise cannot be trained further or
 #: evaluated as it was trained (:meth:`TrainConfig.from_dict` refuses it).
 REMOVED_FIELDS = {"warmup_epochs": 0, "ema": 0.0, "hypotheses": 1, "backbone_lr_scale": 1.0, "several_repeat": 1.0}
 
@@ -217,7 +217,7 @@ def same_recipe(a: TrainConfig, b: TrainConfig) -> bool:
 SPLIT_FIELDS = ("data", "format", "oxford_box", "classes", "subset", "seed", "fractions", "split")
 
 
-#: The recipe ``quick`` and ``best`` share, chosen on the lion validation split (README, "Ablations"):
+#: The recipe ``quick`` and ``best`` share, chosen on the lion validation split (docs/ablations.md):
 #: EfficientNet-Lite1 with offline ImageNet weights, the soft-argmax head, box-aware scale + shift
 #: augmentation on half the training images, GIoU + L1 loss plus 0.25 x distribution focal loss, a
 #: cosine schedule, dropout 0.2, flip TTA.
@@ -227,9 +227,9 @@ _OFFLINE_RECIPE = {"image_size": 128, "backbone": "efficientnet_lite1", "head": 
 #: Named recipes: a profile's values replace :class:`TrainConfig`'s defaults, and ``-p NAME=VALUE`` replaces a
 #: profile's. ``report``: the course report's recipe. ``quick``: offline-pretrained and CPU-friendly, 700 optimizer
 #: updates within 4 to 100 epochs (:func:`epochs_for`; 13 epochs of the 1,698 lion training photos, as chosen there).
-#: ``best``: the most accurate in under an hour on 2 CPU cores (160 px, 1,728 updates, the ``largest`` head: README
-#: ablations 17 and 21). ``small``: ``best`` at 1,400 updates without an epoch ceiling, for a few hundred photos
-#: (ablations 35, 37, 38, 41; ``auto`` chooses it: :mod:`localizer.engine.profile_choice`). ``smoke``: tests and CI.
+#: ``best``: the most accurate in under an hour on 2 CPU cores (160 px, 1,728 updates, the ``largest`` head:
+#: docs/ablations.md, rows 17 and 21). ``small``: ``best`` at 1,400 updates without an epoch ceiling, for a few hundred
+#: photos (rows 35, 37, 38, 41; ``auto`` chooses it: :mod:`localizer.engine.profile_choice`). ``smoke``: tests and CI.
 _QUICK = {**_OFFLINE_RECIPE, "steps": 700, "min_epochs": 4, "max_epochs": 100}
 PROFILES: dict[str, dict] = {
     "report": {},

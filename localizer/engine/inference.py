@@ -40,7 +40,7 @@ def fuse_flip(plain: torch.Tensor, flipped: torch.Tensor, agreement: float | Non
 
 #: The confidence's third view (:func:`box_confidence`): the photo shrunk by this factor about its centre, the
 #: border filled with training's grey (:data:`localizer.engine.batch_augment.AFFINE_FILL`); training's scale +
-#: shift draws scales in 0.75-1.15, so the model has seen such views (README ablations 29 and 36).
+#: shift draws scales in 0.75-1.15, so the model has seen such views (docs/ablations.md, rows 29 and 36).
 CONFIDENCE_ZOOM = 0.9
 
 
@@ -85,7 +85,7 @@ def box_confidence(plain: torch.Tensor, flipped: torch.Tensor, zoomed: torch.Ten
             (1 - 2 x their mean standard deviation: ``head.predict`` of :mod:`localizer.model.heads`) on the
             photo and on the mirrored photo; 1 for the linear head, whose confidence is then the agreement alone.
 
-    Chosen on validation splits (``experiments/confidence_estimates.py``, README ablations 31 and 36) by
+    Chosen on validation splits (``experiments/confidence_estimates.py``, docs/ablations.md, rows 31 and 36) by
     Spearman's rank correlation with the IoU and by the accuracy at IoU > 0.5 of the most confident 80 %:
     on the lion split (364 photos) 0.811 and 99.32 % against 0.818 and 98.29 % for the flip agreement alone
     (the earlier rule), and 0.702 against 0.666 in the mean over the five validation splits tried (lion and four
