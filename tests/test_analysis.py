@@ -128,6 +128,24 @@ def test_zoom_out_tta_maps_a_known_square_and_its_box_back(monkeypatch):
     assert scale_tta.mean_of_agreeing(views[0], views)[0].tolist() == pytest.approx([0.0, 0.0, 0.5, 0.45])
 
 
+def test_heldout_pool_keeps_the_photos_no_split_has_seen(synthetic_data, tmp_path):
+    images = sorted((synthetic_data / "yolo" / "images").iterdir())[:6]
+    full = pd.DataFrame({"file": [f"images/{p.name}" for p in images], "path": [str(p) for p in images],
+                         "split": ["train", "train", "val", "test", "train", "val"], "dup_group": [0, 0, 0, 0, 3, 0]})
+    small = pd.DataFrame({"file": [full["file"][1]]})
+    (tmp_path / "full").mkdir()
+    (tmp_path / "small").mkdir()
+    full.to_csv(tmp_path / "full" / "manifest.csv", index=False)
+    small.to_csv(tmp_path / "small" / "manifest.csv", index=False)
+    # photo 1 is the subset run's, 3 is in the test split, 4 in a near-duplicate group: 0, 2 and 5 remain
+    print(run_experiment("heldout_pool.py", tmp_path / "full", tmp_path / "pool", tmp_path / "small"))
+    pooled = sorted(p.name for p in (tmp_path / "pool" / "images").iterdir())
+    assert pooled == [images[0].name, images[2].name, images[5].name]
+    labels = sorted(p.name for p in (tmp_path / "pool" / "labels").iterdir())
+    assert labels == [f"{images[i].stem}.txt" for i in (0, 2, 5)]
+    assert (tmp_path / "pool" / "images" / images[2].name).resolve() == images[2].resolve()
+
+
 # ----------------------------------------------------------------------------- compare
 def test_compare_counts_the_discordant_photos_and_tests_them():
     files = [f"p{i}.jpg" for i in range(5)]
