@@ -99,7 +99,6 @@ class TrainConfig:
     plateau_patience: int = 3
     dfl: float = 0.0
     affine_p: float = 0.0
-    affine_strength: float = 1.0
     seed: int = DEFAULT_SEED
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
     split: str = "seeded"

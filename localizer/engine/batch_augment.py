@@ -105,8 +105,7 @@ class BatchAugment:
     returns float32 images in [0, 1] (same device and shape; normalize them next) and the boxes.
     """
 
-    def __init__(self, flip_p: float = FLIP_P, color_jitter: dict | None = None, affine_p: float = 0.0,
-                 affine_strength: float = 1.0):
+    def __init__(self, flip_p: float = FLIP_P, color_jitter: dict | None = None, affine_p: float = 0.0):
         jitter = dict(COLOR_JITTER if color_jitter is None else color_jitter)
         if not 0.0 <= flip_p <= 1.0:
             raise ValueError(f"flip_p must be in [0, 1], got {flip_p}")
@@ -121,7 +120,6 @@ class BatchAugment:
             raise ValueError(f"ColorJitter strengths must be >= 0, got {jitter}")
         self.flip_p = flip_p
         self.affine_p = affine_p
-        self.affine_strength = affine_strength
         self.strengths = tuple(float(jitter.get(op, 0.0)) for op in JITTER_OPS)
 
     def __repr__(self) -> str:
@@ -139,10 +137,8 @@ class BatchAugment:
         if not self.affine_p:  # draws nothing more: the report's recipe keeps its random stream
             return AugmentParams(flip, factors, order)
         affine = torch.rand(n) < self.affine_p
-        k = self.affine_strength
-        low, high = 1 - k * (1 - AFFINE_SCALE[0]), 1 + k * (AFFINE_SCALE[1] - 1)
-        scale = low + (high - low) * torch.rand(n)
-        shift = k * AFFINE_TRANSLATE * (2 * torch.rand(n, 2) - 1)
+        scale = AFFINE_SCALE[0] + (AFFINE_SCALE[1] - AFFINE_SCALE[0]) * torch.rand(n)
+        shift = AFFINE_TRANSLATE * (2 * torch.rand(n, 2) - 1)
         return AugmentParams(flip, factors, order, affine, torch.where(affine, scale, 1.0),
                              torch.where(affine[:, None], shift, 0.0))
 

@@ -273,7 +273,7 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
     if len(loaders[0]) != plan.updates_per_epoch:
         raise RuntimeError(f"{run.folder}: the training loader has {len(loaders[0])} batches per epoch, the plan "
                            f"{plan.updates_per_epoch} ({plan.n_train} photos in batches of {config.batch_size})")
-    augment = BatchAugment(affine_p=config.affine_p, affine_strength=config.affine_strength)
+    augment = BatchAugment(affine_p=config.affine_p)
     train_mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0).tolist()
     last_epoch = plan.epochs if max_epochs is None else min(plan.epochs, session.epoch + max_epochs)
     if progress:
