@@ -33,10 +33,14 @@ LR_SCALINGS = ("none", "linear", "sqrt")
 #: folders an export came with (:func:`localizer.data.split.export_split`; Roboflow, CVAT).
 SPLIT_CHOICES = ("seeded", "export")
 
-#: Fields of older versions, with the value that meant "off", whose code is gone (it lived at commit
-#: b930f34; docs/ablations.md): a saved recipe that sets one otherwise cannot be trained further or
-#: evaluated as it was trained (:meth:`TrainConfig.from_dict` refuses it).
-REMOVED_FIELDS = {"warmup_epochs": 0, "ema": 0.0, "hypotheses": 1, "backbone_lr_scale": 1.0, "several_repeat": 1.0}
+#: Fields of older versions, with the value that meant "off", whose code is gone (docs/ablations.md): a saved
+#: recipe that sets one otherwise cannot be trained further or evaluated as it was trained
+#: (:meth:`TrainConfig.from_dict` refuses it). :data:`REMOVED_AT` gives the commit where each one's code lived.
+REMOVED_FIELDS = {"warmup_epochs": 0, "ema": 0.0, "hypotheses": 1, "backbone_lr_scale": 1.0, "several_repeat": 1.0,
+                  "affine_strength": 1.0}
+#: The commit where each field of :data:`REMOVED_FIELDS` lived: b930f34 for those issue 29 removed, 5d21410 for
+#: ablation 42's stronger scale + shift.
+REMOVED_AT = {**dict.fromkeys(REMOVED_FIELDS, "b930f34"), "affine_strength": "5d21410"}
 
 
 @dataclass
@@ -135,10 +139,12 @@ class TrainConfig:
                 :data:`REMOVED_FIELDS` set to another value than its "off" one (a run of an older
                 version trained with an option whose code is gone: it would not go on as it began).
         """
-        removed = [f"{k}={values[k]!r}" for k, off in REMOVED_FIELDS.items() if values.get(k, off) != off]
+        removed = [k for k, off in REMOVED_FIELDS.items() if values.get(k, off) != off]
         if removed:
-            raise ConfigError(f"the recipe sets {', '.join(removed)}, an option this version no longer has (its "
-                              "code lived at commit b930f34); train it again without, or use that version")
+            raise ConfigError(f"the recipe sets {', '.join(f'{k}={values[k]!r}' for k in removed)}, an option this "
+                              f"version no longer has (its code lived at commit "
+                              f"{', '.join(sorted({REMOVED_AT[k] for k in removed}))}); train it again without, "
+                              "or use that version")
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in values.items() if k in names}
         if "fractions" in values:

@@ -132,12 +132,14 @@ def test_affine_p_zero_draws_no_more_random_numbers():
     assert (some.scale[~some.affine] == 1).all() and (some.shift[~some.affine] == 0).all()
 
 
-@pytest.mark.parametrize("name, value", [("warmup_epochs", 1), ("ema", 0.998), ("hypotheses", 2),
-                                         ("backbone_lr_scale", 0.1), ("several_repeat", 3)])
-def test_a_saved_recipe_with_a_removed_option_is_refused_naming_it(name, value):
+@pytest.mark.parametrize("name, value, commit", [("warmup_epochs", 1, "b930f34"), ("ema", 0.998, "b930f34"),
+                                                 ("hypotheses", 2, "b930f34"), ("backbone_lr_scale", 0.1, "b930f34"),
+                                                 ("several_repeat", 3, "b930f34"), ("affine_strength", 2.0, "5d21410")])
+def test_a_saved_recipe_with_a_removed_option_is_refused_naming_it(name, value, commit):
     saved = {"head": "softargmax", "dfl": 0.25, **REMOVED_FIELDS}
     assert TrainConfig.from_dict(saved) == TrainConfig(head="softargmax", dfl=0.25)  # "off": as before
-    with pytest.raises(ConfigError, match=f"sets {name}={value!r}, an option this version no longer has"):
+    with pytest.raises(ConfigError, match=rf"sets {name}={value!r}, an option this version no longer has \(its code "
+                                          rf"lived at commit {commit}\)"):
         TrainConfig.from_dict({**saved, name: value})
     with pytest.raises(ConfigError, match='^head="dense": expected one of "linear", "softargmax", "largest"'):
         TrainConfig.from_dict({"head": "dense"})

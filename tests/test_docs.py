@@ -2,7 +2,7 @@
 
 Commands are parsed, not run: every ``python -m localizer COMMAND ...`` in a code span or code block
 must name an existing command and only options that command has (``-p NAME=...`` a recipe field, or
-one that :data:`localizer.recipe.REMOVED_FIELDS` names, whose code lived at b930f34), and every
+one that :data:`localizer.recipe.REMOVED_FIELDS` names, whose code lived at the commit ``REMOVED_AT`` gives), and every
 ``make ...`` only targets and variables that the Makefile defines.
 """
 
