@@ -1,6 +1,7 @@
-"""Write a held-out pool: the photos of a large run's data that neither its test split nor any of the given small runs
-has seen, as a YOLO folder (``images/`` and ``labels/``, symbolic links to the originals) that ``evaluate --data``
-scores.
+"""Write the held-out pool: the photos of a data set that no split of the given runs has seen.
+
+The pool is the photos of a large run's data outside its test split and outside every one of the given small runs, as
+a YOLO folder (``images/`` and ``labels/``, symbolic links to the originals) that ``evaluate --data`` scores.
 
 A run on a seeded subset (``-p subset=200``) has 30 validation and 30 test photos: one photo is 3.3 points, and two
 recipes that differ by a point cannot be told apart. The rest of the same data set can: with the lion photos, the
@@ -8,11 +9,12 @@ recipes that differ by a point cannot be told apart. The rest of the same data s
 out, so no twin of a subset photo is scored; the full run's test split left out, so the full set's goal stays unseen).
 Used for ablation 42 and the "photos no split has seen" table of docs/results.md:
 
-    python experiments/heldout_pool.py runs/report-quick ../pool/lion-heldout RUN [RUN ...]
+    python experiments/heldout_pool.py runs/report-quick ../pool/lion-heldout RUN100 RUN200 RUN200S3 RUN400
     python -m localizer evaluate --checkpoint RUN/checkpoints/best.pt --data ../pool/lion-heldout \\
         --out RUN/metrics_pool.json
 
-``runs/report-quick`` is the full lion run (its manifest splits all 2,427 photos); the RUNs are the subset runs.
+``runs/report-quick`` is the full lion run (its manifest splits all 2,427 photos); the RUNs are the four subset runs
+of docs/results.md (``-p subset=100``, ``subset=200``, ``subset=200 seed=3``, ``subset=400``): 1,564 photos remain.
 The originals must be a YOLO folder (``images/NAME.jpg`` beside ``labels/NAME.txt``), as the lion photos are.
 """
 
@@ -39,6 +41,8 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="the pool folder to write (must not exist)")
     parser.add_argument("runs", type=Path, nargs="+", help="the subset runs whose photos are left out")
     args = parser.parse_args()
+    if args.out.exists():
+        raise SystemExit(f"{args.out}: already exists; give a new folder (the pool is written once)")
     rows = pool_rows(pd.read_csv(args.full_run / "manifest.csv"), [pd.read_csv(r / "manifest.csv") for r in args.runs])
     (args.out / "images").mkdir(parents=True)
     (args.out / "labels").mkdir()

@@ -33,13 +33,11 @@ LR_SCALINGS = ("none", "linear", "sqrt")
 #: folders an export came with (:func:`localizer.data.split.export_split`; Roboflow, CVAT).
 SPLIT_CHOICES = ("seeded", "export")
 
-#: Fields of older versions, with the value that meant "off", whose code is gone (docs/ablations.md): a saved
-#: recipe that sets one otherwise cannot be trained further or evaluated as it was trained
-#: (:meth:`TrainConfig.from_dict` refuses it). :data:`REMOVED_AT` gives the commit where each one's code lived.
+#: Fields of older versions whose code is gone, with the value that meant "off" (docs/ablations.md): a saved recipe
+#: that sets one otherwise cannot be trained further or evaluated as it was trained (:meth:`TrainConfig.from_dict`
+#: refuses it, naming the commit of :data:`REMOVED_AT` where its code lived: issue 29's b930f34, ablation 42's 5d21410).
 REMOVED_FIELDS = {"warmup_epochs": 0, "ema": 0.0, "hypotheses": 1, "backbone_lr_scale": 1.0, "several_repeat": 1.0,
                   "affine_strength": 1.0}
-#: The commit where each field of :data:`REMOVED_FIELDS` lived: b930f34 for those issue 29 removed, 5d21410 for
-#: ablation 42's stronger scale + shift.
 REMOVED_AT = {**dict.fromkeys(REMOVED_FIELDS, "b930f34"), "affine_strength": "5d21410"}
 
 
@@ -131,19 +129,17 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        """Build from a dict (a saved ``config.json`` or checkpoint), ignoring unknown keys; ``fractions``
-        may be a list.
+        """Build from a saved ``config.json`` or checkpoint dict, ignoring unknown keys; ``fractions`` may be a list.
 
         Raises:
             localizer.errors.ConfigError: a value :class:`TrainConfig` refuses, or a field of
                 :data:`REMOVED_FIELDS` set to another value than its "off" one (a run of an older
                 version trained with an option whose code is gone: it would not go on as it began).
         """
-        removed = [k for k, off in REMOVED_FIELDS.items() if values.get(k, off) != off]
+        removed = {f"{k}={values[k]!r}": REMOVED_AT[k] for k, v in REMOVED_FIELDS.items() if values.get(k, v) != v}
         if removed:
-            raise ConfigError(f"the recipe sets {', '.join(f'{k}={values[k]!r}' for k in removed)}, an option this "
-                              f"version no longer has (its code lived at commit "
-                              f"{', '.join(sorted({REMOVED_AT[k] for k in removed}))}); train it again without, "
+            raise ConfigError(f"the recipe sets {', '.join(removed)}, an option this version no longer has (its code "
+                              f"lived at commit {', '.join(sorted(set(removed.values())))}); train it again without, "
                               "or use that version")
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in values.items() if k in names}
