@@ -43,7 +43,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.out.exists():
         raise SystemExit(f"{args.out}: already exists; give a new folder (the pool is written once)")
-    rows = pool_rows(pd.read_csv(args.full_run / "manifest.csv"), [pd.read_csv(r / "manifest.csv") for r in args.runs])
+    full = pd.read_csv(args.full_run / "manifest.csv")
+    rows = pool_rows(full, [pd.read_csv(r / "manifest.csv") for r in args.runs])
     (args.out / "images").mkdir(parents=True)
     (args.out / "labels").mkdir()
     for image in map(Path, rows["path"]):
@@ -52,7 +53,7 @@ def main() -> None:
             raise SystemExit(f"{label}: no YOLO label beside {image} (the pool needs a YOLO folder)")
         os.symlink(image.resolve(), args.out / "images" / image.name)
         os.symlink(label.resolve(), args.out / "labels" / label.name)
-    print(f"{len(rows)} of {len(pd.read_csv(args.full_run / 'manifest.csv'))} photos in {args.out}")
+    print(f"{len(rows)} of {len(full)} photos in {args.out}")
 
 
 if __name__ == "__main__":
