@@ -7,7 +7,7 @@ A run on a seeded subset (``-p subset=200``) has 30 validation and 30 test photo
 recipes that differ by a point cannot be told apart. The rest of the same data set can: with the lion photos, the
 1,564 photos of the full run's training and validation splits that no subset run used (near-duplicate groups left
 out, so no twin of a subset photo is scored; the full run's test split left out, so the full set's goal stays unseen).
-Used for ablation 42 and the "photos no split has seen" table of docs/results.md:
+Used for ablations 42-44 and the "photos no split has seen" table of docs/results.md:
 
     python experiments/heldout_pool.py runs/report-quick ../pool/lion-heldout RUN100 RUN200 RUN200S3 RUN400
     python -m localizer evaluate --checkpoint RUN/checkpoints/best.pt --data ../pool/lion-heldout \\
