@@ -160,3 +160,12 @@ def test_resume_keeps_the_plan_the_run_began_with(synthetic_data, tmp_path):
     last["plan"] = {"epochs": 2, "updates_per_epoch": 4, "updates": 8, "n_train": 28}
     torch.save(last, last_path)
     assert fit(config, folder, resume=True)["step"].tolist() == [4, 8]
+
+
+def test_expected_time_line_scales_the_first_epoch_to_the_plan():
+    from localizer.engine.training import expected_time_line
+
+    plan = TrainingPlan(epochs=240, updates_per_epoch=5, updates=1200, n_train=140)
+    # 2.1 s for the first epoch's 5 updates: 0.42 s each, 1,200 updates in 504 s
+    assert expected_time_line(plan, 2.1).startswith("expected training time: about 8 min 24 s for 1,200 updates")
+    assert "(0.42 s per update" in expected_time_line(plan, 2.1)

@@ -148,14 +148,16 @@ def _start(config: TrainConfig, plan: TrainingPlan, checkpoint: dict | None, pro
     device = resolve_device(config.device)
     seed_everything(config.seed)
     model = build_model(config.backbone, weights=None if checkpoint else config.weights, dropout=config.dropout,
-                        head=config.head, image_size=config.image_size, loss=config.loss, dfl=config.dfl)
+                        head=config.head, image_size=config.image_size, loss=config.loss, dfl=config.dfl,
+                        freeze_stride=config.freeze_stride)
     numerics, why = training_numerics(config, device, model, checkpoint)
     if progress:
         tqdm.write(f"numerics: {numerics} ({why})")
     numerics.place_model(model)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size throughout: pick the fastest kernels once
-    optimizer = torch.optim.AdamW(model.parameters(), lr=effective_lr(config), weight_decay=config.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # not the frozen layers
+    optimizer = torch.optim.AdamW(trainable, lr=effective_lr(config), weight_decay=config.weight_decay)
     session = _Session(config, plan, model, numerics, optimizer, make_scheduler(config, optimizer, plan.epochs))
     if checkpoint:
         model.load_state_dict(checkpoint["model"])
@@ -220,6 +222,16 @@ def epoch_line(row: dict, plan: TrainingPlan, seconds_left: float | None = None)
     if seconds_left is not None:
         line += f"  ({int(seconds_left // 60)} min {seconds_left % 60:.0f} s left)" if seconds_left else "  (done)"
     return line
+
+
+def expected_time_line(plan: TrainingPlan, first_epoch_seconds: float) -> str:
+    """The training time to expect, printed after a run's first epoch: its seconds per update times the plan's
+    updates, e.g. ``expected training time: about 8 min 20 s for 1,200 updates (0.42 s per update in the first
+    epoch)``. The first epoch also starts the loader's workers, so the estimate errs long by a few seconds."""
+    per_update = first_epoch_seconds / plan.updates_per_epoch
+    total = per_update * plan.updates
+    return (f"expected training time: about {int(total // 60)} min {total % 60:.0f} s for {plan.updates:,} updates "
+            f"({per_update:.2f} s per update in the first epoch)")
 
 
 def _finished_lines(run: Run, session: _Session) -> list[str]:
@@ -290,4 +302,6 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
         run.save_epoch(_payload(session, train_mean_box), improved, pd.DataFrame(session.history, columns=HISTORY_COLUMNS))
         if progress:
             tqdm.write(epoch_line(row, plan, (plan.epochs - epoch) * sum(seconds) / len(seconds)))
+            if epoch == 1 and plan.epochs > 1:
+                tqdm.write(expected_time_line(plan, row["seconds"]))
     return pd.DataFrame(session.history, columns=HISTORY_COLUMNS)

@@ -25,6 +25,7 @@ from localizer.model.backbones import (
     STRIDE,
     build_backbone,
     feature_grid,
+    feature_layers,
     input_normalization,
 )
 from localizer.model.heads import LinearHead, build_head
@@ -72,6 +73,7 @@ class BoxRegressor(nn.Module):
         input_mean: tuple[float, float, float] = IMAGENET_MEAN,
         input_std: tuple[float, float, float] = IMAGENET_STD,
         head: nn.Module | None = None,
+        freeze_stride: int = 0,
     ) -> None:
         """Wrap ``backbone`` with a box head.
 
@@ -85,6 +87,10 @@ class BoxRegressor(nn.Module):
                 (:func:`localizer.model.backbones.input_normalization`).
             head: a head from :func:`localizer.model.heads.build_head` (default: the report's
                 :class:`~localizer.model.heads.LinearHead`).
+            freeze_stride: freeze the backbone's layers up to this output stride (0: none; 8 on EfficientNet-Lite:
+                the stem and the blocks at 1/2, 1/4 and 1/8 of the input side). Frozen layers keep their weights
+                and their BatchNorm statistics (always in eval mode, as Detectron2's ``FREEZE_AT``) and run without
+                autograd, so training computes no gradient through them.
 
         Raises:
             ValueError: if ``dropout`` is not in [0, 1) or ``num_features`` < 1.
@@ -100,15 +106,29 @@ class BoxRegressor(nn.Module):
         self.num_features = int(num_features)
         self.input_mean = tuple(float(v) for v in input_mean)
         self.input_std = tuple(float(v) for v in input_std)
+        self.freeze_stride = int(freeze_stride)
+        self._layers = feature_layers(backbone)
+        self._frozen = [layer for layer in self._layers if layer.stride <= self.freeze_stride]
+        for layer in self._frozen:
+            layer.module.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "BoxRegressor":
+        """As :meth:`torch.nn.Module.train`, but the frozen layers stay in eval mode (fixed BatchNorm statistics)."""
+        super().train(mode)
+        for layer in self._frozen:
+            layer.module.eval()
+        return self
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The backbone's last feature map ``(N, F, ceil(H / 32), ceil(W / 32))`` (before pooling)."""
-        net = self.backbone
-        if hasattr(net, "extract_features"):  # efficientnet-lite-pytorch: stem, blocks, head conv
-            return net.extract_features(x)
-        # torchvision ResNet: its forward up to layer4, without avgpool and fc
-        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-        return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+        """The backbone's last feature map ``(N, F, ceil(H / 32), ceil(W / 32))`` (before pooling); the frozen
+        layers run without autograd."""
+        with torch.no_grad():
+            for layer in self._frozen:
+                x = layer.run(x)
+        for layer in self._layers[len(self._frozen):]:
+            x = layer.run(x)
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predict one box per image.
@@ -157,6 +177,7 @@ def build_model(
     image_size: int = 224,
     loss: str = "smooth_l1",
     dfl: float = 0.0,
+    freeze_stride: int = 0,
 ) -> BoxRegressor:
     """Build a :class:`BoxRegressor` (input ``(N, 3, H, W)`` -> output ``(N, 4)``).
 
@@ -178,6 +199,7 @@ def build_model(
             heads other than ``linear`` are built for its ``ceil(S / 32)`` feature map).
         loss: the box loss the head is trained with (one of :data:`localizer.recipe.LOSSES`).
         dfl: weight of the distribution focal loss added to it (``softargmax`` and ``largest`` heads).
+        freeze_stride: freeze the backbone up to this output stride (:class:`BoxRegressor`; 0: none).
 
     Returns:
         A BoxRegressor in training mode with ``backbone_name``, ``num_features``
@@ -197,7 +219,8 @@ def build_model(
     is_imagenet = isinstance(weights, str) and weights == "imagenet"
     net, features = build_backbone(backbone, imagenet=is_imagenet)
     model = BoxRegressor(net, features, dropout, backbone, *input_normalization(backbone),
-                         head=build_head(head, features, feature_grid(image_size), dropout, loss, dfl))
+                         head=build_head(head, features, feature_grid(image_size), dropout, loss, dfl),
+                         freeze_stride=freeze_stride)
 
     if weights is not None and not is_imagenet:
         apply_local_weights(model, weights)
