@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from throughput import cpu_name, interleaved, save_result  # benchmarks/ is the script's folder
 
-from localizer.engine.batch_augment import AFFINE_SCALE, AFFINE_TRANSLATE, BatchAugment
-from localizer.engine.transforms import COLOR_JITTER
+from localizer.data.batch_augment import AFFINE_SCALE, AFFINE_TRANSLATE, BatchAugment
+from localizer.data.transforms import COLOR_JITTER
 
 
 def kornia_augment(affine_p: float):

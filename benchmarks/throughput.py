@@ -10,7 +10,7 @@ Same machine, model, batch size and image size for all:
   ``precision`` existed.
 * ``ours``: localizer's pipeline as :func:`localizer.engine.training.train` runs it — decode-once memmap
   cache, uint8 batches, flip + ColorJitter on whole batches on the device
-  (:class:`localizer.engine.batch_augment.BatchAugment`), normalization there, and the numerics
+  (:class:`localizer.data.batch_augment.BatchAugment`), normalization there, and the numerics
   ``precision=auto`` chooses (:func:`localizer.engine.numerics.choose_numerics`: channels_last, and bf16
   where it is faster).
 * ``ceiling``: forward + backward + optimizer step on a batch already on the device, in each of
@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from localizer.engine.batch_augment import BatchAugment
+from localizer.data.batch_augment import BatchAugment
 from localizer.data.download import ensure_data
 from localizer.data.imageio import load_rgb
 from localizer.engine.inference import predict_batch
@@ -51,7 +51,7 @@ from localizer.engine.numerics import Numerics, choose_numerics, resolve_device
 from localizer.recipe import TrainConfig
 from localizer.engine.run import make_manifest
 from localizer.engine.training import make_loaders, run_epoch
-from localizer.engine.transforms import boxes_to_target, build_transforms, pixel_boxes
+from localizer.data.transforms import boxes_to_target, build_transforms, pixel_boxes
 
 
 class PlainDataset(Dataset):

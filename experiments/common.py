@@ -13,12 +13,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from localizer.engine.cache import ImageCache
-from localizer.engine.datasets import CachedBoxDataset, make_loader, normalized_targets
-from localizer.engine.evaluation import MEASUREMENT_MIN_IMAGES
+from localizer.data.cache import ImageCache
+from localizer.data.datasets import CachedBoxDataset, make_loader, normalized_targets
+from localizer.report.tables import MEASUREMENT_MIN_IMAGES
 from localizer.metrics import accuracy_at, paired_iou, sanitize_boxes
 from localizer.engine.run import load_model
-from localizer.engine.transforms import model_input
+from localizer.engine.numerics import model_input
 
 
 def validation_split(run: Path) -> tuple:

@@ -38,7 +38,7 @@ from localizer.boxes import hflip_boxes
 from localizer.engine.inference import CONFIDENCE_ZOOM, box_confidence, fuse_flip, unzoom_boxes, zoom_fill, zoom_out
 from localizer.metrics import paired_iou, risk_coverage, sanitize_boxes, spearman
 from localizer.model.detection import largest_cell, take_cells
-from localizer.boxes import soft_argmax
+from localizer.model.geometry import soft_argmax
 from localizer.model.heads import LargestHead, edge_quality
 
 TOP_K = 4  # GFL V2's k

@@ -21,7 +21,7 @@ import torch
 from common import describe_split, predict_views, validation_run
 
 from localizer.boxes import hflip_boxes
-from localizer.boxes import soft_argmax
+from localizer.model.geometry import soft_argmax
 from localizer.engine.inference import fuse_flip
 from localizer.metrics import paired_iou, sanitize_boxes
 

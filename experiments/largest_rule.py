@@ -22,7 +22,7 @@ import torch
 from common import describe_split, predict_views, score_table, validation_run
 
 from localizer.boxes import hflip_boxes
-from localizer.boxes import soft_argmax
+from localizer.model.geometry import soft_argmax
 from localizer.model.detection import ANIMAL_SCORE, choose_largest
 from localizer.engine.inference import fuse_flip
 

@@ -4,7 +4,7 @@ On a run's **validation** split (never the test split: this chooses whether to a
 mean IoU and accuracy at IoU > 0.5 (PASCAL VOC criterion), over all photos and over those with one and
 with several annotated animals. Each view is the photo shrunk by a scale ``s`` about its centre, the
 uncovered border filled with the grey of training's box-aware scale + shift
-(:data:`localizer.engine.batch_augment.AFFINE_FILL`, a zoom-out the model saw in training for ``s`` >= 0.75),
+(:data:`localizer.data.batch_augment.AFFINE_FILL`, a zoom-out the model saw in training for ``s`` >= 0.75),
 as it is and mirrored; each view's box is mapped back to the photo (:func:`unzoom_boxes`). Rows:
 the flip TTA of ``evaluate`` (``s`` = 1, :func:`localizer.engine.inference.fuse_flip`), each scale's flip TTA
 alone, and three fusions of all views: the mean of the views that agree (IoU > 0.5) with the first

@@ -6,13 +6,16 @@ the bottom helpers (``tests/test_layout.py`` holds the rule):
 ==================  ==========================================================  =======================
 folder / module     job                                                         imports
 ==================  ==========================================================  =======================
-``data/``           find, decode, read, check and split the photos              bottom helpers
+``data/``           find, decode, read, check and split the photos; datasets,   bottom helpers
+                    cache, augmentation
 ``recipe``          :class:`~localizer.recipe.TrainConfig` and the profiles     ``data``
                     (no torch module)
-``model/``          backbones, heads (each owns its forward and loss), losses   ``recipe``
+``model/``          backbones, heads (each owns its forward and loss), head     ``recipe``
+                    geometry, losses
 ``engine/``         run folder, checkpoints, numerics, training, evaluation,    ``data``, ``recipe``,
-                    prediction                                                  ``model``
-``report/``         figures, notebook narration, ``run`` (papermill), analysis  all of the above
+                    review, prediction: what computes                           ``model``
+``report/``         figures, tables, notebook narration, ``run`` (papermill),   all of the above
+                    analysis: what presents
 ``cli/``            ``python -m localizer ...``                                 everything
 bottom helpers      ``boxes`` (box conventions and geometry), ``metrics`` (IoU, nothing of the package
                     accuracy), ``errors``, ``files`` (atomic writes),            but each other

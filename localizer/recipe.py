@@ -52,7 +52,7 @@ class TrainConfig:
     report's ``linear`` head, ``softargmax`` or ``largest`` (:mod:`localizer.model.heads`; ``largest``
     trains on every annotated animal, so its run's manifest keeps every box). ``affine_p`` is the
     probability of the box-aware random scale + shift per training image
-    (:class:`localizer.engine.batch_augment.BatchAugment`; 0 in the report). ``dfl`` > 0 adds that
+    (:class:`localizer.data.batch_augment.BatchAugment`; 0 in the report). ``dfl`` > 0 adds that
     weight times the distribution focal loss (:func:`localizer.model.losses.distribution_focal_loss`;
     ``softargmax`` and ``largest`` heads) to ``loss``. ``schedule`` is ``plateau`` (the report's
     ReduceLROnPlateau on the validation loss) or ``cosine`` (cosine annealing from ``lr`` to 0 over
@@ -273,7 +273,7 @@ def recipe_for(profile: str = "report", **values) -> TrainConfig:
 
 def updates_per_epoch(n_train: int, batch_size: int) -> int:
     """Optimizer updates in one epoch of ``n_train`` training photos, ``ceil(n_train / batch_size)``: the loader keeps
-    the last, smaller batch (``drop_last=False``, :func:`localizer.engine.datasets.make_loader`). 1,698 in 32s: 54."""
+    the last, smaller batch (``drop_last=False``, :func:`localizer.data.datasets.make_loader`). 1,698 in 32s: 54."""
     return -(-n_train // batch_size)
 
 

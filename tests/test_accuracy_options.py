@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from localizer.engine import training
-from localizer.engine.batch_augment import AFFINE_FILL, AugmentParams, BatchAugment, apply_augment
-from localizer.boxes import cell_boxes, edge_distances, soft_argmax
+from localizer.data.batch_augment import AFFINE_FILL, AugmentParams, BatchAugment, apply_augment
+from localizer.model.geometry import cell_boxes, edge_distances, soft_argmax
 from localizer.errors import ConfigError
 from localizer.model.heads import BINS, DenseHead, LinearHead, SoftArgmaxHead
 from localizer.engine.inference import fuse_flip, predict_batch
@@ -17,7 +17,7 @@ from localizer.model.losses import box_loss, distribution_focal_loss
 from localizer.model.models import build_model, count_parameters
 from localizer.engine.numerics import default_numerics
 from localizer.recipe import REMOVED_FIELDS, TrainConfig
-from localizer.engine.transforms import model_input
+from localizer.engine.numerics import model_input
 
 IMAGENET_LION = 291
 

@@ -14,10 +14,11 @@ from helpers import fit
 
 from localizer.engine import run as runs
 from localizer.engine import training
-from localizer.engine.batch_augment import AugmentParams, apply_augment
-from localizer.boxes import ALL_BOXES_COLUMN, boxes_text, edge_distances, empty_boxes, parse_boxes_text, soft_argmax
+from localizer.data.batch_augment import AugmentParams, apply_augment
+from localizer.boxes import ALL_BOXES_COLUMN, boxes_text, empty_boxes, parse_boxes_text
+from localizer.model.geometry import edge_distances, soft_argmax
 from localizer.cli import main as cli_main
-from localizer.engine.datasets import MAX_BOXES, all_box_targets, box_targets
+from localizer.data.datasets import MAX_BOXES, all_box_targets, box_targets
 from localizer.data.download import REPO_ROOT
 from localizer.errors import DataError
 from localizer.model.detection import ANIMAL_NMS_IOU, ANIMAL_SCORE, choose_largest, detect_animals

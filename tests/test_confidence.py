@@ -14,10 +14,10 @@ import torch
 from localizer.engine.inference import box_confidence, predict_batch, unzoom_boxes, zoom_out
 from localizer.engine.numerics import default_numerics
 from localizer.metrics import confidence_summary, covered, risk_coverage, spearman
-from localizer.boxes import soft_argmax
+from localizer.model.geometry import soft_argmax
 from localizer.model.detection import choose_largest
 from localizer.model.heads import BINS, LargestHead, LinearHead, SoftArgmaxHead, edge_quality
-from localizer.report.confidence import review_ranking
+from localizer.engine.review import review_ranking
 from localizer.report.results import confidence_table, format_confidence
 
 # a hand-made table: five photos, their IoU and confidence

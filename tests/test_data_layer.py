@@ -26,10 +26,10 @@ from torchvision.transforms.v2 import functional as TF
 
 from localizer import cli
 from localizer.data import validation
-from localizer.engine.batch_augment import JITTER_OPS, AugmentParams, BatchAugment, apply_augment
+from localizer.data.batch_augment import JITTER_OPS, AugmentParams, BatchAugment, apply_augment
 from localizer.boxes import BOX_TOLERANCE, BoxError, check_box, primary_box
-from localizer.engine.cache import ImageCache
-from localizer.engine.datasets import CachedBoxDataset, make_loader
+from localizer.data.cache import ImageCache
+from localizer.data.datasets import CachedBoxDataset, make_loader
 from localizer.data.imageio import ImageLoadError, load_rgb
 from localizer.data.readers import (
     AnnotationError,
@@ -39,17 +39,10 @@ from localizer.data.readers import (
     parse_yolo_label,
 )
 from localizer.data.split import assign_split, load_manifest, save_manifest, split_sizes
-from localizer.engine.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    boxes_to_target,
-    build_augmentation,
-    build_transforms,
-    normalize_images,
-    pixel_boxes,
-    resize_image,
-)
+from localizer.data.transforms import boxes_to_target, build_augmentation, build_transforms, pixel_boxes, resize_image
 from localizer.data.validation import scan_dataset
+from localizer.engine.numerics import normalize_images
+from localizer.model.backbones import IMAGENET_MEAN, IMAGENET_STD
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -628,7 +621,7 @@ def test_flip_moves_box_and_mirrors_image():
 
 def test_build_transforms_eval_keeps_normalized_box():
     image = noise_image(300, 200)
-    transform = build_transforms(image_size=128, train=False)
+    transform = build_transforms(image_size=128, train=False, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     out, boxes = transform(image, pixel_boxes(torch.tensor([[30.0, 20.0, 120.0, 180.0]]), 200, 300))
     assert out.dtype == torch.float32 and tuple(out.shape) == (3, 128, 128)
     assert tuple(boxes.canvas_size) == (128, 128)
@@ -636,7 +629,7 @@ def test_build_transforms_eval_keeps_normalized_box():
 
 
 def test_normalization_values():
-    transform = build_transforms(image_size=128, train=False)
+    transform = build_transforms(image_size=128, train=False, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     mean_u8 = tuple(round(m * 255) for m in IMAGENET_MEAN)
     assert mean_u8 == (124, 116, 104)
     boxes = pixel_boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0]]), 200, 300)
@@ -649,7 +642,7 @@ def test_normalization_values():
     square = noise_image(128, 128, 5)
     per_image, _ = transform(square, pixel_boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0]]), 128, 128))
     batch = torch.from_numpy(np.asarray(square).copy()).permute(2, 0, 1)[None]
-    normalized = normalize_images(batch)
+    normalized = normalize_images(batch, IMAGENET_MEAN, IMAGENET_STD)
     assert normalized.dtype == torch.float32 and tuple(normalized.shape) == (1, 3, 128, 128)
     assert torch.allclose(normalized[0], per_image, atol=1e-5)
 

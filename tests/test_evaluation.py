@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from localizer.engine.evaluation import baseline_predictions, evaluate_model, spread_sample
+from localizer.engine.evaluation import baseline_predictions, evaluate_model
+from localizer.report.photos import spread_sample
 from localizer.engine.prediction import drawing_paths, predict_files, refuse_overwriting_inputs
 from localizer.errors import DataError
 

@@ -18,7 +18,7 @@ from localizer.model.models import (
     build_model,
     count_parameters,
 )
-from localizer.engine.transforms import normalize_images
+from localizer.engine.numerics import normalize_images
 
 # Exact counts, computed once with torchvision 0.29.1 / efficientnet-lite-pytorch 0.1.0:
 # resnet18 with fc removed: 11,689,512 - (512*1000 + 1000) = 11,176,512

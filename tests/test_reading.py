@@ -22,7 +22,8 @@ from localizer import cli
 from localizer.report import narration, plots, runner
 from localizer.data.download import REPO_ROOT, display_path
 from localizer.errors import ConfigError, DataError
-from localizer.engine.evaluation import MEASUREMENT_MIN_IMAGES, by_animal_count, format_metrics, spread_sample
+from localizer.report.photos import spread_sample
+from localizer.report.tables import MEASUREMENT_MIN_IMAGES, by_animal_count, format_metrics
 from localizer.progress import progress_bar
 from localizer.recipe import recipe_for
 from localizer.engine.schedule import TrainingPlan

@@ -21,9 +21,9 @@ from localizer.engine import training
 from localizer.model import heads
 from localizer.engine import run as runs
 from localizer.boxes import hflip_boxes
-from localizer.engine.cache import ImageCache
+from localizer.data.cache import ImageCache
 from localizer.cli import main as cli_main
-from localizer.engine.datasets import CachedBoxDataset, make_loader
+from localizer.data.datasets import CachedBoxDataset, make_loader
 from localizer.engine.evaluation import baseline_predictions
 from localizer.engine.inference import predict_dataset
 from localizer.model.losses import box_loss

@@ -67,7 +67,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     from localizer.engine.run import Run
     from localizer.errors import DataError
     from localizer.files import write_csv
-    from localizer.report.confidence import REVIEW_COLUMNS, REVIEW_FIGURE, plot_review, review_run
+    from localizer.engine.review import review_run
+    from localizer.report.confidence import REVIEW_COLUMNS, REVIEW_FIGURE, plot_review
 
     splits = tuple(s.strip() for s in args.split.split(",") if s.strip())
     if not splits or set(splits) - {"train", "val", "test"} or args.top < 1:

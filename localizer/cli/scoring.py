@@ -86,7 +86,8 @@ def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from localizer.engine.evaluation import by_animal_count, evaluate_model, format_metrics
+    from localizer.engine.evaluation import evaluate_model
+    from localizer.report.tables import by_animal_count, format_metrics
     from localizer.engine.run import load_model
     from localizer.files import write_csv, write_json
     from localizer.report.results import format_confidence
@@ -133,7 +134,7 @@ def add_predict_args(parser: argparse.ArgumentParser) -> None:
 def _flag_threshold(args: argparse.Namespace) -> tuple[float | None, str]:
     """``predict --flag-below``: ``(threshold, where it comes from)``, ``(None, "")`` without the option.
     ``val`` (the option without a number): the run's validation threshold
-    (:func:`localizer.report.confidence.flag_threshold`; the checkpoint must lie in a run folder).
+    (:func:`localizer.engine.review.flag_threshold`; the checkpoint must lie in a run folder).
 
     Raises:
         localizer.errors.DataError: a value that is neither a number in [0, 1] nor ``val``, or ``val``
@@ -141,7 +142,7 @@ def _flag_threshold(args: argparse.Namespace) -> tuple[float | None, str]:
     """
     from localizer.engine.run import Run
     from localizer.errors import DataError
-    from localizer.report.confidence import flag_threshold
+    from localizer.engine.review import flag_threshold
 
     if args.flag_below is None:
         return None, ""

@@ -96,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"run folder: {run_dir}")
     metrics = run_dir / "metrics.json"
     if metrics.exists():
-        from localizer.engine.evaluation import format_metrics
+        from localizer.report.tables import format_metrics
 
         print(format_metrics(json.loads(metrics.read_text())))
     return 0

@@ -16,12 +16,13 @@ import pandas as pd
 import torch
 
 from localizer.boxes import BOX_COLUMNS, denormalize_boxes
-from localizer.engine.cache import ImageCache
-from localizer.engine.datasets import CachedBoxDataset, normalized_targets
+from localizer.data.cache import ImageCache
+from localizer.data.datasets import CachedBoxDataset, normalized_targets
 from localizer.errors import DataError
 from localizer.engine.inference import predict_dataset
 from localizer.metrics import CONFIDENCE, RESAMPLES, confidence_summary, paired_iou, score_intervals, summarize
 from localizer.engine.numerics import Numerics
+from localizer.engine.run import Run
 
 
 def baseline_predictions(mean_box, n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -108,91 +109,24 @@ def _scores(ious: torch.Tensor, seed: int) -> dict:
     return {**summarize(ious), "intervals": score_intervals(ious, seed=seed)}
 
 
-#: The columns of :func:`format_metrics`: the scores (``name``) and the intervals shown (``name 95% CI``).
-SCORE_COLUMNS, INTERVAL_COLUMNS = ("mean_iou", "acc_50", "acc_75", "acc_50_95"), ("mean_iou", "acc_50")
-
-
-#: Below this many scored images a table is a pipeline check, not a measurement: one image moves
-#: the accuracy by more than 2 points (and the smoke run, 64 photos, tests 10).
-MEASUREMENT_MIN_IMAGES = 50
-
-
-def format_metrics(metrics: dict) -> str:
-    """A small text table: model and baselines, mean IoU and accuracies, in percent, and the 95 %
-    bootstrap intervals of the mean IoU and of the accuracy at IoU > 0.5 (columns ``mean_iou 95% CI``
-    and ``acc_50 95% CI``, e.g. ``[82.10, 86.05]``; ``n/a`` below 2 photos; left out for metrics
-    without ``intervals``, of an older version). Its header names the split, the number of images and
-    whether the model was scored with flip test-time augmentation (``tta``; ``metrics`` without the
-    key: "TTA not recorded"); below :data:`MEASUREMENT_MIN_IMAGES` images it says how far one image moves
-    the accuracy, whatever the model's training."""
-    rows = {"model": metrics, **metrics.get("baselines", {})}
-    table = pd.DataFrame(rows).T[list(SCORE_COLUMNS)].astype(float).mul(100).round(2)
-    footer = ""
-    if all("intervals" in row for row in rows.values()):
-        for name in INTERVAL_COLUMNS:
-            table[f"{name} 95% CI"] = [_interval_text(row["intervals"][name]) for row in rows.values()]
-        resamples = metrics.get("bootstrap", {}).get("resamples", RESAMPLES)
-        footer = (f"\n95% CI: bootstrap interval over the {metrics['n']} photos ({resamples:,} resamples, "
-                  "percentile method)")
-    tta = {True: "with flip TTA", False: "without TTA"}.get(metrics.get("tta"), "TTA not recorded")
-    header = f"{metrics['split']} split, n = {metrics['n']} images, model scored {tta} (values in %)"
-    if metrics["n"] < MEASUREMENT_MIN_IMAGES:
-        header += (f"\npipeline check only: {metrics['n']} images (fewer than {MEASUREMENT_MIN_IMAGES}): one image moves "
-                   f"the accuracy by {100 / metrics['n']:.1f} points; read the 95 % intervals, and compare models on "
-                   "the same photos (python -m localizer compare)")
-    return header + "\n" + table.to_string() + footer
-
-
-def _interval_text(interval) -> str:
-    """``[82.10, 86.05]`` (percent, 2 decimals) of a ``[low, high]`` fraction interval; ``n/a`` for NaN."""
-    low, high = (100 * float(v) for v in interval)
-    return "n/a" if low != low or high != high else f"[{low:.2f}, {high:.2f}]"
-
-
-def by_animal_count(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Scores of the photos with one annotated animal and of those with several (whose ground truth
-    is the largest box, the primary animal): the error analysis of a one-box task.
-
-    Args:
-        per_image: rows with ``iou`` and ``n_boxes`` (:func:`evaluate_model`'s table).
+def evaluate_checkpoint(run: Run, split: str = "test", which: str = "best.pt", progress: bool = True
+                        ) -> tuple[dict, pd.DataFrame, dict]:
+    """Score the run's checkpoint ``which`` on the ``split`` rows of its manifest, as the recipe says:
+    on ``config.device``, with flip test-time augmentation when ``config.tta``, the random-box baseline
+    seeded with ``config.seed`` and the mean-box baseline from the training split.
 
     Returns:
-        One row per group present (``one animal``, ``several animals``): ``photos``, ``mean IoU %``,
-        ``acc IoU>0.5 %`` (PASCAL VOC criterion) and ``misses`` (IoU <= 0.5), percentages to 2 places.
+        ``(metrics, per_image, info)``: :func:`evaluate_model`'s two and the checkpoint's ``info``
+        (:meth:`localizer.engine.run.Run.load_model`).
 
     Raises:
-        DataError: the table has no ``n_boxes`` column (an evaluation of photos without annotations).
+        FileNotFoundError, localizer.engine.run.CheckpointError: the checkpoint is missing or unreadable
+            (:meth:`localizer.engine.run.Run.load_model`).
+        localizer.errors.DataError: the split has no rows.
     """
-    if "n_boxes" not in per_image:
-        raise DataError("no-box-counts", "the per-image table has no n_boxes column (boxes annotated per photo)")
-    group = np.where(per_image["n_boxes"] > 1, "several animals", "one animal")
-    iou = per_image["iou"].astype("float64")  # float32 IoUs would print as 90.620003 after rounding
-    table = iou.groupby(group, sort=False).agg(
-        photos="size", **{"mean IoU %": "mean", "acc IoU>0.5 %": lambda iou: (iou > 0.5).mean()},
-        misses=lambda iou: int((iou <= 0.5).sum()))
-    table[["mean IoU %", "acc IoU>0.5 %"]] = (100 * table[["mean IoU %", "acc IoU>0.5 %"]]).round(2)
-    return table.reindex([g for g in ("one animal", "several animals") if g in table.index])
-
-
-def spread_sample(per_image: pd.DataFrame, n: int = 8, seed: int = 0, skip_worst: int = 0) -> pd.DataFrame:
-    """``n`` rows spread over the IoU distribution, for a figure of typical predictions: the rows
-    sorted by ``iou`` are cut into ``n`` groups of (nearly) equal size by rank (:func:`pandas.qcut`
-    of the positions) and one row is drawn from each (``groupby(...).sample``, seeded with ``seed``);
-    returned from the lowest IoU to the highest. A plain random sample of a good model shows mostly
-    easy photos; this one shows the range, one photo per ``1/n`` quantile. The ``skip_worst``
-    lowest-IoU rows are left out first (the ones a figure of the worst predictions shows already),
-    but only as many as leave ``n`` rows: a small split (the smoke run's 8 test photos) shows all its
-    rows, worst included. All rows when there are ``n`` or fewer. (Drawn with pandas since issue 29:
-    the same seed picks other photos than the hand-written draw of before did.)
-
-    Raises:
-        ValueError: ``n`` < 1.
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    skip = min(max(skip_worst, 0), max(len(per_image) - n, 0))
-    ordered = per_image.sort_values("iou", kind="stable").iloc[skip:]
-    if len(ordered) <= n:
-        return ordered
-    band = pd.qcut(np.arange(len(ordered)), n, labels=False)
-    return ordered.groupby(band, sort=True).sample(n=1, random_state=seed)
+    config = run.config
+    model, info = run.load_model(which, device=config.device)
+    metrics, per_image = evaluate_model(model, run.manifest, config.image_size, info["input_mean"], info["input_std"],
+                                        split=split, tta=config.tta, cache_dir=config.cache_dir, seed=config.seed,
+                                        progress=progress, numerics=info["numerics"])
+    return metrics, per_image, info

@@ -8,12 +8,12 @@ import torch
 from torchvision.transforms.v2 import functional as F
 
 from localizer.boxes import hflip_boxes
-from localizer.engine.batch_augment import AFFINE_FILL
-from localizer.engine.datasets import make_loader
+from localizer.data.batch_augment import AFFINE_FILL
+from localizer.data.datasets import make_loader
 from localizer.metrics import paired_iou, sanitize_boxes
 from localizer.engine.numerics import Numerics, default_numerics
 from localizer.progress import progress_bar
-from localizer.engine.transforms import model_input
+from localizer.engine.numerics import model_input
 
 #: Flip TTA averages the two boxes only when they overlap with IoU > this (the PASCAL VOC criterion: each
 #: would count as a detection of the other); chosen on the lion validation split (README, ablation 20;
@@ -39,13 +39,13 @@ def fuse_flip(plain: torch.Tensor, flipped: torch.Tensor, agreement: float | Non
 
 
 #: The confidence's third view (:func:`box_confidence`): the photo shrunk by this factor about its centre, the
-#: border filled with training's grey (:data:`localizer.engine.batch_augment.AFFINE_FILL`); training's scale +
+#: border filled with training's grey (:data:`localizer.data.batch_augment.AFFINE_FILL`); training's scale +
 #: shift draws scales in 0.75-1.15, so the model has seen such views (docs/ablations.md, rows 29 and 36).
 CONFIDENCE_ZOOM = 0.9
 
 
 #: What :func:`box_confidence` computes, in words: stored beside a threshold chosen from it
-#: (:func:`localizer.report.confidence.flag_threshold`), which a new rule makes stale.
+#: (:func:`localizer.engine.review.flag_threshold`), which a new rule makes stale.
 CONFIDENCE_RULE = f"min(flip IoU, IoU with the {CONFIDENCE_ZOOM:g} zoom-out) x (1 - 2 x std of the edge distributions)"
 
 
@@ -58,7 +58,7 @@ def zoom_out(x: torch.Tensor, scale: float, fill: list[float]) -> torch.Tensor:
 
 
 def zoom_fill(mean, std) -> list[float]:
-    """Training's grey border (:data:`localizer.engine.batch_augment.AFFINE_FILL`, in [0, 1]) in the units of images
+    """Training's grey border (:data:`localizer.data.batch_augment.AFFINE_FILL`, in [0, 1]) in the units of images
     normalized with ``mean`` / ``std`` (one value per channel): the ``fill`` of :func:`zoom_out` for model inputs."""
     return [(AFFINE_FILL - m) / s for m, s in zip(mean, std)]
 

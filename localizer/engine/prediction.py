@@ -25,7 +25,7 @@ from localizer.boxes import denormalize_boxes
 from localizer.data.imageio import ImageLoadError, is_image_file, load_rgb
 from localizer.engine.inference import predict_batch
 from localizer.progress import progress_bar
-from localizer.engine.transforms import resize_image
+from localizer.data.transforms import resize_image
 from localizer.errors import DataError
 
 PREDICTION_COLUMNS = ["file", "xmin", "ymin", "xmax", "ymax", "confidence", "width", "height", "error"]

@@ -22,10 +22,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from localizer.engine.batch_augment import BatchAugment
-from localizer.engine.cache import ImageCache
+from localizer.data.batch_augment import BatchAugment
+from localizer.data.cache import ImageCache
 from localizer.engine.checkpoints import best_row
-from localizer.engine.datasets import CachedBoxDataset, make_loader, normalized_targets
+from localizer.data.datasets import CachedBoxDataset, make_loader, normalized_targets
 from localizer.metrics import paired_iou
 from localizer.model.models import build_model
 from localizer.engine.numerics import Numerics, choose_numerics, default_numerics, native_bf16, resolve_device
@@ -33,7 +33,7 @@ from localizer.progress import progress_bar
 from localizer.recipe import RUNTIME_FIELDS, TrainConfig, effective_lr
 from localizer.engine.run import Run
 from localizer.engine.schedule import TrainingPlan, describe_plan, make_scheduler, plan_for
-from localizer.engine.transforms import model_input
+from localizer.engine.numerics import model_input
 
 HISTORY_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "train_iou", "val_iou", "lr", "seconds"]
 
@@ -54,9 +54,9 @@ def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.devi
 
     The training loader shuffles and copies cached uint8 images in ``config.workers`` processes
     (``-1``: 1 on CPU, where the model needs the cores, and 4 on an accelerator); augmentation
-    happens later, on whole batches on the device (:class:`localizer.engine.batch_augment.BatchAugment`).
+    happens later, on whole batches on the device (:class:`localizer.data.batch_augment.BatchAugment`).
     The targets are ``(N, B, 4)``: every box of a manifest that keeps them, else the primary one
-    (:func:`localizer.engine.datasets.box_targets`).
+    (:func:`localizer.data.datasets.box_targets`).
     """
     cache = ImageCache(config.cache_dir, config.image_size)
     train_set = CachedBoxDataset(manifest[manifest["split"] == "train"], cache, progress=progress, padded=True)
@@ -69,10 +69,10 @@ def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.devi
 
 def run_epoch(model, loader, numerics: Numerics, mean, std, optimizer=None, desc="", progress=True, augment=None):
     """One pass over ``loader`` (any iterable of ``(uint8 images, targets (N, B, 4))`` batches, the
-    primary box first: :func:`localizer.engine.datasets.box_targets`).
+    primary box first: :func:`localizer.data.datasets.box_targets`).
 
     Images are moved to ``numerics.device``, augmented there by ``augment`` (e.g.
-    :class:`localizer.engine.batch_augment.BatchAugment`) when given, normalized with ``mean``/``std`` and
+    :class:`localizer.data.batch_augment.BatchAugment`) when given, normalized with ``mean``/``std`` and
     laid out and computed as ``numerics`` says (channels_last, bf16 autocast). Trains when
     ``optimizer`` is given, else only evaluates. The loss is the model's own
     (:meth:`localizer.model.models.BoxRegressor.loss`: its head's, with the box loss and ``dfl`` it was

@@ -19,7 +19,7 @@ Each backbone gives a feature map ``(N, F, h, w)`` with ``h = ceil(H / 32)`` (:f
 Input normalization
 -------------------
 Each backbone expects its own input scaling (per RGB channel, for images in [0, 1]; use
-``x_norm = (x - mean) / std``, e.g. ``localizer.engine.transforms.normalize_images``), stored on the
+``x_norm = (x - mean) / std``, e.g. ``localizer.engine.numerics.normalize_images``), stored on the
 model as ``BoxRegressor.input_mean`` / ``input_std`` (:func:`input_normalization`):
 
 * resnet18: ImageNet mean/std ``(0.485, 0.456, 0.406)`` / ``(0.229, 0.224, 0.225)``, the values

@@ -4,7 +4,7 @@ Every head has one interface, as torchvision's detection models own their losses
 gives the boxes ``(N, 4)`` and ``head.loss(feature_map, targets)`` gives ``(scalar loss, boxes (N, 4))``
 (the boxes as the head predicts them, for the epoch's IoU), where ``targets`` are ``(N, B, 4)``
 normalized xyxy boxes, the primary box first and rows of zeros as padding
-(:func:`localizer.engine.datasets.box_targets`); ``head.predict(feature_map)`` gives ``(boxes (N, 4),
+(:func:`localizer.data.datasets.box_targets`); ``head.predict(feature_map)`` gives ``(boxes (N, 4),
 quality (N,))``: the boxes of ``head(feature_map)`` and an estimate in [0, 1] of how good each one is, from
 the sharpness of its per-edge distributions (:func:`edge_quality`; 1 for every box of the ``linear``
 head, which has none), for the confidence of :func:`localizer.engine.inference.predict_batch`. The box loss (``loss``, one of
@@ -18,7 +18,7 @@ when it is built (:func:`build_head`, from the recipe).
   (as fastai's VOC largest-object lesson flattens the map instead of pooling it), then Dropout(p)
   and a linear layer give, for each of the four edges, logits over :data:`BINS` positions spread
   evenly over [0, 1]. Each edge is the expectation of its softmax distribution (a soft-argmax:
-  :func:`localizer.boxes.soft_argmax`; per-edge distributions as in Li et al., "Generalized Focal
+  :func:`localizer.model.geometry.soft_argmax`; per-edge distributions as in Li et al., "Generalized Focal
   Loss", NeurIPS 2020, and 1-D coordinate classification as in SimCC, Li et al., ECCV 2022). The
   result always lies in [0, 1], and a one-hot distribution at bin ``k`` gives exactly ``k / (BINS - 1)``,
   so edges on the image border (frequent with tight framing) are reachable.
@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from localizer.boxes import cell_boxes, soft_argmax
+from localizer.model.geometry import cell_boxes, soft_argmax
 from localizer.model.detection import choose_largest, largest_cell, take_cells
 from localizer.model.losses import animals_loss, box_loss, soft_argmax_loss
 from localizer.recipe import HEADS
@@ -147,7 +147,7 @@ class DenseHead(nn.Module):
     cell a 1x1 conv to the logits of its four distances (left, top, right, bottom; :data:`BINS`
     positions each, over [0, 1] of the image side) and a 1x1 conv to its score. Cell ``(i, j)`` has its
     centre at ``((j + 0.5) / w, (i + 0.5) / h)`` (``centres``, ``(L, 2)``, row-major); its box is
-    ``(cx - l, cy - t, cx + r, cy + b)`` (:func:`localizer.boxes.cell_boxes`; FCOS, Tian et al., ICCV
+    ``(cx - l, cy - t, cx + r, cy + b)`` (:func:`localizer.model.geometry.cell_boxes`; FCOS, Tian et al., ICCV
     2019, eq. 1). ``forward`` gives the per-cell distance logits ``(N, L, 4, bins)`` and scores ``(N, L)``.
 
     Args:
@@ -185,7 +185,7 @@ class DenseHead(nn.Module):
 
     def boxes(self, logits: torch.Tensor) -> torch.Tensor:
         """Every cell's box ``(N, L, 4)``, normalized xyxy clamped to [0, 1], from the distance logits
-        ``(N, L, 4, bins)`` of :meth:`forward` (:func:`localizer.boxes.cell_boxes`)."""
+        ``(N, L, 4, bins)`` of :meth:`forward` (:func:`localizer.model.geometry.cell_boxes`)."""
         return cell_boxes(soft_argmax(logits), self.centres).clamp(0, 1)
 
 

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss
 
-from localizer.boxes import cell_boxes, edge_distances, empty_boxes, soft_argmax
+from localizer.boxes import empty_boxes
+from localizer.model.geometry import cell_boxes, edge_distances, soft_argmax
 from localizer.metrics import sanitize_boxes
 from localizer.recipe import LOSSES
 

@@ -160,7 +160,7 @@ class BoxRegressor(nn.Module):
         Args:
             x: ``(N, 3, H, W)`` normalized images, as :meth:`forward` takes them.
             targets: ``(N, B, 4)`` normalized xyxy boxes, the primary box first, rows of zeros as
-                padding (:func:`localizer.engine.datasets.box_targets`; ``B = 1``: the primary box only).
+                padding (:func:`localizer.data.datasets.box_targets`; ``B = 1``: the primary box only).
 
         Returns:
             ``(scalar loss, boxes (N, 4))``: the head's ``loss(feature_map, targets)``

@@ -20,9 +20,9 @@ from torchvision.transforms.v2 import functional as F
 
 from localizer.boxes import hflip_boxes
 from localizer.data.imageio import load_rgb
-from localizer.engine.batch_augment import JITTER_OPS, BatchAugment, apply_augment
-from localizer.engine.datasets import normalized_targets
-from localizer.engine.transforms import resize_image
+from localizer.data.batch_augment import JITTER_OPS, BatchAugment, apply_augment
+from localizer.data.datasets import normalized_targets
+from localizer.data.transforms import resize_image
 from localizer.report.plots import save_figure
 
 
@@ -119,7 +119,7 @@ def augmentation_examples(rows: pd.DataFrame, image_size: int, affine_p: float, 
     items and titles, one row of ``len(rows)`` panels each:
 
     1. the photos as the training cache holds them: decoded and resized to ``image_size`` ×
-       ``image_size`` (:func:`localizer.engine.transforms.resize_image`), with their primary box;
+       ``image_size`` (:func:`localizer.data.transforms.resize_image`), with their primary box;
     2. one draw of ``BatchAugment(affine_p=affine_p)``, the augmentation training builds
        (:func:`localizer.engine.training.train`), titled with what was drawn (flip, scale + shift,
        jitter factors);
@@ -154,7 +154,7 @@ def augmentation_examples(rows: pd.DataFrame, image_size: int, affine_p: float, 
 
 
 def _drawn(params, i: int, before: torch.Tensor, after: torch.Tensor) -> str:
-    """A panel title: what :class:`~localizer.engine.batch_augment.AugmentParams` drew for image ``i``."""
+    """A panel title: what :class:`~localizer.data.batch_augment.AugmentParams` drew for image ``i``."""
     parts = ["flipped" if params.flip[i] else "not flipped"]
     if params.affine is not None and params.affine[i]:
         parts.append(_geometry(params, i, before, after))

@@ -14,8 +14,8 @@ from dataclasses import asdict
 import pandas as pd
 
 from localizer.data.download import display_path
-from localizer.engine.batch_augment import AFFINE_SCALE, AFFINE_TRANSLATE
-from localizer.engine.transforms import COLOR_JITTER, FLIP_P
+from localizer.data.batch_augment import AFFINE_SCALE, AFFINE_TRANSLATE
+from localizer.data.transforms import COLOR_JITTER, FLIP_P
 from localizer.model.heads import BINS, REDUCED_CHANNELS
 from localizer.model.losses import GIOU_WEIGHT, L1_WEIGHT
 from localizer.model.models import STRIDE, feature_grid, input_normalization

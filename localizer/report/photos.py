@@ -228,3 +228,26 @@ def plot_rows(table: pd.DataFrame, titles: list[str] | None = None, path: Path |
               tuple(row[f"pred_{c}"] for c in BOX_COLUMNS) if predicted else None) for _, row in table.iterrows()]
     return plot_samples(items, titles=titles, path=path, **kwargs)
 
+
+def spread_sample(per_image: pd.DataFrame, n: int = 8, seed: int = 0, skip_worst: int = 0) -> pd.DataFrame:
+    """``n`` rows spread over the IoU distribution, for a figure of typical predictions: the rows
+    sorted by ``iou`` are cut into ``n`` groups of (nearly) equal size by rank (:func:`pandas.qcut`
+    of the positions) and one row is drawn from each (``groupby(...).sample``, seeded with ``seed``);
+    returned from the lowest IoU to the highest. A plain random sample of a good model shows mostly
+    easy photos; this one shows the range, one photo per ``1/n`` quantile. The ``skip_worst``
+    lowest-IoU rows are left out first (the ones a figure of the worst predictions shows already),
+    but only as many as leave ``n`` rows: a small split (the smoke run's 8 test photos) shows all its
+    rows, worst included. All rows when there are ``n`` or fewer. (Drawn with pandas since issue 29:
+    the same seed picks other photos than the hand-written draw of before did.)
+
+    Raises:
+        ValueError: ``n`` < 1.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    skip = min(max(skip_worst, 0), max(len(per_image) - n, 0))
+    ordered = per_image.sort_values("iou", kind="stable").iloc[skip:]
+    if len(ordered) <= n:
+        return ordered
+    band = pd.qcut(np.arange(len(ordered)), n, labels=False)
+    return ordered.groupby(band, sort=True).sample(n=1, random_state=seed)

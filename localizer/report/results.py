@@ -11,10 +11,11 @@ from pathlib import Path
 import pandas as pd
 
 from localizer.data.download import display_path
-from localizer.engine.evaluation import evaluate_model, format_metrics
+from localizer.engine.evaluation import evaluate_checkpoint
 from localizer.engine.run import Run
 from localizer.errors import DataError
 from localizer.files import write_csv, write_json
+from localizer.report.tables import format_metrics
 
 
 @dataclass
@@ -37,7 +38,7 @@ class RunResults:
     @property
     def table(self) -> str:
         """The model and the baselines side by side, in percent, with the 95 % intervals of the mean IoU
-        and of the accuracy at IoU > 0.5 (:func:`localizer.engine.evaluation.format_metrics`)."""
+        and of the accuracy at IoU > 0.5 (:func:`localizer.report.tables.format_metrics`)."""
         return format_metrics(self.metrics)
 
     @property
@@ -81,9 +82,8 @@ def format_confidence(metrics: dict) -> str:
 
 
 def evaluate_run(run: Run, split: str = "test", which: str = "best.pt", progress: bool = True) -> RunResults:
-    """Score the run's checkpoint ``which`` on the ``split`` rows of its manifest, as the recipe says:
-    on ``config.device``, with flip test-time augmentation when ``config.tta``, the random-box baseline
-    seeded with ``config.seed`` and the mean-box baseline from the training split.
+    """:func:`localizer.engine.evaluation.evaluate_checkpoint` of the run's checkpoint ``which`` on ``split``,
+    with a line naming the checkpoint for reading.
 
     Raises:
         FileNotFoundError, localizer.engine.run.CheckpointError: the checkpoint is missing or unreadable
@@ -91,10 +91,7 @@ def evaluate_run(run: Run, split: str = "test", which: str = "best.pt", progress
         localizer.errors.DataError: the split has no rows.
     """
     config = run.config
-    model, info = run.load_model(which, device=config.device)
-    metrics, per_image = evaluate_model(model, run.manifest, config.image_size, info["input_mean"], info["input_std"],
-                                        split=split, tta=config.tta, cache_dir=config.cache_dir, seed=config.seed,
-                                        progress=progress, numerics=info["numerics"])
+    metrics, per_image, info = evaluate_checkpoint(run, split, which, progress)
     checkpoint = (f"checkpoint: {display_path(run.checkpoints / which)} (epoch {info['epoch']}, {config.backbone}, "
                   f"{config.image_size} px, {info['numerics']})")
     return RunResults(metrics, per_image, checkpoint)

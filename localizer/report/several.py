@@ -26,7 +26,7 @@ from torchvision.ops import box_area, box_iou
 
 from localizer.data.readers import get_reader, resolve_classes
 from localizer.data.validation import check_item
-from localizer.engine.evaluation import MEASUREMENT_MIN_IMAGES
+from localizer.report.tables import MEASUREMENT_MIN_IMAGES
 from localizer.engine.run import Run
 from localizer.errors import DataError
 

@@ -22,7 +22,7 @@ from tqdm.contrib.concurrent import thread_map
 from localizer.files import atomic_write_text
 from localizer.data.imageio import load_rgb
 from localizer.progress import bars_disabled, progress_bar
-from localizer.engine.transforms import resize_image
+from localizer.data.transforms import resize_image
 
 CACHE_VERSION = "v1"
 #: Photos decoded at once while caching (memory: this many decoded, resized photos).

@@ -49,7 +49,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from localizer.boxes import empty_boxes, hflip_boxes
-from localizer.engine.transforms import COLOR_JITTER, FLIP_P
+from localizer.data.transforms import COLOR_JITTER, FLIP_P
 
 #: The order of the jitter columns in :class:`AugmentParams` ``factors``.
 JITTER_OPS = ("brightness", "contrast", "saturation")
@@ -93,7 +93,7 @@ class BatchAugment:
         flip_p: probability of mirroring each image (the report's 0.5).
         affine_p: probability of scaling and shifting each image (0: never, the report's recipe).
         color_jitter: strengths ``{"brightness", "contrast", "saturation"}`` (default
-            :data:`localizer.engine.transforms.COLOR_JITTER`: 0.2 each). ``hue`` must be 0 or absent: a hue
+            :data:`localizer.data.transforms.COLOR_JITTER`: 0.2 each). ``hue`` must be 0 or absent: a hue
             shift (RGB -> HSV -> RGB) costs several times the other three together and says little
             about where an animal is, so the training recipe leaves it out.
 

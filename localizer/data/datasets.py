@@ -1,10 +1,10 @@
-"""Datasets and data loaders over a split manifest and the decode-once :class:`~localizer.engine.cache.ImageCache`.
+"""Datasets and data loaders over a split manifest and the decode-once :class:`~localizer.data.cache.ImageCache`.
 
 A batch is ``(images, targets)``: uint8 images ``(N, 3, S, S)`` and float32 targets, xyxy normalized to
 [0, 1]: the primary boxes ``(N, 4)`` (evaluation, prediction) or, for training, every box ``(N, B, 4)``
 padded, the primary one first (:func:`box_targets`). Items are not augmented here: training augments
-whole batches on the device (:class:`localizer.engine.batch_augment.BatchAugment`) and normalizes them
-there (:func:`localizer.engine.transforms.model_input`), so a loader only copies cached pixels.
+whole batches on the device (:class:`localizer.data.batch_augment.BatchAugment`) and normalizes them
+there (:func:`localizer.engine.numerics.model_input`), so a loader only copies cached pixels.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from localizer.boxes import ALL_BOXES_COLUMN, BOX_COLUMNS, normalized_boxes, parse_boxes_text
-from localizer.engine.cache import ImageCache
+from localizer.data.cache import ImageCache
 from localizer.errors import DataError
 
 __all__ = ["BOX_COLUMNS", "MAX_BOXES", "CachedBoxDataset", "all_box_targets", "box_targets", "make_loader",

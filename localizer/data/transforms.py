@@ -6,10 +6,9 @@
   augmentation (:func:`build_augmentation`), float conversion and ImageNet normalization: the
   textbook per-item pipeline (notebook 02 shows its resize and normalization on one photo; with
   ``train=True`` it is the benchmark's ``plain`` baseline). Training does not use it.
-* :func:`model_input` / :func:`normalize_images` — what prediction and training use on the
-  decode-once cache's uint8 batches: normalization of whole batches on the device. Training
-  augments those batches first with :class:`localizer.engine.batch_augment.BatchAugment` (the same flip and
-  ColorJitter, drawn per image).
+* Training and prediction normalize the decode-once cache's uint8 batches whole, on the device
+  (:func:`localizer.engine.numerics.model_input`); training augments them first with
+  :class:`localizer.data.batch_augment.BatchAugment` (the same flip and ColorJitter, drawn per image).
 
 Targets are float32 ``(4,)`` xyxy boxes normalized to [0, 1] by the canvas size.
 """
@@ -20,8 +19,6 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
-
-from localizer.model.backbones import IMAGENET_MEAN, IMAGENET_STD  # the report's default normalization
 
 
 #: ColorJitter strengths for training. The report names ColorJitter without values; these are mild
@@ -36,7 +33,7 @@ FLIP_P = 0.5
 
 def build_augmentation(train: bool, flip_p: float = FLIP_P, color_jitter: dict | None = None) -> v2.Transform:
     """Train-time augmentation for ``(image, BoundingBoxes)`` pairs; the identity when ``train`` is False.
-    The per-item counterpart of :class:`localizer.engine.batch_augment.BatchAugment` (which training
+    The per-item counterpart of :class:`localizer.data.batch_augment.BatchAugment` (which training
     uses, and which adds the scale + shift), kept for :func:`build_transforms`.
 
     RandomHorizontalFlip(``flip_p``) moves the box with the image (xmin' = W - xmax, xmax' = W - xmin)
@@ -52,12 +49,8 @@ def build_augmentation(train: bool, flip_p: float = FLIP_P, color_jitter: dict |
     return v2.Compose(steps)
 
 
-def build_transforms(
-    image_size: int,
-    train: bool,
-    mean: tuple[float, float, float] = IMAGENET_MEAN,
-    std: tuple[float, float, float] = IMAGENET_STD,
-) -> v2.Transform:
+def build_transforms(image_size: int, train: bool, mean: tuple[float, float, float],
+                     std: tuple[float, float, float]) -> v2.Transform:
     """Full per-image pipeline: PIL image + pixel ``BoundingBoxes`` -> normalized float tensor + boxes.
 
     Steps: ``ToImage`` -> ``Resize((image_size, image_size))`` (antialiased) -> augmentation when
@@ -93,21 +86,3 @@ def boxes_to_target(boxes: tv_tensors.BoundingBoxes) -> torch.Tensor:
     height, width = boxes.canvas_size
     scale = torch.tensor([width, height, width, height], dtype=torch.float32)
     return boxes.as_subclass(torch.Tensor)[0].float() / scale
-
-
-def model_input(images: torch.Tensor, numerics, mean: tuple[float, float, float],
-                std: tuple[float, float, float]) -> torch.Tensor:
-    """uint8 batch ``(N, 3, H, W)`` -> normalized float32 batch on ``numerics.device``, in its memory
-    layout (:class:`localizer.engine.numerics.Numerics`; channels_last on CPUs and CUDA GPUs)."""
-    return numerics.place_images(normalize_images(images.to(numerics.device, non_blocking=True), mean, std))
-
-
-def normalize_images(
-    images: torch.Tensor,
-    mean: tuple[float, float, float] = IMAGENET_MEAN,
-    std: tuple[float, float, float] = IMAGENET_STD,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """uint8 images ``(N, 3, H, W)`` in [0, 255] -> ``dtype`` images normalized with ``mean``/``std``
-    (on whatever device ``images`` is on; used on whole batches)."""
-    return F.normalize(F.to_dtype(images, dtype, scale=True), mean=list(mean), std=list(std))
