@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from localizer.data.batch_augment import BatchAugment
 from localizer.data.cache import ImageCache
 from localizer.engine.checkpoints import best_row
+from localizer.engine.feature_bank import FeatureBank
 from localizer.data.datasets import CachedBoxDataset, make_loader, normalized_targets
 from localizer.metrics import paired_iou
 from localizer.model.models import build_model
@@ -67,7 +68,8 @@ def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.devi
             make_loader(val_set, config.batch_size, pin_memory=pin))
 
 
-def run_epoch(model, loader, numerics: Numerics, mean, std, optimizer=None, desc="", progress=True, augment=None):
+def run_epoch(model, loader, numerics: Numerics, mean, std, optimizer=None, desc="", progress=True, augment=None,
+              from_frozen=False):
     """One pass over ``loader`` (any iterable of ``(uint8 images, targets (N, B, 4))`` batches, the
     primary box first: :func:`localizer.data.datasets.box_targets`).
 
@@ -78,7 +80,8 @@ def run_epoch(model, loader, numerics: Numerics, mean, std, optimizer=None, desc
     (:meth:`localizer.model.models.BoxRegressor.loss`: its head's, with the box loss and ``dfl`` it was
     built with), and the IoU is that of the boxes it predicts with the primary box. Losses and IoUs
     stay on the device until the end of the pass, so the loop never waits for a GPU (the progress
-    bar's loss, every 10 batches, is the only read-back).
+    bar's loss, every 10 batches, is the only read-back). With ``from_frozen`` the batches are of the frozen
+    layers' features instead of images (:class:`localizer.engine.feature_bank.FeatureBank`), used as they are.
 
     Returns:
         ``(mean of the batch losses, mean IoU)``.
@@ -95,11 +98,14 @@ def run_epoch(model, loader, numerics: Numerics, mean, std, optimizer=None, desc
     for images, targets in bar:
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        if augment is not None:
-            images, targets = augment(images, targets)
-        images = model_input(images, numerics, mean, std)
+        if from_frozen:
+            images = numerics.place_images(images)
+        else:
+            if augment is not None:
+                images, targets = augment(images, targets)
+            images = model_input(images, numerics, mean, std)
         with torch.set_grad_enabled(training), numerics.autocast():
-            loss, preds = model.loss(images, targets)
+            loss, preds = model.loss(images, targets, from_frozen)
         if training:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -141,6 +147,7 @@ class _Session:
     scheduler: object
     epoch: int = 0
     history: list = field(default_factory=list)
+    bank: FeatureBank | None = None
 
 
 def _start(config: TrainConfig, plan: TrainingPlan, checkpoint: dict | None, progress: bool) -> _Session:
@@ -178,8 +185,13 @@ def _epoch(session: _Session, epoch: int, loaders, augment: BatchAugment, progre
     loaders[0].sampler.generator.manual_seed(config.seed * 1000 + epoch)
     torch.manual_seed(config.seed * 1000 + epoch)
     tag = f"epoch {epoch}/{session.plan.epochs}"
-    train_loss, train_iou = run_epoch(model, loaders[0], session.numerics, mean, std, session.optimizer,
-                                      f"{tag} train", progress, augment=augment)
+    if session.bank is None:
+        train_loss, train_iou = run_epoch(model, loaders[0], session.numerics, mean, std, session.optimizer,
+                                          f"{tag} train", progress, augment=augment)
+    else:  # the same epoch seed draws the order and the views
+        batches = session.bank.epoch(config.batch_size, torch.Generator().manual_seed(config.seed * 1000 + epoch))
+        train_loss, train_iou = run_epoch(model, batches, session.numerics, mean, std, session.optimizer,
+                                          f"{tag} train", progress, from_frozen=True)
     with torch.no_grad():
         val_loss, val_iou = run_epoch(model, loaders[1], session.numerics, mean, std, None, f"{tag} val", progress)
     lr = session.optimizer.param_groups[0]["lr"]
@@ -286,6 +298,9 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
         raise RuntimeError(f"{run.folder}: the training loader has {len(loaders[0])} batches per epoch, the plan "
                            f"{plan.updates_per_epoch} ({plan.n_train} photos in batches of {config.batch_size})")
     augment = BatchAugment(affine_p=config.affine_p)
+    if config.views:
+        session.bank = FeatureBank(session.model, make_loader(loaders[0].dataset, config.batch_size), augment,
+                                   session.numerics, config.views, config.seed)
     train_mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0).tolist()
     last_epoch = plan.epochs if max_epochs is None else min(plan.epochs, session.epoch + max_epochs)
     if progress:

@@ -120,12 +120,19 @@ class BoxRegressor(nn.Module):
             layer.module.eval()
         return self
 
-    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The backbone's last feature map ``(N, F, ceil(H / 32), ceil(W / 32))`` (before pooling); the frozen
-        layers run without autograd."""
+    def frozen_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The output of the frozen layers ``(N, C, H / s, W / s)`` for ``s = freeze_stride``, without autograd
+        (``x`` itself when nothing is frozen)."""
         with torch.no_grad():
             for layer in self._frozen:
                 x = layer.run(x)
+        return x
+
+    def feature_map(self, x: torch.Tensor, from_frozen: bool = False) -> torch.Tensor:
+        """The backbone's last feature map ``(N, F, ceil(H / 32), ceil(W / 32))`` (before pooling) of images ``x``,
+        or with ``from_frozen`` of their :meth:`frozen_features` (as :mod:`localizer.engine.feature_bank` keeps)."""
+        if not from_frozen:
+            x = self.frozen_features(x)
         for layer in self._layers[len(self._frozen):]:
             x = layer.run(x)
         return x
@@ -154,11 +161,13 @@ class BoxRegressor(nn.Module):
         [0, 1] (``head.predict``: :mod:`localizer.model.heads`), for images ``x`` as :meth:`forward` takes them."""
         return self.head.predict(self.feature_map(x))
 
-    def loss(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, x: torch.Tensor, targets: torch.Tensor,
+             from_frozen: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """The head's training loss on a batch, and its boxes as it predicts them.
 
         Args:
-            x: ``(N, 3, H, W)`` normalized images, as :meth:`forward` takes them.
+            x: ``(N, 3, H, W)`` normalized images, as :meth:`forward` takes them, or with ``from_frozen``
+                their :meth:`frozen_features`.
             targets: ``(N, B, 4)`` normalized xyxy boxes, the primary box first, rows of zeros as
                 padding (:func:`localizer.data.datasets.box_targets`; ``B = 1``: the primary box only).
 
@@ -166,7 +175,7 @@ class BoxRegressor(nn.Module):
             ``(scalar loss, boxes (N, 4))``: the head's ``loss(feature_map, targets)``
             (:mod:`localizer.model.heads`), with the box loss and ``dfl`` weight it was built with.
         """
-        return self.head.loss(self.feature_map(x), targets)
+        return self.head.loss(self.feature_map(x, from_frozen), targets)
 
 
 def build_model(
