@@ -55,12 +55,12 @@ def predict_views(model, info: dict, dataset, outputs: Callable, flipped: bool =
     """What ``outputs(model, x)`` (a tensor or a tuple of tensors) gives for every photo of ``dataset``, on
     the photos as they are (``"plain"``) and, with ``flipped``, mirrored (``"flipped"``; the outputs are
     of the mirrored photos: mirror boxes back with :func:`localizer.boxes.hflip_boxes`). ``x`` is a batch
-    prepared as evaluation prepares it (the run's normalization and numerics, from ``info`` of
+    prepared as evaluation prepares it (in [0, 1], the run's numerics, from ``info`` of
     :func:`validation_split`). Returns ``{view: tuple of float32 tensors, concatenated over the photos}``."""
     numerics = info["numerics"]
     views = {"plain": []} | ({"flipped": []} if flipped else {})
     for images, _ in make_loader(dataset, batch_size=64):
-        x = model_input(images, numerics, info["input_mean"], info["input_std"])
+        x = model_input(images, numerics)
         for view, batch in views.items():
             with numerics.autocast():
                 out = outputs(model, x if view == "plain" else x.flip(-1))

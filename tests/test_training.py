@@ -103,15 +103,14 @@ def test_real_model_overfits_eight_images(synthetic_data, tmp_path):
     rows = table[table["n_boxes"] == 1].iloc[:8]
     dataset = CachedBoxDataset(rows, ImageCache(tmp_path / "cache", 64), progress=False)
     model = build_model("resnet18", weights=None, dropout=0.0)
-    mean, std = model.input_mean, model.input_std
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loader = make_loader(CachedBoxDataset(rows, ImageCache(tmp_path / "cache", 64), progress=False, padded=True),
                          batch_size=8)  # targets (N, 1, 4): the primary box
     numerics = default_numerics(torch.device("cpu"), "fp32")
-    before = paired_iou(predict_dataset(model, dataset, mean, std, progress=False), dataset.targets).mean().item()
+    before = paired_iou(predict_dataset(model, dataset, progress=False), dataset.targets).mean().item()
     for _ in range(100):
-        run_epoch(model, loader, numerics, mean, std, optimizer, progress=False)
-    preds = predict_dataset(model, dataset, mean, std, progress=False)
+        run_epoch(model, loader, numerics, optimizer, progress=False)
+    preds = predict_dataset(model, dataset, progress=False)
     ious = paired_iou(preds, dataset.targets)
     assert before < 0.5 and ious.mean().item() > 0.9, (before, ious)
 

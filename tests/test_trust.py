@@ -286,8 +286,8 @@ def test_a_kill_between_last_and_best_is_repaired(synthetic_data, tmp_path, monk
     real_epoch, real_save = training.run_epoch, runs.atomic_save
     val_ious = iter([0.3, 0.5, 0.7])  # epochs 1, 2 (killed before best.pt) and 3 (after the resume)
 
-    def improving(model, loader, numerics, mean, std, optimizer=None, *args, **kwargs):
-        loss, iou = real_epoch(model, loader, numerics, mean, std, optimizer, *args, **kwargs)
+    def improving(model, loader, numerics, optimizer=None, *args, **kwargs):
+        loss, iou = real_epoch(model, loader, numerics, optimizer, *args, **kwargs)
         return (loss, iou) if optimizer is not None else (loss, next(val_ious))
 
     def killed_before_best(obj, path):

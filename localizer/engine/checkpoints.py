@@ -21,8 +21,7 @@ from localizer.files import atomic_save
 LAST, BEST = "last.pt", "best.pt"
 
 #: Entries every localizer checkpoint holds (``last.pt`` also ``optimizer`` and ``scheduler``).
-CHECKPOINT_KEYS = ("model", "config", "epoch", "history", "input_mean", "input_std", "train_mean_box",
-                   "device_type", "precision_used")
+CHECKPOINT_KEYS = ("model", "config", "epoch", "history", "train_mean_box", "device_type", "precision_used")
 
 
 class CheckpointError(DataError):

@@ -269,7 +269,7 @@ def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
 
     Returns:
         ``(model, info)``: the model in eval mode on ``device``, and a dict with ``config``
-        (:class:`~localizer.recipe.TrainConfig`), ``input_mean``, ``input_std``, ``epoch``,
+        (:class:`~localizer.recipe.TrainConfig`), ``epoch``,
         ``history``, ``train_mean_box`` (the mean normalized xyxy training box) and ``numerics``
         (:func:`inference_numerics`: pass it to ``predict_batch``).
 
@@ -293,8 +293,6 @@ def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
     device = resolve_device(device) if isinstance(device, str) else device
     numerics = inference_numerics(checkpoint, device)
     numerics.place_model(model).eval()
-    info = {"config": config, "input_mean": tuple(checkpoint["input_mean"]),
-            "input_std": tuple(checkpoint["input_std"]), "epoch": checkpoint["epoch"],
-            "history": checkpoint["history"], "train_mean_box": checkpoint["train_mean_box"],
-            "numerics": numerics}
+    info = {"config": config, "epoch": checkpoint["epoch"], "history": checkpoint["history"],
+            "train_mean_box": checkpoint["train_mean_box"], "numerics": numerics}
     return model, info

@@ -67,13 +67,13 @@ def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.devi
             make_loader(val_set, config.batch_size, pin_memory=pin))
 
 
-def run_epoch(model, loader, numerics: Numerics, mean, std, optimizer=None, desc="", progress=True, augment=None):
+def run_epoch(model, loader, numerics: Numerics, optimizer=None, desc="", progress=True, augment=None):
     """One pass over ``loader`` (any iterable of ``(uint8 images, targets (N, B, 4))`` batches, the
     primary box first: :func:`localizer.data.datasets.box_targets`).
 
     Images are moved to ``numerics.device``, augmented there by ``augment`` (e.g.
-    :class:`localizer.data.batch_augment.BatchAugment`) when given, normalized with ``mean``/``std`` and
-    laid out and computed as ``numerics`` says (channels_last, bf16 autocast). Trains when
+    :class:`localizer.data.batch_augment.BatchAugment`) when given, and laid out and computed as
+    ``numerics`` says (channels_last, bf16 autocast). Trains when
     ``optimizer`` is given, else only evaluates. The loss is the model's own
     (:meth:`localizer.model.models.BoxRegressor.loss`: its head's, with the box loss and ``dfl`` it was
     built with), and the IoU is that of the boxes it predicts with the primary box. Losses and IoUs
@@ -97,7 +97,7 @@ def run_epoch(model, loader, numerics: Numerics, mean, std, optimizer=None, desc
         targets = targets.to(device, non_blocking=True)
         if augment is not None:
             images, targets = augment(images, targets)
-        images = model_input(images, numerics, mean, std)
+        images = model_input(images, numerics)
         with torch.set_grad_enabled(training), numerics.autocast():
             loss, preds = model.loss(images, targets)
         if training:
@@ -170,16 +170,15 @@ def _start(config: TrainConfig, plan: TrainingPlan, checkpoint: dict | None, pro
 def _epoch(session: _Session, epoch: int, loaders, augment: BatchAugment, progress: bool) -> dict:
     """Train and validate one epoch; step the schedule; returns the epoch's history row."""
     config, model = session.config, session.model
-    mean, std = model.input_mean, model.input_std
     start = time.perf_counter()
     # Epoch-seeded order and augmentation: a resumed run sees the same batches it would have.
     loaders[0].sampler.generator.manual_seed(config.seed * 1000 + epoch)
     torch.manual_seed(config.seed * 1000 + epoch)
     tag = f"epoch {epoch}/{session.plan.epochs}"
-    train_loss, train_iou = run_epoch(model, loaders[0], session.numerics, mean, std, session.optimizer,
-                                      f"{tag} train", progress, augment=augment)
+    train_loss, train_iou = run_epoch(model, loaders[0], session.numerics, session.optimizer, f"{tag} train",
+                                      progress, augment=augment)
     with torch.no_grad():
-        val_loss, val_iou = run_epoch(model, loaders[1], session.numerics, mean, std, None, f"{tag} val", progress)
+        val_loss, val_iou = run_epoch(model, loaders[1], session.numerics, None, f"{tag} val", progress)
     lr = session.optimizer.param_groups[0]["lr"]
     if config.schedule == "plateau":
         session.scheduler.step(val_loss)
@@ -195,8 +194,7 @@ def _payload(session: _Session, train_mean_box: list[float]) -> dict:
     return {
         "model": session.model.state_dict(), "optimizer": session.optimizer.state_dict(),
         "scheduler": session.scheduler.state_dict(), "epoch": session.epoch, "history": session.history,
-        "config": asdict(session.config), "input_mean": session.model.input_mean,
-        "input_std": session.model.input_std, "train_mean_box": train_mean_box,
+        "config": asdict(session.config), "train_mean_box": train_mean_box,
         "device_type": session.numerics.device.type, "precision_used": session.numerics.precision,
         "plan": session.plan.as_dict(),
     }

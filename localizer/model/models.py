@@ -59,8 +59,9 @@ class BoxRegressor(nn.Module):
             Dropout + Linear on the pooled features (:class:`localizer.model.heads.LinearHead`).
         backbone_name: e.g. ``"resnet18"``.
         num_features: ``F`` (512 for resnet18, 1280 for the EfficientNet-Lite backbones).
-        input_mean, input_std: 3-tuples of per-channel RGB values for [0, 1]
-            images. Inputs must be ``(x - input_mean) / input_std``.
+        input_mean, input_std: 3-tuples of per-channel RGB values for [0, 1] images: the model
+            normalizes its inputs as ``(x - input_mean) / input_std`` (buffers ``pixel_mean`` /
+            ``pixel_std``, not saved in a state dict: they follow from the backbone).
     """
 
     def __init__(
@@ -100,10 +101,19 @@ class BoxRegressor(nn.Module):
         self.num_features = int(num_features)
         self.input_mean = tuple(float(v) for v in input_mean)
         self.input_std = tuple(float(v) for v in input_std)
+        # As torchvision's detection models and Detectron2 do: the model takes [0, 1] images.
+        self.register_buffer("pixel_mean", torch.tensor(self.input_mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(self.input_std).view(3, 1, 1), persistent=False)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Float images ``(N, 3, H, W)`` in [0, 1] -> the backbone's input, ``(x - input_mean) / input_std``
+        (in ``x``'s dtype, as :func:`torchvision.transforms.v2.functional.normalize` computes it)."""
+        return (x - self.pixel_mean.to(x.dtype)) / self.pixel_std.to(x.dtype)
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The backbone's last feature map ``(N, F, ceil(H / 32), ceil(W / 32))`` (before pooling)."""
-        net = self.backbone
+        """The backbone's last feature map ``(N, F, ceil(H / 32), ceil(W / 32))`` (before pooling) of
+        float images ``x`` ``(N, 3, H, W)`` in [0, 1] (normalized here: :meth:`normalize`)."""
+        net, x = self.backbone, self.normalize(x)
         if hasattr(net, "extract_features"):  # efficientnet-lite-pytorch: stem, blocks, head conv
             return net.extract_features(x)
         # torchvision ResNet: its forward up to layer4, without avgpool and fc
@@ -114,11 +124,8 @@ class BoxRegressor(nn.Module):
         """Predict one box per image.
 
         Args:
-            x: ``(N, 3, H, W)`` float tensor, RGB, already normalized with
-                ``self.input_mean`` / ``self.input_std``. That is ImageNet
-                mean/std for resnet18 and the [-1, 1] scaling for the
-                EfficientNet-Lite backbones. ``H``, ``W`` >= 32 (the backbones
-                downsample by 32).
+            x: ``(N, 3, H, W)`` float tensor, RGB in [0, 1]; the model normalizes it
+                (:meth:`normalize`). ``H``, ``W`` >= 32 (the backbones downsample by 32).
 
         Returns:
             ``(N, 4)`` tensor ``(x1, y1, x2, y2)`` as fractions of the image
@@ -138,7 +145,7 @@ class BoxRegressor(nn.Module):
         """The head's training loss on a batch, and its boxes as it predicts them.
 
         Args:
-            x: ``(N, 3, H, W)`` normalized images, as :meth:`forward` takes them.
+            x: ``(N, 3, H, W)`` images in [0, 1], as :meth:`forward` takes them.
             targets: ``(N, B, 4)`` normalized xyxy boxes, the primary box first, rows of zeros as
                 padding (:func:`localizer.data.datasets.box_targets`; ``B = 1``: the primary box only).
 
@@ -181,8 +188,8 @@ def build_model(
 
     Returns:
         A BoxRegressor in training mode with ``backbone_name``, ``num_features``
-        (512 or 1280), and ``input_mean``/``input_std`` set for the backbone
-        (:mod:`localizer.model.backbones`).
+        (512 or 1280), and the input normalization of the backbone
+        (``input_mean``/``input_std``: :mod:`localizer.model.backbones`).
 
     Raises:
         ValueError: unknown ``backbone`` (the message lists BACKBONES) or ``head``, or a
