@@ -177,7 +177,7 @@ def test_sigkill_after_second_epoch_then_resume(synthetic_data, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"]
-    assert 2 <= killed_at < 5
+    assert 1 <= killed_at < 5  # last.pt is an epoch's last file: it may still be epoch 1's
     manifest_before = (run / "manifest.csv").read_text()
 
     done = subprocess.run([*cmd, "--resume"], cwd=REPO, env=env, capture_output=True, text=True)

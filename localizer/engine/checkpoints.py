@@ -1,11 +1,11 @@
 """Checkpoints of a run: ``last.pt`` after every epoch, ``best.pt`` for the best validation IoU.
 
-Crash safety: ``last.pt`` is written first and holds the history, whose best row names the best
-epoch (:func:`best_row`); ``best.pt`` follows. A kill between the two leaves a ``last.pt`` whose best
-epoch is its own and an older ``best.pt``: :func:`reconcile_checkpoints` (on resume and when ``best.pt``
-is loaded) rewrites ``best.pt`` from ``last.pt``'s weights, which are that best epoch's. Checkpoints
-hold only tensors, numbers, strings, lists and dicts and are read with ``torch.load(weights_only=True)``,
-which cannot run code.
+Crash safety: each file is written atomically, and ``last.pt`` last of an epoch's files
+(:meth:`localizer.engine.run.Run.save_epoch`): a kill before it leaves the previous epoch's ``last.pt``,
+from which a resumed run trains that epoch again (the same batches) and writes its files again, so
+no file needs repair and reading one writes nothing. ``last.pt`` holds the history, whose best row
+names the best epoch (:func:`best_row`). Checkpoints hold only tensors, numbers, strings, lists and
+dicts and are read with ``torch.load(weights_only=True)``, which cannot run code.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import pandas as pd
 import torch
 
 from localizer.errors import DataError
-from localizer.files import atomic_save
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -65,26 +64,3 @@ def load_checkpoint(path: Path | str) -> dict:
     if missing:
         raise CheckpointError("not-a-checkpoint", f"not a localizer checkpoint (no {', '.join(missing)})", path)
     return checkpoint
-
-
-def reconcile_checkpoints(folder: Path | str) -> bool:
-    """Make ``best.pt`` in ``folder`` agree with ``last.pt`` after a kill between their writes.
-
-    When ``last.pt``'s best epoch (:func:`best_row` of its history) is its own epoch but ``best.pt``
-    is missing or from another epoch, the kill came in between, and ``last.pt``'s weights are the best
-    ones: ``best.pt`` is rewritten from them. Returns True when it did so.
-
-    Raises:
-        CheckpointError: ``last.pt`` or ``best.pt`` is not a localizer checkpoint.
-    """
-    last_path, best_path = Path(folder) / LAST, Path(folder) / BEST
-    if not last_path.is_file():
-        return False
-    last = load_checkpoint(last_path)
-    best = best_row(last["history"])
-    if best is None or best["epoch"] != last["epoch"]:
-        return False
-    if best_path.is_file() and load_checkpoint(best_path)["epoch"] == last["epoch"]:
-        return False
-    atomic_save(best_payload(last), best_path)
-    return True

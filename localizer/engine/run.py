@@ -35,8 +35,7 @@ import torch
 
 from localizer.errors import ConfigError
 from localizer.files import atomic_save, write_csv, write_json
-from localizer.engine.checkpoints import (BEST, LAST, CheckpointError, best_payload, load_checkpoint,
-                                          reconcile_checkpoints)
+from localizer.engine.checkpoints import BEST, LAST, CheckpointError, best_payload, load_checkpoint
 from localizer.engine.numerics import Numerics, default_numerics, native_bf16, resolve_device
 from localizer.model.models import build_model
 from localizer.recipe import ALL_BOXES_HEADS, RUNTIME_FIELDS, TrainConfig, recipe_values, same_recipe
@@ -237,17 +236,17 @@ class Run:
             return None
         if not last.exists():
             raise FileNotFoundError(f"cannot resume: {last} does not exist")
-        reconcile_checkpoints(self.checkpoints)
         check_run_folder(self.folder, self.config)
         return load_checkpoint(last)
 
     def save_epoch(self, payload: dict, improved: bool, history: pd.DataFrame) -> None:
-        """Write ``last.pt`` (``payload``), then ``best.pt`` when the epoch ``improved``, then
-        ``history.csv``; each atomically, in this order (see the module docstring)."""
-        atomic_save(payload, self.checkpoints / LAST)
+        """Write ``best.pt`` when the epoch ``improved``, then ``history.csv``, then ``last.pt`` (``payload``);
+        each atomically. ``last.pt`` comes last: until it is written, the run resumes from the epoch
+        before and writes the others again (:mod:`localizer.engine.checkpoints`)."""
         if improved:
             atomic_save(best_payload(payload), self.checkpoints / BEST)
         write_csv(history, self.folder / HISTORY)
+        atomic_save(payload, self.checkpoints / LAST)
 
     def load_model(self, which: str = BEST, device: str | torch.device = "cpu"):
         """:func:`load_model` of this run's ``best.pt`` (or ``last.pt``)."""
@@ -265,8 +264,6 @@ def inference_numerics(checkpoint: dict, device: torch.device) -> Numerics:
 def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
     """Load a trained model from a checkpoint (safely: see :func:`load_checkpoint`).
 
-    A ``best.pt`` beside a ``last.pt`` is first made consistent with it (:func:`reconcile_checkpoints`).
-
     Returns:
         ``(model, info)``: the model in eval mode on ``device``, and a dict with ``config``
         (:class:`~localizer.recipe.TrainConfig`), ``epoch``,
@@ -279,8 +276,6 @@ def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
             version no longer has (:data:`localizer.recipe.REMOVED_FIELDS`); the message names the file.
     """
     path = Path(checkpoint_path)
-    if path.name == BEST:
-        reconcile_checkpoints(path.parent)
     checkpoint = load_checkpoint(path)
     try:
         config = TrainConfig.from_dict(checkpoint["config"])

@@ -4,8 +4,8 @@ The run trains the epochs of its plan (:func:`localizer.engine.schedule.plan_for
 ``epochs``, or as many as its ``steps`` of optimizer updates take on the training split). Per epoch
 the history records ``step`` (optimizer updates so far), ``train_loss`` (mean of the epoch's batch
 losses), ``val_loss`` (after the epoch, model in eval mode), ``train_iou``/``val_iou`` (mean IoU),
-``lr`` and ``seconds``; :meth:`localizer.engine.run.Run.save_epoch` writes ``last.pt``, ``best.pt`` (when the
-validation IoU improves) and ``history.csv`` after every epoch. :func:`train` with
+``lr`` and ``seconds``; :meth:`localizer.engine.run.Run.save_epoch` writes ``best.pt`` (when the
+validation IoU improves), ``history.csv`` and ``last.pt`` after every epoch. :func:`train` with
 ``resume=True`` continues a killed run from ``last.pt`` with the same split, optimizer and scheduler
 state, and the same batches: the shuffle order and the augmentation of epoch ``e`` are
 seeded by ``(seed, e)`` alone, whether the run was interrupted or not.
