@@ -17,13 +17,13 @@ from localizer.data.cache import ImageCache
 from localizer.data.datasets import CachedBoxDataset, make_loader, normalized_targets
 from localizer.report.tables import MEASUREMENT_MIN_IMAGES
 from localizer.metrics import accuracy_at, paired_iou, sanitize_boxes
-from localizer.engine.run import load_model
+from localizer.engine.checkpoints import load_model
 from localizer.engine.numerics import model_input
 
 
 def validation_split(run: Path) -> tuple:
     """``(model, info, rows, dataset, targets, several)`` of a finished run folder: its ``best.pt`` as
-    :func:`localizer.engine.run.load_model` gives it, the validation rows of its manifest, their cached
+    :func:`localizer.engine.checkpoints.load_model` gives it, the validation rows of its manifest, their cached
     dataset, their boxes ``(N, 4)`` normalized xyxy and a ``(N,)`` bool mask of the photos with several
     animals."""
     model, info = load_model(run / "checkpoints" / "best.pt")

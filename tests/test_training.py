@@ -32,7 +32,7 @@ from localizer.model.models import build_model
 from localizer.engine.numerics import default_numerics
 from localizer.engine.prediction import drawing_paths
 from localizer.recipe import TrainConfig
-from localizer.engine.run import load_model
+from localizer.engine.checkpoints import load_model
 from localizer.engine.training import TrainingDiverged, run_epoch
 from localizer.data.validation import scan_dataset
 

@@ -21,7 +21,7 @@ from localizer.data.duplicates import duplicate_groups, near_duplicate_pairs, tw
 from localizer.errors import DataError
 from localizer.engine.prediction import drawing_paths, expand_inputs
 from localizer.recipe import TrainConfig
-from localizer.engine.run import load_model
+from localizer.engine.checkpoints import load_model
 from localizer.data.split import NotEnoughDataError, assign_split, minimum_photos, split_sizes
 from localizer.data.synthetic import make_photos
 from localizer.data.validation import scan_dataset

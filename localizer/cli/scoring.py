@@ -88,7 +88,7 @@ def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from localizer.engine.evaluation import evaluate_model
     from localizer.report.tables import by_animal_count, format_metrics
-    from localizer.engine.run import load_model
+    from localizer.engine.checkpoints import load_model
     from localizer.files import write_csv, write_json
     from localizer.report.results import format_confidence
 
@@ -165,7 +165,7 @@ def _flag_threshold(args: argparse.Namespace) -> tuple[float | None, str]:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from localizer.engine.prediction import drawing_paths, expand_inputs, predict_files, refuse_overwriting_inputs
-    from localizer.engine.run import load_model
+    from localizer.engine.checkpoints import load_model
     from localizer.files import write_csv
 
     files = expand_inputs(args.inputs)

@@ -15,7 +15,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from localizer.errors import DataError
+from localizer.engine.numerics import Numerics, default_numerics, native_bf16, resolve_device
+from localizer.errors import ConfigError, DataError
+from localizer.model.models import build_model
+from localizer.recipe import TrainConfig
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -64,3 +67,42 @@ def load_checkpoint(path: Path | str) -> dict:
     if missing:
         raise CheckpointError("not-a-checkpoint", f"not a localizer checkpoint (no {', '.join(missing)})", path)
     return checkpoint
+
+
+def inference_numerics(checkpoint: dict, device: torch.device) -> Numerics:
+    """Evaluation and prediction compute as the training did (its validation scores were measured
+    so): bf16 when the checkpoint was trained in bf16 and ``device`` has native bf16, else float32."""
+    used = checkpoint["precision_used"]
+    return default_numerics(device, "bf16" if used == "bf16" and native_bf16(device) else "fp32")
+
+
+def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
+    """Load a trained model from a checkpoint (safely: see :func:`load_checkpoint`).
+
+    Returns:
+        ``(model, info)``: the model in eval mode on ``device``, and a dict with ``config``
+        (:class:`~localizer.recipe.TrainConfig`), ``epoch``,
+        ``history``, ``train_mean_box`` (the mean normalized xyxy training box) and ``numerics``
+        (:func:`inference_numerics`: pass it to ``predict_batch``).
+
+    Raises:
+        FileNotFoundError: no such checkpoint.
+        CheckpointError: the file is not a localizer checkpoint, or its recipe names an option this
+            version no longer has (:data:`localizer.recipe.REMOVED_FIELDS`); the message names the file.
+    """
+    path = Path(checkpoint_path)
+    checkpoint = load_checkpoint(path)
+    try:
+        config = TrainConfig.from_dict(checkpoint["config"])
+        model = build_model(config.backbone, weights=None, dropout=config.dropout, head=config.head,
+                            image_size=config.image_size, loss=config.loss, dfl=config.dfl)
+        model.load_state_dict(checkpoint["model"])
+    except (ConfigError, KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError("not-a-checkpoint", f"its recipe or weights do not make a localizer model: {exc}",
+                              path) from None
+    device = resolve_device(device) if isinstance(device, str) else device
+    numerics = inference_numerics(checkpoint, device)
+    numerics.place_model(model).eval()
+    info = {"config": config, "epoch": checkpoint["epoch"], "history": checkpoint["history"],
+            "train_mean_box": checkpoint["train_mean_box"], "numerics": numerics}
+    return model, info

@@ -101,7 +101,7 @@ def predict_batch(model, images: torch.Tensor, tta: bool = False, numerics: Nume
     plain one and the un-mirrored prediction on the mirrored image: their mean where they agree
     (IoU > :data:`TTA_AGREEMENT`), else the plain one. Boxes are sanitized (see
     :func:`localizer.metrics.sanitize_boxes`). ``numerics``: how to compute (what
-    :func:`localizer.engine.run.load_model` returns in ``info["numerics"]``: the training's format);
+    :func:`localizer.engine.checkpoints.load_model` returns in ``info["numerics"]``: the training's format);
     default float32 on the model's device. With ``confidence``: ``(boxes, confidence (N,))``, the
     confidence of :func:`box_confidence` (float32, on CPU; the model's ``predict`` gives each view's box
     and quality, and the mirrored and zoomed-out views are computed also without ``tta``).

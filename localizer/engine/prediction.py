@@ -115,7 +115,7 @@ def predict_files(
         image_size: the training input size (square side, pixels).
         tta: horizontal-flip test-time augmentation.
         numerics: how the model computes (``info["numerics"]`` of
-            :func:`localizer.engine.run.load_model`: as in training); default float32.
+            :func:`localizer.engine.checkpoints.load_model`: as in training); default float32.
         draw_dir: if given, save each image with its predicted box drawn (red) there, its confidence
             written above it, at the path :func:`drawing_paths` gives (the inputs' relative paths
             mirrored: no two inputs share a drawing).
