@@ -10,7 +10,7 @@ Same machine, model, batch size and image size for all:
   ``precision`` existed.
 * ``ours``: localizer's pipeline as :func:`localizer.engine.training.train` runs it — decode-once memmap
   cache, uint8 batches, flip + ColorJitter on whole batches on the device
-  (:class:`localizer.data.batch_augment.BatchAugment`), normalization there, and the numerics
+  (:class:`localizer.data.batch_augment.BatchAugment`), normalization in the model, and the numerics
   ``precision=auto`` chooses (:func:`localizer.engine.numerics.choose_numerics`: channels_last, and bf16
   where it is faster).
 * ``ceiling``: forward + backward + optimizer step on a batch already on the device, in each of
@@ -57,9 +57,9 @@ from localizer.data.transforms import boxes_to_target, build_transforms, pixel_b
 class PlainDataset(Dataset):
     """Decode + transform per item, every epoch (the baseline being measured, not a product path)."""
 
-    def __init__(self, table: pd.DataFrame, image_size: int, mean, std):
+    def __init__(self, table: pd.DataFrame, image_size: int):
         self.rows = table.reset_index(drop=True)
-        self.transform = build_transforms(image_size, train=True, mean=mean, std=std)
+        self.transform = build_transforms(image_size, train=True)  # [0, 1]: the model normalizes
 
     def __len__(self):
         return len(self.rows)
@@ -146,7 +146,6 @@ def main(argv=None) -> dict:
     manifest, _ = make_manifest(config, progress=False)
     torch.manual_seed(0)
     base = build_model(args.backbone, weights=None).to(device)
-    mean, std = base.input_mean, base.input_std
     n = args.steps
     ours_numerics, why = choose_numerics("auto", device, base, args.image_size)
     formats = {f"{'bf16' if bf16 else 'fp32'}_{'channels_last' if cl else 'contiguous'}": Numerics(device, bf16, cl)
@@ -168,7 +167,7 @@ def main(argv=None) -> dict:
         model, optimizer = trainee(numerics)
 
         def run(n: int) -> None:  # n batches in one run_epoch call, as fit() runs them
-            run_epoch(model, itertools.islice(batches, n), numerics, mean, std, optimizer,
+            run_epoch(model, itertools.islice(batches, n), numerics, optimizer,
                       progress=False, augment=augment)
         return run
 
@@ -196,7 +195,7 @@ def main(argv=None) -> dict:
         return run
 
     # plain: per-item decode + transforms in DataLoader workers, float32, channels-first
-    plain_set = PlainDataset(manifest[manifest["split"] == "train"], args.image_size, mean, std)
+    plain_set = PlainDataset(manifest[manifest["split"] == "train"], args.image_size)
     plain_loader = DataLoader(plain_set, batch_size=args.batch_size, shuffle=True, num_workers=args.plain_workers,
                               persistent_workers=args.plain_workers > 0)
     plain_batches = forever(plain_loader)
@@ -227,7 +226,7 @@ def main(argv=None) -> dict:
 
     def predict_run(n: int) -> None:
         for _ in range(n):
-            predict_batch(predictor, batch_u8, mean, std, numerics=ours_numerics)
+            predict_batch(predictor, batch_u8, numerics=ours_numerics)
 
     predict_runs = {"predict": predict_run}
     predict_runs |= {f"predict_ceiling_{name}": model_only(numerics, train=False) for name, numerics in formats.items()}

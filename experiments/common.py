@@ -17,13 +17,13 @@ from localizer.data.cache import ImageCache
 from localizer.data.datasets import CachedBoxDataset, make_loader, normalized_targets
 from localizer.report.tables import MEASUREMENT_MIN_IMAGES
 from localizer.metrics import accuracy_at, paired_iou, sanitize_boxes
-from localizer.engine.run import load_model
+from localizer.engine.checkpoints import load_model
 from localizer.engine.numerics import model_input
 
 
 def validation_split(run: Path) -> tuple:
     """``(model, info, rows, dataset, targets, several)`` of a finished run folder: its ``best.pt`` as
-    :func:`localizer.engine.run.load_model` gives it, the validation rows of its manifest, their cached
+    :func:`localizer.engine.checkpoints.load_model` gives it, the validation rows of its manifest, their cached
     dataset, their boxes ``(N, 4)`` normalized xyxy and a ``(N,)`` bool mask of the photos with several
     animals."""
     model, info = load_model(run / "checkpoints" / "best.pt")
@@ -55,12 +55,12 @@ def predict_views(model, info: dict, dataset, outputs: Callable, flipped: bool =
     """What ``outputs(model, x)`` (a tensor or a tuple of tensors) gives for every photo of ``dataset``, on
     the photos as they are (``"plain"``) and, with ``flipped``, mirrored (``"flipped"``; the outputs are
     of the mirrored photos: mirror boxes back with :func:`localizer.boxes.hflip_boxes`). ``x`` is a batch
-    prepared as evaluation prepares it (the run's normalization and numerics, from ``info`` of
+    prepared as evaluation prepares it (in [0, 1], the run's numerics, from ``info`` of
     :func:`validation_split`). Returns ``{view: tuple of float32 tensors, concatenated over the photos}``."""
     numerics = info["numerics"]
     views = {"plain": []} | ({"flipped": []} if flipped else {})
     for images, _ in make_loader(dataset, batch_size=64):
-        x = model_input(images, numerics, info["input_mean"], info["input_std"])
+        x = model_input(images, numerics)
         for view, batch in views.items():
             with numerics.autocast():
                 out = outputs(model, x if view == "plain" else x.flip(-1))

@@ -35,7 +35,7 @@ import torch
 from common import describe_split, predict_views, validation_run
 
 from localizer.boxes import hflip_boxes
-from localizer.engine.inference import CONFIDENCE_ZOOM, box_confidence, fuse_flip, unzoom_boxes, zoom_fill, zoom_out
+from localizer.engine.inference import CONFIDENCE_ZOOM, box_confidence, fuse_flip, unzoom_boxes, zoom_out
 from localizer.metrics import paired_iou, risk_coverage, sanitize_boxes, spearman
 from localizer.model.detection import largest_cell, take_cells
 from localizer.model.geometry import soft_argmax
@@ -80,9 +80,8 @@ def main() -> None:
     score = (score + flipped_score) / 2
     estimates = {"flip IoU": flip_iou, f"top-{TOP_K} mass": top, "1 - 2 x std": quality,
                  f"flip IoU x top-{TOP_K} mass": flip_iou * top, "flip IoU x (1 - 2 x std)": flip_iou * quality}
-    fill = zoom_fill(info["input_mean"], info["input_std"])
     zoomed, zoomed_logits, _ = predict_views(model, info, dataset, flipped=False, outputs=lambda net, x: head_outputs(
-        net, zoom_out(x, CONFIDENCE_ZOOM, fill)))["plain"]
+        net, zoom_out(x, CONFIDENCE_ZOOM)))["plain"]
     zoomed = unzoom_boxes(zoomed, CONFIDENCE_ZOOM)
     zoom_iou = paired_iou(sanitize_boxes(plain), sanitize_boxes(zoomed))
     estimates |= {"zoom IoU": zoom_iou, "flip IoU x zoom IoU": flip_iou * zoom_iou,

@@ -26,7 +26,7 @@ from common import describe_split, predict_views, score_table, validation_split
 from torchvision.ops import box_iou
 
 from localizer.boxes import hflip_boxes
-from localizer.engine.inference import TTA_AGREEMENT, fuse_flip, unzoom_boxes, zoom_fill, zoom_out
+from localizer.engine.inference import TTA_AGREEMENT, fuse_flip, unzoom_boxes, zoom_out
 from localizer.metrics import paired_iou, sanitize_boxes
 
 PRODUCTION = "flip TTA (evaluate's), s = 1"
@@ -59,10 +59,9 @@ def main() -> None:
         parser.error(f"--scales {args.scales}: each scale must lie in (0, 1)")
     model, info, rows, dataset, targets, several = validation_split(args.run)
     describe_split(args.run, rows, several, f", zoom-out scales {', '.join(f'{s:g}' for s in scales)}")
-    fill = zoom_fill(info["input_mean"], info["input_std"])  # the grey, normalized
     views, fused = [], {}
     for scale in [1.0, *scales]:
-        out = predict_views(model, info, dataset, lambda net, x, s=scale: net(x if s == 1 else zoom_out(x, s, fill)))
+        out = predict_views(model, info, dataset, lambda net, x, s=scale: net(x if s == 1 else zoom_out(x, s)))
         plain, flipped = (sanitize_boxes(unzoom_boxes(b, scale))
                           for b in (out["plain"][0], hflip_boxes(out["flipped"][0])))
         views += [plain, flipped]

@@ -175,10 +175,9 @@ def test_run_epoch_adds_the_weighted_distribution_focal_loss():
         torch.manual_seed(0)
         model = build_model("efficientnet_lite0", weights=None, head="softargmax", image_size=64, loss="giou",
                             dfl=dfl).eval()
-        mean, std = model.input_mean, model.input_std
         with torch.no_grad():
-            logits = model.head.outputs(model.feature_map(model_input(images, numerics, mean, std)))
-            losses[dfl], _ = training.run_epoch(model, [(images, targets[:, None])], numerics, mean, std, progress=False)
+            logits = model.head.outputs(model.feature_map(model_input(images, numerics)))
+            losses[dfl], _ = training.run_epoch(model, [(images, targets[:, None])], numerics, progress=False)
     plain = box_loss("giou", soft_argmax(logits), targets)
     assert losses[0.0] == pytest.approx(plain.item(), rel=1e-5)
     assert losses[0.25] == pytest.approx((plain + 0.25 * distribution_focal_loss(logits, targets)).item(), rel=1e-5)
@@ -217,8 +216,8 @@ def test_flip_tta_averages_only_boxes_that_agree():
 
     images = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
     numerics = default_numerics(torch.device("cpu"), "fp32")
-    left = predict_batch(Constant([0.0, 0.0, 0.3, 1.0]), images, (0.5,) * 3, (0.5,) * 3, tta=True, numerics=numerics)
+    left = predict_batch(Constant([0.0, 0.0, 0.3, 1.0]), images, tta=True, numerics=numerics)
     assert left[0].tolist() == pytest.approx([0.0, 0.0, 0.3, 1.0])  # its mirror (0.7, 0, 1, 1) is another object
-    wide = predict_batch(Constant([0.1, 0.0, 0.8, 1.0]), images, (0.5,) * 3, (0.5,) * 3, tta=True, numerics=numerics)
+    wide = predict_batch(Constant([0.1, 0.0, 0.8, 1.0]), images, tta=True, numerics=numerics)
     assert wide[0].tolist() == pytest.approx([0.15, 0.0, 0.85, 1.0])  # mirror (0.2, 0, 0.9, 1): IoU 0.75, averaged
 

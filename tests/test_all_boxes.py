@@ -12,7 +12,7 @@ import pytest
 import torch
 from helpers import fit
 
-from localizer.engine import run as runs
+from localizer.engine.checkpoints import load_model
 from localizer.engine import training
 from localizer.data.batch_augment import AugmentParams, apply_augment
 from localizer.boxes import ALL_BOXES_COLUMN, boxes_text, empty_boxes, parse_boxes_text
@@ -217,7 +217,7 @@ def test_largest_head_trains_on_every_box_saves_and_loads(synthetic_data, tmp_pa
     history = fit(config, tmp_path / "run", progress=False)
     assert history["epoch"].tolist() == [1]
     assert ALL_BOXES_COLUMN in pd.read_csv(tmp_path / "run" / "manifest.csv")
-    loaded, info = runs.load_model(tmp_path / "run" / "checkpoints" / "best.pt")
+    loaded, info = load_model(tmp_path / "run" / "checkpoints" / "best.pt")
     assert isinstance(loaded.head, LargestHead) and info["config"].head == "largest"
     # experiments/largest_rule.py scores the validation split with each rule; its row of the head's own rule
     # (the largest detection at score >= 0.5) is what evaluate measures

@@ -112,7 +112,7 @@ def test_zoom_out_tta_maps_a_known_square_and_its_box_back(monkeypatch):
     # the uncovered border filled with the grey; its box (0.25, 0.25, 0.75, 0.75) becomes (0.375, ..., 0.625)
     image = torch.zeros(1, 3, 40, 40)
     image[..., 10:30, 10:30] = 1.0
-    zoomed = scale_tta.zoom_out(image, 0.5, [0.5, 0.5, 0.5])[0, 0]
+    zoomed = scale_tta.zoom_out(image, 0.5)[0, 0]
     assert (zoomed[16:24, 16:24] == 1).all() and zoomed[0, 0] == 0.5 and zoomed[12, 20] == 0.0
     assert zoomed[:, 20].gt(0.5).sum() == 10  # the square's column: 10 px above the black around it
     shrunk = torch.tensor([[0.375, 0.375, 0.625, 0.625]])

@@ -132,9 +132,9 @@ def test_the_zoom_out_view_and_its_boxes_map_back():
     assert unzoom_boxes(torch.tensor([0.05, 0.05, 0.95, 0.95]), 0.9).tolist() == pytest.approx([0, 0, 1, 1])
     image = torch.zeros(1, 1, 20, 20)
     image[..., 4:16, 4:16] = 1.0  # a square at normalized (0.2, 0.2, 0.8, 0.8)
-    zoomed = zoom_out(image, 0.5, fill=[-1.0])[0, 0]
-    # at 0.5 the square covers (0.35, 0.35, 0.65, 0.65): pixels 7 to 12; the border is the fill
-    assert zoomed[8:12, 8:12].eq(1.0).all() and zoomed[:4].eq(-1.0).all() and zoomed[5, 5] == 0.0
+    zoomed = zoom_out(image, 0.5)[0, 0]
+    # at 0.5 the square covers (0.35, 0.35, 0.65, 0.65): pixels 7 to 12; the border is training's grey 0.5
+    assert zoomed[8:12, 8:12].eq(1.0).all() and zoomed[:4].eq(0.5).all() and zoomed[5, 5] == 0.0
     assert unzoom_boxes(torch.tensor([0.35, 0.35, 0.65, 0.65]), 0.5).tolist() == pytest.approx([0.2, 0.2, 0.8, 0.8])
 
 
@@ -164,7 +164,7 @@ class Constant(torch.nn.Module):
 def test_predict_batch_gives_the_confidence_with_or_without_tta(tta, box, expected, fused):
     images = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
     numerics = default_numerics(torch.device("cpu"), "fp32")
-    boxes, confidence = predict_batch(Constant(box, 0.9), images, (0.5,) * 3, (0.5,) * 3, tta=tta,
+    boxes, confidence = predict_batch(Constant(box, 0.9), images, tta=tta,
                                       numerics=numerics, confidence=True)
     assert confidence.tolist() == pytest.approx([expected, expected], abs=1e-5)
     assert boxes[0].tolist() == pytest.approx(fused if tta else box)

@@ -41,8 +41,9 @@ from localizer.data.readers import (
 from localizer.data.split import assign_split, load_manifest, save_manifest, split_sizes
 from localizer.data.transforms import boxes_to_target, build_augmentation, build_transforms, pixel_boxes, resize_image
 from localizer.data.validation import scan_dataset
-from localizer.engine.numerics import normalize_images
+from localizer.engine.numerics import default_numerics, model_input
 from localizer.model.backbones import IMAGENET_MEAN, IMAGENET_STD
+from localizer.model.models import build_model
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -621,7 +622,7 @@ def test_flip_moves_box_and_mirrors_image():
 
 def test_build_transforms_eval_keeps_normalized_box():
     image = noise_image(300, 200)
-    transform = build_transforms(image_size=128, train=False, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    transform = build_transforms(image_size=128, train=False)
     out, boxes = transform(image, pixel_boxes(torch.tensor([[30.0, 20.0, 120.0, 180.0]]), 200, 300))
     assert out.dtype == torch.float32 and tuple(out.shape) == (3, 128, 128)
     assert tuple(boxes.canvas_size) == (128, 128)
@@ -638,12 +639,13 @@ def test_normalization_values():
     white, _ = transform(Image.new("RGB", (300, 200), (255, 255, 255)), boxes)
     expected = [(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
     assert white[:, 64, 64].tolist() == pytest.approx(expected, abs=1e-5)
-    # batch normalization of the cache path gives the same numbers as the per-image pipeline
+    # the cache path (uint8 batch -> model_input -> the model's own normalization) gives the same numbers
     square = noise_image(128, 128, 5)
     per_image, _ = transform(square, pixel_boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0]]), 128, 128))
     batch = torch.from_numpy(np.asarray(square).copy()).permute(2, 0, 1)[None]
-    normalized = normalize_images(batch, IMAGENET_MEAN, IMAGENET_STD)
-    assert normalized.dtype == torch.float32 and tuple(normalized.shape) == (1, 3, 128, 128)
+    inputs = model_input(batch, default_numerics(torch.device("cpu")))
+    assert inputs.dtype == torch.float32 and tuple(inputs.shape) == (1, 3, 128, 128) and inputs.max() <= 1
+    normalized = build_model("resnet18", weights=None).normalize(inputs)
     assert torch.allclose(normalized[0], per_image, atol=1e-5)
 
 

@@ -15,7 +15,6 @@ from localizer.report.photos import spread_sample
 from localizer.engine.prediction import drawing_paths, predict_files, refuse_overwriting_inputs
 from localizer.errors import DataError
 
-MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 SIZE = 32
 
 
@@ -26,7 +25,7 @@ class ConstantModel(torch.nn.Module):
     def __init__(self, box, quality=1.0):
         super().__init__()
         self.box = torch.nn.Parameter(torch.tensor(box, dtype=torch.float32), requires_grad=False)
-        self.input_mean, self.input_std, self.backbone_name = MEAN, STD, "constant"
+        self.backbone_name = "constant"
         self.quality, self.seen = quality, []
 
     def forward(self, x):
@@ -62,7 +61,7 @@ def manifest(tmp_path):
 
 def test_evaluate_scores_model_and_baselines_by_hand(manifest, tmp_path):
     model = ConstantModel([0.25, 0.25, 0.75, 0.75])
-    metrics, per_image = evaluate_model(model, manifest, SIZE, MEAN, STD, cache_dir=str(tmp_path / "cache"),
+    metrics, per_image = evaluate_model(model, manifest, SIZE, cache_dir=str(tmp_path / "cache"),
                                         progress=False)
     # a: the same box, IoU 1; b: intersection 0.25^2 over 0.25 + 0.25 - 0.0625, i.e. 1/7
     assert per_image["iou"].tolist() == pytest.approx([1.0, 1 / 7], abs=1e-6)
@@ -86,13 +85,13 @@ def test_evaluate_scores_model_and_baselines_by_hand(manifest, tmp_path):
     assert mean_box["intervals"]["acc_50"] == [0.0, 0.0]  # no hit: a constant sample
     assert set(metrics["baselines"]["random_box"]["intervals"]) == {"mean_iou", "acc_50", "acc_75", "acc_50_95"}
     assert metrics["bootstrap"] == {"method": "percentile", "confidence": 0.95, "resamples": 1000, "seed": 0}
-    # the model saw the photos resized to SIZE and normalized: (128 / 255 - 0.5) / 0.25, mirrored and zoomed out
-    # by 0.9 (for the confidence), whose border is training's grey 0.5, normalized: (0.5 - 0.5) / 0.25 = 0
+    # the model saw the photos resized to SIZE in [0, 1]: 128 / 255, mirrored and zoomed out by 0.9 (for the
+    # confidence), whose border is training's grey 0.5
     batch, mirrored, zoomed = model.seen
     assert batch.shape == (2, 3, SIZE, SIZE) and torch.equal(mirrored, batch.flip(-1))
-    assert torch.allclose(batch, torch.full_like(batch, (128 / 255 - 0.5) / 0.25), atol=1e-5)
+    assert torch.allclose(batch, torch.full_like(batch, 128 / 255), atol=1e-6)
     assert torch.allclose(zoomed[..., 8:24, 8:24], batch[..., 8:24, 8:24], atol=1e-5)
-    assert zoomed[..., 0, :].abs().max() < 1e-6
+    assert (zoomed[..., 0, :] - 0.5).abs().max() < 1e-6
     # the box and its mirror are the same (flip IoU 1); the zoomed-out view's box mapped back is
     # [2/9, 2/9, 7/9, 7/9]: IoU (0.5 / (5/9))^2 = 0.81; min 0.81, times the quality 1
     assert per_image["confidence"].tolist() == pytest.approx([0.81, 0.81], abs=1e-5)
@@ -103,7 +102,7 @@ def test_evaluate_scores_model_and_baselines_by_hand(manifest, tmp_path):
 
 def test_evaluate_with_a_given_mean_box_and_every_row(manifest, tmp_path):
     model = ConstantModel([0.25, 0.25, 0.75, 0.75])
-    metrics, per_image = evaluate_model(model, manifest, SIZE, MEAN, STD, split="all", progress=False,
+    metrics, per_image = evaluate_model(model, manifest, SIZE, split="all", progress=False,
                                         cache_dir=str(tmp_path / "cache"), mean_box=[0, 0, 0.5, 0.5])
     assert metrics["n"] == 4 and per_image["file"].tolist() == ["a.png", "b.png", "c.png", "d.png"]
     # c: [0, 0, 0.5, 1] against [0.25, 0.25, 0.75, 0.75]: 0.125 / (0.5 + 0.25 - 0.125) = 0.2; d likewise
@@ -115,9 +114,9 @@ def test_evaluate_with_a_given_mean_box_and_every_row(manifest, tmp_path):
 def test_evaluate_refuses_an_empty_split_and_a_missing_mean_box(manifest, tmp_path):
     model = ConstantModel([0.25, 0.25, 0.75, 0.75])
     with pytest.raises(DataError, match="empty-split: the manifest has no rows in split 'val'"):
-        evaluate_model(model, manifest, SIZE, MEAN, STD, split="val", progress=False)
+        evaluate_model(model, manifest, SIZE, split="val", progress=False)
     with pytest.raises(DataError, match="no-training-boxes"):
-        evaluate_model(model, manifest[manifest["split"] == "test"], SIZE, MEAN, STD, progress=False,
+        evaluate_model(model, manifest[manifest["split"] == "test"], SIZE, progress=False,
                        cache_dir=str(tmp_path / "cache"))
 
 
@@ -132,7 +131,7 @@ def test_predict_gives_pixel_boxes_of_each_oriented_photo(tmp_path):
     files = [_photo(tmp_path / "wide.png", 100, 50), _photo(tmp_path / "turned.jpg", 60, 40, orientation=6),
              tmp_path / "broken.jpg"]
     files[2].write_text("not a photo")
-    table = predict_files(ConstantModel([0.25, 0.25, 0.75, 0.75]), files, SIZE, MEAN, STD, batch_size=1,
+    table = predict_files(ConstantModel([0.25, 0.25, 0.75, 0.75]), files, SIZE, batch_size=1,
                           progress=False)
     assert table["file"].tolist() == [str(f) for f in files]
     # stored 60 x 40 with EXIF orientation 6 (rotate 90 degrees to display): 40 x 60 as displayed
@@ -145,10 +144,10 @@ def test_predict_gives_pixel_boxes_of_each_oriented_photo(tmp_path):
 def test_predict_with_flip_tta_averages_boxes_that_agree(tmp_path):
     photo = _photo(tmp_path / "p.png", 200, 100)
     # [0.35, 0, 0.6, 1] and its mirror [0.4, 0, 0.65, 1] overlap with IoU 0.2 / 0.3 > 0.5: their mean
-    table = predict_files(ConstantModel([0.35, 0.0, 0.6, 1.0]), [photo], SIZE, MEAN, STD, tta=True, progress=False)
+    table = predict_files(ConstantModel([0.35, 0.0, 0.6, 1.0]), [photo], SIZE, tta=True, progress=False)
     assert table[["xmin", "ymin", "xmax", "ymax"]].iloc[0].tolist() == pytest.approx([75, 0, 125, 100], abs=1e-4)
     # [0.1, 0, 0.3, 1] and [0.7, 0, 0.9, 1] do not overlap: the plain box
-    table = predict_files(ConstantModel([0.1, 0.0, 0.3, 1.0]), [photo], SIZE, MEAN, STD, tta=True, progress=False)
+    table = predict_files(ConstantModel([0.1, 0.0, 0.3, 1.0]), [photo], SIZE, tta=True, progress=False)
     assert table[["xmin", "xmax"]].iloc[0].tolist() == pytest.approx([20, 60], abs=1e-4)
 
 
@@ -157,24 +156,24 @@ class BrightnessModel(ConstantModel):
     mapped back, clamped to the photo), and the photo's brightness (0..1) as its quality: the confidence."""
 
     def predict(self, x):
-        return self(x), x.mean(dim=(1, 2, 3)) * STD[0] + MEAN[0]
+        return self(x), x.mean(dim=(1, 2, 3))
 
 
 def test_predict_writes_each_photo_s_confidence_and_flags_those_below_a_threshold(tmp_path):
     files = [_photo(tmp_path / f"{v}.png", 40, 30, value=v) for v in (51, 153, 204)] + [tmp_path / "broken.jpg"]
     files[-1].write_text("not a photo")
     model = BrightnessModel([0.0, 0.0, 1.0, 1.0])
-    table = predict_files(model, files, SIZE, MEAN, STD, progress=False, flag_below=0.5)
+    table = predict_files(model, files, SIZE, progress=False, flag_below=0.5)
     # agreement 1 times the quality: brightness 51 / 255 = 0.2, 0.6, 0.8
     assert table["confidence"].tolist()[:3] == pytest.approx([0.2, 0.6, 0.8], abs=1e-6)
     assert table["flagged"].tolist()[:3] == [True, False, False] and pd.isna(table["flagged"][3])
-    assert "flagged" not in predict_files(model, files[:1], SIZE, MEAN, STD, progress=False)
+    assert "flagged" not in predict_files(model, files[:1], SIZE, progress=False)
 
 
 def test_predict_draws_the_box_in_red_beside_the_photos(tmp_path):
     (tmp_path / "photos").mkdir()
     photo = _photo(tmp_path / "photos" / "p.png", 100, 50, value=0)
-    predict_files(ConstantModel([0.25, 0.25, 0.75, 0.75]), [photo], SIZE, MEAN, STD, draw_dir=tmp_path / "drawn",
+    predict_files(ConstantModel([0.25, 0.25, 0.75, 0.75]), [photo], SIZE, draw_dir=tmp_path / "drawn",
                   progress=False)
     drawing = np.asarray(Image.open(tmp_path / "drawn" / "p.png"))
     assert drawing.shape == (50, 100, 3)
@@ -192,7 +191,7 @@ def test_no_output_may_replace_an_input(tmp_path):
     os.link(files[1], tmp_path / "hard.png")
     for draw_dir in (photos, photos / ".." / "photos", tmp_path / "link"):
         with pytest.raises(DataError, match=r"photos/a\.png: would-overwrite-input: its drawing \(--draw "):
-            predict_files(model, files, SIZE, MEAN, STD, draw_dir=draw_dir, progress=False)
+            predict_files(model, files, SIZE, draw_dir=draw_dir, progress=False)
     assert model.seen == []  # refused before anything was predicted or written
     with pytest.raises(DataError, match=r"photos/b\.png: would-overwrite-input: the predictions table \(--out "):
         refuse_overwriting_inputs(files, out=tmp_path / "hard.png")

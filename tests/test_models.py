@@ -18,7 +18,6 @@ from localizer.model.models import (
     build_model,
     count_parameters,
 )
-from localizer.engine.numerics import normalize_images
 
 # Exact counts, computed once with torchvision 0.29.1 / efficientnet-lite-pytorch 0.1.0:
 # resnet18 with fc removed: 11,689,512 - (512*1000 + 1000) = 11,176,512
@@ -83,11 +82,12 @@ def test_normalization_attributes(scratch_models):
     eff = scratch_models["efficientnet_lite0"]
     assert eff.input_mean == EFFICIENTNET_LITE_MEAN
     assert eff.input_std == EFFICIENTNET_LITE_STD
-    # (255*x - 127) / 128 on uint8 pixels: 0 -> -127/128, 255 -> 1
-    x = torch.stack([torch.zeros(3, 2, 2, dtype=torch.uint8), torch.full((3, 2, 2), 255, dtype=torch.uint8)])
-    y = normalize_images(x, eff.input_mean, eff.input_std)
+    # the model normalizes its [0, 1] inputs: (255*x - 127) / 128, so 0 -> -127/128 and 1 -> 1
+    y = eff.normalize(torch.stack([torch.zeros(3, 2, 2), torch.ones(3, 2, 2)]))
     assert torch.allclose(y[0], torch.full((3, 2, 2), -127 / 128))
     assert torch.allclose(y[1], torch.ones(3, 2, 2))
+    # derived from the backbone, so no checkpoint stores them
+    assert not any("pixel_" in key for key in eff.state_dict())
 
 
 def test_efficientnet_imagenet_weights_offline(scratch_models):
@@ -267,11 +267,11 @@ def test_freeze_stride_freezes_exactly_the_early_layers(backbone, frozen_strides
 def test_unfrozen_feature_map_is_the_backbones_own(backbone):
     torch.manual_seed(0)
     model = build_model(backbone, weights=None, head="softargmax", image_size=64).eval()
-    x = torch.randn(2, 3, 64, 64)
-    net = model.backbone
+    x = torch.rand(2, 3, 64, 64)
+    net, normalized = model.backbone, model.normalize(x)
     with torch.no_grad():
         if backbone == "resnet18":
-            own = net.layer4(net.layer3(net.layer2(net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x))))))))
+            own = net.layer4(net.layer3(net.layer2(net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(normalized))))))))
         else:
-            own = net.extract_features(x)
+            own = net.extract_features(normalized)
         assert torch.equal(model.feature_map(x), own)

@@ -6,13 +6,13 @@ import pytest
 import torch
 from helpers import fit
 
-from localizer.engine import numerics, training
+from localizer.engine import checkpoints, numerics, training
 from localizer.engine import run as runs
 from localizer.errors import ConfigError
 from localizer.model.models import BACKBONES, build_model
 from localizer.engine.numerics import Numerics, choose_numerics, default_numerics
 from localizer.recipe import TrainConfig
-from localizer.engine.run import load_model
+from localizer.engine.checkpoints import load_model
 
 CPU = torch.device("cpu")
 
@@ -87,9 +87,9 @@ def test_training_records_its_numerics_and_inference_and_resume_follow(synthetic
     fit(config, run, progress=False, max_epochs=1)
     checkpoint = runs.load_checkpoint(run / "checkpoints" / "last.pt")
     assert (checkpoint["precision_used"], checkpoint["device_type"]) == ("bf16", "cpu")
-    monkeypatch.setattr(runs, "native_bf16", lambda device: True)
+    monkeypatch.setattr(checkpoints, "native_bf16", lambda device: True)
     assert load_model(run / "checkpoints" / "best.pt")[1]["numerics"] == default_numerics(CPU, "bf16")
-    monkeypatch.setattr(runs, "native_bf16", lambda device: False)  # e.g. evaluated on an older CPU
+    monkeypatch.setattr(checkpoints, "native_bf16", lambda device: False)  # e.g. evaluated on an older CPU
     assert load_model(run / "checkpoints" / "best.pt")[1]["numerics"] == default_numerics(CPU, "fp32")
     # precision is a runtime field: resume with auto keeps the format the run began in, without probing
     monkeypatch.setattr(training, "native_bf16", lambda device: True)

@@ -21,7 +21,7 @@ from localizer.data.duplicates import duplicate_groups, near_duplicate_pairs, tw
 from localizer.errors import DataError
 from localizer.engine.prediction import drawing_paths, expand_inputs
 from localizer.recipe import TrainConfig
-from localizer.engine.run import load_model
+from localizer.engine.checkpoints import load_model
 from localizer.data.split import NotEnoughDataError, assign_split, minimum_photos, split_sizes
 from localizer.data.synthetic import make_photos
 from localizer.data.validation import scan_dataset
@@ -280,43 +280,50 @@ class _Killed(BaseException):
     """A kill (SIGKILL) at a chosen point: no handler for Exception catches it."""
 
 
-def test_a_kill_between_last_and_best_is_repaired(synthetic_data, tmp_path, monkeypatch):
+def _files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
+
+
+def test_a_kill_before_last_pt_needs_no_repair_and_loading_writes_nothing(synthetic_data, tmp_path, monkeypatch):
     run = tmp_path / "run"
     config = tiny_config(synthetic_data / "yolo", tmp_path, epochs=3, subset=20)
     real_epoch, real_save = training.run_epoch, runs.atomic_save
-    val_ious = iter([0.3, 0.5, 0.7])  # epochs 1, 2 (killed before best.pt) and 3 (after the resume)
+    val_ious = iter([0.3, 0.5, 0.5, 0.7])  # epochs 1, 2 (killed before last.pt), 2 again and 3 after the resume
 
-    def improving(model, loader, numerics, mean, std, optimizer=None, *args, **kwargs):
-        loss, iou = real_epoch(model, loader, numerics, mean, std, optimizer, *args, **kwargs)
+    def improving(model, loader, numerics, optimizer=None, *args, **kwargs):
+        loss, iou = real_epoch(model, loader, numerics, optimizer, *args, **kwargs)
         return (loss, iou) if optimizer is not None else (loss, next(val_ious))
 
-    def killed_before_best(obj, path):
-        if Path(path).name == "best.pt" and obj["epoch"] == 2:
-            raise _Killed  # the process dies right after last.pt of epoch 2
+    def killed_before_last(obj, path):
+        if Path(path).name == "last.pt" and obj["epoch"] == 2:
+            raise _Killed  # the process dies after best.pt and history.csv of epoch 2
         return real_save(obj, path)
 
     monkeypatch.setattr(training, "run_epoch", improving)
-    monkeypatch.setattr(runs, "atomic_save", killed_before_best)
+    monkeypatch.setattr(runs, "atomic_save", killed_before_last)
     with pytest.raises(_Killed):
         fit(config, run, progress=False)
     monkeypatch.setattr(runs, "atomic_save", real_save)
     last = runs.load_checkpoint(run / "checkpoints" / "last.pt")
-    stale = runs.load_checkpoint(run / "checkpoints" / "best.pt")
+    best = runs.load_checkpoint(run / "checkpoints" / "best.pt")
     # the best epoch and score are the history's best row, stored nowhere else
     assert "best_epoch" not in last and "best_val_iou" not in last
-    assert (last["epoch"], best_row(last["history"])["epoch"], best_row(last["history"])["val_iou"]) == (2, 2, 0.5)
-    assert (stale["epoch"], best_row(stale["history"])["val_iou"]) == (1, 0.3)
-    # loading best.pt repairs it from last.pt, whose weights are epoch 2's (the best)
-    model, info = load_model(run / "checkpoints" / "best.pt")
-    best = runs.load_checkpoint(run / "checkpoints" / "best.pt")
-    assert info["epoch"] == 2 and best_row(best["history"])["val_iou"] == 0.5 and "optimizer" not in best
-    assert all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])
-    assert not runs.reconcile_checkpoints(run / "checkpoints")  # consistent now
+    assert (last["epoch"], best["epoch"], best_row(best["history"])["val_iou"]) == (1, 2, 0.5)
+    # opening the run and loading either checkpoint writes nothing
+    before = _files(run)
+    opened = runs.Run.open(run)
+    assert opened.resume_point(resume=True)["epoch"] == 1
+    assert load_model(run / "checkpoints" / "best.pt")[1]["epoch"] == 2
+    assert load_model(run / "checkpoints" / "last.pt")[1]["epoch"] == 1
+    opened.load_model()
+    assert _files(run) == before
+    # the resumed run trains epoch 2 again, then 3, and its best.pt is the history's best row
     history = fit(config, run, resume=True, progress=False)
     assert history["epoch"].tolist() == [1, 2, 3]
     last = runs.load_checkpoint(run / "checkpoints" / "last.pt")
     best = runs.load_checkpoint(run / "checkpoints" / "best.pt")
     assert best["epoch"] == best_row(last["history"])["epoch"] == 3 and best_row(best["history"])["val_iou"] == 0.7
+    assert "optimizer" not in best
 
 
 def test_resume_draws_the_same_batches_with_loader_workers(synthetic_data, tmp_path):

@@ -88,7 +88,7 @@ def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from localizer.engine.evaluation import evaluate_model
     from localizer.report.tables import by_animal_count, format_metrics
-    from localizer.engine.run import load_model
+    from localizer.engine.checkpoints import load_model
     from localizer.files import write_csv, write_json
     from localizer.report.results import format_confidence
 
@@ -102,7 +102,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} exists; pass --overwrite or another --out")
     table, mean_box, what = _evaluation_set(args, info, split)
     metrics, per_image = evaluate_model(
-        model, table, info["config"].image_size, info["input_mean"], info["input_std"], split=split,
+        model, table, info["config"].image_size, split=split,
         tta=tta, cache_dir=info["config"].cache_dir, seed=info["config"].seed, progress=not args.quiet,
         mean_box=mean_box, numerics=info["numerics"])
     metrics["checkpoint"] = str(args.checkpoint)
@@ -165,7 +165,7 @@ def _flag_threshold(args: argparse.Namespace) -> tuple[float | None, str]:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from localizer.engine.prediction import drawing_paths, expand_inputs, predict_files, refuse_overwriting_inputs
-    from localizer.engine.run import load_model
+    from localizer.engine.checkpoints import load_model
     from localizer.files import write_csv
 
     files = expand_inputs(args.inputs)
@@ -180,8 +180,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     threshold, how = _flag_threshold(args)
     model, info = load_model(args.checkpoint, args.device)
     tta = _tta(args, info)
-    table = predict_files(model, files, info["config"].image_size, info["input_mean"], info["input_std"],
-                          tta=tta, draw_dir=args.draw, progress=not args.quiet, numerics=info["numerics"],
+    table = predict_files(model, files, info["config"].image_size, tta=tta, draw_dir=args.draw, progress=not args.quiet, numerics=info["numerics"],
                           flag_below=threshold)
     table = table.round(PIXEL_DECIMALS).assign(confidence=table["confidence"].round(CONFIDENCE_DECIMALS))
     if args.out:  # files first, then print

@@ -3,8 +3,8 @@
 A batch is ``(images, targets)``: uint8 images ``(N, 3, S, S)`` and float32 targets, xyxy normalized to
 [0, 1]: the primary boxes ``(N, 4)`` (evaluation, prediction) or, for training, every box ``(N, B, 4)``
 padded, the primary one first (:func:`box_targets`). Items are not augmented here: training augments
-whole batches on the device (:class:`localizer.data.batch_augment.BatchAugment`) and normalizes them
-there (:func:`localizer.engine.numerics.model_input`), so a loader only copies cached pixels.
+whole batches on the device (:class:`localizer.data.batch_augment.BatchAugment`, then
+:func:`localizer.engine.numerics.model_input`), so a loader only copies cached pixels.
 """
 
 from __future__ import annotations

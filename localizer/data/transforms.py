@@ -3,12 +3,13 @@
 
 * :func:`build_transforms` — the whole per-image pipeline from a decoded PIL image and its pixel box:
   resize to ``image_size`` x ``image_size`` (aspect ratio not kept, as in the course report), train-only
-  augmentation (:func:`build_augmentation`), float conversion and ImageNet normalization: the
-  textbook per-item pipeline (notebook 02 shows its resize and normalization on one photo; with
-  ``train=True`` it is the benchmark's ``plain`` baseline). Training does not use it.
-* Training and prediction normalize the decode-once cache's uint8 batches whole, on the device
-  (:func:`localizer.engine.numerics.model_input`); training augments them first with
-  :class:`localizer.data.batch_augment.BatchAugment` (the same flip and ColorJitter, drawn per image).
+  augmentation (:func:`build_augmentation`), float conversion and, when asked, the backbone's
+  normalization: the textbook per-item pipeline (notebook 02 shows its resize and normalization on
+  one photo; with ``train=True`` it is the benchmark's ``plain`` baseline). Training does not use it.
+* Training and prediction convert the decode-once cache's uint8 batches whole, on the device
+  (:func:`localizer.engine.numerics.model_input`), and the model normalizes them; training augments
+  them first with :class:`localizer.data.batch_augment.BatchAugment` (the same flip and ColorJitter,
+  drawn per image).
 
 Targets are float32 ``(4,)`` xyxy boxes normalized to [0, 1] by the canvas size.
 """
@@ -49,22 +50,21 @@ def build_augmentation(train: bool, flip_p: float = FLIP_P, color_jitter: dict |
     return v2.Compose(steps)
 
 
-def build_transforms(image_size: int, train: bool, mean: tuple[float, float, float],
-                     std: tuple[float, float, float]) -> v2.Transform:
-    """Full per-image pipeline: PIL image + pixel ``BoundingBoxes`` -> normalized float tensor + boxes.
+def build_transforms(image_size: int, train: bool, mean: tuple[float, float, float] | None = None,
+                     std: tuple[float, float, float] | None = None) -> v2.Transform:
+    """Full per-image pipeline: PIL image + pixel ``BoundingBoxes`` -> float tensor + boxes.
 
     Steps: ``ToImage`` -> ``Resize((image_size, image_size))`` (antialiased) -> augmentation when
-    ``train`` -> ``ToDtype(float32, scale=True)`` -> ``Normalize(mean, std)``. Output image
+    ``train`` -> ``ToDtype(float32, scale=True)`` -> ``Normalize(mean, std)`` when they are given (a
+    model normalizes its [0, 1] inputs itself; notebook 02 shows the step). Output image
     ``(3, image_size, image_size)`` float32; boxes in pixels of the ``image_size`` canvas (use
     :func:`boxes_to_target`).
     """
-    return v2.Compose([
-        v2.ToImage(),
-        v2.Resize((image_size, image_size), antialias=True),
-        build_augmentation(train),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(mean), std=list(std)),
-    ])
+    steps = [v2.ToImage(), v2.Resize((image_size, image_size), antialias=True), build_augmentation(train),
+             v2.ToDtype(torch.float32, scale=True)]
+    if mean is not None:
+        steps.append(v2.Normalize(mean=list(mean), std=list(std)))
+    return v2.Compose(steps)
 
 
 def resize_image(image, image_size: int):

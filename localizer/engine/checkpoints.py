@@ -1,11 +1,11 @@
 """Checkpoints of a run: ``last.pt`` after every epoch, ``best.pt`` for the best validation IoU.
 
-Crash safety: ``last.pt`` is written first and holds the history, whose best row names the best
-epoch (:func:`best_row`); ``best.pt`` follows. A kill between the two leaves a ``last.pt`` whose best
-epoch is its own and an older ``best.pt``: :func:`reconcile_checkpoints` (on resume and when ``best.pt``
-is loaded) rewrites ``best.pt`` from ``last.pt``'s weights, which are that best epoch's. Checkpoints
-hold only tensors, numbers, strings, lists and dicts and are read with ``torch.load(weights_only=True)``,
-which cannot run code.
+Crash safety: each file is written atomically, and ``last.pt`` last of an epoch's files
+(:meth:`localizer.engine.run.Run.save_epoch`): a kill before it leaves the previous epoch's ``last.pt``,
+from which a resumed run trains that epoch again (the same batches) and writes its files again, so
+no file needs repair and reading one writes nothing. ``last.pt`` holds the history, whose best row
+names the best epoch (:func:`best_row`). Checkpoints hold only tensors, numbers, strings, lists and
+dicts and are read with ``torch.load(weights_only=True)``, which cannot run code.
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from localizer.errors import DataError
-from localizer.files import atomic_save
+from localizer.engine.numerics import Numerics, default_numerics, native_bf16, resolve_device
+from localizer.errors import ConfigError, DataError
+from localizer.model.models import build_model
+from localizer.recipe import TrainConfig
 
 LAST, BEST = "last.pt", "best.pt"
 
 #: Entries every localizer checkpoint holds (``last.pt`` also ``optimizer`` and ``scheduler``).
-CHECKPOINT_KEYS = ("model", "config", "epoch", "history", "input_mean", "input_std", "train_mean_box",
-                   "device_type", "precision_used")
+CHECKPOINT_KEYS = ("model", "config", "epoch", "history", "train_mean_box", "device_type", "precision_used")
 
 
 class CheckpointError(DataError):
@@ -68,24 +69,41 @@ def load_checkpoint(path: Path | str) -> dict:
     return checkpoint
 
 
-def reconcile_checkpoints(folder: Path | str) -> bool:
-    """Make ``best.pt`` in ``folder`` agree with ``last.pt`` after a kill between their writes.
+def inference_numerics(checkpoint: dict, device: torch.device) -> Numerics:
+    """Evaluation and prediction compute as the training did (its validation scores were measured
+    so): bf16 when the checkpoint was trained in bf16 and ``device`` has native bf16, else float32."""
+    used = checkpoint["precision_used"]
+    return default_numerics(device, "bf16" if used == "bf16" and native_bf16(device) else "fp32")
 
-    When ``last.pt``'s best epoch (:func:`best_row` of its history) is its own epoch but ``best.pt``
-    is missing or from another epoch, the kill came in between, and ``last.pt``'s weights are the best
-    ones: ``best.pt`` is rewritten from them. Returns True when it did so.
+
+def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
+    """Load a trained model from a checkpoint (safely: see :func:`load_checkpoint`).
+
+    Returns:
+        ``(model, info)``: the model in eval mode on ``device``, and a dict with ``config``
+        (:class:`~localizer.recipe.TrainConfig`), ``epoch``,
+        ``history``, ``train_mean_box`` (the mean normalized xyxy training box) and ``numerics``
+        (:func:`inference_numerics`: pass it to ``predict_batch``).
 
     Raises:
-        CheckpointError: ``last.pt`` or ``best.pt`` is not a localizer checkpoint.
+        FileNotFoundError: no such checkpoint.
+        CheckpointError: the file is not a localizer checkpoint, or its recipe names an option this
+            version no longer has (:data:`localizer.recipe.REMOVED_FIELDS`); the message names the file.
     """
-    last_path, best_path = Path(folder) / LAST, Path(folder) / BEST
-    if not last_path.is_file():
-        return False
-    last = load_checkpoint(last_path)
-    best = best_row(last["history"])
-    if best is None or best["epoch"] != last["epoch"]:
-        return False
-    if best_path.is_file() and load_checkpoint(best_path)["epoch"] == last["epoch"]:
-        return False
-    atomic_save(best_payload(last), best_path)
-    return True
+    path = Path(checkpoint_path)
+    checkpoint = load_checkpoint(path)
+    try:
+        config = TrainConfig.from_dict(checkpoint["config"])
+        model = build_model(config.backbone, weights=None, dropout=config.dropout, head=config.head,
+                            image_size=config.image_size, loss=config.loss, dfl=config.dfl,
+                            freeze_stride=config.freeze_stride)
+        model.load_state_dict(checkpoint["model"])
+    except (ConfigError, KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError("not-a-checkpoint", f"its recipe or weights do not make a localizer model: {exc}",
+                              path) from None
+    device = resolve_device(device) if isinstance(device, str) else device
+    numerics = inference_numerics(checkpoint, device)
+    numerics.place_model(model).eval()
+    info = {"config": config, "epoch": checkpoint["epoch"], "history": checkpoint["history"],
+            "train_mean_box": checkpoint["train_mean_box"], "numerics": numerics}
+    return model, info

@@ -46,8 +46,6 @@ def evaluate_model(
     model,
     manifest: pd.DataFrame,
     image_size: int,
-    mean,
-    std,
     split: str = "test",
     tta: bool = False,
     cache_dir: str | None = None,
@@ -81,7 +79,7 @@ def evaluate_model(
         raise DataError("empty-split", f"the manifest has no rows in split {split!r}")
     rows = rows.reset_index(drop=True)
     dataset = CachedBoxDataset(rows, ImageCache(cache_dir, image_size), progress=progress)
-    preds, conf = predict_dataset(model, dataset, mean, std, tta=tta, progress=progress, numerics=numerics,
+    preds, conf = predict_dataset(model, dataset, tta=tta, progress=progress, numerics=numerics,
                                   confidence=True)
     targets = torch.from_numpy(normalized_targets(rows))
     ious = paired_iou(preds, targets)
@@ -126,7 +124,7 @@ def evaluate_checkpoint(run: Run, split: str = "test", which: str = "best.pt", p
     """
     config = run.config
     model, info = run.load_model(which, device=config.device)
-    metrics, per_image = evaluate_model(model, run.manifest, config.image_size, info["input_mean"], info["input_std"],
-                                        split=split, tta=config.tta, cache_dir=config.cache_dir, seed=config.seed,
-                                        progress=progress, numerics=info["numerics"])
+    metrics, per_image = evaluate_model(model, run.manifest, config.image_size, split=split, tta=config.tta,
+                                        cache_dir=config.cache_dir, seed=config.seed, progress=progress,
+                                        numerics=info["numerics"])
     return metrics, per_image, info

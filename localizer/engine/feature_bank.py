@@ -41,7 +41,7 @@ class FeatureBank:
         images = images.to(numerics.device, non_blocking=True)
         images, boxes = augment(images, boxes.to(numerics.device, non_blocking=True))
         with numerics.autocast():
-            features = model.frozen_features(model_input(images, numerics, model.input_mean, model.input_std))
+            features = model.frozen_features(model_input(images, numerics))
         return features.float().contiguous(), boxes
 
     def __len__(self) -> int:

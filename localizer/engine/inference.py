@@ -11,9 +11,8 @@ from localizer.boxes import hflip_boxes
 from localizer.data.batch_augment import AFFINE_FILL
 from localizer.data.datasets import make_loader
 from localizer.metrics import paired_iou, sanitize_boxes
-from localizer.engine.numerics import Numerics, default_numerics
+from localizer.engine.numerics import Numerics, default_numerics, model_input
 from localizer.progress import progress_bar
-from localizer.engine.numerics import model_input
 
 #: Flip TTA averages the two boxes only when they overlap with IoU > this (the PASCAL VOC criterion: each
 #: would count as a detection of the other); chosen on the lion validation split (README, ablation 20;
@@ -49,18 +48,12 @@ CONFIDENCE_ZOOM = 0.9
 CONFIDENCE_RULE = f"min(flip IoU, IoU with the {CONFIDENCE_ZOOM:g} zoom-out) x (1 - 2 x std of the edge distributions)"
 
 
-def zoom_out(x: torch.Tensor, scale: float, fill: list[float]) -> torch.Tensor:
-    """Images ``(N, C, H, W)`` (float, e.g. normalized) shrunk by ``scale`` about their centre on a canvas of the
-    same size (:func:`torchvision.transforms.v2.functional.affine`, bilinear), the uncovered border filled with
-    ``fill`` (one value per channel, in the images' units)."""
+def zoom_out(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Float images ``(N, C, H, W)`` in [0, 1] shrunk by ``scale`` about their centre on a canvas of the same size
+    (:func:`torchvision.transforms.v2.functional.affine`, bilinear), the uncovered border filled with training's
+    grey (:data:`localizer.data.batch_augment.AFFINE_FILL`), as its scale + shift fills it."""
     return F.affine(x, angle=0.0, translate=[0.0, 0.0], scale=scale, shear=[0.0, 0.0],
-                    interpolation=F.InterpolationMode.BILINEAR, fill=fill)
-
-
-def zoom_fill(mean, std) -> list[float]:
-    """Training's grey border (:data:`localizer.data.batch_augment.AFFINE_FILL`, in [0, 1]) in the units of images
-    normalized with ``mean`` / ``std`` (one value per channel): the ``fill`` of :func:`zoom_out` for model inputs."""
-    return [(AFFINE_FILL - m) / s for m, s in zip(mean, std)]
+                    interpolation=F.InterpolationMode.BILINEAR, fill=AFFINE_FILL)
 
 
 def unzoom_boxes(boxes: torch.Tensor, scale: float) -> torch.Tensor:
@@ -100,7 +93,7 @@ def box_confidence(plain: torch.Tensor, flipped: torch.Tensor, zoomed: torch.Ten
 
 
 @torch.no_grad()
-def predict_batch(model, images: torch.Tensor, mean, std, tta: bool = False, numerics: Numerics | None = None,
+def predict_batch(model, images: torch.Tensor, tta: bool = False, numerics: Numerics | None = None,
                   confidence: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Normalized xyxy predictions ``(N, 4)`` (float32, on CPU) for uint8 images ``(N, 3, S, S)``.
 
@@ -108,13 +101,13 @@ def predict_batch(model, images: torch.Tensor, mean, std, tta: bool = False, num
     plain one and the un-mirrored prediction on the mirrored image: their mean where they agree
     (IoU > :data:`TTA_AGREEMENT`), else the plain one. Boxes are sanitized (see
     :func:`localizer.metrics.sanitize_boxes`). ``numerics``: how to compute (what
-    :func:`localizer.engine.run.load_model` returns in ``info["numerics"]``: the training's format);
+    :func:`localizer.engine.checkpoints.load_model` returns in ``info["numerics"]``: the training's format);
     default float32 on the model's device. With ``confidence``: ``(boxes, confidence (N,))``, the
     confidence of :func:`box_confidence` (float32, on CPU; the model's ``predict`` gives each view's box
     and quality, and the mirrored and zoomed-out views are computed also without ``tta``).
     """
     numerics = numerics or default_numerics(next(model.parameters()).device, "fp32")
-    x = model_input(images, numerics, mean, std)
+    x = model_input(images, numerics)
     with numerics.autocast():
         if not confidence:
             pred = model(x).float()
@@ -122,20 +115,20 @@ def predict_batch(model, images: torch.Tensor, mean, std, tta: bool = False, num
                 pred = fuse_flip(pred, hflip_boxes(model(x.flip(-1)).float()))
             return sanitize_boxes(pred).cpu()
         (pred, quality), (flipped, flipped_quality) = model.predict(x), model.predict(x.flip(-1))
-        zoomed, _ = model.predict(numerics.place_images(zoom_out(x, CONFIDENCE_ZOOM, zoom_fill(mean, std))))
+        zoomed, _ = model.predict(numerics.place_images(zoom_out(x, CONFIDENCE_ZOOM)))
     pred, flipped, zoomed = pred.float(), hflip_boxes(flipped.float()), unzoom_boxes(zoomed.float(), CONFIDENCE_ZOOM)
     score = box_confidence(pred, flipped, zoomed, quality, flipped_quality)
     return sanitize_boxes(fuse_flip(pred, flipped) if tta else pred).cpu(), score.cpu()
 
 
-def predict_dataset(model, dataset, mean, std, batch_size: int = 64, tta: bool = False, progress: bool = True,
+def predict_dataset(model, dataset, batch_size: int = 64, tta: bool = False, progress: bool = True,
                     numerics: Numerics | None = None, confidence: bool = False
                     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Predictions ``(N, 4)`` normalized xyxy for every item of a dataset of ``(image, target)``
     (``numerics``: see :func:`predict_batch`); with ``confidence``: ``(boxes, confidence (N,))``."""
     model.eval()
     loader = make_loader(dataset, batch_size=batch_size)
-    preds = [predict_batch(model, images, mean, std, tta, numerics, confidence)
+    preds = [predict_batch(model, images, tta, numerics, confidence)
              for images, _ in progress_bar(loader, show=progress, desc="predicting", unit="batch", leave=False)]
     if not confidence:
         return torch.cat(preds) if preds else torch.zeros(0, 4)

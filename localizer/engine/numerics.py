@@ -164,19 +164,7 @@ def choose_numerics(precision: str, device: torch.device, model: torch.nn.Module
     return default_numerics(device, chosen), why
 
 
-def model_input(images: torch.Tensor, numerics, mean: tuple[float, float, float],
-                std: tuple[float, float, float]) -> torch.Tensor:
-    """uint8 batch ``(N, 3, H, W)`` -> normalized float32 batch on ``numerics.device``, in its memory
-    layout (:class:`localizer.engine.numerics.Numerics`; channels_last on CPUs and CUDA GPUs)."""
-    return numerics.place_images(normalize_images(images.to(numerics.device, non_blocking=True), mean, std))
-
-
-def normalize_images(
-    images: torch.Tensor,
-    mean: tuple[float, float, float],
-    std: tuple[float, float, float],
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """uint8 images ``(N, 3, H, W)`` in [0, 255] -> ``dtype`` images normalized with ``mean``/``std``
-    (on whatever device ``images`` is on; used on whole batches)."""
-    return F.normalize(F.to_dtype(images, dtype, scale=True), mean=list(mean), std=list(std))
+def model_input(images: torch.Tensor, numerics: Numerics) -> torch.Tensor:
+    """uint8 ``(N, 3, H, W)`` in [0, 255] (or float in [0, 1]) -> float32 in [0, 1] on ``numerics.device``,
+    in its memory layout (channels_last on CPUs and CUDA GPUs): what a model takes (it normalizes itself)."""
+    return numerics.place_images(F.to_dtype(images.to(numerics.device, non_blocking=True), torch.float32, scale=True))

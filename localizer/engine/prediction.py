@@ -100,8 +100,6 @@ def predict_files(
     model,
     files: list[str | Path],
     image_size: int,
-    mean,
-    std,
     tta: bool = False,
     batch_size: int = 32,
     draw_dir: Path | str | None = None,
@@ -115,10 +113,9 @@ def predict_files(
         model: a trained :class:`localizer.model.models.BoxRegressor` (eval mode).
         files: image paths.
         image_size: the training input size (square side, pixels).
-        mean, std: the model's input normalization.
         tta: horizontal-flip test-time augmentation.
         numerics: how the model computes (``info["numerics"]`` of
-            :func:`localizer.engine.run.load_model`: as in training); default float32.
+            :func:`localizer.engine.checkpoints.load_model`: as in training); default float32.
         draw_dir: if given, save each image with its predicted box drawn (red) there, its confidence
             written above it, at the path :func:`drawing_paths` gives (the inputs' relative paths
             mirrored: no two inputs share a drawing).
@@ -149,7 +146,7 @@ def predict_files(
         except ImageLoadError as exc:
             rows.append({"file": str(path), "error": f"{exc.reason}: {exc.detail}"})
         if len(batch) == batch_size or (batch and index == len(files) - 1):
-            rows += _predict_batch_rows(model, batch, mean, std, tta, numerics, drawings, flag_below)
+            rows += _predict_batch_rows(model, batch, tta, numerics, drawings, flag_below)
             batch.clear()
     table = pd.DataFrame(rows, columns=PREDICTION_COLUMNS).astype({"width": "Int64", "height": "Int64"})
     if flag_below is not None:
@@ -158,12 +155,11 @@ def predict_files(
     return table.sort_values("file", key=lambda s: s.map(order), ignore_index=True)
 
 
-def _predict_batch_rows(model, batch, mean, std, tta, numerics, drawings: dict[str, Path],
+def _predict_batch_rows(model, batch, tta, numerics, drawings: dict[str, Path],
                         flag_below: float | None) -> list[dict]:
     """Rows of :func:`predict_files` for a batch of ``(path, resized uint8 (3, S, S), (width, height),
     original or None)``; each original is drawn at ``drawings[str(path)]``."""
-    preds, scores = predict_batch(model, torch.stack([b[1] for b in batch]), mean, std, tta, numerics,
-                                  confidence=True)
+    preds, scores = predict_batch(model, torch.stack([b[1] for b in batch]), tta, numerics, confidence=True)
     rows = []
     for (path, _, (width, height), original), pred, score in zip(batch, preds.numpy(), scores.tolist(), strict=True):
         box = denormalize_boxes(pred, width, height)

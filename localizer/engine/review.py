@@ -48,12 +48,12 @@ def flag_threshold(run: Run, which: str = "best.pt", progress: bool = True) -> d
     path, checkpoint = run.folder / THRESHOLD_FILE, run.checkpoints / which
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no checkpoint {checkpoint}")
+    digest = _digest(checkpoint)
     if path.is_file():
         stored = json.loads(path.read_text())
-        if stored.get("confidence_rule") == CONFIDENCE_RULE and stored.get("checkpoint_sha256") == _digest(checkpoint):
+        if stored.get("confidence_rule") == CONFIDENCE_RULE and stored.get("checkpoint_sha256") == digest:
             return stored
     metrics, scores, _ = evaluate_checkpoint(run, split="val", which=which, progress=progress)
-    digest = _digest(checkpoint)  # after loading it: a best.pt behind its last.pt is made consistent first
     row = risk_coverage(scores["iou"], scores["confidence"], [FLAG_COVERAGE]).iloc[0]
     metrics |= {"threshold": float(row["min_confidence"]), "coverage": FLAG_COVERAGE, "checkpoint": which,
                 "checkpoint_sha256": digest, "confidence_rule": CONFIDENCE_RULE,

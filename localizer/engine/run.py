@@ -2,7 +2,7 @@
 
 Notebook 02 creates it (:meth:`Run.create`: scan, split, ``manifest.csv``, ``config.json``), notebook
 03 trains in it, notebook 04 evaluates it, and ``evaluate``, ``predict`` and ``train --resume`` open
-it again (:meth:`Run.open`, :func:`load_model`). This module is the one place that knows the layout:
+it again (:meth:`Run.open`, :func:`localizer.engine.checkpoints.load_model`). This module is the one place that knows the layout:
 
 =============================  ==================================================================
 ``config.json``                the recipe (:class:`localizer.recipe.TrainConfig`)
@@ -35,10 +35,7 @@ import torch
 
 from localizer.errors import ConfigError
 from localizer.files import atomic_save, write_csv, write_json
-from localizer.engine.checkpoints import (BEST, LAST, CheckpointError, best_payload, load_checkpoint,
-                                          reconcile_checkpoints)
-from localizer.engine.numerics import Numerics, default_numerics, native_bf16, resolve_device
-from localizer.model.models import build_model
+from localizer.engine.checkpoints import BEST, LAST, best_payload, load_checkpoint, load_model
 from localizer.recipe import ALL_BOXES_HEADS, RUNTIME_FIELDS, TrainConfig, recipe_values, same_recipe
 from localizer.data.split import (NotEnoughDataError, assign_split, export_split, load_manifest, save_manifest,
                                   split_leaks)
@@ -237,65 +234,18 @@ class Run:
             return None
         if not last.exists():
             raise FileNotFoundError(f"cannot resume: {last} does not exist")
-        reconcile_checkpoints(self.checkpoints)
         check_run_folder(self.folder, self.config)
         return load_checkpoint(last)
 
     def save_epoch(self, payload: dict, improved: bool, history: pd.DataFrame) -> None:
-        """Write ``last.pt`` (``payload``), then ``best.pt`` when the epoch ``improved``, then
-        ``history.csv``; each atomically, in this order (see the module docstring)."""
-        atomic_save(payload, self.checkpoints / LAST)
+        """Write ``best.pt`` when the epoch ``improved``, then ``history.csv``, then ``last.pt`` (``payload``);
+        each atomically. ``last.pt`` comes last: until it is written, the run resumes from the epoch
+        before and writes the others again (:mod:`localizer.engine.checkpoints`)."""
         if improved:
             atomic_save(best_payload(payload), self.checkpoints / BEST)
         write_csv(history, self.folder / HISTORY)
+        atomic_save(payload, self.checkpoints / LAST)
 
     def load_model(self, which: str = BEST, device: str | torch.device = "cpu"):
-        """:func:`load_model` of this run's ``best.pt`` (or ``last.pt``)."""
+        """:func:`localizer.engine.checkpoints.load_model` of this run's ``best.pt`` (or ``last.pt``)."""
         return load_model(self.checkpoints / which, device)
-
-
-# ------------------------------------------------------------------------------------ models
-def inference_numerics(checkpoint: dict, device: torch.device) -> Numerics:
-    """Evaluation and prediction compute as the training did (its validation scores were measured
-    so): bf16 when the checkpoint was trained in bf16 and ``device`` has native bf16, else float32."""
-    used = checkpoint["precision_used"]
-    return default_numerics(device, "bf16" if used == "bf16" and native_bf16(device) else "fp32")
-
-
-def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
-    """Load a trained model from a checkpoint (safely: see :func:`load_checkpoint`).
-
-    A ``best.pt`` beside a ``last.pt`` is first made consistent with it (:func:`reconcile_checkpoints`).
-
-    Returns:
-        ``(model, info)``: the model in eval mode on ``device``, and a dict with ``config``
-        (:class:`~localizer.recipe.TrainConfig`), ``input_mean``, ``input_std``, ``epoch``,
-        ``history``, ``train_mean_box`` (the mean normalized xyxy training box) and ``numerics``
-        (:func:`inference_numerics`: pass it to ``predict_batch``).
-
-    Raises:
-        FileNotFoundError: no such checkpoint.
-        CheckpointError: the file is not a localizer checkpoint, or its recipe names an option this
-            version no longer has (:data:`localizer.recipe.REMOVED_FIELDS`); the message names the file.
-    """
-    path = Path(checkpoint_path)
-    if path.name == BEST:
-        reconcile_checkpoints(path.parent)
-    checkpoint = load_checkpoint(path)
-    try:
-        config = TrainConfig.from_dict(checkpoint["config"])
-        model = build_model(config.backbone, weights=None, dropout=config.dropout, head=config.head,
-                            image_size=config.image_size, loss=config.loss, dfl=config.dfl,
-                            freeze_stride=config.freeze_stride)
-        model.load_state_dict(checkpoint["model"])
-    except (ConfigError, KeyError, TypeError, RuntimeError) as exc:
-        raise CheckpointError("not-a-checkpoint", f"its recipe or weights do not make a localizer model: {exc}",
-                              path) from None
-    device = resolve_device(device) if isinstance(device, str) else device
-    numerics = inference_numerics(checkpoint, device)
-    numerics.place_model(model).eval()
-    info = {"config": config, "input_mean": tuple(checkpoint["input_mean"]),
-            "input_std": tuple(checkpoint["input_std"]), "epoch": checkpoint["epoch"],
-            "history": checkpoint["history"], "train_mean_box": checkpoint["train_mean_box"],
-            "numerics": numerics}
-    return model, info

@@ -4,8 +4,8 @@ The run trains the epochs of its plan (:func:`localizer.engine.schedule.plan_for
 ``epochs``, or as many as its ``steps`` of optimizer updates take on the training split). Per epoch
 the history records ``step`` (optimizer updates so far), ``train_loss`` (mean of the epoch's batch
 losses), ``val_loss`` (after the epoch, model in eval mode), ``train_iou``/``val_iou`` (mean IoU),
-``lr`` and ``seconds``; :meth:`localizer.engine.run.Run.save_epoch` writes ``last.pt``, ``best.pt`` (when the
-validation IoU improves) and ``history.csv`` after every epoch. :func:`train` with
+``lr`` and ``seconds``; :meth:`localizer.engine.run.Run.save_epoch` writes ``best.pt`` (when the
+validation IoU improves), ``history.csv`` and ``last.pt`` after every epoch. :func:`train` with
 ``resume=True`` continues a killed run from ``last.pt`` with the same split, optimizer and scheduler
 state, and the same batches: the shuffle order and the augmentation of epoch ``e`` are
 seeded by ``(seed, e)`` alone, whether the run was interrupted or not.
@@ -68,14 +68,14 @@ def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.devi
             make_loader(val_set, config.batch_size, pin_memory=pin))
 
 
-def run_epoch(model, loader, numerics: Numerics, mean, std, optimizer=None, desc="", progress=True, augment=None,
+def run_epoch(model, loader, numerics: Numerics, optimizer=None, desc="", progress=True, augment=None,
               from_frozen=False):
     """One pass over ``loader`` (any iterable of ``(uint8 images, targets (N, B, 4))`` batches, the
     primary box first: :func:`localizer.data.datasets.box_targets`).
 
     Images are moved to ``numerics.device``, augmented there by ``augment`` (e.g.
-    :class:`localizer.data.batch_augment.BatchAugment`) when given, normalized with ``mean``/``std`` and
-    laid out and computed as ``numerics`` says (channels_last, bf16 autocast). Trains when
+    :class:`localizer.data.batch_augment.BatchAugment`) when given, and laid out and computed as
+    ``numerics`` says (channels_last, bf16 autocast). Trains when
     ``optimizer`` is given, else only evaluates. The loss is the model's own
     (:meth:`localizer.model.models.BoxRegressor.loss`: its head's, with the box loss and ``dfl`` it was
     built with), and the IoU is that of the boxes it predicts with the primary box. Losses and IoUs
@@ -103,7 +103,7 @@ def run_epoch(model, loader, numerics: Numerics, mean, std, optimizer=None, desc
         else:
             if augment is not None:
                 images, targets = augment(images, targets)
-            images = model_input(images, numerics, mean, std)
+            images = model_input(images, numerics)
         with torch.set_grad_enabled(training), numerics.autocast():
             loss, preds = model.loss(images, targets, from_frozen)
         if training:
@@ -179,21 +179,20 @@ def _start(config: TrainConfig, plan: TrainingPlan, checkpoint: dict | None, pro
 def _epoch(session: _Session, epoch: int, loaders, augment: BatchAugment, progress: bool) -> dict:
     """Train and validate one epoch; step the schedule; returns the epoch's history row."""
     config, model = session.config, session.model
-    mean, std = model.input_mean, model.input_std
     start = time.perf_counter()
     # Epoch-seeded order and augmentation: a resumed run sees the same batches it would have.
     loaders[0].sampler.generator.manual_seed(config.seed * 1000 + epoch)
     torch.manual_seed(config.seed * 1000 + epoch)
     tag = f"epoch {epoch}/{session.plan.epochs}"
     if session.bank is None:
-        train_loss, train_iou = run_epoch(model, loaders[0], session.numerics, mean, std, session.optimizer,
-                                          f"{tag} train", progress, augment=augment)
+        train_loss, train_iou = run_epoch(model, loaders[0], session.numerics, session.optimizer, f"{tag} train",
+                                          progress, augment=augment)
     else:  # the same epoch seed draws the order and the views
         batches = session.bank.epoch(config.batch_size, torch.Generator().manual_seed(config.seed * 1000 + epoch))
-        train_loss, train_iou = run_epoch(model, batches, session.numerics, mean, std, session.optimizer,
-                                          f"{tag} train", progress, from_frozen=True)
+        train_loss, train_iou = run_epoch(model, batches, session.numerics, session.optimizer, f"{tag} train",
+                                          progress, from_frozen=True)
     with torch.no_grad():
-        val_loss, val_iou = run_epoch(model, loaders[1], session.numerics, mean, std, None, f"{tag} val", progress)
+        val_loss, val_iou = run_epoch(model, loaders[1], session.numerics, None, f"{tag} val", progress)
     lr = session.optimizer.param_groups[0]["lr"]
     if config.schedule == "plateau":
         session.scheduler.step(val_loss)
@@ -209,8 +208,7 @@ def _payload(session: _Session, train_mean_box: list[float]) -> dict:
     return {
         "model": session.model.state_dict(), "optimizer": session.optimizer.state_dict(),
         "scheduler": session.scheduler.state_dict(), "epoch": session.epoch, "history": session.history,
-        "config": asdict(session.config), "input_mean": session.model.input_mean,
-        "input_std": session.model.input_std, "train_mean_box": train_mean_box,
+        "config": asdict(session.config), "train_mean_box": train_mean_box,
         "device_type": session.numerics.device.type, "precision_used": session.numerics.precision,
         "plan": session.plan.as_dict(),
     }

@@ -18,9 +18,9 @@ Each backbone gives a feature map ``(N, F, h, w)`` with ``h = ceil(H / 32)`` (:f
 
 Input normalization
 -------------------
-Each backbone expects its own input scaling (per RGB channel, for images in [0, 1]; use
-``x_norm = (x - mean) / std``, e.g. ``localizer.engine.numerics.normalize_images``), stored on the
-model as ``BoxRegressor.input_mean`` / ``input_std`` (:func:`input_normalization`):
+Each backbone expects its own input scaling (per RGB channel, for images in [0, 1]:
+``x_norm = (x - mean) / std``), which the model applies itself (``BoxRegressor.normalize``, with
+``input_mean`` / ``input_std`` from :func:`input_normalization`):
 
 * resnet18: ImageNet mean/std ``(0.485, 0.456, 0.406)`` / ``(0.229, 0.224, 0.225)``, the values
   torchvision gives in ``ResNet18_Weights.IMAGENET1K_V1.transforms()``.
@@ -30,7 +30,7 @@ model as ``BoxRegressor.input_mean`` / ``input_std`` (:func:`input_normalization
   (resize 256 and center-crop 224), counting how often top-1 is ImageNet class 291 'lion'. On images
   0-299 this scaling gives 85.7 %, against 73.0 % with ImageNet mean/std. On images 300-799 it gives
   87.8 %, against 78.4 % with ImageNet mean/std. Models built with ``weights=None`` keep the same
-  per-backbone values, so a data pipeline can always use ``model.input_mean`` / ``model.input_std``.
+  per-backbone values.
 """
 
 from __future__ import annotations

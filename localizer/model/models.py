@@ -60,8 +60,9 @@ class BoxRegressor(nn.Module):
             Dropout + Linear on the pooled features (:class:`localizer.model.heads.LinearHead`).
         backbone_name: e.g. ``"resnet18"``.
         num_features: ``F`` (512 for resnet18, 1280 for the EfficientNet-Lite backbones).
-        input_mean, input_std: 3-tuples of per-channel RGB values for [0, 1]
-            images. Inputs must be ``(x - input_mean) / input_std``.
+        input_mean, input_std: 3-tuples of per-channel RGB values for [0, 1] images: the model
+            normalizes its inputs as ``(x - input_mean) / input_std`` (buffers ``pixel_mean`` /
+            ``pixel_std``, not saved in a state dict: they follow from the backbone).
     """
 
     def __init__(
@@ -106,12 +107,21 @@ class BoxRegressor(nn.Module):
         self.num_features = int(num_features)
         self.input_mean = tuple(float(v) for v in input_mean)
         self.input_std = tuple(float(v) for v in input_std)
+        # As torchvision's detection models and Detectron2 do: the model takes [0, 1] images.
+        self.register_buffer("pixel_mean", torch.tensor(self.input_mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(self.input_std).view(3, 1, 1), persistent=False)
         self.freeze_stride = int(freeze_stride)
         self._layers = feature_layers(backbone)
         self._frozen = [layer for layer in self._layers if layer.stride <= self.freeze_stride]
         for layer in self._frozen:
             layer.module.requires_grad_(False)
         self.train(self.training)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Float images ``(N, 3, H, W)`` in [0, 1] -> the backbone's input, ``(x - input_mean) / input_std``
+        (in ``x``'s dtype, as :func:`torchvision.transforms.v2.functional.normalize` computes it)."""
+        return (x - self.pixel_mean.to(x.dtype)) / self.pixel_std.to(x.dtype)
+
 
     def train(self, mode: bool = True) -> "BoxRegressor":
         """As :meth:`torch.nn.Module.train`, but the frozen layers stay in eval mode (fixed BatchNorm statistics)."""
@@ -121,8 +131,9 @@ class BoxRegressor(nn.Module):
         return self
 
     def frozen_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The output of the frozen layers ``(N, C, H / s, W / s)`` for ``s = freeze_stride``, without autograd
-        (``x`` itself when nothing is frozen)."""
+        """The output of the frozen layers ``(N, C, H / s, W / s)`` for ``s = freeze_stride`` of float images ``x``
+        ``(N, 3, H, W)`` in [0, 1] (normalized here: :meth:`normalize`), without autograd."""
+        x = self.normalize(x)
         with torch.no_grad():
             for layer in self._frozen:
                 x = layer.run(x)
@@ -141,11 +152,8 @@ class BoxRegressor(nn.Module):
         """Predict one box per image.
 
         Args:
-            x: ``(N, 3, H, W)`` float tensor, RGB, already normalized with
-                ``self.input_mean`` / ``self.input_std``. That is ImageNet
-                mean/std for resnet18 and the [-1, 1] scaling for the
-                EfficientNet-Lite backbones. ``H``, ``W`` >= 32 (the backbones
-                downsample by 32).
+            x: ``(N, 3, H, W)`` float tensor, RGB in [0, 1]; the model normalizes it
+                (:meth:`normalize`). ``H``, ``W`` >= 32 (the backbones downsample by 32).
 
         Returns:
             ``(N, 4)`` tensor ``(x1, y1, x2, y2)`` as fractions of the image
@@ -166,7 +174,7 @@ class BoxRegressor(nn.Module):
         """The head's training loss on a batch, and its boxes as it predicts them.
 
         Args:
-            x: ``(N, 3, H, W)`` normalized images, as :meth:`forward` takes them, or with ``from_frozen``
+            x: ``(N, 3, H, W)`` images in [0, 1], as :meth:`forward` takes them, or with ``from_frozen``
                 their :meth:`frozen_features`.
             targets: ``(N, B, 4)`` normalized xyxy boxes, the primary box first, rows of zeros as
                 padding (:func:`localizer.data.datasets.box_targets`; ``B = 1``: the primary box only).
@@ -212,8 +220,8 @@ def build_model(
 
     Returns:
         A BoxRegressor in training mode with ``backbone_name``, ``num_features``
-        (512 or 1280), and ``input_mean``/``input_std`` set for the backbone
-        (:mod:`localizer.model.backbones`).
+        (512 or 1280), and the input normalization of the backbone
+        (``input_mean``/``input_std``: :mod:`localizer.model.backbones`).
 
     Raises:
         ValueError: unknown ``backbone`` (the message lists BACKBONES) or ``head``, or a
