@@ -1,5 +1,6 @@
 """The feature bank: K augmented views of each training photo through the frozen layers, computed once."""
 
+import pytest
 import torch
 
 from localizer.data.batch_augment import BatchAugment
@@ -57,3 +58,22 @@ def test_training_from_the_bank_matches_training_from_the_photos():
     torch.manual_seed(1)
     banked, _ = model.loss(model.frozen_features(images), targets, from_frozen=True)
     assert torch.equal(direct, banked)
+
+
+
+def test_a_run_with_views_validates_on_the_frozen_features_as_on_the_photos(synthetic_data, tmp_path):
+    from localizer.engine.numerics import default_numerics
+    from localizer.engine.run import Run
+    from localizer.engine.training import make_loaders, run_epoch, train
+    from localizer.recipe import recipe_for
+
+    recipe = recipe_for("smoke", data=str(synthetic_data / "yolo"), epochs=1, freeze_stride=16, views=2, workers=0)
+    run = Run.create(recipe, tmp_path / "run", progress=False)
+    history = train(run, progress=False)
+    model, _ = run.load_model("last.pt")
+    numerics = default_numerics(torch.device("cpu"))
+    with torch.no_grad():
+        val_loss, val_iou = run_epoch(model, make_loaders(run.config, run.manifest, numerics.device, False)[1],
+                                      numerics, progress=False)
+    assert val_loss == pytest.approx(history["val_loss"].iloc[0], abs=1e-5)
+    assert val_iou == pytest.approx(history["val_iou"].iloc[0], abs=1e-5)

@@ -38,11 +38,18 @@ class FeatureBank:
 
     @staticmethod
     def _encode(model, images, boxes, augment, numerics):
-        images = images.to(numerics.device, non_blocking=True)
-        images, boxes = augment(images, boxes.to(numerics.device, non_blocking=True))
+        images, boxes = images.to(numerics.device, non_blocking=True), boxes.to(numerics.device, non_blocking=True)
+        if augment is not None:
+            images, boxes = augment(images, boxes)
         with numerics.autocast():
             features = model.frozen_features(model_input(images, numerics))
         return features.float().contiguous(), boxes
+
+    @classmethod
+    def encode(cls, model, loader, numerics) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of ``loader`` (uint8 images, targets) as ``(frozen features, targets)``, not augmented: the
+        validation split, whose frozen features are the same at every epoch."""
+        return [cls._encode(model, images, boxes, None, numerics) for images, boxes in loader]
 
     def __len__(self) -> int:
         """The number of training photos ``N``."""

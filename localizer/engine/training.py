@@ -148,6 +148,7 @@ class _Session:
     epoch: int = 0
     history: list = field(default_factory=list)
     bank: FeatureBank | None = None
+    val_features: list | None = None
 
 
 def _start(config: TrainConfig, plan: TrainingPlan, checkpoint: dict | None, progress: bool) -> _Session:
@@ -191,8 +192,10 @@ def _epoch(session: _Session, epoch: int, loaders, augment: BatchAugment, progre
         batches = session.bank.epoch(config.batch_size, torch.Generator().manual_seed(config.seed * 1000 + epoch))
         train_loss, train_iou = run_epoch(model, batches, session.numerics, session.optimizer, f"{tag} train",
                                           progress, from_frozen=True)
+    banked = session.bank is not None  # the validation photos' frozen features too, computed once
     with torch.no_grad():
-        val_loss, val_iou = run_epoch(model, loaders[1], session.numerics, None, f"{tag} val", progress)
+        val_loss, val_iou = run_epoch(model, session.val_features if banked else loaders[1], session.numerics, None,
+                                      f"{tag} val", progress, from_frozen=banked)
     lr = session.optimizer.param_groups[0]["lr"]
     if config.schedule == "plateau":
         session.scheduler.step(val_loss)
@@ -299,6 +302,7 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
     if config.views:
         session.bank = FeatureBank(session.model, make_loader(loaders[0].dataset, config.batch_size), augment,
                                    session.numerics, config.views, config.seed)
+        session.val_features = FeatureBank.encode(session.model, loaders[1], session.numerics)
     train_mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0).tolist()
     last_epoch = plan.epochs if max_epochs is None else min(plan.epochs, session.epoch + max_epochs)
     if progress:

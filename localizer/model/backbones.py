@@ -167,4 +167,5 @@ def feature_layers(net: nn.Module) -> list[Layer]:
                 Layer(strides[-1], head, lambda x: net._swish(net._bn1(net._conv_head(x))))]
     stem = nn.ModuleList([net.conv1, net.bn1])  # torchvision ResNet: stem with max pooling, then four stages
     return [Layer(4, stem, lambda x: net.maxpool(net.relu(net.bn1(net.conv1(x))))),
-            *(Layer(4 * 2**i, stage, stage) for i, stage in enumerate([net.layer1, net.layer2, net.layer3, net.layer4]))]
+            *(Layer(4 * 2**i, stage, stage) for i, stage in enumerate((net.layer1, net.layer2, net.layer3,
+                                                                          net.layer4)))]
