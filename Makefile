@@ -6,7 +6,7 @@
 #   make lab    JupyterLab on the notebooks, in the project's environment
 #   make report the published report: a run of REPORT_PROFILE (quick; best takes 45-66 min on 2 cores)
 #               in runs/report-PROFILE (trained when missing or unfinished, reused when finished), its
-#               executed notebooks into report/ and its figures into figures/
+#               executed notebooks into report/ and its figures into figures/ (replacing those there)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -44,7 +44,7 @@ lab: setup
 	$(BIN)/jupyter lab notebooks $(LAB_ARGS)
 
 report: setup
-	$(BIN)/python -m localizer run $(if $(DATA),--data $(DATA)) --profile $(REPORT_PROFILE) --run-dir $(REPORT_RUN) --resume \
+	$(BIN)/python -m localizer run $(if $(DATA),--data $(DATA)) --profile $(REPORT_PROFILE) --run-dir $(REPORT_RUN) --resume --overwrite \
 		--figures figures --publish report
 
 # unit includes the smoke profile through papermill (tests/test_reading.py), as make run runs it.

@@ -294,10 +294,10 @@ def test_a_kill_before_last_pt_needs_no_repair_and_loading_writes_nothing(synthe
         loss, iou = real_epoch(model, loader, numerics, optimizer, *args, **kwargs)
         return (loss, iou) if optimizer is not None else (loss, next(val_ious))
 
-    def killed_before_last(obj, path):
+    def killed_before_last(obj, path, **kwargs):
         if Path(path).name == "last.pt" and obj["epoch"] == 2:
             raise _Killed  # the process dies after best.pt and history.csv of epoch 2
-        return real_save(obj, path)
+        return real_save(obj, path, **kwargs)
 
     monkeypatch.setattr(training, "run_epoch", improving)
     monkeypatch.setattr(runs, "atomic_save", killed_before_last)

@@ -66,8 +66,8 @@ def add_review_args(parser: argparse.ArgumentParser) -> None:
 def cmd_review(args: argparse.Namespace) -> int:
     from localizer.engine.run import Run
     from localizer.errors import DataError
-    from localizer.files import write_csv
     from localizer.engine.review import review_run
+    from localizer.files import check_outputs, write_csv
     from localizer.report.confidence import REVIEW_COLUMNS, REVIEW_FIGURE, plot_review
 
     splits = tuple(s.strip() for s in args.split.split(",") if s.strip())
@@ -76,13 +76,12 @@ def cmd_review(args: argparse.Namespace) -> int:
                                         f"and --top a whole number >= 1 (got {args.top})")
     run = Run.open(args.run)
     out = [args.out / "review.csv", args.out / REVIEW_FIGURE] if args.out else [run.folder / "figures" / REVIEW_FIGURE]
-    existing = [str(p) for p in out if p.exists()]
-    if existing and not args.overwrite:
-        raise FileExistsError(f"{existing[0]} exists; pass --overwrite or another --out")
+    inputs = [run.folder / name for name in ("config.json", "manifest.csv", "checkpoints")] + [run.config.data]
+    check_outputs([("--out", path) for path in out], inputs=inputs, overwrite=args.overwrite)  # before the work
     table = review_run(run, splits, args.checkpoint, progress=not args.quiet)
     if args.out:
-        write_csv(table.rename_axis("rank").reset_index(), out[0])
-    plot_review(table, args.top, path=out[-1])  # files first, then print
+        write_csv(table.rename_axis("rank").reset_index(), out[0], replace=args.overwrite)
+    plot_review(table, args.top, path=out[-1], replace=args.overwrite)  # files first, then print
     print(f"{len(table)} photos of the {', '.join(splits)} split{'s' * (len(splits) > 1)}, ranked by confidence x (1 - "
           f"IoU) (a confident prediction that misses its label first); the first {min(args.top, len(table))}:")
     print(table[REVIEW_COLUMNS].head(args.top).round(3).to_string())

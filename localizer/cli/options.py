@@ -29,17 +29,20 @@ def add_format_args(parser: argparse.ArgumentParser) -> None:
                                           "(comma-separated), or 'animals' (the VOC and COCO animal classes)")
 
 
-def add_recipe_args(parser: argparse.ArgumentParser, profile: str, what: str) -> None:
+def add_recipe_args(parser: argparse.ArgumentParser, profile: str, what: str, copies: str = "") -> None:
     """``--profile``, ``-p NAME=VALUE`` (a recipe field; see :class:`localizer.recipe.TrainConfig`)
-    and ``--resume`` / ``--overwrite``."""
+    and ``--resume`` / ``--overwrite``; with ``copies`` (the options of the copies a command makes
+    besides the run, e.g. ``--figures and --publish``), ``--overwrite`` also replaces those, and goes
+    with ``--resume`` too (the run goes on, its copies are replaced)."""
     parser.add_argument("--profile", default=profile, choices=[*sorted(PROFILES), AUTO_PROFILE],
                         help=f"named recipe to start from (default {profile}); {AUTO_PROFILE}: small below "
                              f"{SMALL_DATA_TRAIN} training photos, else quick")
     parser.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                         help="recipe value (JSON), e.g. -p epochs=10 -p backbone=efficientnet_lite0 -p weights=null")
-    again = parser.add_mutually_exclusive_group()
+    again = parser.add_mutually_exclusive_group() if not copies else parser
     again.add_argument("--resume", action="store_true", help=f"continue {what}, with the recipe it was started with")
-    again.add_argument("--overwrite", action="store_true", help=f"start afresh over {what} (only a localizer run)")
+    also = f"; replace the files already in {copies} (with --resume: only those)" if copies else ""
+    again.add_argument("--overwrite", action="store_true", help=f"start afresh over {what} (only a localizer run){also}")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -79,10 +79,38 @@ def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("train", "val", "test", "all"),
                         help="the split to score (default: test on the run's own data, as its manifest splits it; "
                              "all on other --data)")
-    parser.add_argument("--out", type=Path, help="metrics JSON (default: RUN/metrics_SPLIT[_tta].json, "
+    parser.add_argument("--out", type=Path, help="metrics JSON, a .json name; the per-image table goes beside it as "
+                                                 "NAME.csv (default: RUN/metrics_SPLIT[_tta].json, "
                                                  "RUN/metrics_DATANAME_SPLIT[_tta].json for other --data)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing metrics JSON (--out) and its per-image CSV")
+                        help="replace an existing metrics JSON (--out) and its per-image CSV (never an input)")
+
+
+def _evaluate_outputs(args: argparse.Namespace, info: dict, own: bool, split: str, tta: bool) -> list[tuple]:
+    """``evaluate``'s two files, checked before the scoring (:func:`localizer.files.check_outputs`): the
+    metrics JSON and, beside it, the per-image CSV; ``(option, path)`` pairs.
+
+    Raises:
+        localizer.errors.DataError: ``bad-argument``: an ``--out`` without the ``.json`` ending (the
+            per-image table ``NAME.csv`` beside it would take its name or leave no metrics file).
+        FileExistsError, localizer.files.OutputError: as :func:`localizer.files.check_outputs`, with the
+            inputs: the checkpoint, its run's files and the photos' folder.
+    """
+    from localizer.errors import DataError
+    from localizer.files import check_outputs
+
+    if args.out is not None and args.out.suffix.lower() != ".json":
+        raise DataError("bad-argument", f"--out {args.out}: evaluate writes the metrics JSON there and the per-image "
+                                        f"table beside it as {args.out.with_suffix('.csv').name}; give a .json name, "
+                                        f"e.g. --out {args.out.with_suffix('.json')}")
+    name = f"metrics_{split}" if own else f"metrics_{Path(args.data).resolve().name}_{split}"
+    out = Path(args.out or Path(args.checkpoint).resolve().parent.parent / f"{name}{'_tta' if tta else ''}.json")
+    outputs = [("--out", out), ("--out", out.with_suffix(".csv"))]
+    run = Path(args.checkpoint).resolve().parent.parent
+    inputs = [args.checkpoint, Path(args.checkpoint).parent / "last.pt", run / "config.json", run / "manifest.csv",
+              args.data or info["config"].data]
+    check_outputs(outputs, inputs=inputs, overwrite=args.overwrite)
+    return outputs
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -96,10 +124,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     tta = _tta(args, info)
     own = _is_run_data(args, info["config"])
     split = args.split or ("test" if own else "all")
-    name = f"metrics_{split}" if own else f"metrics_{Path(args.data).resolve().name}_{split}"
-    out = Path(args.out or Path(args.checkpoint).resolve().parent.parent / f"{name}{'_tta' if tta else ''}.json")
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite or another --out")
+    (_, out), (_, csv) = _evaluate_outputs(args, info, own, split, tta)  # before the work
     table, mean_box, what = _evaluation_set(args, info, split)
     metrics, per_image = evaluate_model(
         model, table, info["config"].image_size, split=split,
@@ -107,8 +132,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         mean_box=mean_box, numerics=info["numerics"])
     metrics["checkpoint"] = str(args.checkpoint)
     metrics["evaluated_on"] = what
-    write_json(out, metrics)  # files first, then print
-    write_csv(per_image, out.with_suffix(".csv"))
+    write_json(out, metrics, replace=args.overwrite)  # files first, then print
+    write_csv(per_image, csv, replace=args.overwrite)
     print(f"evaluated on: {what}")
     print(format_metrics(metrics))
     print(format_confidence(metrics))
@@ -164,27 +189,30 @@ def _flag_threshold(args: argparse.Namespace) -> tuple[float | None, str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from localizer.engine.prediction import drawing_paths, expand_inputs, predict_files, refuse_overwriting_inputs
     from localizer.engine.checkpoints import load_model
-    from localizer.files import write_csv
+    from localizer.engine.prediction import (drawing_paths, expand_inputs, passed_over, predict_files,
+                                             refuse_overwriting_inputs)
+    from localizer.files import check_outputs, write_csv
 
     files = expand_inputs(args.inputs)
     refuse_overwriting_inputs(files, args.draw, args.out)  # before any message inviting --overwrite
-    if args.out and Path(args.out).exists() and not args.overwrite:
-        raise FileExistsError(f"{args.out} exists; pass --overwrite or another --out")
-    if args.draw and not args.overwrite:
-        existing = [str(p) for p in drawing_paths(files, args.draw).values() if p.exists()]
-        if existing:
-            raise FileExistsError(f"{len(existing)} drawings exist already in {args.draw} (e.g. {existing[0]}); "
-                                  "pass --overwrite or another --draw folder")
+    drawings = list(drawing_paths(files, args.draw).values()) if args.draw else []
+    if args.draw and not args.overwrite and any(p.exists() for p in drawings):
+        existing = [str(p) for p in drawings if p.exists()]
+        raise FileExistsError(f"{len(existing)} drawings exist already in {args.draw} (e.g. {existing[0]}); "
+                              "pass --overwrite or another --draw folder")
+    outputs = [("--out", args.out)] * bool(args.out) + [("--draw", p) for p in drawings]
+    check_outputs(outputs, inputs=[*files, args.checkpoint], overwrite=args.overwrite)  # before the work
+    if passed_over(args.inputs):
+        print(f"passed over {passed_over(args.inputs)}", file=sys.stderr)
     threshold, how = _flag_threshold(args)
     model, info = load_model(args.checkpoint, args.device)
     tta = _tta(args, info)
-    table = predict_files(model, files, info["config"].image_size, tta=tta, draw_dir=args.draw, progress=not args.quiet, numerics=info["numerics"],
-                          flag_below=threshold)
+    table = predict_files(model, files, info["config"].image_size, tta=tta, draw_dir=args.draw, progress=not args.quiet,
+                          numerics=info["numerics"], flag_below=threshold, overwrite=args.overwrite)
     table = table.round(PIXEL_DECIMALS).assign(confidence=table["confidence"].round(CONFIDENCE_DECIMALS))
     if args.out:  # files first, then print
-        write_csv(table, args.out)
+        write_csv(table, args.out, replace=args.overwrite)
     print(f"{len(table)} photos, predicted {'with flip TTA' if tta else 'without TTA'}; boxes in pixels "
           "of each original photo (xmin, ymin, xmax, ymax)")
     if threshold is not None:

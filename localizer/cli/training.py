@@ -15,16 +15,22 @@ from localizer.cli.options import add_data_args, add_recipe_args, config_overrid
 
 def add_check_data_args(parser: argparse.ArgumentParser) -> None:
     add_data_args(parser)
-    parser.add_argument("--report", type=Path, help="write one row per image found (file, status, reason, ...)")
+    parser.add_argument("--report", type=Path, help="write one row per image found (file, status, reason, ...) and "
+                                                    "per label file without a photo")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --report file (never a file of the data folder)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def cmd_check_data(args: argparse.Namespace) -> int:
     from localizer.data.validation import scan_dataset
+    from localizer.files import check_outputs
 
+    if args.report:  # before the scan: an existing file, a file of the data or a read-only folder is refused
+        check_outputs([("--report", args.report)], inputs=[args.data], overwrite=args.overwrite)
     result = scan_dataset(args.data, fmt=args.format, oxford_box=args.oxford_box, classes=args.classes,
                           progress=not args.quiet)
-    report = result.write_report(args.report) if args.report else None  # files first, then print
+    report = result.write_report(args.report, overwrite=args.overwrite) if args.report else None  # files first
     print(result.summary())
     if report:
         print(f"report:  {report}")
@@ -83,7 +89,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--figures", type=Path, help="also copy the four report figures here (e.g. figures)")
     parser.add_argument("--publish", type=Path, metavar="DIR",
                         help="also copy the executed notebooks here, for reading (e.g. report; see make report)")
-    add_recipe_args(parser, "auto", "the run folder")
+    add_recipe_args(parser, "auto", "the run folder", copies="--figures and --publish")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -4,22 +4,26 @@ once; training epochs read uint8 arrays from a memory-mapped file and decode no 
 Layout of ``<directory>/v1-<size>px/``: ``images.u8`` (raw uint8, ``(capacity, size, size, 3)``),
 ``index.json`` (``{sha1 of file content: slot}``) and a lock file. Entries are keyed by the file's
 content and the image size, so a changed or added file gets a new entry and a renamed or moved one
-is reused. Stale entries stay in the file (delete the folder to reclaim the space).
+is reused. Stale entries stay in the file (delete the folder to reclaim the space). A cache folder
+that cannot be written (a read-only drive) is not kept: the photos are decoded into a temporary folder,
+removed when the cache is.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
-from contextlib import contextmanager
+import shutil
+import sys
+import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
 from tqdm.contrib.concurrent import thread_map
 
-from localizer.files import atomic_write_text
+from localizer.files import appending, atomic_write_text, locked
 from localizer.data.imageio import load_rgb
 from localizer.progress import bars_disabled, progress_bar
 from localizer.data.transforms import resize_image
@@ -62,15 +66,22 @@ class ImageCache:
             return {}
         return json.loads(self.index_path.read_text())
 
-    @contextmanager
-    def _locked(self):
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / "lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _not_kept(self) -> None:
+        """Decode into a temporary folder instead of a cache folder that cannot be written (removed with
+        this object; a worker process's unpickled copy does not remove it)."""
+        print(f"image cache {self.folder} cannot be written: the decoded photos are not kept", file=sys.stderr)
+        temporary = tempfile.mkdtemp(prefix="localizer-cache-")
+        weakref.finalize(self, shutil.rmtree, temporary, ignore_errors=True)
+        self.folder = Path(temporary)
+        self.data_path, self.index_path = self.folder / "images.u8", self.folder / "index.json"
+
+    def _writable(self) -> bool:
+        """True when the cache folder exists (made now if need be) and can be written."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return False
+        return os.access(self.folder, os.W_OK | os.X_OK)
 
     def _decode(self, path: str) -> np.ndarray:
         with load_rgb(path) as img:
@@ -90,12 +101,17 @@ class ImageCache:
         """
         workers = workers or os.cpu_count() or 1
         digests = thread_map(file_digest, paths, max_workers=workers, disable=True)
-        with self._locked():
+        if not self._writable():
+            if set(digests) <= set(self._read_index()):  # a read-only cache that holds every photo: read it
+                index = self._read_index()
+                return np.array([index[d] for d in digests], dtype=np.int64)
+            self._not_kept()
+        with locked(self.folder / "lock"):
             index = self._read_index()
             todo = sorted({d: p for d, p in zip(digests, paths) if d not in index}.items())
             if todo:
                 self._append(todo, index, workers, progress)
-                atomic_write_text(self.index_path, json.dumps(index))
+                atomic_write_text(self.index_path, json.dumps(index), replace=True)
         return np.array([index[d] for d in digests], dtype=np.int64)
 
     def _append(self, todo: list[tuple[str, str]], index: dict[str, int], workers: int, progress: bool) -> None:
@@ -105,7 +121,7 @@ class ImageCache:
         desc = f"caching {len(todo)} images at {self.image_size}px"
         if progress and bars_disabled():  # headless: one line instead of a bar
             print(f"{desc} ...", flush=True)
-        with open(self.data_path, "ab") as f, progress_bar(total=len(todo), unit="img", show=progress,
+        with appending(self.data_path) as f, progress_bar(total=len(todo), unit="img", show=progress,
                                                           desc=desc) as bar:
             f.truncate(count * self.slot_bytes)  # drop bytes of an interrupted append
             f.seek(count * self.slot_bytes)

@@ -163,7 +163,7 @@ def save_manifest(table: pd.DataFrame, path: Path | str, overwrite: bool = False
     if path.exists() and not overwrite and path.read_text() != text:
         raise FileExistsError(f"{path} already exists with another split; replace it with --overwrite "
                               "(overwrite=True in Python) or choose another run folder")
-    return atomic_write_text(path, text)
+    return atomic_write_text(path, text, replace=True)
 
 
 def load_manifest(path: Path | str) -> pd.DataFrame:

@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
+from localizer.files import atomic_write_text, check_outputs, save_image, write_bytes
+
 LAYOUTS = ("yolo", "voc", "coco", "csv")
 
 #: Image sizes ``(width, height)`` drawn from: landscape, portrait and square, so that the square
@@ -182,25 +184,25 @@ def make_synthetic_dataset(
         ValueError: an unknown layout, or ``n_images < 3``.
         FileExistsError: ``root/<layout>`` exists and ``overwrite`` is False, or it is not a
             synthetic dataset.
+        localizer.files.OutputError: ``root`` cannot be written.
     """
     unknown = set(layouts) - set(LAYOUTS)
     if unknown:
         raise ValueError(f"unknown layout(s) {sorted(unknown)}; choose from {LAYOUTS}")
     root = Path(root)
+    for layout in layouts:  # every folder checked before anything is drawn or deleted
+        folder = root / layout
+        if folder.exists() and overwrite and not _is_synthetic(folder):
+            raise FileExistsError(f"{folder} exists and is not a synthetic dataset written by localizer "
+                                  f"(no {MARKER_FILE} from it): it is never deleted; choose another folder")
+        check_outputs([("out", folder)], overwrite=overwrite)
     photos = make_photos(n_images, seed)
     rng = np.random.default_rng(seed + 1)
     unannotated = draw_photo(rng, "no_box.jpg")
     for layout in layouts:
-        folder = root / layout
-        if folder.exists():
-            if not overwrite:
-                raise FileExistsError(f"{folder} exists; replace it with --overwrite (overwrite=True in Python) "
-                                      "or choose another folder")
-            if not _is_synthetic(folder):
-                raise FileExistsError(f"{folder} exists and is not a synthetic dataset written by localizer "
-                                      f"(no {MARKER_FILE} from it): it is never deleted; choose another folder")
-            shutil.rmtree(folder)
-        _write_layout(folder, layout, photos, unannotated)
+        if (root / layout).exists():
+            shutil.rmtree(root / layout)
+        _write_layout(root / layout, layout, photos, unannotated)
     rows = [{"name": p.name, "width": p.image.width, "height": p.image.height,
              **dict(zip(BOX_COLUMNS, max(p.boxes, key=_area))), "n_boxes": len(p.boxes)} for p in photos]
     return pd.DataFrame(rows).sort_values("name", ignore_index=True)
@@ -213,25 +215,22 @@ def _is_synthetic(folder: Path) -> bool:
 
 def _write_layout(folder: Path, layout: str, photos: list[Photo], unannotated: Photo) -> None:
     image_dir = folder / {"voc": "JPEGImages"}.get(layout, "images")
-    image_dir.mkdir(parents=True)
-    (folder / MARKER_FILE).write_text(f"{MARKER}\nLayout: {layout}. See localizer/data/synthetic.py.\n")
+    atomic_write_text(folder / MARKER_FILE, f"{MARKER}\nLayout: {layout}. See localizer/data/synthetic.py.\n")
     for photo in [*photos, unannotated]:
         quality = 75 if photo.name.startswith("twin_") else JPEG_QUALITY
-        photo.image.save(image_dir / photo.name, quality=quality)
+        save_image(photo.image, image_dir / photo.name, quality=quality)
     # a JPEG cut off half-way: check-data reports it as truncated
     data = (image_dir / photos[0].name).read_bytes()
-    (image_dir / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    write_bytes(image_dir / "truncated.jpg", data[: len(data) // 2])
     annotated = [*photos, Photo(unannotated.name, unannotated.image, ())]
     if layout == "yolo":
-        (folder / "labels").mkdir()
         for photo in [*annotated, Photo("truncated.jpg", photos[0].image, photos[0].boxes)]:
-            (folder / "labels" / Path(photo.name).with_suffix(".txt").name).write_text(
-                _yolo_label(photo.image.width, photo.image.height, photo.boxes))
+            atomic_write_text(folder / "labels" / Path(photo.name).with_suffix(".txt").name,
+                              _yolo_label(photo.image.width, photo.image.height, photo.boxes))
     elif layout == "voc":
-        (folder / "Annotations").mkdir()
         for photo in [*annotated, Photo("truncated.jpg", photos[0].image, photos[0].boxes)]:
-            (folder / "Annotations" / Path(photo.name).with_suffix(".xml").name).write_text(
-                _voc_xml(photo.name, photo.image.width, photo.image.height, photo.boxes))
+            atomic_write_text(folder / "Annotations" / Path(photo.name).with_suffix(".xml").name,
+                              _voc_xml(photo.name, photo.image.width, photo.image.height, photo.boxes))
     elif layout == "coco":
         images, annotations = [], []
         for number, photo in enumerate([*annotated, Photo("truncated.jpg", photos[0].image, photos[0].boxes)], 1):
@@ -241,9 +240,9 @@ def _write_layout(folder: Path, layout: str, photos: list[Photo], unannotated: P
                              "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0)}
                             for k, (x0, y0, x1, y1) in enumerate(photo.boxes)]
         coco = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "animal"}]}
-        (folder / "annotations.json").write_text(json.dumps(coco, indent=1))
+        atomic_write_text(folder / "annotations.json", json.dumps(coco, indent=1))
     else:  # csv
         lines = ["filename,xmin,ymin,xmax,ymax"]
         for photo in [*photos, Photo("truncated.jpg", photos[0].image, photos[0].boxes)]:
             lines += [f"{photo.name},{x0},{y0},{x1},{y1}" for x0, y0, x1, y1 in photo.boxes]
-        (folder / "boxes.csv").write_text("\n".join(lines) + "\n")
+        atomic_write_text(folder / "boxes.csv", "\n".join(lines) + "\n")

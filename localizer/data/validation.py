@@ -44,6 +44,7 @@ from localizer.boxes import ALL_BOXES_COLUMN, BOX_TOLERANCE, boxes_text, normali
 from localizer.data.checking import check_item
 from localizer.data.download import display_path
 from localizer.data.duplicates import NEAR_DUPLICATE_BITS, TWIN_BOX_IOU, duplicate_groups, twin_box_iou
+from localizer.files import write_csv
 from localizer.progress import progress_thread_map
 from localizer.data.readers import detect_format, get_reader, one_item_per_image, resolve_classes
 
@@ -129,14 +130,15 @@ class ScanResult:
                          f"objects not marked difficult (see the report's note)")
         return lines
 
-    def write_report(self, path: Path | str) -> Path:
+    def write_report(self, path: Path | str, overwrite: bool = False) -> Path:
         """Write the report as CSV with columns :data:`REPORT_COLUMNS`, then those of
-        :data:`OPTIONAL_REPORT_COLUMNS` that some photo has a value in; returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        :data:`OPTIONAL_REPORT_COLUMNS` that some photo has a value in; returns the path.
+
+        Raises:
+            FileExistsError: ``path`` exists and ``overwrite`` is False.
+        """
         extra = [c for c in OPTIONAL_REPORT_COLUMNS if c in self.report and (self.report[c] != "").any()]
-        self.report[REPORT_COLUMNS + extra].to_csv(path, index=False)
-        return path
+        return write_csv(self.report[REPORT_COLUMNS + extra], path, replace=overwrite)
 
 
 def scan_dataset(

@@ -22,11 +22,12 @@ from torchvision.transforms.v2 import functional as F
 from torchvision.utils import draw_bounding_boxes
 
 from localizer.boxes import denormalize_boxes
-from localizer.data.imageio import ImageLoadError, is_image_file, load_rgb
+from localizer.data.imageio import IMAGE_EXTENSIONS, ImageLoadError, is_image_file, load_rgb
 from localizer.engine.inference import predict_batch
 from localizer.progress import progress_bar
 from localizer.data.transforms import resize_image
 from localizer.errors import DataError
+from localizer.files import Inputs, save_image
 
 PREDICTION_COLUMNS = ["file", "xmin", "ymin", "xmax", "ymax", "confidence", "width", "height", "error"]
 #: The column :func:`predict_files` adds when given a threshold: True for a photo to check.
@@ -35,15 +36,36 @@ FLAG_COLUMN = "flagged"
 
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
     """Files and folders -> a list of files, each once (folders: their image files, recursively,
-    sorted; a file named twice, or also found in a named folder, keeps its first place)."""
+    sorted; a file named twice, or also found in a named folder, keeps its first place).
+
+    Raises:
+        localizer.errors.DataError: ``no-image``: no image file was named or found; the message names
+            what was passed over (:func:`passed_over`).
+    """
     files: list[Path] = []
     for entry in map(Path, inputs):
         if entry.is_dir():
             files += sorted(p for p in entry.rglob("*") if p.is_file() and is_image_file(p))
         else:
             files.append(entry)
+    if not files:
+        skipped = passed_over(inputs)
+        raise DataError("no-image", f"no image file in {', '.join(map(str, inputs))}" + (
+            f"; passed over {skipped} (image endings read: {', '.join(sorted(IMAGE_EXTENSIONS))})" if skipped else
+            " (the folders are empty)"))
     unique = {os.path.abspath(f): f for f in reversed(files)}  # the first occurrence wins
     return [unique[key] for key in dict.fromkeys(os.path.abspath(f) for f in files)]
+
+
+def passed_over(inputs: list[str | Path], shown: int = 5) -> str:
+    """The files in the folders of ``inputs`` that are no image (a video, a text file), for messages:
+    their count and the first ``shown`` names, e.g. ``2 files that are no image: clip.mp4, notes.txt``;
+    ``""`` when there is none."""
+    others = sorted(p for entry in map(Path, inputs) if entry.is_dir() for p in entry.rglob("*")
+                    if p.is_file() and not is_image_file(p))
+    names = ", ".join(p.name for p in others[:shown]) + (", ..." if len(others) > shown else "")
+    return f"{len(others)} file{'s' * (len(others) != 1)} that {'are' if len(others) != 1 else 'is'} no image: " \
+           f"{names}" if others else ""
 
 
 def drawing_paths(files: list[Path], draw_dir: Path | str) -> dict[str, Path]:
@@ -76,24 +98,15 @@ def refuse_overwriting_inputs(files: list[str | Path], draw_dir: Path | str | No
         localizer.errors.DataError: ``would-overwrite-input``, naming the input and the option.
     """
     files = list(map(Path, files))
-    inputs = {f.resolve(): f for f in files}
-    identities = {(st.st_dev, st.st_ino): f for f in files if (st := _stat(f))}
+    inputs = Inputs(files)
     outputs = [("--draw", p) for p in drawing_paths(files, draw_dir).values()] if draw_dir is not None else []
     outputs += [("--out", Path(out))] if out is not None else []
     for option, output in outputs:
-        st = _stat(output)
-        photo = inputs.get(output.resolve()) or (identities.get((st.st_dev, st.st_ino)) if st else None)
+        photo = inputs.written_over(output)
         if photo is not None:
             what = "its drawing" if option == "--draw" else "the predictions table"
             raise DataError("would-overwrite-input", f"{what} ({option} {output}) would be written over this "
                             f"photo, one of the inputs; choose a {option} outside the photos", photo)
-
-
-def _stat(path: Path) -> os.stat_result | None:
-    try:
-        return path.stat()
-    except OSError:
-        return None
 
 
 def predict_files(
@@ -106,6 +119,7 @@ def predict_files(
     progress: bool = True,
     numerics=None,
     flag_below: float | None = None,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Predict one box per image file.
 
@@ -120,6 +134,7 @@ def predict_files(
             written above it, at the path :func:`drawing_paths` gives (the inputs' relative paths
             mirrored: no two inputs share a drawing).
         flag_below: photos whose confidence is below it are ``flagged`` (and "check" on their drawing).
+        overwrite: replace drawings that exist (never a photo of ``files``).
 
     Returns:
         DataFrame with :data:`PREDICTION_COLUMNS`: pixel xyxy in the EXIF-oriented original image,
@@ -130,6 +145,7 @@ def predict_files(
     Raises:
         localizer.errors.DataError: a drawing would replace one of ``files``
             (:func:`refuse_overwriting_inputs`), before anything is written.
+        FileExistsError: a drawing exists and ``overwrite`` is False.
     """
     files = list(map(Path, files))
     drawings = {}
@@ -146,7 +162,7 @@ def predict_files(
         except ImageLoadError as exc:
             rows.append({"file": str(path), "error": f"{exc.reason}: {exc.detail}"})
         if len(batch) == batch_size or (batch and index == len(files) - 1):
-            rows += _predict_batch_rows(model, batch, tta, numerics, drawings, flag_below)
+            rows += _predict_batch_rows(model, batch, tta, numerics, drawings, flag_below, overwrite)
             batch.clear()
     table = pd.DataFrame(rows, columns=PREDICTION_COLUMNS).astype({"width": "Int64", "height": "Int64"})
     if flag_below is not None:
@@ -155,10 +171,11 @@ def predict_files(
     return table.sort_values("file", key=lambda s: s.map(order), ignore_index=True)
 
 
-def _predict_batch_rows(model, batch, tta, numerics, drawings: dict[str, Path],
-                        flag_below: float | None) -> list[dict]:
+def _predict_batch_rows(model, batch, tta, numerics, drawings: dict[str, Path], flag_below: float | None,
+                        overwrite: bool) -> list[dict]:
     """Rows of :func:`predict_files` for a batch of ``(path, resized uint8 (3, S, S), (width, height),
-    original or None)``; each original is drawn at ``drawings[str(path)]``."""
+    original or None)``; each original is drawn at ``drawings[str(path)]`` (replacing a drawing there
+    only with ``overwrite``)."""
     preds, scores = predict_batch(model, torch.stack([b[1] for b in batch]), tta, numerics, confidence=True)
     rows = []
     for (path, _, (width, height), original), pred, score in zip(batch, preds.numpy(), scores.tolist(), strict=True):
@@ -167,14 +184,13 @@ def _predict_batch_rows(model, batch, tta, numerics, drawings: dict[str, Path],
                      "confidence": score, "width": width, "height": height, "error": ""})
         if original is not None:
             label = f"confidence {score:.2f}" + (", check" if flag_below is not None and score < flag_below else "")
-            _draw(original, box, label, drawings[str(path)])
+            _draw(original, box, label, drawings[str(path)], overwrite)
     return rows
 
 
-def _draw(image: torch.Tensor, box: np.ndarray, label: str, out: Path) -> None:
+def _draw(image: torch.Tensor, box: np.ndarray, label: str, out: Path, overwrite: bool) -> None:
     """Save ``image`` ``(3, H, W)`` uint8 with ``box`` (pixel xyxy) in red and ``label`` in white on red at
     its top left corner (inside the photo), in a font 1/30 of the photo's longer side high."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     side = max(image.shape[1:])
     width = max(2, round(side / 200))
     drawn = F.to_pil_image(draw_bounding_boxes(image, torch.tensor(box, dtype=torch.float32)[None], colors="red",
@@ -186,4 +202,4 @@ def _draw(image: torch.Tensor, box: np.ndarray, label: str, out: Path) -> None:
     left, top, right, bottom = draw.textbbox((x, y), label, font=font)
     draw.rectangle((left - width, top - width, right + width, bottom + width), fill="red")
     draw.text((x, y), label, fill="white", font=font)
-    drawn.save(out, quality=95)  # quality: JPEG only
+    save_image(drawn, out, replace=overwrite, quality=95)  # quality: JPEG only

@@ -35,7 +35,8 @@ def flag_threshold(run: Run, which: str = "best.pt", progress: bool = True) -> d
     split: the lowest confidence among its :data:`FLAG_COVERAGE` most confident photos. Read from
     ``RUN/`` :data:`THRESHOLD_FILE` when it was computed for this very checkpoint (its SHA-256) with today's
     confidence (:data:`localizer.engine.inference.CONFIDENCE_RULE`), else the validation split is scored
-    (:func:`localizer.engine.evaluation.evaluate_checkpoint`) and the file written.
+    (:func:`localizer.engine.evaluation.evaluate_checkpoint`) and the file written (not kept when the run
+    folder cannot be written).
 
     Returns:
         The validation metrics (:func:`localizer.engine.evaluation.evaluate_model`) with ``threshold``,
@@ -60,7 +61,10 @@ def flag_threshold(run: Run, which: str = "best.pt", progress: bool = True) -> d
                 "rule": f"the lowest confidence of the {int(row['photos'])} most confident of the {metrics['n']} "
                         f"validation photos ({100 * FLAG_COVERAGE:g} %; their accuracy at IoU > 0.5: "
                         f"{100 * row['acc_50']:.2f} %)"}
-    write_json(path, metrics)
+    try:  # a run folder on a read-only drive: the threshold is simply not kept
+        write_json(path, metrics, replace=True)
+    except OSError:
+        pass
     return metrics
 
 

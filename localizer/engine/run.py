@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from localizer.errors import ConfigError
-from localizer.files import atomic_save, write_csv, write_json
+from localizer.files import OutputError, atomic_save, atomic_write_text, writable_folder, write_csv, write_json
 from localizer.engine.checkpoints import BEST, LAST, best_payload, load_checkpoint, load_model
 from localizer.recipe import ALL_BOXES_HEADS, RUNTIME_FIELDS, TrainConfig, recipe_values, same_recipe
 from localizer.data.split import (NotEnoughDataError, assign_split, export_split, load_manifest, save_manifest,
@@ -119,9 +119,13 @@ def check_run_folder(folder: Path | str, config: TrainConfig | None = None, over
 
     Raises:
         FileExistsError: naming the folder and the reason (and what to do instead).
+        localizer.files.OutputError: ``read-only-output``: the folder cannot be written.
         localizer.engine.checkpoints.CheckpointError: a ``last.pt`` that is not a localizer checkpoint.
     """
     folder = Path(folder)
+    if writable_folder(folder / CONFIG) is None:
+        raise OutputError("read-only-output", "the run folder cannot be written (read-only, or not a folder); "
+                                              "choose another run folder", folder)
     last = folder / CHECKPOINTS / LAST
     if last.is_file():
         trained = TrainConfig.from_dict(load_checkpoint(last)["config"])
@@ -169,10 +173,10 @@ class Run:
         check_run_folder(folder, config, overwrite)
         manifest, scan = make_manifest(config, progress)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / MARKER).write_text("a localizer run folder (localizer.engine.run.Run.create)\n")
+        atomic_write_text(folder / MARKER, "a localizer run folder (localizer.engine.run.Run.create)\n", replace=True)
         save_manifest(manifest, folder / MANIFEST, overwrite=overwrite)
-        scan.write_report(folder / DATA_REPORT)
-        write_json(folder / CONFIG, asdict(config))
+        scan.write_report(folder / DATA_REPORT, overwrite=True)
+        write_json(folder / CONFIG, asdict(config), replace=True)
         return cls(folder, config)
 
     @classmethod
@@ -242,9 +246,9 @@ class Run:
         each atomically. ``last.pt`` comes last: until it is written, the run resumes from the epoch
         before and writes the others again (:mod:`localizer.engine.checkpoints`)."""
         if improved:
-            atomic_save(best_payload(payload), self.checkpoints / BEST)
-        write_csv(history, self.folder / HISTORY)
-        atomic_save(payload, self.checkpoints / LAST)
+            atomic_save(best_payload(payload), self.checkpoints / BEST, replace=True)
+        write_csv(history, self.folder / HISTORY, replace=True)
+        atomic_save(payload, self.checkpoints / LAST, replace=True)
 
     def load_model(self, which: str = BEST, device: str | torch.device = "cpu"):
         """:func:`localizer.engine.checkpoints.load_model` of this run's ``best.pt`` (or ``last.pt``)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from localizer.report.photos import plot_rows
+from localizer.report.photos import plot_rows, save_figure
 
 #: The columns of a review table that ``review`` and notebook 04 show.
 REVIEW_COLUMNS = ["split", "file", "iou", "confidence", "disagreement", "seen_in_training"]
@@ -35,9 +35,10 @@ def review_titles(table: pd.DataFrame) -> list[str]:
             f"IoU {row['iou']:.2f}, confidence {row['confidence']:.2f}" for rank, row in table.iterrows()]
 
 
-def plot_review(table: pd.DataFrame, top: int, path: Path | str | None = None) -> Figure:
+def plot_review(table: pd.DataFrame, top: int, path: Path | str | None = None, replace: bool = True) -> Figure:
     """The gallery of the ``top`` first photos of a :func:`localizer.engine.review.review_ranking` table: each
     photo with its annotation (solid white) and the prediction (red dashed) overlaid, titled by :func:`review_titles`
-    (:func:`localizer.report.photos.plot_rows`; saved at ``path``, a ``.jpg`` for photos)."""
+    (:func:`localizer.report.photos.plot_rows`; saved at ``path``, a ``.jpg`` for photos, replacing a file there
+    only with ``replace``)."""
     shown = table.head(top)
-    return plot_rows(shown, titles=review_titles(shown), path=path)
+    return save_figure(plot_rows(shown, titles=review_titles(shown)), path, replace=replace)

@@ -33,6 +33,7 @@ from matplotlib.patches import Rectangle
 
 from localizer.boxes import BOX_COLUMNS
 from localizer.data.imageio import load_rgb
+from localizer.files import save_figure_file
 
 #: Resolution of saved figures (print quality), and of figures shown in a notebook.
 DPI = 150
@@ -52,26 +53,29 @@ GID_GT, GID_PRED = "gt_box", "pred_box"
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def _savefig(fig: Figure, target, fmt: str, dpi: int) -> None:
-    pil_kwargs = {"quality": JPEG_QUALITY} if fmt == "jpeg" else None
-    fig.savefig(target, format=fmt, dpi=dpi, bbox_inches="tight", facecolor="white", pil_kwargs=pil_kwargs)
+def _savefig_options(fmt: str, dpi: int) -> dict:
+    return {"dpi": dpi, "bbox_inches": "tight", "facecolor": "white",
+            "pil_kwargs": {"quality": JPEG_QUALITY} if fmt == "jpeg" else None}
 
 
-def save_figure(fig: Figure, path: Path | str | None) -> Figure:
-    """Save ``fig`` at ``path`` (``DPI`` dpi, tight bounding box, folder created) when ``path`` is
-    not None; returns ``fig``. The suffix chooses the format: ``.png``, or ``.jpg`` / ``.jpeg``
-    (JPEG at :data:`JPEG_QUALITY`, for photo grids).
+def save_figure(fig: Figure, path: Path | str | None, replace: bool = True) -> Figure:
+    """Save ``fig`` at ``path`` (``DPI`` dpi, tight bounding box, folder created, atomically) when
+    ``path`` is not None; returns ``fig``. The suffix chooses the format: ``.png``, or ``.jpg`` /
+    ``.jpeg`` (JPEG at :data:`JPEG_QUALITY`, for photo grids). ``replace``: a figure of a run's
+    ``figures/`` is the run's own, drawn again when a notebook runs again; a command that saves one
+    where the user points it checks first (:func:`localizer.files.check_outputs`).
 
     Raises:
         ValueError: another suffix.
+        FileExistsError: ``path`` exists and ``replace`` is False.
     """
     if path is not None:
         path = Path(path)
         formats = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
         if path.suffix.lower() not in formats:
             raise ValueError(f"{path}: save figures as .png or .jpg, not {path.suffix or 'without a suffix'}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _savefig(fig, path, formats[path.suffix.lower()], DPI)
+        fmt = formats[path.suffix.lower()]
+        save_figure_file(fig, path, fmt, replace=replace, **_savefig_options(fmt, DPI))
     return fig
 
 
@@ -83,7 +87,8 @@ def show(fig: Figure) -> None:
 
     photos = any(ax.get_images() for ax in fig.axes)
     buffer = io.BytesIO()
-    _savefig(fig, buffer, "jpeg" if photos else "png", SCREEN_DPI)
+    fmt = "jpeg" if photos else "png"
+    fig.savefig(buffer, format=fmt, **_savefig_options(fmt, SCREEN_DPI))  # in memory: no file
     plt.close(fig)
     display(Image(data=buffer.getvalue(), format="jpeg" if photos else "png"))
 

@@ -8,10 +8,10 @@ machine (papermill's input and output paths, made relative to the repository).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from localizer.data.download import display_path
+from localizer.files import copy_file, write_notebook
 
 #: The numbered notebooks, in the order they run.
 NOTEBOOKS = (
@@ -42,18 +42,24 @@ def relative_papermill_paths(path: Path) -> None:
 
     notebook = nbformat.read(path, as_version=4)
     _relative_paths(notebook)
-    nbformat.write(notebook, path)
+    write_notebook(notebook, path, replace=True)
 
 
-def publish_notebooks(source_dir: str | Path, out_dir: str | Path) -> list[Path]:
+def published_paths(out_dir: str | Path) -> list[Path]:
+    """Where :func:`publish_notebooks` writes the notebooks in ``out_dir``."""
+    return [Path(out_dir) / f"{name}.ipynb" for name in NOTEBOOKS]
+
+
+def publish_notebooks(source_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
     """Copy the executed notebooks of ``source_dir`` into ``out_dir`` for reading without running
     anything (on a repository page or with nbconvert): without widget outputs and widget state
     (stale progress bars) and with papermill's input and output paths relative to the repository.
-    Returns the written paths. A notebook already in ``out_dir`` is replaced: that folder is the
-    published copy, regenerated as a whole (``make report``).
+    Returns the written paths. A notebook already in ``out_dir`` is replaced only with ``overwrite``
+    (``make report`` regenerates ``report/`` as a whole).
 
     Raises:
         FileNotFoundError: ``source_dir`` holds none of :data:`NOTEBOOKS`.
+        FileExistsError: a notebook exists in ``out_dir`` and ``overwrite`` is False.
     """
     import nbformat
 
@@ -62,7 +68,6 @@ def publish_notebooks(source_dir: str | Path, out_dir: str | Path) -> list[Path]
     if not sources:
         raise FileNotFoundError(f"{source_dir} holds no executed notebook ({', '.join(NOTEBOOKS)})")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for source in sources:
         notebook = nbformat.read(source, as_version=4)
@@ -71,19 +76,25 @@ def publish_notebooks(source_dir: str | Path, out_dir: str | Path) -> list[Path]
         for cell in notebook.cells:
             if cell.cell_type == "code":
                 cell.outputs = [out for out in cell.outputs if WIDGET_MIME not in out.get("data", {})]
-        target = out_dir / source.name
-        nbformat.write(notebook, target)
-        written.append(target)
+        written.append(write_notebook(notebook, out_dir / source.name, replace=overwrite))
     return written
 
 
-def copy_figures(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
+def figure_paths(out_dir: str | Path) -> list[Path]:
+    """Where :func:`copy_figures` writes the four report figures in ``out_dir``."""
+    from localizer.report.plots import FIGURE_NAMES
+
+    return [Path(out_dir) / name for name in FIGURE_NAMES.values()]
+
+
+def copy_figures(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
     """Copy the four report figures (:data:`localizer.report.plots.FIGURE_NAMES`) from
     ``run_dir/figures/`` into ``out_dir`` (``make report``: the repository's ``figures/``);
     returns the written paths.
 
     Raises:
         FileNotFoundError: a figure is missing (notebooks 03 and 04 make them), naming it.
+        FileExistsError: a figure exists in ``out_dir`` and ``overwrite`` is False.
     """
     from localizer.report.plots import FIGURE_NAMES
 
@@ -92,6 +103,4 @@ def copy_figures(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     if missing:
         raise FileNotFoundError(f"cannot copy the report figures: {', '.join(missing)} missing "
                                 "(notebook 03 draws figure 1, notebook 04 figures 2 to 4)")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return [Path(shutil.copy(path, out_dir / path.name)) for path in sources]
+    return [copy_file(path, Path(out_dir) / path.name, replace=overwrite) for path in sources]

@@ -47,10 +47,11 @@ class RunResults:
         return confidence_table(self.metrics)
 
     def save(self, folder: str | Path) -> list[Path]:
-        """Write ``metrics.json`` and ``per_image_<split>.csv`` into ``folder`` (atomically); returns their paths."""
+        """Write ``metrics.json`` and ``per_image_<split>.csv`` into the run folder ``folder`` (atomically,
+        replacing the run's own earlier results); returns their paths."""
         folder = Path(folder)
-        return [write_json(folder / "metrics.json", self.metrics),
-                write_csv(self.per_image, folder / f"per_image_{self.metrics['split']}.csv")]
+        return [write_json(folder / "metrics.json", self.metrics, replace=True),
+                write_csv(self.per_image, folder / f"per_image_{self.metrics['split']}.csv", replace=True)]
 
 
 def confidence_table(metrics: dict) -> pd.DataFrame:

@@ -31,23 +31,17 @@ from pathlib import Path
 from unittest import mock
 
 from localizer.data.download import REPO_ROOT, display_path, ensure_data
-from localizer.errors import ConfigError, DataError
+from localizer.errors import ConfigError
 from localizer.recipe import PROFILES, field_names, recipe_for, recipe_values
 from localizer.engine.profile_choice import AUTO_PROFILE, choose_profile
 from localizer.engine.run import CONFIG, foreign_entries
-from localizer.report.publish import (NOTEBOOKS, WIDGET_MIME, copy_figures, publish_notebooks,  # noqa: F401
-                                      relative_papermill_paths)
+from localizer.files import OutputError, check_outputs, writable_folder
+from localizer.report.failures import (KernelDied, NotebookDataError, NotebookFailed, data_error_names,
+                                       dead_kernel_message)
+from localizer.report.publish import (NOTEBOOKS, WIDGET_MIME, copy_figures, figure_paths,  # noqa: F401
+                                      publish_notebooks, published_paths, relative_papermill_paths)
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-
-
-class NotebookFailed(RuntimeError):
-    """A notebook cell raised; the message names the notebook, the cell and the error."""
-
-
-class KernelDied(NotebookFailed):
-    """A notebook's kernel died (killed by the system, e.g. by the out-of-memory killer); the
-    message names the notebook, the cell, the likely cause and how to continue."""
 
 
 def repo_path(path: str | Path | None) -> Path | None:
@@ -63,32 +57,17 @@ def repo_path(path: str | Path | None) -> Path | None:
     return path if path.is_absolute() else Path(os.path.normpath(REPO_ROOT / path))
 
 
-class NotebookDataError(DataError):
-    """A notebook cell stopped on unusable data or a missing dataset (too few photos, an offline
-    download, ...): the user's input, not a bug; the message names the notebook, the cell and the error."""
-
-
-def _data_error_names() -> set[str]:
-    """Class names of the exceptions that mean "unusable input" (:class:`localizer.errors.DataError`
-    and its subclasses, missing files and datasets), as a failed notebook reports them."""
-    from localizer.data import readers, split  # noqa: F401 - import the modules that define subclasses
-    from localizer.engine import run  # noqa: F401
-
-    names, todo = {"FileNotFoundError", "DataUnavailableError"}, [DataError]
-    while todo:
-        cls = todo.pop()
-        names.add(cls.__name__)
-        todo += cls.__subclasses__()
-    return names
-
-
 def _make_room(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Check that the run may go into ``run_dir``: an empty or new folder, a run to continue
     (``resume``), or a run to replace (``overwrite``: deleted now, but only a localizer run).
 
     Raises:
         FileExistsError: see :func:`run_notebooks`.
+        localizer.files.OutputError: ``read-only-output``: ``run_dir`` cannot be written.
     """
+    if writable_folder(run_dir / "notebooks") is None:
+        raise OutputError("read-only-output", "the run folder cannot be written (read-only, or not a folder); "
+                                              "choose another --run-dir", run_dir)
     if not run_dir.exists() or not any(run_dir.iterdir()) or resume:
         return
     if not overwrite:
@@ -148,7 +127,8 @@ def run_notebooks(
         resume: continue in an existing run folder with the recipe it was started with
             (:func:`resumed_recipe`; a finished training is not repeated).
         overwrite: replace an existing run folder (only a localizer run, see
-            :func:`localizer.engine.run.foreign_entries`).
+            :func:`localizer.engine.run.foreign_entries`; not with ``resume``, which continues it) and
+            the files already in ``figures_dir`` and ``publish_dir``.
 
     Raises:
         localizer.errors.ConfigError: unknown profile, a parameter that is no recipe field (a typo
@@ -162,12 +142,18 @@ def run_notebooks(
         KernelDied: a notebook's kernel died (e.g. killed for lack of memory).
         NotebookFailed: a cell raised anything else.
         FileNotFoundError: ``figures_dir`` is given and a report figure was not made.
+        FileExistsError, localizer.files.OutputError: a file in ``figures_dir`` or ``publish_dir``
+            exists and ``overwrite`` is False, or a folder cannot be written (checked before the first
+            notebook, :func:`localizer.files.check_outputs`).
     """
     params = dict(params or {})
+    copies = [("--figures", path) for path in figure_paths(figures_dir)] if figures_dir is not None else []
+    copies += [("--publish", path) for path in published_paths(publish_dir)] if publish_dir is not None else []
+    check_outputs(copies, overwrite=overwrite)
     data, profile = _chosen_profile(data, profile, params, run_dir, resume, progress)
     run_dir = Path(os.path.abspath(run_dir or default_run_dir(profile)))
     values = _parameters(data, profile, run_dir, params, resume)
-    _make_room(run_dir, resume, overwrite)
+    _make_room(run_dir, resume, overwrite and not resume)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     for name in notebooks:
@@ -175,10 +161,10 @@ def run_notebooks(
     print(f"run: {len(notebooks)} notebooks in {_minutes(time.perf_counter() - started)} "
           f"(wall time, from the first notebook's start)", flush=True)
     if figures_dir is not None:
-        for path in copy_figures(run_dir, figures_dir):
+        for path in copy_figures(run_dir, figures_dir, overwrite=overwrite):
             print(f"figure: {path}", flush=True)
     if publish_dir is not None:
-        for path in publish_notebooks(run_dir / "notebooks", publish_dir):
+        for path in publish_notebooks(run_dir / "notebooks", publish_dir, overwrite=overwrite):
             print(f"published: {path}", flush=True)
     return run_dir
 
@@ -267,32 +253,13 @@ def _run_notebook(name: str, run_dir: Path, values: dict, progress: bool) -> Non
     except PapermillExecutionError as exc:
         message = (f"{name}.ipynb failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
                    f"the executed notebook is {output}")
-        if exc.ename in _data_error_names():
+        if exc.ename in data_error_names():
             raise NotebookDataError("", message) from None
         raise NotebookFailed(message) from None
     except DeadKernelError:
-        raise KernelDied(_dead_kernel_message(name, run_dir, output)) from None
+        raise KernelDied(dead_kernel_message(name, run_dir, output)) from None
     relative_papermill_paths(output)
     print(f"[{name}] done in {_minutes(time.perf_counter() - started)}", flush=True)
-
-
-def _dead_kernel_message(name: str, run_dir: Path, output: Path) -> str:
-    """What :class:`KernelDied` says: the notebook and the cell that was running (papermill marks it
-    in the executed notebook it saves before each cell), the likely cause and how to continue."""
-    import nbformat
-
-    cell = ""
-    if output.is_file():
-        running = [c for c in nbformat.read(output, as_version=4).cells
-                   if c.get("metadata", {}).get("papermill", {}).get("status") == "running"]
-        if running and running[0].source.strip():
-            cell = f" in the cell `{running[0].source.strip().splitlines()[0]}`"
-    return (f"{name}.ipynb stopped: its kernel died{cell}. The system ended the process, most often because "
-            f"the machine ran out of memory. Use less: fewer data-loading workers (-p workers=0), or, in a "
-            f"new run folder, a smaller batch (-p batch_size=16) or image size. "
-            f"python -m localizer run --run-dir {display_path(run_dir)} --resume -p workers=0 continues this run "
-            f"with its recipe (training from the last finished epoch, checkpoints/last.pt). "
-            f"The executed notebook so far is {output}")
 
 
 def _minutes(seconds: float) -> str:
