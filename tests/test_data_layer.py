@@ -348,11 +348,13 @@ BAD_INPUTS = {
 
 def test_every_documented_skip_reason_is_tested():
     documented = _skip_reasons_in_docstring()
-    assert len(documented) == 13, documented
+    assert len(documented) == 14, documented
     # annotation-size-mismatch needs a format that states its frame size (VOC, COCO, trimaps): tests/test_readers.py;
-    # ambiguous-annotation needs a shared annotation file or several XMLs (COCO, VOC): tests/test_exports.py
+    # ambiguous-annotation needs a shared annotation file or several XMLs (COCO, VOC): tests/test_exports.py;
+    # normalized-coordinates needs a format in pixels (VOC, CSV, COCO): tests/test_tool_inputs.py
     assert documented == {code for code, _, _ in BAD_INPUTS.values()} | {"annotation-size-mismatch",
-                                                                         "ambiguous-annotation"}
+                                                                         "ambiguous-annotation",
+                                                                         "normalized-coordinates"}
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))

@@ -42,7 +42,8 @@ def add_recipe_args(parser: argparse.ArgumentParser, profile: str, what: str, co
     again = parser.add_mutually_exclusive_group() if not copies else parser
     again.add_argument("--resume", action="store_true", help=f"continue {what}, with the recipe it was started with")
     also = f"; replace the files already in {copies} (with --resume: only those)" if copies else ""
-    again.add_argument("--overwrite", action="store_true", help=f"start afresh over {what} (only a localizer run){also}")
+    again.add_argument("--overwrite", action="store_true",
+                       help=f"start afresh over {what} (only a localizer run){also}")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -25,7 +25,14 @@ Skip reasons (the ``code`` column; the CSV's ``reason`` is ``code: detail``):
 ``ambiguous-annotation`` the image and its annotation do not pair one to one (two COCO ``images``
                        entries with one id or one file, one XML fitting two images): the detail
                        names both entries; no box is merged or replaced
+``normalized-coordinates`` a format that takes pixels holds coordinates all within [0, 1.5] on a photo
+                       at least 50 px a side: normalized values written by mistake (see
+                       :func:`localizer.data.readers.frames.check_units`), never read as a box of a pixel
 =====================  ============================================================================
+
+Label files whose photo is not there (a YOLO ``labels/x.txt`` without ``images/x.*``, a VOC XML, a
+Labelme JSON, COCO annotations whose ``image_id`` no image has) are listed too, as
+:attr:`ScanResult.orphans` (``no-photo``), in the summary and in the report CSV (status ``orphan``).
 
 Besides the reason, the report records the split an export put the photo in (``export_split``:
 ``train``, ``val``, ``test``; see :func:`localizer.data.readers.export_split`) and a ``note`` on a
@@ -35,7 +42,7 @@ judgement call (a VOC photo whose primary box was chosen among the objects not m
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +54,7 @@ from localizer.data.duplicates import NEAR_DUPLICATE_BITS, TWIN_BOX_IOU, duplica
 from localizer.files import write_csv
 from localizer.progress import progress_thread_map
 from localizer.data.readers import detect_format, get_reader, one_item_per_image, resolve_classes
+from localizer.data.readers.classes import check_known_classes, known_classes
 
 TABLE_COLUMNS = ["file", "path", "width", "height", "xmin", "ymin", "xmax", "ymax", "n_boxes", "format"]
 REPORT_COLUMNS = ["file", "status", "reason", "dup_group", "twin_box_iou"]
@@ -77,12 +85,15 @@ class ScanResult:
             VOC difficult rule, else empty), ``dup_group`` (empty for a photo without
             near-duplicates) and ``twin_box_iou`` (the lowest IoU of its primary box with its
             twins' boxes; empty without twins).
+        orphans: the label files without a photo, columns ``file`` (the label file, relative to root)
+            and ``reason`` (``no-photo: detail``, naming the photo looked for).
     """
 
     root: Path
     format: str
     table: pd.DataFrame
     report: pd.DataFrame
+    orphans: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["file", "reason"]))
 
     @property
     def skipped_counts(self) -> pd.Series:
@@ -94,11 +105,13 @@ class ScanResult:
         """A few lines for people: found, usable, skipped per reason, images with several boxes."""
         lines = [
             f"data:    {display_path(self.root)} (format {self.format})",
-            f"found:   {len(self.report)} images",
+            f"found:   {len(self.report)} images" + (f", {len(self.orphans)} labels without a photo"
+                                                       if len(self.orphans) else ""),
             f"usable:  {len(self.table)}",
             f"skipped: {int((self.report['status'] == 'skipped').sum())}",
         ]
         lines += [f"  {code}: {count}" for code, count in self.skipped_counts.items()]
+        lines += self._orphan_lines()
         several = int((self.table["n_boxes"] > 1).sum()) if len(self.table) else 0
         lines.append(f"several boxes (largest kept as the primary box): {several}")
         lines += self._export_lines()
@@ -116,6 +129,15 @@ class ScanResult:
             lines.append(f"    ... and {len(groups) - SUMMARY_TWINS} more (see the report CSV)")
         return "\n".join(lines)
 
+    def _orphan_lines(self) -> list[str]:
+        """The labels without a photo, the first :data:`SUMMARY_TWINS` by name (the report CSV has all)."""
+        if not len(self.orphans):
+            return []
+        lines = [f"labels without a photo: {len(self.orphans)}"]
+        lines += [f"  {row.file}: {row.reason}" for row in self.orphans.head(SUMMARY_TWINS).itertuples()]
+        more = len(self.orphans) - SUMMARY_TWINS
+        return lines + ([f"  ... and {more} more (see the report CSV)"] if more > 0 else [])
+
     def _export_lines(self) -> list[str]:
         """Summary lines on the export's own split and on the VOC difficult rule (none when unused)."""
         lines = []
@@ -132,13 +154,17 @@ class ScanResult:
 
     def write_report(self, path: Path | str, overwrite: bool = False) -> Path:
         """Write the report as CSV with columns :data:`REPORT_COLUMNS`, then those of
-        :data:`OPTIONAL_REPORT_COLUMNS` that some photo has a value in; returns the path.
+        :data:`OPTIONAL_REPORT_COLUMNS` that some photo has a value in: a row per image found, then one
+        per label without a photo (status ``orphan``); returns the path.
 
         Raises:
             FileExistsError: ``path`` exists and ``overwrite`` is False.
         """
         extra = [c for c in OPTIONAL_REPORT_COLUMNS if c in self.report and (self.report[c] != "").any()]
-        return write_csv(self.report[REPORT_COLUMNS + extra], path, replace=overwrite)
+        orphans = self.orphans.assign(status="orphan").reindex(columns=REPORT_COLUMNS + extra, fill_value="")
+        table = pd.concat([self.report[REPORT_COLUMNS + extra], orphans], ignore_index=True) if len(orphans) else \
+            self.report[REPORT_COLUMNS + extra]
+        return write_csv(table, path, replace=overwrite)
 
 
 def scan_dataset(
@@ -173,16 +199,17 @@ def scan_dataset(
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
-        DataFormatError: the format is unknown or cannot be detected; ``classes`` is malformed or
-            does not fit the format (:func:`localizer.data.readers.resolve_classes`).
+        DataFormatError: the format is unknown or cannot be detected; ``classes`` is malformed, does
+            not fit the format (:func:`localizer.data.readers.resolve_classes`) or names a class the
+            data does not have (checked before any photo is decoded,
+            :func:`localizer.data.readers.classes.check_known_classes`).
     """
     root = Path(os.path.abspath(root))  # not resolve(): a data folder behind a link keeps its name
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist")
     fmt = detect_format(root) if fmt == "auto" else fmt
     reader = get_reader(fmt, oxford_box=oxford_box)
-    items = one_item_per_image(reader.list_items(root), lambda it: (it.annotation or it.image).name)
-    wanted = resolve_classes(classes, reader, root)
+    items, orphans, wanted = _listed(root, reader, classes)
     results = progress_thread_map(
         lambda it: check_item(it, reader, max_pixels, tolerance, wanted, keep_boxes=all_boxes), items, show=progress,
         max_workers=workers or os.cpu_count() or 1, desc=f"checking {root.name}", unit="img",
@@ -199,7 +226,22 @@ def scan_dataset(
                 row[ALL_BOXES_COLUMN] = boxes_text(result["boxes"])
             table_rows.append(row)
     table, report = _tables(table_rows, report_rows, all_boxes)
-    return ScanResult(root=root, format=fmt, table=table, report=report)
+    return ScanResult(root=root, format=fmt, table=table, report=report, orphans=orphans)
+
+
+def _listed(root: Path, reader, classes: str | None) -> tuple[list, pd.DataFrame, frozenset[str] | None]:
+    """What :func:`scan_dataset` knows before it decodes a photo: ``(items, orphans, wanted)``, the photos
+    the reader lists (each once), the table of :attr:`ScanResult.orphans` (labels without a photo) and
+    the class filter, checked once against the classes the annotations hold (a name the data does not
+    have is a typo, :func:`localizer.data.readers.classes.check_known_classes`)."""
+    listed = reader.list_items(root)
+    orphans = pd.DataFrame([{"file": _relative(it.image, root), "reason": f"{it.problem.reason}: {it.problem.detail}"}
+                            for it in listed if it.is_orphan], columns=["file", "reason"])
+    items = one_item_per_image([it for it in listed if not it.is_orphan], lambda it: (it.annotation or it.image).name)
+    wanted = resolve_classes(classes, reader, root)
+    if wanted is not None:
+        check_known_classes(classes, known_classes(items, reader))
+    return items, orphans.sort_values("file", ignore_index=True), wanted
 
 
 def _tables(table_rows: list[dict], report_rows: list[dict], all_boxes: bool) -> tuple[pd.DataFrame, pd.DataFrame]:

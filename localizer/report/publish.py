@@ -104,3 +104,24 @@ def copy_figures(run_dir: str | Path, out_dir: str | Path, overwrite: bool = Fal
         raise FileNotFoundError(f"cannot copy the report figures: {', '.join(missing)} missing "
                                 "(notebook 03 draws figure 1, notebook 04 figures 2 to 4)")
     return [copy_file(path, Path(out_dir) / path.name, replace=overwrite) for path in sources]
+
+
+def copy_outputs(figures_dir: str | Path | None, publish_dir: str | Path | None) -> list[tuple[str, Path]]:
+    """The files ``run --figures`` and ``--publish`` write, as ``(option, path)`` pairs for
+    :func:`localizer.files.check_outputs` (checked before the first notebook runs)."""
+    figures = [("--figures", path) for path in figure_paths(figures_dir)] if figures_dir is not None else []
+    return figures + ([("--publish", path) for path in published_paths(publish_dir)] if publish_dir is not None else [])
+
+
+def make_copies(run_dir: str | Path, figures_dir: str | Path | None, publish_dir: str | Path | None,
+                overwrite: bool = False) -> list[tuple[str, Path]]:
+    """The copies of a finished run: its report figures into ``figures_dir`` (:func:`copy_figures`) and its
+    executed notebooks into ``publish_dir`` (:func:`publish_notebooks`), each when given; returns
+    ``("figure" or "published", path)`` pairs. Raises as those do."""
+    copies = []
+    if figures_dir is not None:
+        copies += [("figure", path) for path in copy_figures(run_dir, figures_dir, overwrite)]
+    if publish_dir is not None:
+        copies += [("published", path) for path in publish_notebooks(Path(run_dir) / "notebooks", publish_dir,
+                                                                       overwrite)]
+    return copies

@@ -38,8 +38,8 @@ from localizer.engine.run import CONFIG, foreign_entries
 from localizer.files import OutputError, check_outputs, writable_folder
 from localizer.report.failures import (KernelDied, NotebookDataError, NotebookFailed, data_error_names,
                                        dead_kernel_message)
-from localizer.report.publish import (NOTEBOOKS, WIDGET_MIME, copy_figures, figure_paths,  # noqa: F401
-                                      publish_notebooks, published_paths, relative_papermill_paths)
+from localizer.report.publish import (NOTEBOOKS, WIDGET_MIME, copy_figures, copy_outputs,  # noqa: F401
+                                      make_copies, publish_notebooks, relative_papermill_paths)
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -59,7 +59,8 @@ def repo_path(path: str | Path | None) -> Path | None:
 
 def _make_room(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Check that the run may go into ``run_dir``: an empty or new folder, a run to continue
-    (``resume``), or a run to replace (``overwrite``: deleted now, but only a localizer run).
+    (``resume``), or a run to replace (``overwrite``: deleted now, but only a localizer run); then make
+    its ``notebooks/`` folder.
 
     Raises:
         FileExistsError: see :func:`run_notebooks`.
@@ -68,8 +69,17 @@ def _make_room(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if writable_folder(run_dir / "notebooks") is None:
         raise OutputError("read-only-output", "the run folder cannot be written (read-only, or not a folder); "
                                               "choose another --run-dir", run_dir)
-    if not run_dir.exists() or not any(run_dir.iterdir()) or resume:
-        return
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        _replace_run(run_dir, overwrite)
+    (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+
+
+def _replace_run(run_dir: Path, overwrite: bool) -> None:
+    """Delete the run in the non-empty ``run_dir`` to start afresh (``overwrite``; only a localizer run).
+
+    Raises:
+        FileExistsError: see :func:`run_notebooks`.
+    """
     if not overwrite:
         raise FileExistsError(f"run folder {run_dir} is not empty; pass --resume to continue it, "
                               "--overwrite to replace it, or choose another --run-dir")
@@ -147,25 +157,18 @@ def run_notebooks(
             notebook, :func:`localizer.files.check_outputs`).
     """
     params = dict(params or {})
-    copies = [("--figures", path) for path in figure_paths(figures_dir)] if figures_dir is not None else []
-    copies += [("--publish", path) for path in published_paths(publish_dir)] if publish_dir is not None else []
-    check_outputs(copies, overwrite=overwrite)
+    check_outputs(copy_outputs(figures_dir, publish_dir), overwrite=overwrite)
     data, profile = _chosen_profile(data, profile, params, run_dir, resume, progress)
     run_dir = Path(os.path.abspath(run_dir or default_run_dir(profile)))
     values = _parameters(data, profile, run_dir, params, resume)
     _make_room(run_dir, resume, overwrite and not resume)
-    (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     for name in notebooks:
         _run_notebook(name, run_dir, values, progress)
     print(f"run: {len(notebooks)} notebooks in {_minutes(time.perf_counter() - started)} "
           f"(wall time, from the first notebook's start)", flush=True)
-    if figures_dir is not None:
-        for path in copy_figures(run_dir, figures_dir, overwrite=overwrite):
-            print(f"figure: {path}", flush=True)
-    if publish_dir is not None:
-        for path in publish_notebooks(run_dir / "notebooks", publish_dir, overwrite=overwrite):
-            print(f"published: {path}", flush=True)
+    for kind, path in make_copies(run_dir, figures_dir, publish_dir, overwrite):
+        print(f"{kind}: {path}", flush=True)
     return run_dir
 
 

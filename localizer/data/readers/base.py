@@ -4,7 +4,9 @@ interface and the errors of a bad folder or a bad annotation."""
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,10 @@ from localizer.data.imageio import is_image_file
 
 #: Label kinds (:attr:`Reader.label_kind`): integer class ids (YOLO) or class names (VOC, COCO, CSV).
 LABEL_IDS, LABEL_NAMES = "ids", "names"
+#: Units an annotation file writes its coordinates in (:attr:`Annotation.written_in`).
+PIXELS, NORMALIZED = "pixels", "normalized"
+#: The reason of a label file whose photo is not there (:attr:`Item.is_orphan`).
+NO_PHOTO = "no-photo"
 
 
 class DataFormatError(ConfigError):
@@ -39,7 +45,9 @@ class Item:
     ``test``, see :func:`localizer.data.readers.paths.export_split`; ``""`` when it has none).
     ``problem`` is why the item cannot be used, found while listing (an image named by two
     annotations, an annotation matching two images, a file named that is not there): the error
-    :func:`localizer.data.checking.check_item` reports instead of parsing.
+    :func:`localizer.data.checking.check_item` reports instead of parsing. A label file whose photo
+    is not there is an item of its own (:meth:`orphan`): ``image`` is the label file, ``problem`` says
+    which photo is missing.
     """
 
     image: Path
@@ -47,6 +55,17 @@ class Item:
     payload: Any = field(default=None, compare=False)
     split: str = field(default="", compare=False)
     problem: DataError | None = field(default=None, compare=False)
+
+    @classmethod
+    def orphan(cls, label: Path, detail: str) -> Item:
+        """A label file (or a part of a shared annotation file) whose photo is not there, ``detail``
+        saying which photo it names and where it was looked for."""
+        return cls(label, label, problem=AnnotationError(NO_PHOTO, detail))
+
+    @property
+    def is_orphan(self) -> bool:
+        """True for a label without a photo (:meth:`orphan`)."""
+        return self.problem is not None and self.problem.reason == NO_PHOTO
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,12 +84,16 @@ class Annotation:
             devkit leaves out of evaluation); None when the format has no such mark. The primary
             box is chosen among the others where there is one
             (:func:`localizer.data.checking.check_item`).
+        written_in: the unit of the file's coordinates: :data:`PIXELS` (VOC, COCO, CSV, ...; checked for
+            normalized values written by mistake, :func:`localizer.data.readers.frames.boxes_in_image`)
+            or :data:`NORMALIZED` (YOLO, whose boxes the reader has already scaled to the photo).
     """
 
     boxes: np.ndarray
     labels: tuple[str, ...] | None = None
     frame: tuple[float, float] | None = None
     difficult: tuple[bool, ...] | None = None
+    written_in: str = PIXELS
 
     def __post_init__(self):
         boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
@@ -101,7 +124,7 @@ class Annotation:
         keep = np.array([class_key(label) in classes for label in self.labels], dtype=bool)
         kept = tuple(label for label, k in zip(self.labels, keep) if k)
         difficult = None if self.difficult is None else tuple(d for d, k in zip(self.difficult, keep) if k)
-        return Annotation(self.boxes[keep], kept, self.frame, difficult)
+        return Annotation(self.boxes[keep], kept, self.frame, difficult, self.written_in)
 
     def describe_labels(self) -> str:
         """The labels with their counts for messages, e.g. ``person x2, car`` (``no label`` if none)."""
@@ -142,6 +165,36 @@ def images_under(folder: Path) -> list[Path]:
     # (``unreadable``) instead of dropping it silently; FIFOs and devices are left out (opening blocks).
     return sorted(p for p in folder.rglob("*")
                   if is_image_file(p) and (p.is_file() or p.is_dir() or not p.exists()))
+
+
+def mentions_keys(path: Path, keys: tuple[str, ...], chunk: int = 1 << 20) -> bool:
+    """True when the JSON file ``path`` has every one of ``keys`` as a key (``"key":``) somewhere: the
+    whole file is read, in chunks, until they are all found, so neither the order of the keys nor the
+    file's size matters (a COCO file over 1 MB with sorted keys holds ``"annotations"`` first). False for
+    a file that cannot be read as UTF-8 text."""
+    wanted = {key: re.compile(rf'"{re.escape(key)}"\s*:') for key in keys}
+    tail = ""
+    try:
+        with path.open(encoding="utf-8") as f:
+            while wanted and (text := f.read(chunk)):
+                window = tail + text
+                wanted = {key: pattern for key, pattern in wanted.items() if not pattern.search(window)}
+                tail = window[-(max(map(len, keys), default=0) + 64):]
+    except (OSError, UnicodeDecodeError):
+        return False
+    return not wanted
+
+
+def read_json(path: Path) -> Any:
+    """The parsed JSON file ``path``.
+
+    Raises:
+        ValueError: not readable UTF-8 JSON (the message names the reason).
+    """
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read it: {exc}") from exc
 
 
 def read_text(path: Path) -> str:

@@ -4,10 +4,12 @@ data the primary animal is never a person or a car."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from localizer.data.readers.base import LABEL_IDS, LABEL_NAMES, DataFormatError, Reader, class_key
+from localizer.data.readers.base import LABEL_IDS, LABEL_NAMES, DataFormatError, Item, Reader, class_key
+from localizer.errors import DataError
 from localizer.data.readers.csvfile import CSV_CLASS_COLUMN
 
 #: The animal classes of PASCAL VOC (Everingham et al., IJCV 2010: the 20 VOC classes) ...
@@ -93,3 +95,41 @@ def resolve_classes(classes: str | int | Iterable[str] | None, reader: Reader, r
         raise DataFormatError(f"classes {text!r}: {reader.name} labels carry class names, not ids: pass names "
                               f"such as --classes cat,dog or a preset ({', '.join(CLASS_PRESETS)})")
     return wanted
+
+
+def known_classes(items: Iterable[Item], reader: Reader) -> Counter:
+    """The class labels the annotations of ``items`` hold, by :func:`class_key`, with their box counts:
+    each annotation parsed once without decoding its photo (a label does not depend on the photo's size);
+    an annotation that cannot be parsed is left to the scan, which reports it."""
+    counts: Counter = Counter()
+    for item in items:
+        if item.problem is not None or item.annotation is None:
+            continue
+        try:
+            labels = reader.parse(item, 1, 1).labels
+        except (DataError, ValueError, OSError):
+            continue
+        counts.update(class_key(label) for label in labels or ())
+    return counts
+
+
+def check_known_classes(classes: str | int | Iterable[str], known: Counter) -> None:
+    """Refuse a class filter with a name or id the data does not have (a typo such as ``dgo``), or a
+    preset none of whose classes it has, before any photo is decoded; the message names the classes the
+    data has, with their box counts.
+
+    Raises:
+        DataFormatError: naming what is not in the data and what is.
+    """
+    if not known:
+        return
+    unknown = []
+    for token in _class_tokens(classes):
+        key = class_key(token)
+        if not CLASS_PRESETS.get(key, {key}) & set(known):
+            unknown.append(token + (f" (none of its classes {', '.join(sorted(CLASS_PRESETS[key]))})"
+                                    if key in CLASS_PRESETS else ""))
+    if unknown:
+        has = ", ".join(f"{name} ({n} box{'es' * (n != 1)})" for name, n in known.most_common())
+        raise DataFormatError(f"classes {','.join(_class_tokens(classes))!r}: {', '.join(unknown)} "
+                              f"{'is' if len(unknown) == 1 else 'are'} not a class of this data; its classes: {has}")

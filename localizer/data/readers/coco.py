@@ -17,6 +17,7 @@ listed as ``missing-annotation``."""
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from localizer.boxes import xywh_to_xyxy
-from localizer.data.readers.base import LABEL_NAMES, Annotation, AnnotationError, DataFormatError, Item, Reader, frame_size, parse_number
+from localizer.data.readers.base import (LABEL_NAMES, Annotation, AnnotationError, DataFormatError, Item, Reader,
+                                         frame_size, mentions_keys, parse_number, read_json)
 from localizer.data.readers.paths import FileIndex, export_split, one_item_per_image, unlisted_images
 
 
@@ -41,25 +43,42 @@ class _CocoImage:
     file_name: str = ""
 
 
+#: COCO's own names of an instances file of a subset: ``instances_<subset>.json`` (COCO, CVAT, Datumaro).
+_INSTANCES = re.compile(r"instances_(.+)")
+
+
 def _is_coco(path: Path) -> bool:
-    try:
-        with path.open(encoding="utf-8") as f:
-            head = f.read(1_000_000)
-    except (OSError, UnicodeDecodeError):
-        return False
-    return '"images"' in head and '"annotations"' in head
+    return path.is_file() and mentions_keys(path, ("images", "annotations"))
+
+
+def _coco_files(folder: Path) -> list[Path]:
+    """The COCO JSONs of ``folder`` and its ``annotations/``: those named ``instances_<subset>.json`` when
+    there are any (CVAT's export of a task with subsets writes one per subset; COCO's own folder holds
+    captions and keypoints files beside them), else every JSON with ``images`` and ``annotations``."""
+    found = [p for p in sorted(folder.glob("*.json")) + sorted(folder.glob("annotations/*.json")) if _is_coco(p)]
+    instances = [p for p in found if _INSTANCES.fullmatch(p.stem)]
+    return instances or found
 
 
 def find_coco_jsons(root: Path) -> list[Path]:
-    """The COCO instances JSONs of ``root``: the first JSON of ``root`` (or ``root/annotations``)
-    with ``images`` and ``annotations``; else the first such JSON of each folder one level down
-    (Roboflow's ``train/_annotations.coco.json``, ...). Empty when there is none."""
-    top = next((p for p in sorted(root.glob("*.json")) + sorted(root.glob("annotations/*.json")) if _is_coco(p)), None)
-    if top is not None:
-        return [top]
+    """The COCO instances JSONs of ``root`` (:func:`_coco_files`: every one of ``root`` and
+    ``root/annotations``); else those of each folder one level down (Roboflow's
+    ``train/_annotations.coco.json``, ...). Empty when there is none. Found by their keys anywhere in
+    the file (:func:`~localizer.data.readers.base.mentions_keys`), in any order."""
+    top = _coco_files(root) if root.is_dir() else []
+    if top:
+        return top
     folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    found = (next((p for p in sorted(folder.glob("*.json")) if _is_coco(p)), None) for folder in folders)
-    return [p for p in found if p is not None]
+    return [p for folder in folders for p in _coco_files(folder)]
+
+
+def _id_key(value: Any) -> str:
+    """An id as COCO files write it, in one form: ``7``, ``7.0`` and ``"7"`` are the same image (tools
+    write ``images[].id`` as strings and ``image_id`` as numbers, or the reverse)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return str(int(text)) if text.isascii() and text.isdigit() else text
 
 
 def find_coco_json(root: Path) -> Path | None:
@@ -74,12 +93,12 @@ def _data(path: Path) -> tuple[list, list, dict]:
         DataFormatError: not a COCO instances JSON (the message names the file and the reason).
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
         images = list(data["images"])
         bad = next((i for i, img in enumerate(images) if not isinstance(img, dict) or not {"id", "file_name"} <= set(img)), None)
         if bad is not None:
             raise KeyError(f"images[{bad}] has no 'id' and 'file_name'")
-        categories = {cat["id"]: str(cat.get("name", cat["id"])) for cat in data.get("categories") or []}
+        categories = {_id_key(cat["id"]): str(cat.get("name", cat["id"])) for cat in data.get("categories") or []}
         annotations = data.get("annotations") or []
         if not all(isinstance(ann, dict) for ann in annotations):
             raise TypeError("an annotation is not an object")
@@ -88,25 +107,48 @@ def _data(path: Path) -> tuple[list, list, dict]:
     return images, annotations, categories
 
 
+def _bases(path: Path) -> list[Path]:
+    """Where the images a COCO JSON names may lie: beside it, in ``images/`` beside it or above it, and for
+    a subset's file (``annotations/instances_<Subset>.json``) in ``images/<Subset>/`` (CVAT, Datumaro)."""
+    bases = [path.parent, path.parent / "images", path.parent.parent, path.parent.parent / "images"]
+    subset = _INSTANCES.fullmatch(path.stem)
+    return bases + ([path.parent.parent / "images" / subset.group(1), path.parent / "images" / subset.group(1)]
+                    if subset else [])
+
+
+def _unmatched(path: Path, root: Path, by_image: dict, entries: dict) -> list[Item]:
+    """An :meth:`Item.orphan` for the annotations of ``path`` whose ``image_id`` no ``images`` entry has."""
+    lost = sorted(set(by_image) - set(entries))
+    if not lost:
+        return []
+    count = sum(len(by_image[i]) for i in lost)
+    shown = ", ".join(repr(i) for i in lost[:5]) + (", ..." if len(lost) > 5 else "")
+    ids = ", ".join(repr(i) for i in list(entries)[:5]) + (", ..." if len(entries) > 5 else "")
+    return [Item.orphan(path, f"{count} annotations of {path.relative_to(root).as_posix()} name image ids that no "
+                              f"images entry has ({shown}; the images' ids: {ids or 'none'}): their photos are "
+                              f"unknown")]
+
+
 def _json_items(path: Path, root: Path, index: FileIndex) -> list[Item]:
     images, annotations, categories = _data(path)
     by_image: dict[Any, list] = defaultdict(list)
     for ann in annotations:
-        by_image[ann.get("image_id")].append(ann)
+        by_image[_id_key(ann.get("image_id"))].append(ann)
     entries: dict[Any, dict] = defaultdict(dict)
     for img in images:  # the same entry twice is one entry; two entries with one id are a conflict
-        entries[img["id"]][json.dumps(img, sort_keys=True, default=str)] = img
-    bases = [path.parent, path.parent / "images", path.parent.parent, path.parent.parent / "images"]
-    items = []
-    for image_id, distinct in entries.items():
+        entries[_id_key(img["id"])][json.dumps(img, sort_keys=True, default=str)] = img
+    bases = _bases(path)
+    items = _unmatched(path, root, by_image, entries)
+    for key, distinct in entries.items():
         for img in distinct.values():
             image, problem = index.find(img["file_name"], bases, path.name)
             if problem is None and len(distinct) > 1:
                 names = " and ".join(repr(e["file_name"]) for e in distinct.values())
-                problem = AnnotationError("ambiguous-annotation", f"{path.name}: the images entries {names} share "
-                                                                  f"id {image_id!r}, so its annotations belong to neither")
-            payload = _CocoImage(by_image.get(image_id, []), frame_size(img.get("width"), img.get("height")),
-                                 categories, image_id, str(img["file_name"]))
+                problem = AnnotationError("ambiguous-annotation",
+                                          f"{path.name}: the images entries {names} share id {img['id']!r}, so its "
+                                          f"annotations belong to neither")
+            payload = _CocoImage(by_image.get(key, []), frame_size(img.get("width"), img.get("height")),
+                                 categories, img["id"], str(img["file_name"]))
             items.append(Item(image, path, payload, export_split(image, root), problem))
     return items
 
@@ -158,7 +200,7 @@ def _parse(item: Item, width: int, height: int) -> Annotation:
             continue
         rows.append(_bbox(ann, item.annotation.name))
         category = ann.get("category_id")
-        labels.append("" if category is None else item.payload.categories.get(category, str(category)))
+        labels.append("" if category is None else item.payload.categories.get(_id_key(category), str(category)))
     if crowd and not rows:
         raise AnnotationError("no-box", f"only crowd boxes were found ({crowd} with iscrowd: 1, each around a "
                                         f"group of objects); no box of a single one")

@@ -7,7 +7,34 @@ from __future__ import annotations
 import numpy as np
 
 from localizer.data.imageio import DecodedFrame, exif_transpose_boxes
-from localizer.data.readers.base import Annotation, AnnotationError
+from localizer.data.readers.base import PIXELS, Annotation, AnnotationError
+
+#: Pixel boxes whose coordinates all lie within [-1, 1.5] (-1: VOC's 1-based ``0.1`` is the continuous
+#: ``-0.9``) on a photo whose sides are at least :data:`NORMALIZED_MIN_SIDE` pixels are almost surely
+#: normalized coordinates (fractions of the photo's size) written into a format that takes pixels: a
+#: box of a pixel or two is no animal anyone annotates.
+NORMALIZED_LIMIT, NORMALIZED_MIN_SIDE = 1.5, 50
+
+
+def check_units(annotation: Annotation, width: int, height: int) -> None:
+    """Refuse pixel boxes that are normalized coordinates written by mistake (see :data:`NORMALIZED_LIMIT`).
+    An annotation whose frame is itself that small (a COCO ``width: 1``) is consistent and is left to the
+    frame's scaling.
+
+    Raises:
+        AnnotationError: ``normalized-coordinates``, with the diagnosis and the conversion.
+    """
+    boxes = annotation.boxes
+    if annotation.written_in != PIXELS or len(boxes) == 0 or min(width, height) < NORMALIZED_MIN_SIDE:
+        return
+    if annotation.frame is not None and max(annotation.frame) <= NORMALIZED_LIMIT:
+        return
+    if boxes.min() >= -1 and boxes.max() <= NORMALIZED_LIMIT:
+        raise AnnotationError(
+            "normalized-coordinates",
+            f"every coordinate lies within [0, {NORMALIZED_LIMIT:g}] on a {width}x{height} photo, in a format "
+            f"that takes pixels: these look like normalized coordinates (fractions of the photo's width and "
+            f"height); write pixels (x * {width}, y * {height}) or export in a normalized format (YOLO)")
 
 
 def boxes_in_image(annotation: Annotation, width: int, height: int, decoded: DecodedFrame | None = None) -> np.ndarray:
@@ -37,9 +64,12 @@ def boxes_in_image(annotation: Annotation, width: int, height: int, decoded: Dec
     Returns:
         ``(K, 4)`` float64 pixel xyxy on the displayed photo (not clipped).
 
+    Boxes in pixels that are normalized coordinates written by mistake are refused first (:func:`check_units`).
+
     Raises:
-        AnnotationError: ``annotation-size-mismatch`` (case 5).
+        AnnotationError: ``annotation-size-mismatch`` (case 5) or ``normalized-coordinates``.
     """
+    check_units(annotation, width, height)
     boxes = annotation.boxes
     if annotation.frame is None or len(boxes) == 0:
         return boxes

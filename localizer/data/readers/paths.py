@@ -4,8 +4,9 @@ A shared annotation file (COCO ``file_name``, a CSV ``filename``) names each ima
 its exporter wrote: with Windows backslashes (``images\\x.png``), relative to the annotation file or
 to its ``images/`` folder, outside the export (Label Studio's ``../../label-studio/media/upload/4/
 x.png``, whose file the export copied into ``images/``), or in composed or decomposed Unicode (macOS
-writes decomposed ``e`` + combining accent where Windows writes the composed ``é``). :class:`FileIndex`
-finds each one, or says which paths it tried and which file came closest (:mod:`difflib`).
+writes decomposed ``e`` + combining accent where Windows writes the composed ``é``), percent-encoded
+(Label Studio) or in another case than the file (a camera's ``IMG_0001.JPG`` named ``IMG_0001.jpg``).
+:class:`FileIndex` finds each one, or says which paths it tried and which file came closest (:mod:`difflib`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
+from urllib.parse import unquote
 
 from localizer.data.imageio import ImageLoadError
 from localizer.data.readers.base import AnnotationError, Item, images_under
@@ -71,32 +73,41 @@ class FileIndex:
         self.root = root
         self.files = {normalize_name(p.relative_to(root).as_posix()): p for p in images_under(root)}
         self.by_name: dict[str, list[Path]] = defaultdict(list)
+        self.by_lower: dict[str, list[Path]] = defaultdict(list)
         for key, path in self.files.items():
             self.by_name[key.rsplit("/", 1)[-1]].append(path)
+            self.by_lower[key.lower()].append(path)
 
     def find(self, name: str, bases: list[Path], source: str) -> tuple[Path, ImageLoadError | AnnotationError | None]:
         """The image file that ``name`` (as written in the annotation file ``source``) means.
 
         Tried in order: ``base / name`` for each of ``bases`` (e.g. the annotation file's folder,
-        then its ``images/``), as spelled, then in NFC. A name that leaves the dataset folder (an
-        absolute path, ``..`` above it, a Windows drive ``C:/``, a URL) is then looked for by its
-        file name alone: the one image of that name under the folder.
+        then its ``images/``), as spelled, then in NFC; a percent-encoded name (Label Studio's
+        ``Capture_d%C3%A9cran%201.jpg``) also decoded; then the same paths with another case
+        (``IMG_0001.jpg`` for the camera's ``IMG_0001.JPG``), on any file system, when one file alone
+        fits. A name that leaves the dataset folder (an absolute path, ``..`` above it, a Windows
+        drive ``C:/``, a URL) is then looked for by its file name alone: the one image of that name
+        under the folder.
 
         Returns:
             ``(path, None)`` for a file found, else ``(the first path tried whose folder exists, error)``: an
             :class:`~localizer.data.imageio.ImageLoadError` ``unreadable`` naming the paths tried and
-            the closest file (:func:`difflib.get_close_matches`), or an :class:`AnnotationError`
-            ``ambiguous-annotation`` when several files have the file name of an outside path.
+            the closest file (:func:`difflib.get_close_matches`, or the files that differ in case alone),
+            or an :class:`AnnotationError` ``ambiguous-annotation`` when several files have the file name
+            of an outside path.
         """
         text = normalize_name(name)
-        candidates = [Path(os.path.normpath(base / text)) for base in bases]
-        keys = [_key(c, self.root) for c in candidates]
-        for candidate, key in zip(candidates, keys):
-            if key is not None and (os.path.lexists(candidate) or key in self.files):
-                return (candidate if os.path.lexists(candidate) else self.files[key]), None
-        outside = all(k is None for k in keys) or bool(_WINDOWS_DRIVE.match(text)) or "://" in text
-        if outside:
-            matches = self.by_name.get(text.rsplit("/", 1)[-1], [])
+        spellings = list(dict.fromkeys([text, normalize_name(unquote(text))]))
+        tried = [(Path(os.path.normpath(base / spelling)), spelling) for spelling in spellings for base in bases]
+        tried = [(candidate, _key(candidate, self.root), spelling) for candidate, spelling in tried]
+        found = next((self.files[key] for _, key, _ in tried if key in self.files), None)
+        cased = {p for _, key, _ in tried if key is not None for p in self.by_lower.get(key.lower(), [])}
+        found = found or (next(iter(cased)) if len(cased) == 1 else None)
+        found = found or next((c for c, key, _ in tried if key is not None and os.path.lexists(c)), None)
+        if found is not None:
+            return found, None
+        if all(key is None for _, key, _ in tried) or _WINDOWS_DRIVE.match(text) or "://" in text:
+            matches = list(dict.fromkeys(m for s in spellings for m in self.by_name.get(s.rsplit("/", 1)[-1], [])))
             if len(matches) == 1:
                 return matches[0], None
             if len(matches) > 1:
@@ -104,14 +115,20 @@ class FileIndex:
                 return matches[0], AnnotationError(
                     "ambiguous-annotation", f"{source} names {name!r}, outside the data folder, and several images "
                                             f"have its file name: {listed}")
-        tried = ", ".join(dict.fromkeys(k if k is not None else str(c) for c, k in zip(candidates, keys)))
-        wanted = next((k for k in keys if k is not None), text.rsplit("/", 1)[-1])
+        return self._not_found(name, text, tried, sorted(cased), source)
+
+    def _not_found(self, name: str, text: str, tried: list, cased: list[Path],
+                   source: str) -> tuple[Path, ImageLoadError]:
+        """What :meth:`find` returns for a name it did not find: the first path tried and why."""
+        shown = ", ".join(dict.fromkeys(k if k is not None else str(c) for c, k, _ in tried))
+        wanted = next((k for _, k, _ in tried if k is not None), text.rsplit("/", 1)[-1])
         closest = difflib.get_close_matches(wanted, list(self.files), n=1, cutoff=0.6)
-        hint = f"; closest: {closest[0]}" if closest else "; no image file with a similar name"
-        inside = [c for c, k in zip(candidates, keys) if k is not None]
+        hint = (f"; files that differ from it in case alone: {', '.join(self._show(p) for p in cased)}" if cased else
+                f"; closest: {closest[0]}" if closest else "; no image file with a similar name")
+        inside = [c for c, k, _ in tried if k is not None]
         first = next((c for c in inside if c.parent.is_dir()), inside[0] if inside else self.root / text.rsplit("/", 1)[-1])
         return first, ImageLoadError(first, "unreadable", f"{source} names {name!r}: no such file "
-                                                          f"(tried {tried}){hint}")
+                                                          f"(tried {shown}){hint}")
 
     def _show(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()

@@ -3,13 +3,16 @@ image (LabelImg, makesense.ai, CVAT's "PASCAL VOC" export in one folder) or in a
 parallel to the images' (``JPEGImages/`` + ``Annotations/``). VOC pixel indices are 1-based and
 inclusive, so ``xmin = 93, xmax = 460`` becomes the continuous box ``(92, 460)``. The classes are the
 ``<object><name>``; the frame the boxes were drawn on is ``<size>``; ``<difficult>1</difficult>``
-marks objects the VOC devkit leaves out of evaluation (:attr:`Annotation.difficult`).
+marks objects the VOC devkit leaves out of evaluation (:attr:`Annotation.difficult`). roLabelImg's
+rotated boxes (``<robndbox>`` with ``cx, cy, w, h`` in pixels and ``angle`` in radians) are read as their
+axis-aligned extent, as YOLO's rotated (OBB) lines are, and compete for the primary box like any other.
 
 An XML belongs to exactly one image, found by its relative path (:func:`pair_xmls`): ``cat/1.xml``
 is ``cat/1.jpg``'s, never ``dog/1.jpg``'s."""
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -33,8 +36,8 @@ def voc_annotation(path: Path) -> Annotation:
     """Read the ``<object>`` boxes of a PASCAL VOC XML file, in the frame the XML states.
 
     VOC coordinates are 1-based inclusive pixel indices (VOC devkit, Everingham et al. 2010), so the
-    continuous box is ``(xmin - 1, ymin - 1, xmax, ymax)``. An ``<object>`` without ``<bndbox>`` is
-    left out.
+    continuous box is ``(xmin - 1, ymin - 1, xmax, ymax)``. A ``<robndbox>`` gives its extent
+    (:func:`rotated_extent`). An ``<object>`` without either is left out.
 
     Returns:
         ``boxes`` ``(K, 4)`` pixel xyxy in the XML's frame, ``labels`` the ``<name>`` of each object
@@ -50,21 +53,42 @@ def voc_annotation(path: Path) -> Annotation:
         raise AnnotationError("unparsable-annotation", f"{path.name}: invalid XML ({exc})") from exc
     boxes, labels, difficult = [], [], []
     for obj in tree.iter("object"):
-        bndbox = obj.find("bndbox")
-        if bndbox is None:
+        if obj.find("bndbox") is not None:
+            xmin, ymin, xmax, ymax = _numbers(obj.find("bndbox"), ("xmin", "ymin", "xmax", "ymax"), path.name)
+            boxes.append([xmin - 1, ymin - 1, xmax, ymax])
+        elif obj.find("robndbox") is not None:
+            boxes.append(rotated_extent(*_numbers(obj.find("robndbox"), ("cx", "cy", "w", "h", "angle"), path.name)))
+        else:
             continue
-        coords = []
-        for tag in ("xmin", "ymin", "xmax", "ymax"):
-            node = bndbox.find(tag)
-            if node is None:
-                raise AnnotationError("unparsable-annotation", f"{path.name}: <bndbox> has no <{tag}>")
-            coords.append(parse_number(node.text, f"{path.name} <{tag}>"))
-        boxes.append([coords[0] - 1, coords[1] - 1, coords[2], coords[3]])
         labels.append((obj.findtext("name") or "").strip())
         difficult.append((obj.findtext("difficult") or "0").strip() in ("1", "true", "True"))
     size = tree.find("size")
     frame = None if size is None else frame_size(size.findtext("width"), size.findtext("height"))
     return Annotation(np.array(boxes, dtype=np.float64).reshape(-1, 4), tuple(labels), frame, tuple(difficult))
+
+
+def _numbers(node: ET.Element, tags: tuple[str, ...], name: str) -> list[float]:
+    """The numbers of the child elements ``tags`` of a ``<bndbox>`` or ``<robndbox>``.
+
+    Raises:
+        AnnotationError: ``unparsable-annotation`` (a tag missing, not a number) or ``nan-box``.
+    """
+    values = []
+    for tag in tags:
+        child = node.find(tag)
+        if child is None:
+            raise AnnotationError("unparsable-annotation", f"{name}: <{node.tag}> has no <{tag}>")
+        values.append(parse_number(child.text, f"{name} <{tag}>"))
+    return values
+
+
+def rotated_extent(cx: float, cy: float, w: float, h: float, angle: float) -> list[float]:
+    """The axis-aligned extent ``[xmin, ymin, xmax, ymax]`` of a ``w`` x ``h`` box centred at ``(cx, cy)``
+    and turned by ``angle`` radians (roLabelImg's ``<robndbox>``): half-extents ``(|w cos a| + |h sin a|)
+    / 2`` and ``(|w sin a| + |h cos a|) / 2``."""
+    cos, sin = abs(math.cos(angle)), abs(math.sin(angle))
+    half_w, half_h = (w * cos + h * sin) / 2, (w * sin + h * cos) / 2
+    return [cx - half_w, cy - half_h, cx + half_w, cy + half_h]
 
 
 def parse_voc_xml(path: Path, width: int | None = None, height: int | None = None) -> np.ndarray:
@@ -143,8 +167,29 @@ def pair_xmls(root: Path, images: list[Path], xmls: list[Path]) -> list[Item]:
     return items
 
 
+def _orphans(root: Path, images: list[Path], xmls: list[Path]) -> list[Item]:
+    """The VOC XMLs (root ``<annotation>``) whose stem no image has: labels without a photo, each naming
+    the ``<filename>`` it was drawn on."""
+    stems = {image.stem for image in images}
+    orphans = []
+    for xml in xmls:
+        if xml.stem in stems:
+            continue
+        try:
+            tree = ET.fromstring(xml.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ET.ParseError):
+            continue
+        if tree.tag == "annotation":
+            named = (tree.findtext("filename") or "").strip()
+            names = f" (it names {named})" if named else ""
+            orphans.append(Item.orphan(xml, f"no photo for {xml.relative_to(root).as_posix()}: no image named "
+                                            f"{xml.stem}.* under the folder{names}"))
+    return orphans
+
+
 def _items(root: Path) -> list[Item]:
-    return pair_xmls(root, images_under(root), sorted(root.rglob("*.xml")))
+    images, xmls = images_under(root), sorted(root.rglob("*.xml"))
+    return pair_xmls(root, images, xmls) + _orphans(root, images, xmls)
 
 
 def _parse(item: Item, width: int, height: int) -> Annotation:

@@ -15,7 +15,8 @@ import numpy as np
 import yaml
 
 from localizer.boxes import cxcywh_to_xyxy, denormalize_boxes
-from localizer.data.readers.base import LABEL_IDS, Annotation, AnnotationError, DataFormatError, Item, Reader, images_under, parse_number, read_text
+from localizer.data.readers.base import (LABEL_IDS, NORMALIZED, Annotation, AnnotationError, DataFormatError, Item,
+                                         Reader, images_under, parse_number, read_text)
 from localizer.data.readers.paths import describe_folder, export_split, unlisted_images
 
 #: Files that mark a Darknet-style export (CVAT "YOLO 1.1"), with each ``.txt`` beside its image.
@@ -49,24 +50,40 @@ def _darknet_folders(root: Path) -> list[Path]:
     return sorted({f for folder in marked for f in folder.glob("obj_*_data") if f.is_dir()})
 
 
+#: Text files beside the labels that are no label: the class names (LabelImg, Label Studio).
+NOT_LABELS = ("classes.txt",)
+
+
+def _orphans(labels: Path, claimed: set[Path], root: Path, photos: str) -> list[Item]:
+    """The label files under the folder ``labels`` that no photo claims, as :meth:`Item.orphan`; ``photos``
+    says where their photos were looked for."""
+    return [Item.orphan(label, f"no photo for {label.relative_to(root).as_posix()}: no image named "
+                               f"{label.stem}.* {photos}")
+            for label in sorted(labels.rglob("*.txt")) if label not in claimed and label.name not in NOT_LABELS]
+
+
 def _items(root: Path) -> list[Item]:
     shape = kpt_shape(root)
-    items = []
+    items, orphans = [], []
     for images_dir in sorted(p for p in root.rglob("images") if p.is_dir()):
         labels_dir = images_dir.parent / "labels"
         if not labels_dir.is_dir():
             continue
-        for image in images_under(images_dir):
-            label = labels_dir / image.relative_to(images_dir).with_suffix(".txt")
-            items.append(Item(image, label, shape, export_split(image, root)))
+        found = [Item(image, labels_dir / image.relative_to(images_dir).with_suffix(".txt"), shape,
+                      export_split(image, root)) for image in images_under(images_dir)]
+        items += found
+        where = f"in {images_dir.relative_to(root).as_posix()}/"
+        orphans += _orphans(labels_dir, {it.annotation for it in found}, root, where)
     for folder in _darknet_folders(root):
-        items += [Item(image, image.with_suffix(".txt"), shape, export_split(image, root))
-                  for image in images_under(folder)]
-    if not items and not is_yolo(root):
+        found = [Item(image, image.with_suffix(".txt"), shape, export_split(image, root))
+                 for image in images_under(folder)]
+        items += found
+        orphans += _orphans(folder, {it.annotation for it in found}, root, "beside it")
+    if not items and not orphans and not is_yolo(root):
         raise DataFormatError(f"{root}: no images/ folder beside a labels/ folder, and no CVAT 'YOLO 1.1' export "
                               f"(obj.names with obj_train_data/); found {describe_folder(root)}")
     return items + unlisted_images(root, {it.image for it in items}, "an images/ folder beside labels/ "
-                                                                     "(or a CVAT obj_*_data/ folder)")
+                                                                     "(or a CVAT obj_*_data/ folder)") + orphans
 
 
 def _line_box(values: list[float], shape: tuple[int, int] | None, where: str, count: int) -> list[float]:
@@ -102,14 +119,16 @@ def yolo_annotation(text: str, width: int, height: int, name: str = "label",
       of ``x y visibility`` keypoints has an even n too and is read as a polygon, as Ultralytics
       reads it without ``kpt_shape``; a pose dataset must state its ``kpt_shape`` in its YAML.
 
-    The labels are the class fields as written (e.g. ``"0"``); there is no frame (normalized boxes
-    fit any size).
+    The labels are the class ids (e.g. ``"0"``; a class written as a float, as ``np.savetxt`` writes
+    ``1.000000000000000000e+00``, is the integer it holds, as Ultralytics reads it); there is no frame
+    (normalized boxes fit any size).
 
     Returns:
         ``boxes`` ``(K, 4)`` pixel xyxy, ``labels`` the K class ids, ``frame`` None.
 
     Raises:
-        AnnotationError: ``unparsable-annotation`` (a line of no kind above, not a number) or ``nan-box``.
+        AnnotationError: ``unparsable-annotation`` (a line of no kind above, not a number, a class that is
+            no whole number) or ``nan-box``.
     """
     boxes, labels = [], []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -119,9 +138,22 @@ def yolo_annotation(text: str, width: int, height: int, name: str = "label",
         where = f"{name} line {number}"
         values = [parse_number(v, where) for v in fields[1:]]
         boxes.append(_line_box(values, kpt_shape, where, len(fields)))
-        labels.append(fields[0])
+        labels.append(_class_id(fields[0], where))
     normalized = np.array(boxes, dtype=np.float64).reshape(-1, 4)
-    return Annotation(denormalize_boxes(normalized, width, height), tuple(labels))
+    return Annotation(denormalize_boxes(normalized, width, height), tuple(labels), written_in=NORMALIZED)
+
+
+def _class_id(text: str, where: str) -> str:
+    """A YOLO class field as the integer id it holds (``"1.000000000000000000e+00"`` -> ``"1"``).
+
+    Raises:
+        AnnotationError: ``unparsable-annotation``: not a number, or not a whole one.
+    """
+    value = parse_number(text, f"{where} class")
+    if not value.is_integer() or value < 0:
+        raise AnnotationError("unparsable-annotation", f"{where}: class {text!r} is not a class id (a whole "
+                                                       f"number >= 0, the class's line in the class names)")
+    return str(int(value))
 
 
 def parse_yolo_label(text: str, width: int, height: int, name: str = "label") -> np.ndarray:
