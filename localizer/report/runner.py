@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from unittest import mock
 
-from localizer.data.download import REPO_ROOT, display_path, ensure_data
+from localizer.data.download import REPO_ROOT, default_data, display_path, ensure_data
 from localizer.errors import ConfigError
 from localizer.recipe import PROFILES, field_names, recipe_for, recipe_values
 from localizer.engine.profile_choice import AUTO_PROFILE, choose_profile
@@ -157,7 +157,7 @@ def run_notebooks(
             notebook, :func:`localizer.files.check_outputs`).
     """
     params = dict(params or {})
-    check_outputs(copy_outputs(figures_dir, publish_dir), overwrite=overwrite)
+    check_outputs(copy_outputs(figures_dir, publish_dir), inputs=[data or default_data()], overwrite=overwrite)
     data, profile = _chosen_profile(data, profile, params, run_dir, resume, progress)
     run_dir = Path(os.path.abspath(run_dir or default_run_dir(profile)))
     values = _parameters(data, profile, run_dir, params, resume)
