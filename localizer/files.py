@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,12 +65,21 @@ class Inputs:
 
 
 def writable_folder(path: Path | str) -> Path | None:
-    """The nearest existing folder above ``path`` when a file can be created there, else None (read-only,
-    no permission, or a file where a folder would have to be)."""
+    """The nearest existing folder above ``path`` when a file can be created there (tried: a temporary
+    file is made and removed), else None (read-only, no permission, or a file where a folder would have
+    to be)."""
     folder = Path(os.path.abspath(path)).parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    return folder if folder.is_dir() and os.access(folder, os.W_OK | os.X_OK) else None
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        return None
+    try:
+        descriptor, probe = tempfile.mkstemp(dir=folder, prefix=".localizer-probe-")
+    except OSError:
+        return None
+    os.close(descriptor)
+    os.unlink(probe)
+    return folder
 
 
 def check_outputs(outputs: Iterable[tuple[str, Path | str]], inputs: Iterable[Path | str] = (),

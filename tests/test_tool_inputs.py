@@ -151,6 +151,30 @@ def test_coco_ids_match_as_strings_or_numbers_and_unmatched_annotations_are_name
                                                  "are unknown"}
 
 
+def test_coco_ids_that_never_match_are_named_on_each_photo(tmp_path):
+    put(tmp_path / "a.jpg")
+    write(tmp_path / "instances.json", json.dumps({
+        "images": [{"id": "img_1", "file_name": "a.jpg"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 5, 30, 20]}],
+        "categories": [{"id": 1, "name": "cat"}]}))
+    assert report_row(scan(tmp_path), "a.jpg")["reason"] == (
+        "no-box: no annotation of instances.json names its id, while 1 name ids that no images entry has ('1'): are "
+        "the ids of images and annotations written alike?")
+
+
+def test_a_broken_coco_file_beside_a_good_one_is_listed_and_the_good_one_read(tmp_path):
+    put(tmp_path / "images" / "Train" / "a.jpg")
+    write(tmp_path / "annotations" / "instances_Train.json", json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 5, 30, 20]}], "categories": []}))
+    write(tmp_path / "annotations" / "instances_Test.json", '{"images": [{"id": 1, "file_name": "b.jpg"}], '
+                                                             '"annotations": [{"id": 1, "image_')  # cut short
+    result = scan(tmp_path)
+    assert box(result, "images/Train/a.jpg") == (10, 5, 40, 25)
+    assert orphans(result)["annotations/instances_Test.json"].startswith(
+        "unparsable-annotation: annotations/instances_Test.json cannot be read, so its photos are unknown: ")
+
+
 def test_coco_file_names_in_another_case_or_percent_encoded_are_found(tmp_path):
     put(tmp_path / "IMG_0001.JPG"), put(tmp_path / "Capture_décran 1.jpg", seed=1)
     put(tmp_path / "x.jpg", seed=2), put(tmp_path / "X.JPG", seed=3)
@@ -305,3 +329,4 @@ def test_check_data_on_a_tree_mixing_everything_with_junk_gives_a_box_or_a_reaso
     table = scan(root).table.set_index("file")
     assert table.loc["good.jpg", ["xmin", "ymin", "xmax", "ymax"]].tolist() == [10, 20, 110, 220]
     assert table.loc["turned.jpg", ["xmin", "ymin", "xmax", "ymax"]].tolist() == [150, 130, 250, 170]
+

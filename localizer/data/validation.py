@@ -26,7 +26,7 @@ Skip reasons (the ``code`` column; the CSV's ``reason`` is ``code: detail``):
                        entries with one id or one file, one XML fitting two images): the detail
                        names both entries; no box is merged or replaced
 ``normalized-coordinates`` a format that takes pixels holds coordinates all within [0, 1.5] on a photo
-                       at least 50 px a side: normalized values written by mistake (see
+                       at least 16 px a side: normalized values written by mistake (see
                        :func:`localizer.data.readers.frames.check_units`), never read as a box of a pixel
 =====================  ============================================================================
 

@@ -46,7 +46,7 @@ Formats (``FORMATS``):
   height}}]}``, ``x, y`` the box's centre in pixels.
 
 A format defined in pixels (all but ``yolo``) whose boxes all lie within [0, 1.5] on a photo at least
-50 px a side holds normalized coordinates written by mistake: the photo is skipped as
+16 px a side holds normalized coordinates written by mistake: the photo is skipped as
 ``normalized-coordinates``, never read as a box of a pixel (:func:`boxes_in_image`). A label file
 whose photo is not there is listed as a label without a photo (:attr:`Item.is_orphan`).
 

@@ -57,15 +57,16 @@ class Item:
     problem: DataError | None = field(default=None, compare=False)
 
     @classmethod
-    def orphan(cls, label: Path, detail: str) -> Item:
+    def orphan(cls, label: Path, detail: str, reason: str = NO_PHOTO) -> Item:
         """A label file (or a part of a shared annotation file) whose photo is not there, ``detail``
-        saying which photo it names and where it was looked for."""
-        return cls(label, label, problem=AnnotationError(NO_PHOTO, detail))
+        saying which photo it names and where it was looked for; or (``reason``
+        ``unparsable-annotation``) one that cannot be read, so that its photos are unknown."""
+        return cls(label, label, problem=AnnotationError(reason, detail))
 
     @property
     def is_orphan(self) -> bool:
-        """True for a label without a photo (:meth:`orphan`)."""
-        return self.problem is not None and self.problem.reason == NO_PHOTO
+        """True for a label without a photo (:meth:`orphan`): the item's "image" is its label file."""
+        return self.annotation is not None and self.image == self.annotation
 
 
 @dataclass(frozen=True, eq=False)

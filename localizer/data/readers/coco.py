@@ -28,7 +28,7 @@ import numpy as np
 from localizer.boxes import xywh_to_xyxy
 from localizer.data.readers.base import (LABEL_NAMES, Annotation, AnnotationError, DataFormatError, Item, Reader,
                                          frame_size, mentions_keys, parse_number, read_json)
-from localizer.data.readers.paths import FileIndex, export_split, one_item_per_image, unlisted_images
+from localizer.data.readers.paths import FileIndex, export_split, one_item_per_image, readable_files, unlisted_images
 
 
 @dataclass(frozen=True)
@@ -116,17 +116,22 @@ def _bases(path: Path) -> list[Path]:
                     if subset else [])
 
 
-def _unmatched(path: Path, root: Path, by_image: dict, entries: dict) -> list[Item]:
-    """An :meth:`Item.orphan` for the annotations of ``path`` whose ``image_id`` no ``images`` entry has."""
+def _shown(ids: list, most: int = 5) -> str:
+    return ", ".join(repr(i) for i in ids[:most]) + (", ..." if len(ids) > most else "")
+
+
+def _unmatched(path: Path, root: Path, by_image: dict, entries: dict) -> tuple[list[Item], str]:
+    """The annotations of ``path`` whose ``image_id`` no ``images`` entry has: ``([an Item.orphan naming
+    them], what a photo without annotations is told)``, or ``([], "")`` when every annotation has its image."""
     lost = sorted(set(by_image) - set(entries))
     if not lost:
-        return []
+        return [], ""
     count = sum(len(by_image[i]) for i in lost)
-    shown = ", ".join(repr(i) for i in lost[:5]) + (", ..." if len(lost) > 5 else "")
-    ids = ", ".join(repr(i) for i in list(entries)[:5]) + (", ..." if len(entries) > 5 else "")
-    return [Item.orphan(path, f"{count} annotations of {path.relative_to(root).as_posix()} name image ids that no "
-                              f"images entry has ({shown}; the images' ids: {ids or 'none'}): their photos are "
-                              f"unknown")]
+    orphan = Item.orphan(path, f"{count} annotations of {path.relative_to(root).as_posix()} name image ids that no "
+                               f"images entry has ({_shown(lost)}; the images' ids: {_shown(list(entries)) or 'none'}): "
+                               f"their photos are unknown")
+    return [orphan], (f"no annotation of {path.name} names its id, while {count} name ids that no images entry has "
+                      f"({_shown(lost)}): are the ids of images and annotations written alike?")
 
 
 def _json_items(path: Path, root: Path, index: FileIndex) -> list[Item]:
@@ -138,7 +143,7 @@ def _json_items(path: Path, root: Path, index: FileIndex) -> list[Item]:
     for img in images:  # the same entry twice is one entry; two entries with one id are a conflict
         entries[_id_key(img["id"])][json.dumps(img, sort_keys=True, default=str)] = img
     bases = _bases(path)
-    items = _unmatched(path, root, by_image, entries)
+    items, mismatch = _unmatched(path, root, by_image, entries)
     for key, distinct in entries.items():
         for img in distinct.values():
             image, problem = index.find(img["file_name"], bases, path.name)
@@ -147,6 +152,8 @@ def _json_items(path: Path, root: Path, index: FileIndex) -> list[Item]:
                 problem = AnnotationError("ambiguous-annotation",
                                           f"{path.name}: the images entries {names} share id {img['id']!r}, so its "
                                           f"annotations belong to neither")
+            if problem is None and mismatch and key not in by_image:
+                problem = AnnotationError("no-box", mismatch)
             payload = _CocoImage(by_image.get(key, []), frame_size(img.get("width"), img.get("height")),
                                  categories, img["id"], str(img["file_name"]))
             items.append(Item(image, path, payload, export_split(image, root), problem))
@@ -158,11 +165,13 @@ def _items(root: Path) -> list[Item]:
     if not paths:
         raise DataFormatError(f"{root}: no COCO instances JSON (with 'images' and 'annotations')")
     index = FileIndex(root)
+    listed = readable_files(paths, root, lambda path: _json_items(path, root, index))
+    orphans = [it for it in listed if it.is_orphan]
     items = one_item_per_image(
-        [item for path in paths for item in _json_items(path, root, index)],
+        [it for it in listed if not it.is_orphan],
         lambda it: f"{it.annotation.name} id {it.payload.image_id!r} ({it.payload.file_name!r})")
     items += unlisted_images(root, {it.image for it in items}, " or ".join(p.relative_to(root).as_posix() for p in paths))
-    return sorted(items, key=lambda it: str(it.image))
+    return sorted(items, key=lambda it: str(it.image)) + orphans
 
 
 def _polygon_extent(segmentation: Any, where: str) -> list[float]:

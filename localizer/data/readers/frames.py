@@ -12,8 +12,8 @@ from localizer.data.readers.base import PIXELS, Annotation, AnnotationError
 #: Pixel boxes whose coordinates all lie within [-1, 1.5] (-1: VOC's 1-based ``0.1`` is the continuous
 #: ``-0.9``) on a photo whose sides are at least :data:`NORMALIZED_MIN_SIDE` pixels are almost surely
 #: normalized coordinates (fractions of the photo's size) written into a format that takes pixels: a
-#: box of a pixel or two is no animal anyone annotates.
-NORMALIZED_LIMIT, NORMALIZED_MIN_SIDE = 1.5, 50
+#: box of a pixel or two in the photo's corner is no animal anyone annotates.
+NORMALIZED_LIMIT, NORMALIZED_MIN_SIDE = 1.5, 16
 
 
 def check_units(annotation: Annotation, width: int, height: int) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from localizer.data.readers.base import AnnotationError, DataFormatError, Item, mentions_keys, parse_number, read_json
-from localizer.data.readers.paths import FileIndex, export_split, one_item_per_image, unlisted_images
+from localizer.data.readers.paths import FileIndex, export_split, one_item_per_image, readable_files, unlisted_images
 
 
 def find_json_files(root: Path, keys: tuple[str, ...]) -> list[Path]:
@@ -41,16 +41,18 @@ def shared_file_items(root: Path, paths: list[Path], entries: Callable[[Path], l
     payload)`` pairs), found beside the file or in its ``images/``; an image named twice is
     ``ambiguous-annotation``, one named by none ``missing-annotation``; sorted by image."""
     index = FileIndex(root)
-    items = []
-    for path in paths:
-        bases = [path.parent, path.parent / "images"]
-        for name, payload in entries(path):
-            image, problem = index.find(str(name), bases, path.name)
-            items.append(Item(image, path, payload, export_split(image, root), problem))
-    items = one_item_per_image(items, lambda it: f"{it.annotation.relative_to(root).as_posix()}")
+
+    def items_of(path: Path) -> list[Item]:
+        found = (index.find(str(name), [path.parent, path.parent / "images"], path.name) + (payload,)
+                 for name, payload in entries(path))
+        return [Item(image, path, payload, export_split(image, root), problem) for image, problem, payload in found]
+
+    listed = readable_files(paths, root, items_of)
+    items = one_item_per_image([it for it in listed if not it.is_orphan],
+                               lambda it: f"{it.annotation.relative_to(root).as_posix()}")
     names = " or ".join(p.relative_to(root).as_posix() for p in paths)
     items += unlisted_images(root, {it.image for it in items}, names)
-    return sorted(items, key=lambda it: str(it.image))
+    return sorted(items, key=lambda it: str(it.image)) + [it for it in listed if it.is_orphan]
 
 
 def point_extent(xs: Iterable, ys: Iterable, where: str) -> list[float]:

@@ -54,7 +54,7 @@ def _item(path: Path, root: Path, index: FileIndex, beside: list[Path]) -> Item:
         problem = AnnotationError("unparsable-annotation",
                                   f"{path.name}: not a Labelme JSON ({type(exc).__name__}: {exc})")
         if len(beside) != 1:
-            return Item.orphan(path, f"{show}: {problem.detail}")
+            return Item.orphan(path, f"{show}: {problem.detail}", problem.reason)
         return Item(beside[0], path, problem=problem)
     image, problem = index.find(named, [path.parent], path.name) if named else (None, None)
     if image is None or problem is not None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from localizer.data.imageio import ImageLoadError
-from localizer.data.readers.base import AnnotationError, Item, images_under
+from localizer.data.readers.base import AnnotationError, DataFormatError, Item, images_under
 
 #: Folder names that exporters give their splits, and the split (``localizer.data.split.SPLITS``) each is.
 SPLIT_FOLDERS = {"train": "train", "training": "train", "valid": "val", "val": "val", "validation": "val",
@@ -132,6 +132,26 @@ class FileIndex:
 
     def _show(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
+
+
+def readable_files(paths: list[Path], root: Path, items_of) -> list[Item]:
+    """``items_of(path)`` of every shared annotation file in ``paths``; a file that cannot be read (broken
+    JSON, a download cut short) is listed as :meth:`Item.orphan` (``unparsable-annotation``) and the others
+    are read, unless none can be.
+
+    Raises:
+        DataFormatError: no file of ``paths`` can be read (the first one's error).
+    """
+    items, broken = [], []
+    for path in paths:
+        try:
+            items += items_of(path)
+        except DataFormatError as exc:
+            broken.append((path, exc))
+    if broken and len(broken) == len(paths):
+        raise broken[0][1]
+    return items + [Item.orphan(path, f"{path.relative_to(root).as_posix()} cannot be read, so its photos are "
+                                      f"unknown: {exc}", "unparsable-annotation") for path, exc in broken]
 
 
 def unlisted_images(root: Path, listed: set[Path], source: str) -> list[Item]:
