@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 from helpers import fit
 
-import localizer.report.confidence  # noqa: F401 - bound before no_work patches what they import
+import localizer.engine.review  # noqa: F401 - bound before no_work patches what they import
+import localizer.report.confidence  # noqa: F401
 import localizer.report.runner  # noqa: F401
 from localizer import cli, files
-from localizer.engine.cache import ImageCache
+from localizer.data.cache import ImageCache
 from localizer.recipe import TrainConfig
 
 PACKAGE = Path(__file__).resolve().parents[1] / "localizer"
@@ -43,7 +44,7 @@ def ctx(synthetic_data, tmp_path_factory):
 def no_work(monkeypatch):
     """The work of every command fails the test: each case must be refused before it."""
     for name in ("localizer.engine.evaluation.evaluate_model", "localizer.engine.prediction.predict_files",
-                 "localizer.report.confidence.review_run", "localizer.engine.training.train",
+                 "localizer.engine.review.review_run", "localizer.engine.training.train",
                  "localizer.report.runner._run_notebook", "localizer.data.synthetic.make_photos"):
         monkeypatch.setattr(name, lambda *a, _name=name, **k: pytest.fail(f"{_name} ran"))
 
@@ -187,7 +188,7 @@ def test_a_threshold_that_cannot_be_kept_is_used_and_not_kept(ctx, tmp_path, mon
 
     kept = ctx["run"] / "metrics_val_confidence.json"
     kept.unlink(missing_ok=True)
-    monkeypatch.setattr("localizer.report.confidence.write_json", refused)
+    monkeypatch.setattr("localizer.engine.review.write_json", refused)
     out = tmp_path / "p.csv"
     assert cli.main(["predict", "--checkpoint", str(ctx["ckpt"]), str(ctx["photo"]), "--quiet", "--out", str(out),
                      "--flag-below"]) == 0
