@@ -80,7 +80,6 @@ def test_plan_counts_the_train_rows_of_the_manifest():
                                                                    n_train=1698)
     recorded = {"plan": {"epochs": 12, "updates_per_epoch": 54, "updates": 648, "n_train": 1698}}
     assert plan_for(recipe_for("quick"), manifest, recorded).epochs == 12  # a checkpoint's plan wins
-    assert plan_for(recipe_for("quick"), manifest, {"epoch": 3}).epochs == 13  # an older checkpoint has none
 
 
 # ------------------------------------------------------------------------------ learning-rate schedules

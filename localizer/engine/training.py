@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from localizer.data.batch_augment import BatchAugment
 from localizer.data.cache import ImageCache
-from localizer.engine.checkpoints import best_row
+from localizer.engine.checkpoints import FORMAT_VERSION, best_row
 from localizer.engine.feature_bank import FeatureBank
 from localizer.data.datasets import CachedBoxDataset, make_loader, normalized_targets
 from localizer.metrics import paired_iou
@@ -172,8 +172,6 @@ def _start(config: TrainConfig, plan: TrainingPlan, checkpoint: dict | None, pro
         optimizer.load_state_dict(checkpoint["optimizer"])
         session.scheduler.load_state_dict(checkpoint["scheduler"])
         session.epoch, session.history = checkpoint["epoch"], checkpoint["history"]
-        for row in session.history:  # a checkpoint of a version before the step column
-            row.setdefault("step", row["epoch"] * plan.updates_per_epoch)
     return session
 
 
@@ -213,7 +211,7 @@ def _payload(session: _Session, train_mean_box: list[float]) -> dict:
         "scheduler": session.scheduler.state_dict(), "epoch": session.epoch, "history": session.history,
         "config": asdict(session.config), "train_mean_box": train_mean_box,
         "device_type": session.numerics.device.type, "precision_used": session.numerics.precision,
-        "plan": session.plan.as_dict(),
+        "plan": session.plan.as_dict(), "format_version": FORMAT_VERSION,
     }
 
 

@@ -184,8 +184,8 @@ def curves_caption(config: TrainConfig, history: pd.DataFrame) -> str:
     else:
         schedule = ("The learning rate follows a cosine from its start value to 0, so there are no sudden "
                     "drops; the curves flatten as the rate approaches 0.")
-    done = history_updates(history)
-    updates = "" if done is None else f" ({done[0]} epochs of {done[1]} optimizer updates, {done[2]:,} in all)"
+    epochs, per_epoch, updates = history_updates(history)
+    updates = f" ({epochs} epochs of {per_epoch} optimizer updates, {updates:,} in all)"
     return (f"Left: the {loss_name(config)} loss per epoch{updates} on the training and validation sets; right: the "
             f"mean IoU. The green line marks **epoch {int(best['epoch'])}**, the best validation mean IoU "
             f"({best['val_iou']:.3f}): its checkpoint (`best.pt`) is the one tested in notebook 04. {schedule}\n\n"
