@@ -15,16 +15,10 @@ from localizer.metrics import sanitize_boxes
 ANIMAL_SCORE = 0.5
 #: ... the detections of one animal are merged by non-maximum suppression at this IoU (a box overlapping a
 #: better-scored one by more is dropped; a low value can drop the whole animal's larger box in favour of a
-#: better-scored part of it). Chosen on the lion validation split (README, ablation 24;
-#: ``experiments/largest_rule.py``): 0.7 (also Ultralytics YOLO's default) scored 97.25 % accuracy at
-#: IoU > 0.5 and 88.03 % mean IoU, against 96.70 / 87.94 % for 0.5; 0.8 to 1 (no suppression) scored 97.25 to
-#: 97.53 % but a lower mean IoU ...
+#: better-scored part of it; Ultralytics YOLO's default too). Chosen on validation: docs/ablations.md, row 24.
 ANIMAL_NMS_IOU = 0.7
 #: ... and the soft-argmax box is kept where it overlaps the largest detection with IoU > this; 1: never, the
-#: largest detection is the prediction wherever there is one. Chosen with :data:`ANIMAL_SCORE` on the lion
-#: validation split (README, ablation 21; ``experiments/largest_rule.py``): 1 scored 96.70 % accuracy at
-#: IoU > 0.5 against 96.15 % for 0.5 and 95.05 % for the soft-argmax box alone (with suppression at IoU 0.5,
-#: as then; at 0.7: 97.25 % against 96.70 % for 0.5 and 96.98 % for 0.7).
+#: largest detection is the prediction wherever there is one (docs/ablations.md, row 21).
 LARGEST_AGREEMENT = 1.0
 
 
