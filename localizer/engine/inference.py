@@ -19,21 +19,18 @@ from localizer.progress import progress_bar
 TTA_AGREEMENT = 0.5
 
 
-def fuse_flip(plain: torch.Tensor, flipped: torch.Tensor, agreement: float | None = TTA_AGREEMENT) -> torch.Tensor:
+def fuse_flip(plain: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
     """Flip test-time augmentation: boxes ``(N, 4)`` normalized xyxy from the plain predictions and the
     un-mirrored predictions on the mirrored images (both ``(N, 4)``).
 
-    The mean of the two where they overlap with IoU > ``agreement``, the plain box where they do not
-    (``agreement`` None: the mean, always). Boxes are averaged only when they are of the same object,
-    as weighted boxes fusion averages only boxes that overlap (Solovyev et al., "Weighted boxes
-    fusion", Image and Vision Computing, 2021): on a photo with two animals the two predictions can
-    each take one of them, and their mean would fall between both.
+    The mean of the two where they overlap with IoU > :data:`TTA_AGREEMENT`, the plain box where they do
+    not. Boxes are averaged only when they are of the same object, as weighted boxes fusion averages
+    only boxes that overlap (Solovyev et al., "Weighted boxes fusion", Image and Vision Computing, 2021):
+    on a photo with two animals the two predictions can each take one of them, and their mean would fall
+    between both.
     """
-    mean = (plain + flipped) / 2
-    if agreement is None:
-        return mean
-    agree = paired_iou(sanitize_boxes(plain), sanitize_boxes(flipped)) > agreement
-    return torch.where(agree[:, None].to(plain.device), mean, plain)
+    agree = paired_iou(sanitize_boxes(plain), sanitize_boxes(flipped)) > TTA_AGREEMENT
+    return torch.where(agree[:, None].to(plain.device), (plain + flipped) / 2, plain)
 
 
 #: The confidence's third view (:func:`box_confidence`): the photo shrunk by this factor about its centre, the
