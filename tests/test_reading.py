@@ -27,7 +27,7 @@ from localizer.report.tables import MEASUREMENT_MIN_IMAGES, by_animal_count, for
 from localizer.progress import progress_bar
 from localizer.recipe import recipe_for
 from localizer.engine.schedule import TrainingPlan
-from localizer.engine.training import epoch_line
+from localizer.progress import epoch_line
 
 REPORT = REPO_ROOT / "report"
 #: The plans of ``report`` and ``quick`` on the 1,698 lion training photos (batch 32: 54 updates an epoch).
