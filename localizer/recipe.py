@@ -57,9 +57,9 @@ class TrainConfig:
     target of optimizer updates, from which the epochs follow from the size of the training split,
     within ``min_epochs`` and ``max_epochs`` (:func:`epochs_for`; ``epochs`` is then not used).
 
-    ``subset`` limits the number of images (seeded, before the split) for quick runs; ``workers`` is the number of DataLoader
-    processes for the training set (``-1``: 1 on CPU, 4 on an accelerator); ``device`` is ``auto``,
-    ``cpu``, ``cuda`` or ``mps``; ``precision`` is ``auto``, ``fp32`` or ``bf16`` (see
+    ``subset`` limits the number of images (seeded, before the split) for quick runs; ``workers`` is
+    the number of DataLoader processes for the training set (``-1``: 1 on CPU, 4 on an accelerator);
+    ``device`` is ``auto``, ``cpu``, ``cuda`` or ``mps``; ``precision`` is ``auto``, ``fp32`` or ``bf16`` (see
     :mod:`localizer.engine.numerics`). ``tta`` is not about training: it makes notebook 04 score the
     test split, and ``evaluate`` and ``predict`` predict by default, with horizontal-flip test-time
     augmentation (:func:`localizer.engine.inference.fuse_flip`: averaged where the two boxes agree).

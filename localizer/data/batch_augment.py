@@ -144,7 +144,8 @@ class BatchAugment:
         return apply_augment(images, boxes, self.sample(len(images)))
 
 
-def apply_augment(images: torch.Tensor, boxes: torch.Tensor, params: AugmentParams) -> tuple[torch.Tensor, torch.Tensor]:
+def apply_augment(images: torch.Tensor, boxes: torch.Tensor,
+                  params: AugmentParams) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply ``params`` to a batch.
 
     Args:

@@ -2,7 +2,8 @@
 
 Notebook 02 creates it (:meth:`Run.create`: scan, split, ``manifest.csv``, ``config.json``), notebook
 03 trains in it, notebook 04 evaluates it, and ``evaluate``, ``predict`` and ``train --resume`` open
-it again (:meth:`Run.open`, :func:`localizer.engine.checkpoints.load_model`). This module is the one place that knows the layout:
+it again (:meth:`Run.open`, :func:`localizer.engine.checkpoints.load_model`). This module is the one
+place that knows the layout:
 
 =============================  ==================================================================
 ``config.json``                the recipe (:class:`localizer.recipe.TrainConfig`)
@@ -105,8 +106,9 @@ def foreign_entries(folder: Path) -> list[str]:
                 foreign.append(entry.name)
                 continue
             suffixes = kinds[entry.name]
+            temporary = tuple(x + ".tmp" for x in suffixes)
             foreign += [f"{entry.name}/{p.relative_to(entry).as_posix()}" for p in sorted(entry.rglob("*"))
-                        if not (p.is_file() and (p.suffix in suffixes or p.name.endswith(tuple(x + ".tmp" for x in suffixes))))]
+                        if not (p.is_file() and (p.suffix in suffixes or p.name.endswith(temporary)))]
     return foreign
 
 
@@ -188,7 +190,8 @@ class Run:
         check_run_folder(folder, config, overwrite)
         manifest, scan = make_manifest(config, progress)
         folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / MARKER, {"localizer_run": "localizer.engine.run.Run.create", "format_version": FORMAT_VERSION})
+        write_json(folder / MARKER, {"localizer_run": "localizer.engine.run.Run.create",
+                                     "format_version": FORMAT_VERSION})
         save_manifest(manifest, folder / MANIFEST, overwrite=overwrite)
         scan.write_report(folder / DATA_REPORT)
         write_json(folder / CONFIG, asdict(config))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torchvision.ops import batched_nms, box_area
 
-#: :class:`~localizer.model.heads.LargestHead`: a cell whose animal score (a probability) is at least this detects an animal ...
+#: :class:`~localizer.model.heads.LargestHead`: a cell whose animal score (a probability) is at least this
+#: detects an animal ...
 ANIMAL_SCORE = 0.5
 #: ... the detections of one animal are merged by non-maximum suppression at this IoU (a box overlapping a
 #: better-scored one by more is dropped; a low value can drop the whole animal's larger box in favour of a

@@ -1,6 +1,6 @@
 """Figures of the course report, with matplotlib and seaborn only: the charts here (training
-curves, IoU histogram, risk-coverage curve), the photo grids in :mod:`localizer.report.photos`, offered here too, so that
-notebooks import one module.
+curves, IoU histogram, risk-coverage curve), the photo grids in :mod:`localizer.report.photos`, offered
+here too, so that notebooks import one module.
 
 Every function returns the :class:`matplotlib.figure.Figure` it drew and, when ``path`` is given,
 also saves it there (:func:`save_figure`: PNG or JPEG at :data:`DPI`). Nothing is shown: in a

@@ -34,9 +34,9 @@ def format_metrics(metrics: dict) -> str:
     tta = "with flip TTA" if metrics["tta"] else "without TTA"
     header = f"{metrics['split']} split, n = {metrics['n']} images, model scored {tta} (values in %)"
     if metrics["n"] < MEASUREMENT_MIN_IMAGES:
-        header += (f"\npipeline check only: {metrics['n']} images (fewer than {MEASUREMENT_MIN_IMAGES}): one image moves "
-                   f"the accuracy by {100 / metrics['n']:.1f} points; read the 95 % intervals, and compare models on "
-                   "the same photos (python -m localizer compare)")
+        header += (f"\npipeline check only: {metrics['n']} images (fewer than {MEASUREMENT_MIN_IMAGES}): "
+                   f"one image moves the accuracy by {100 / metrics['n']:.1f} points; read the 95 % intervals, and "
+                   "compare models on the same photos (python -m localizer compare)")
     return header + "\n" + table.to_string() + footer
 
 

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from localizer.boxes import xywh_to_xyxy
-from localizer.data.readers.base import LABEL_NAMES, Annotation, AnnotationError, DataFormatError, Item, Reader, frame_size, parse_number
+from localizer.data.readers.base import (LABEL_NAMES, Annotation, AnnotationError, DataFormatError, Item, Reader,
+                                         frame_size, parse_number)
 from localizer.data.readers.paths import FileIndex, export_split, one_item_per_image, unlisted_images
 
 
@@ -76,7 +77,8 @@ def _data(path: Path) -> tuple[list, list, dict]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         images = list(data["images"])
-        bad = next((i for i, img in enumerate(images) if not isinstance(img, dict) or not {"id", "file_name"} <= set(img)), None)
+        bad = next((i for i, img in enumerate(images)
+                    if not isinstance(img, dict) or not {"id", "file_name"} <= set(img)), None)
         if bad is not None:
             raise KeyError(f"images[{bad}] has no 'id' and 'file_name'")
         categories = {cat["id"]: str(cat.get("name", cat["id"])) for cat in data.get("categories") or []}
@@ -103,8 +105,9 @@ def _json_items(path: Path, root: Path, index: FileIndex) -> list[Item]:
             image, problem = index.find(img["file_name"], bases, path.name)
             if problem is None and len(distinct) > 1:
                 names = " and ".join(repr(e["file_name"]) for e in distinct.values())
-                problem = AnnotationError("ambiguous-annotation", f"{path.name}: the images entries {names} share "
-                                                                  f"id {image_id!r}, so its annotations belong to neither")
+                problem = AnnotationError("ambiguous-annotation",
+                                          f"{path.name}: the images entries {names} share id {image_id!r}, "
+                                          "so its annotations belong to neither")
             payload = _CocoImage(by_image.get(image_id, []), frame_size(img.get("width"), img.get("height")),
                                  categories, image_id, str(img["file_name"]))
             items.append(Item(image, path, payload, export_split(image, root), problem))
@@ -119,7 +122,8 @@ def _items(root: Path) -> list[Item]:
     items = one_item_per_image(
         [item for path in paths for item in _json_items(path, root, index)],
         lambda it: f"{it.annotation.name} id {it.payload.image_id!r} ({it.payload.file_name!r})")
-    items += unlisted_images(root, {it.image for it in items}, " or ".join(p.relative_to(root).as_posix() for p in paths))
+    listed_in = " or ".join(p.relative_to(root).as_posix() for p in paths)
+    items += unlisted_images(root, {it.image for it in items}, listed_in)
     return sorted(items, key=lambda it: str(it.image))
 
 

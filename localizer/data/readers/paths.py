@@ -109,7 +109,8 @@ class FileIndex:
         closest = difflib.get_close_matches(wanted, list(self.files), n=1, cutoff=0.6)
         hint = f"; closest: {closest[0]}" if closest else "; no image file with a similar name"
         inside = [c for c, k in zip(candidates, keys) if k is not None]
-        first = next((c for c in inside if c.parent.is_dir()), inside[0] if inside else self.root / text.rsplit("/", 1)[-1])
+        fallback = inside[0] if inside else self.root / text.rsplit("/", 1)[-1]
+        first = next((c for c in inside if c.parent.is_dir()), fallback)
         return first, ImageLoadError(first, "unreadable", f"{source} names {name!r}: no such file "
                                                           f"(tried {tried}){hint}")
 
@@ -155,4 +156,5 @@ def describe_folder(root: Path, shown: int = 8) -> str:
     more = ", ..." if len(endings) > shown else ""
     folders = sorted(p.name + "/" for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     listed = ", ".join(folders[:shown]) + (", ..." if len(folders) > shown else "")
-    return (f"{len(files)} files ({counts}{more})" if files else "no files") + (f"; folders: {listed}" if folders else "")
+    described = f"{len(files)} files ({counts}{more})" if files else "no files"
+    return described + (f"; folders: {listed}" if folders else "")
