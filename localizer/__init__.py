@@ -19,7 +19,8 @@ folder / module     job                                                         
 ``cli/``            ``python -m localizer ...``                                 everything
 bottom helpers      ``boxes`` (box conventions and geometry), ``metrics`` (IoU, nothing of the package
                     accuracy), ``errors``, ``files`` (atomic writes),            but each other
-                    ``progress`` (tqdm bars), ``network``
+                    ``progress`` (tqdm bars, a training's progress lines),
+                    ``network``
 ==================  ==========================================================  =======================
 
 Each stage's ``__init__`` lists its modules.

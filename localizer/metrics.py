@@ -96,20 +96,10 @@ def summarize(ious: torch.Tensor | np.ndarray) -> dict[str, float]:
 def bootstrap_interval(values, confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
                        seed: int = 0) -> tuple[float, float]:
     """The ``confidence`` bootstrap interval of the mean of ``values`` ``(N,)`` (e.g. per-photo IoUs, or
-    0/1 hits), over resamples of the N values with replacement (Efron & Tibshirani, *An Introduction
-    to the Bootstrap*, 1993), by :func:`scipy.stats.bootstrap`, seeded: the same values and seed give
-    the same interval.
-
-    The percentile method (the interval between the 2.5th and 97.5th percentiles of the resampled
-    means; ibid., ch. 13) rather than scipy's default BCa: it stays inside the range of the values (an
-    accuracy's interval inside [0, 1]) and is defined for a sample of one repeated value (an accuracy
-    of 100 %, every photo a hit), for which BCa's acceleration is 0 / 0 and scipy returns NaN. On
-    seeded Beta(8, 2) draws standing for IoUs, the two intervals of the mean differed by under a tenth
-    of their width at 25 and at 365 values; those of a 98.6 % accuracy on 365 values, by about a fifth.
-    E.g. 50 zeros and 50 ones: mean 0.5, interval about [0.40, 0.60] (0.5 +- 1.96 x the standard error
-    0.05). Caveat: a resample holds only the photos scored, so a score every photo shares (100 % hits)
-    gets an interval of zero width; with N photos and no miss, up to 3 / N misses remain plausible at
-    95 % (the "rule of three"; Hanley & Lippman-Hand, JAMA 1983).
+    0/1 hits): :func:`scipy.stats.bootstrap` over resamples of the N values with replacement, seeded,
+    percentile method (Efron & Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 13). Not scipy's
+    default BCa: the percentile interval stays inside the values' range and is defined for one repeated
+    value (every photo a hit), where BCa gives NaN. E.g. 50 zeros and 50 ones: about [0.40, 0.60].
 
     Returns:
         ``(low, high)``: ``(c, c)`` for a constant sample; ``(nan, nan)`` for fewer than 2 values, whose

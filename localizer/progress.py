@@ -1,5 +1,6 @@
 """Progress bars: :mod:`tqdm.auto` (a widget in JupyterLab, text in a terminal), switched off for
-headless runs by tqdm's own ``TQDM_DISABLE`` variable.
+headless runs by tqdm's own ``TQDM_DISABLE`` variable; and the text lines of a training's progress
+(:func:`epoch_line`, :func:`expected_time_line`, :func:`finished_lines`), which a headless run prints.
 
 tqdm (>= 4.66) reads ``TQDM_*`` environment variables as the defaults of its arguments, once, when it
 is imported (``tqdm.utils.envwrap``): ``TQDM_DISABLE`` becomes the default of ``disable``, converted
@@ -60,3 +61,44 @@ def progress_thread_map(fn, items, show: bool = True, **kwargs) -> list:
     """:func:`tqdm.contrib.concurrent.thread_map` of ``fn`` over ``items`` with a bar shown as by
     :func:`progress_bar`; ``kwargs`` as thread_map's (``max_workers``, ``desc``, ...)."""
     return thread_map(fn, items, disable=not show or bars_disabled(), **kwargs)
+
+
+def epoch_line(row: dict, plan, seconds_left: float | None = None) -> str:
+    """One line of training progress for a terminal or a static notebook, e.g. ``epoch  3/13
+    (step 162/702)  train loss 0.4210  val loss 0.3012  val IoU 0.781  lr 9.0e-04  58 s  (9 min 40 s left)``.
+
+    Args:
+        row: a history row (:data:`localizer.engine.training.HISTORY_COLUMNS`).
+        plan: the run's :class:`localizer.engine.schedule.TrainingPlan` (its epochs and optimizer updates).
+        seconds_left: estimated time to the last epoch (mean epoch time of this session x epochs to
+            go); None leaves it out.
+    """
+    width, step_width = len(str(plan.epochs)), len(str(plan.updates))
+    line = (f"epoch {int(row['epoch']):>{width}}/{plan.epochs} (step {int(row['step']):>{step_width}}/{plan.updates})"
+            f"  train loss {row['train_loss']:.4f}  "
+            f"val loss {row['val_loss']:.4f}  val IoU {row['val_iou']:.3f}  lr {row['lr']:.1e}  "
+            f"{row['seconds']:.0f} s")
+    if seconds_left is not None:
+        line += f"  ({int(seconds_left // 60)} min {seconds_left % 60:.0f} s left)" if seconds_left else "  (done)"
+    return line
+
+
+def expected_time_line(plan, first_epoch_seconds: float) -> str:
+    """The training time to expect, printed after a run's first epoch: its seconds per update times the plan's
+    updates, e.g. ``expected training time: about 8 min 20 s for 1,200 updates (0.42 s per update in the first
+    epoch)``. The first epoch also starts the loader's workers, so the estimate errs long by a few seconds."""
+    per_update = first_epoch_seconds / plan.updates_per_epoch
+    total = per_update * plan.updates
+    return (f"expected training time: about {int(total // 60)} min {total % 60:.0f} s for {plan.updates:,} updates "
+            f"({per_update:.2f} s per update in the first epoch)")
+
+
+def finished_lines(name: str, history: list[dict], plan, best: dict) -> list[str]:
+    """What training prints for the run ``name`` that has trained all its ``plan``'s epochs: that it has
+    (with its ``best`` history row), then its training log as it was printed, one :func:`epoch_line` per
+    row of ``history``."""
+    minutes = sum(row["seconds"] for row in history) / 60
+    return [f"run {name!r}: trained already ({len(history)}/{plan.epochs} epochs, {plan.updates} updates, "
+            f"in {minutes:.1f} min, best validation IoU {best['val_iou']:.3f} at epoch {best['epoch']}); "
+            "nothing to train. Its training log, from its history.csv:",
+            *(epoch_line(row, plan) for row in history)]

@@ -35,13 +35,6 @@ SPLIT_CHOICES = ("seeded", "export")
 #: ``freeze_stride``: the backbone layers up to this output stride are frozen (0: none; 32: the whole backbone).
 FREEZE_STRIDES = (0, 2, 4, 8, 16, 32)
 
-#: Fields of older versions whose code is gone, with the value that meant "off" (docs/ablations.md): a saved recipe
-#: that sets one otherwise cannot be trained further or evaluated as it was trained (:meth:`TrainConfig.from_dict`
-#: refuses it, naming the commit of :data:`REMOVED_AT` where its code lived: issue 29's b930f34, ablation 42's 5d21410).
-REMOVED_FIELDS = {"warmup_epochs": 0, "ema": 0.0, "hypotheses": 1, "backbone_lr_scale": 1.0, "several_repeat": 1.0,
-                  "affine_strength": 1.0}
-REMOVED_AT = {**dict.fromkeys(REMOVED_FIELDS, "b930f34"), "affine_strength": "5d21410"}
-
 
 @dataclass
 class TrainConfig:
@@ -64,9 +57,9 @@ class TrainConfig:
     target of optimizer updates, from which the epochs follow from the size of the training split,
     within ``min_epochs`` and ``max_epochs`` (:func:`epochs_for`; ``epochs`` is then not used).
 
-    ``subset`` limits the number of images (seeded, before the split) for quick runs; ``workers`` is the number of DataLoader
-    processes for the training set (``-1``: 1 on CPU, 4 on an accelerator); ``device`` is ``auto``,
-    ``cpu``, ``cuda`` or ``mps``; ``precision`` is ``auto``, ``fp32`` or ``bf16`` (see
+    ``subset`` limits the number of images (seeded, before the split) for quick runs; ``workers`` is
+    the number of DataLoader processes for the training set (``-1``: 1 on CPU, 4 on an accelerator);
+    ``device`` is ``auto``, ``cpu``, ``cuda`` or ``mps``; ``precision`` is ``auto``, ``fp32`` or ``bf16`` (see
     :mod:`localizer.engine.numerics`). ``tta`` is not about training: it makes notebook 04 score the
     test split, and ``evaluate`` and ``predict`` predict by default, with horizontal-flip test-time
     augmentation (:func:`localizer.engine.inference.fuse_flip`: averaged where the two boxes agree).
@@ -136,15 +129,8 @@ class TrainConfig:
         """Build from a saved ``config.json`` or checkpoint dict, ignoring unknown keys; ``fractions`` may be a list.
 
         Raises:
-            localizer.errors.ConfigError: a value :class:`TrainConfig` refuses, or a field of
-                :data:`REMOVED_FIELDS` set to another value than its "off" one (a run of an older
-                version trained with an option whose code is gone: it would not go on as it began).
+            localizer.errors.ConfigError: a value :class:`TrainConfig` refuses.
         """
-        removed = {f"{k}={values[k]!r}": REMOVED_AT[k] for k, v in REMOVED_FIELDS.items() if values.get(k, v) != v}
-        if removed:
-            raise ConfigError(f"the recipe sets {', '.join(removed)}, an option this version no longer has (its code "
-                              f"lived at commit {', '.join(sorted(set(removed.values())))}); train it again without, "
-                              "or use that version")
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in values.items() if k in names}
         if "fractions" in values:

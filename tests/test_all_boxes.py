@@ -1,10 +1,7 @@
 """Training on every annotated animal: the manifest's column of all boxes, their targets and augmentation,
 and the ``largest`` head (a soft-argmax box checked against the largest detected animal)."""
 
-import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -17,9 +14,7 @@ from localizer.engine import training
 from localizer.data.batch_augment import AugmentParams, apply_augment
 from localizer.boxes import ALL_BOXES_COLUMN, boxes_text, empty_boxes, parse_boxes_text
 from localizer.model.geometry import edge_distances, soft_argmax
-from localizer.cli import main as cli_main
 from localizer.data.datasets import MAX_BOXES, all_box_targets, box_targets
-from localizer.data.download import REPO_ROOT
 from localizer.errors import DataError
 from localizer.model.detection import ANIMAL_NMS_IOU, ANIMAL_SCORE, choose_largest, detect_animals
 from localizer.model.heads import BINS, DenseHead, LargestHead
@@ -127,8 +122,7 @@ def test_choose_largest_takes_the_largest_animal_where_the_box_disagrees():
     between = torch.tensor([[0.3, 0.3, 0.6, 0.6]])  # IoU 0.06 / 0.51 = 0.12 with the largest animal (cell 1)
     assert torch.equal(choose_largest(between, cells, scores), cells[:, 1])
     agreeing = torch.tensor([[0.45, 0.25, 1.0, 0.95]])  # IoU 0.4675 / 0.48 = 0.97 with the largest animal
-    assert torch.equal(choose_largest(agreeing, cells, scores), cells[:, 1])  # the default: always the largest
-    assert torch.equal(choose_largest(agreeing, cells, scores, agreement=0.5), agreeing)
+    assert torch.equal(choose_largest(agreeing, cells, scores), cells[:, 1])  # always the largest
     assert torch.equal(choose_largest(between, cells, torch.full((1, 4), -5.0)), between)
 
 
@@ -144,25 +138,21 @@ def test_non_maximum_suppression_at_0_7_keeps_the_whole_animal_beside_a_better_s
 
 
 def _per_image_detections(cell_boxes, cell_scores, score=ANIMAL_SCORE, nms_iou=ANIMAL_NMS_IOU):
-    """What detect_animals computed up to commit b930f34: torchvision's nms, one image at a time."""
+    """What detect_animals computes, with torchvision's nms one image at a time."""
     from torchvision.ops import nms
 
     probs = cell_scores.float().sigmoid()
     return [boxes[p >= score][nms(boxes[p >= score], p[p >= score], nms_iou)] for boxes, p in zip(cell_boxes, probs)]
 
 
-def _per_image_largest(box, cell_boxes, cell_scores, agreement=1.0):
-    """What choose_largest computed up to commit b930f34, one image at a time."""
-    from torchvision.ops import box_area, box_iou
-
-    from localizer.metrics import sanitize_boxes
+def _per_image_largest(box, cell_boxes, cell_scores):
+    """What choose_largest computes, one image at a time: the largest detection, else the box."""
+    from torchvision.ops import box_area
 
     out = box.clone()
     for i, found in enumerate(_per_image_detections(cell_boxes, cell_scores)):
         if len(found):
-            largest = found[box_area(found).argmax()]
-            if box_iou(sanitize_boxes(box[i:i + 1]), largest[None])[0, 0] <= agreement:
-                out[i] = largest
+            out[i] = found[box_area(found).argmax()]
     return out
 
 
@@ -176,9 +166,7 @@ def test_one_batched_nms_gives_what_the_per_image_loop_gave(seed):
     for got, expected in zip(detect_animals(cells, scores), _per_image_detections(cells, scores), strict=True):
         assert torch.equal(got, expected)
     assert len(detect_animals(cells, scores)[2]) == 0
-    for agreement in (1.0, 0.3):
-        assert torch.equal(choose_largest(box, cells, scores, agreement=agreement),
-                           _per_image_largest(box, cells, scores, agreement))
+    assert torch.equal(choose_largest(box, cells, scores), _per_image_largest(box, cells, scores))
 
 
 def test_largest_head_trains_on_every_box_saves_and_loads(synthetic_data, tmp_path):
@@ -219,15 +207,3 @@ def test_largest_head_trains_on_every_box_saves_and_loads(synthetic_data, tmp_pa
     assert ALL_BOXES_COLUMN in pd.read_csv(tmp_path / "run" / "manifest.csv")
     loaded, info = load_model(tmp_path / "run" / "checkpoints" / "best.pt")
     assert isinstance(loaded.head, LargestHead) and info["config"].head == "largest"
-    # experiments/largest_rule.py scores the validation split with each rule; its row of the head's own rule
-    # (the largest detection at score >= 0.5) is what evaluate measures
-    out = tmp_path / "val.json"
-    assert cli_main(["evaluate", "--checkpoint", str(tmp_path / "run" / "checkpoints" / "best.pt"), "--split", "val",
-                     "--out", str(out), "--quiet"]) == 0
-    rules = subprocess.run([sys.executable, str(REPO_ROOT / "experiments" / "largest_rule.py"), str(tmp_path / "run")],
-                           capture_output=True, text=True, check=True).stdout
-    own = next(line for line in rules.splitlines() if line.startswith("largest detection, score >= 0.5 "))
-    assert float(own.split()[-6]) == pytest.approx(100 * json.loads(out.read_text())["mean_iou"], abs=0.006)
-    own_nms = next(line for line in rules.splitlines() if line.startswith("largest detection, score >= 0.5, NMS at IoU 0.7 "))
-    assert own_nms.split()[-6:] == own.split()[-6:]  # the same rule: its sweep row at the head's NMS IoU
-    assert len([line for line in rules.splitlines() if line.startswith(("largest detection", "soft-argmax"))]) == 19

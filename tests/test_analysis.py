@@ -1,10 +1,9 @@
-"""The analysis tools on a tiny run of the synthetic data: the one-off experiments of ``experiments/``
-(run by file path, as their README says) and the commands ``compare`` and ``several-animals``
-(:mod:`localizer.report.compare`, :mod:`localizer.report.several`)."""
+"""The analysis tools: ``experiments/heldout_pool.py`` (run by file path, as its README says) and, on a tiny
+run of the synthetic data, the commands ``compare`` and ``several-animals`` (:mod:`localizer.report.compare`,
+:mod:`localizer.report.several`)."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
@@ -12,12 +11,9 @@ import pandas as pd
 import pytest
 import torch
 from helpers import fit
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as F
 
 from localizer.cli import main as cli_main
 from localizer.data.download import REPO_ROOT
-from localizer.engine.run import Run
 from localizer.recipe import TrainConfig
 from localizer.report.compare import compare
 from localizer.report.several import describe_photo
@@ -50,84 +46,6 @@ def run_experiment(name: str, *args) -> str:
 
 
 # ----------------------------------------------------------------------------- experiments/
-def test_flip_fusion_and_zoom_out_experiments_agree_on_the_flip_tta_row(tiny_run):
-    run, _ = tiny_run
-    # tta_fusion.py scores the run's validation split with each fusion of the flip TTA
-    fusion = run_experiment("tta_fusion.py", run)
-    n_val = int((Run.open(run).manifest["split"] == "val").sum())
-    assert fusion.startswith(f"{run}: validation split, {n_val} photos")
-    assert "pipeline check only" in fusion and "fuse at IoU > 0.5, else the smaller" in fusion
-    # scale_tta.py: its first row is the flip TTA that tta_fusion.py scores as "fuse at IoU > 0.5"
-    zoom = run_experiment("scale_tta.py", run, "--scales", "0.8")
-    first = next(line for line in zoom.splitlines() if line.startswith("flip TTA (evaluate's), s = 1 "))
-    same = next(line for line in fusion.splitlines() if line.startswith("fuse at IoU > 0.5 "))
-    # the same six numbers (pandas prints 0.1 or 0.10 depending on the other rows of its table)
-    assert [float(v) for v in first.split()[-6:]] == [float(v) for v in same.split()[-6:]]
-    assert "flip TTA at s = 0.8 alone" in zoom and "all views: the medoid" in zoom
-
-
-def test_edge_decoding_experiment_reads_the_mean_as_the_model_does(tiny_run):
-    run, _ = tiny_run
-    out = run_experiment("edge_decoding.py", run)
-    rows = {line.split()[0] + line.split()[1]: line for line in out.splitlines() if "mean IoU / accuracy" in line}
-    assert list(rows) == ["meanmean", "mode+-1", "mode+-2", "mode+-4"]
-    # the "mean" row is the model's own decoding with evaluate's flip TTA: tta_fusion's "fuse at IoU > 0.5" row
-    fusion = next(line for line in run_experiment("tta_fusion.py", run).splitlines()
-                  if line.startswith("fuse at IoU > 0.5 "))
-    mean_iou, accuracy = rows["meanmean"].split("all ")[1].split()[0:3:2]
-    assert float(mean_iou) == pytest.approx(float(fusion.split()[-6]) / 100, abs=6e-5)
-    assert float(accuracy.rstrip("%")) == pytest.approx(float(fusion.split()[-5]), abs=0.006)
-
-
-@pytest.mark.parametrize("head", ["softargmax", "largest"])
-def test_confidence_experiment_scores_the_package_s_confidence_as_evaluate_does(tiny_run, head, tmp_path):
-    run = tiny_run[0]
-    if head == "largest":  # a one-epoch run of the largest head, as tiny_run's
-        config = Run.open(run).config
-        run = tmp_path / "largest"
-        fit(TrainConfig(**{**config.__dict__, "head": "largest"}), run, progress=False)
-    out = run_experiment("confidence_estimates.py", run)
-    assert out.startswith(f"{run}: validation split, ")
-    row = next(line for line in out.splitlines() if line.startswith("min(flip IoU, zoom IoU) x (1 - 2 x std): box_confidence"))
-    assert ("detection score" in out) is (head == "largest")
-    # the package's confidence (head.predict, inference.box_confidence) as evaluate scores it on the same photos
-    metrics = tmp_path / "val.json"
-    assert cli_main(["evaluate", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--split", "val", "--quiet",
-                     "--out", str(metrics)]) == 0
-    table = pd.read_csv(metrics.with_suffix(".csv"))
-    kept = table.sort_values("confidence", ascending=False, kind="stable").head(-(-len(table) * 4 // 5))
-    spearman, accuracy, mean_iou = (float(v) for v in row.split()[-3:])
-    assert accuracy == pytest.approx(100 * (kept["iou"] > 0.5).mean(), abs=0.006)
-    assert mean_iou == pytest.approx(100 * kept["iou"].mean(), abs=0.006)
-    expected = table["confidence"].corr(table["iou"], method="spearman")
-    assert (spearman == pytest.approx(expected, abs=6e-4)) if table["confidence"].nunique() > 1 else pd.isna(spearman)
-
-
-def test_zoom_out_tta_maps_a_known_square_and_its_box_back(monkeypatch):
-    monkeypatch.syspath_prepend(str(EXPERIMENTS))  # as `python experiments/scale_tta.py` has it
-    spec = importlib.util.spec_from_file_location("scale_tta", EXPERIMENTS / "scale_tta.py")
-    scale_tta = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(scale_tta)
-    # a white square over pixels 10..29 of a 40 px black image, shrunk by 0.5 about the centre: pixels 15..24,
-    # the uncovered border filled with the grey; its box (0.25, 0.25, 0.75, 0.75) becomes (0.375, ..., 0.625)
-    image = torch.zeros(1, 3, 40, 40)
-    image[..., 10:30, 10:30] = 1.0
-    zoomed = scale_tta.zoom_out(image, 0.5)[0, 0]
-    assert (zoomed[16:24, 16:24] == 1).all() and zoomed[0, 0] == 0.5 and zoomed[12, 20] == 0.0
-    assert zoomed[:, 20].gt(0.5).sum() == 10  # the square's column: 10 px above the black around it
-    shrunk = torch.tensor([[0.375, 0.375, 0.625, 0.625]])
-    assert scale_tta.unzoom_boxes(shrunk, 0.5)[0].tolist() == pytest.approx([0.25, 0.25, 0.75, 0.75])
-    # the inverse of torchvision's affine of boxes (about the canvas centre), at another scale
-    box = tv_tensors.BoundingBoxes([[16.0, 32.0, 96.0, 150.0]], format="XYXY", canvas_size=(160, 160))
-    moved = F.affine(box, angle=0.0, translate=[0.0, 0.0], scale=0.8, shear=[0.0, 0.0]).as_subclass(torch.Tensor)
-    assert (160 * scale_tta.unzoom_boxes(moved / 160, 0.8))[0].tolist() == pytest.approx([16.0, 32.0, 96.0, 150.0])
-    # fusions of 3 views of 1 photo: two agree (IoU 0.8), the third is another animal
-    views = torch.tensor([[[0.0, 0.0, 0.5, 0.5]], [[0.0, 0.0, 0.5, 0.4]], [[0.6, 0.6, 1.0, 1.0]]])
-    assert scale_tta.medoid(views)[0].tolist() == pytest.approx([0.0, 0.0, 0.5, 0.5])
-    assert scale_tta.mean_of_agreeing(views[2], views)[0].tolist() == pytest.approx([0.6, 0.6, 1.0, 1.0])
-    assert scale_tta.mean_of_agreeing(views[0], views)[0].tolist() == pytest.approx([0.0, 0.0, 0.5, 0.45])
-
-
 def test_heldout_pool_keeps_the_photos_no_split_has_seen(synthetic_data, tmp_path):
     images = sorted((synthetic_data / "yolo" / "images").iterdir())[:6]
     full = pd.DataFrame({"file": [f"images/{p.name}" for p in images], "path": [str(p) for p in images],

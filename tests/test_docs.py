@@ -1,8 +1,7 @@
 """The README and docs/ stay true: size, links, the commands they name, and the generated CLI reference.
 
 Commands are parsed, not run: every ``python -m localizer COMMAND ...`` in a code span or code block
-must name an existing command and only options that command has (``-p NAME=...`` a recipe field, or
-one that :data:`localizer.recipe.REMOVED_FIELDS` names, whose code lived at the commit ``REMOVED_AT`` gives), and every
+must name an existing command and only options that command has (``-p NAME=...`` a recipe field), and every
 ``make ...`` only targets and variables that the Makefile defines.
 """
 
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from localizer.cli import build_parser
-from localizer.recipe import REMOVED_FIELDS, field_names
+from localizer.recipe import field_names
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -108,7 +107,7 @@ def test_the_command_extraction_finds_commands_and_their_options():
 def test_every_localizer_command_named_exists(page):
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices
-    recipe_names = set(field_names()) | set(REMOVED_FIELDS)
+    recipe_names = set(field_names())
     wrong = []
     for tokens in _commands(page.read_text(encoding="utf-8"), "python -m localizer"):
         if not tokens or tokens[0].isupper() or tokens[0] in ("...", "--help", "-h"):

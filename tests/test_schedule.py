@@ -80,7 +80,6 @@ def test_plan_counts_the_train_rows_of_the_manifest():
                                                                    n_train=1698)
     recorded = {"plan": {"epochs": 12, "updates_per_epoch": 54, "updates": 648, "n_train": 1698}}
     assert plan_for(recipe_for("quick"), manifest, recorded).epochs == 12  # a checkpoint's plan wins
-    assert plan_for(recipe_for("quick"), manifest, {"epoch": 3}).epochs == 13  # an older checkpoint has none
 
 
 # ------------------------------------------------------------------------------ learning-rate schedules
@@ -163,7 +162,7 @@ def test_resume_keeps_the_plan_the_run_began_with(synthetic_data, tmp_path):
 
 
 def test_expected_time_line_scales_the_first_epoch_to_the_plan():
-    from localizer.engine.training import expected_time_line
+    from localizer.progress import expected_time_line
 
     plan = TrainingPlan(epochs=240, updates_per_epoch=5, updates=1200, n_train=140)
     # 2.1 s for the first epoch's 5 updates: 0.42 s each, 1,200 updates in 504 s

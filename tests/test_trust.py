@@ -4,6 +4,7 @@ checkpoints and outputs (each test names the fault it guards against)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -278,6 +279,32 @@ def test_predict_two_photos_with_one_name(synthetic_data, tmp_path):
 
 class _Killed(BaseException):
     """A kill (SIGKILL) at a chosen point: no handler for Exception catches it."""
+
+
+def test_a_run_folder_or_checkpoint_of_another_format_is_refused_naming_file_and_formats(synthetic_data, tmp_path):
+    from localizer.engine.checkpoints import FORMAT_VERSION, FormatError, load_checkpoint
+
+    run = tmp_path / "run"
+    fit(tiny_config(synthetic_data / "yolo", tmp_path, epochs=1, subset=20), run, progress=False)
+    marker, best = run / runs.MARKER, run / "checkpoints" / "best.pt"
+    assert json.loads(marker.read_text())["format_version"] == FORMAT_VERSION
+    assert load_checkpoint(best)["format_version"] == FORMAT_VERSION
+    checkpoint = torch.load(best, weights_only=True)
+    torch.save({**checkpoint, "format_version": FORMAT_VERSION + 1}, best)
+    with pytest.raises(FormatError, match=rf"^{re.escape(str(best))}: other-format: written in format "
+                                          rf"{FORMAT_VERSION + 1}; this localizer reads format {FORMAT_VERSION} only"):
+        load_model(best)
+    del checkpoint["format_version"]  # as an older localizer wrote them
+    torch.save(checkpoint, best)
+    with pytest.raises(FormatError, match=rf"{re.escape(str(best))}: other-format: written in no format version"):
+        load_checkpoint(best)
+    marker.write_text("a localizer run folder (localizer.engine.run.Run.create)\n")  # an older marker
+    with pytest.raises(FormatError, match=rf"^{re.escape(str(marker))}: other-format: written in no format version "
+                                          rf"\(an older localizer\); this localizer reads format {FORMAT_VERSION}"):
+        runs.Run.open(run)
+    marker.unlink()
+    with pytest.raises(FormatError, match=re.escape(str(marker))):
+        runs.Run.open(run)
 
 
 def _files(folder: Path) -> dict[str, int]:

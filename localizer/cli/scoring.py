@@ -208,8 +208,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     threshold, how = _flag_threshold(args)
     model, info = load_model(args.checkpoint, args.device)
     tta = _tta(args, info)
-    table = predict_files(model, files, info["config"].image_size, tta=tta, draw_dir=args.draw, progress=not args.quiet,
-                          numerics=info["numerics"], flag_below=threshold, overwrite=args.overwrite)
+    table = predict_files(model, files, info["config"].image_size, tta=tta, draw_dir=args.draw,
+                          progress=not args.quiet, numerics=info["numerics"], flag_below=threshold,
+                          overwrite=args.overwrite)
     table = table.round(PIXEL_DECIMALS).assign(confidence=table["confidence"].round(CONFIDENCE_DECIMALS))
     if args.out:  # files first, then print
         write_csv(table, args.out, replace=args.overwrite)

@@ -27,11 +27,9 @@ image operations themselves are torchvision's:
   of the image). Done image by image (one affine each), before the flip.
 
 Why not ``kornia.augmentation`` (``AugmentationSequential(..., data_keys=["input", "bbox_xyxy"])``),
-which draws per-image parameters too: ``benchmarks/augment.py`` measured both on the CPU (batch 32,
-160 px; ``benchmarks/results/augment_*.json``): this module is 2.2x as fast for flip + ColorJitter
-and 1.4x with the scale + shift, and its boxes follow the pixels within 0.0 and 0.7 px where
-kornia's are off by 1.0 and 1.6 px (kornia flips boxes as pixel indices, ``W - 1 - x``, not as
-continuous coordinates, ``W - x``).
+which draws per-image parameters too: this module is faster on the CPU and its boxes follow the pixels
+more closely (kornia flips boxes as pixel indices, ``W - 1 - x``, not as continuous coordinates,
+``W - x``); ``benchmarks/augment.py`` measures both (docs/numerics.md).
 
 The random numbers are drawn on the CPU from torch's global generator (seeded per epoch by
 :func:`localizer.engine.training.train`), so a seed gives the same augmentation on any device, and drawing
@@ -146,7 +144,8 @@ class BatchAugment:
         return apply_augment(images, boxes, self.sample(len(images)))
 
 
-def apply_augment(images: torch.Tensor, boxes: torch.Tensor, params: AugmentParams) -> tuple[torch.Tensor, torch.Tensor]:
+def apply_augment(images: torch.Tensor, boxes: torch.Tensor,
+                  params: AugmentParams) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply ``params`` to a batch.
 
     Args:

@@ -42,11 +42,12 @@ def check_item(
         A dict with ``status`` (``ok``/``skipped``), ``code``, ``reason`` and, when ok, ``width``,
         ``height`` (pixels, as displayed), the primary box ``xmin..ymax`` (pixel xyxy, continuous,
         clipped to the image; the largest box, among those not marked VOC difficult where there is
-        one, see :func:`_primary_index`), ``note`` (what the difficult rule did, else ``""``), ``n_boxes`` (boxes of the chosen classes; COCO crowd boxes are not
-        counted), ``label`` (the primary box's class as written, ``""`` for a format without classes)
-        and ``dhash``; with ``keep_boxes``, also ``boxes``: all ``(n_boxes, 4)`` checked pixel xyxy boxes
-        (for error analysis of photos with several animals). Never raises for bad data: an image whose
-        boxes are all of other classes is ``no-box`` with a detail naming the classes.
+        one, see :func:`_primary_index`), ``note`` (what the difficult rule did, else ``""``), ``n_boxes``
+        (boxes of the chosen classes; COCO crowd boxes are not counted), ``label`` (the primary box's class
+        as written, ``""`` for a format without classes) and ``dhash``; with ``keep_boxes``, also ``boxes``:
+        all ``(n_boxes, 4)`` checked pixel xyxy boxes (for error analysis of photos with several animals).
+        Never raises for bad data: an image whose boxes are all of other classes is ``no-box`` with a
+        detail naming the classes.
 
     Raises:
         localizer.data.readers.DataFormatError: a malformed ``classes``, or a class filter on a format

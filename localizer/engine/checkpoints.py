@@ -21,6 +21,9 @@ from localizer.model.models import build_model
 from localizer.recipe import TrainConfig
 
 LAST, BEST = "last.pt", "best.pt"
+#: The format of a run folder and of its checkpoints, written into both (the run folder's marker file,
+#: each checkpoint's ``format_version``); a file of any other format is refused (:func:`check_format`).
+FORMAT_VERSION = 1
 
 #: Entries every localizer checkpoint holds (``last.pt`` also ``optimizer`` and ``scheduler``).
 CHECKPOINT_KEYS = ("model", "config", "epoch", "history", "train_mean_box", "device_type", "precision_used")
@@ -29,6 +32,23 @@ CHECKPOINT_KEYS = ("model", "config", "epoch", "history", "train_mean_box", "dev
 class CheckpointError(DataError):
     """A file that is not a localizer checkpoint (foreign, malformed, or holding objects other than
     tensors, numbers, strings, lists and dicts, which ``weights_only`` loading refuses)."""
+
+
+class FormatError(DataError):
+    """A run folder or checkpoint written in another format than :data:`FORMAT_VERSION`."""
+
+
+def check_format(version, path: Path | str) -> None:
+    """Refuse a file of a format other than :data:`FORMAT_VERSION` (``version`` None: written before
+    formats had a number).
+
+    Raises:
+        FormatError: naming the file and both formats.
+    """
+    if version != FORMAT_VERSION:
+        found = "no format version (an older localizer)" if version is None else f"format {version}"
+        raise FormatError("other-format", f"written in {found}; this localizer reads format {FORMAT_VERSION} only: "
+                          "train the run again, or use the version that wrote it", path)
 
 
 def best_row(history: list[dict]) -> dict | None:
@@ -53,6 +73,7 @@ def load_checkpoint(path: Path | str) -> dict:
         FileNotFoundError: no such file.
         CheckpointError: a file that is not a localizer checkpoint (foreign, malformed, or holding
             other objects); one line that names the file.
+        FormatError: a localizer checkpoint of another format (:func:`check_format`).
     """
     path = Path(path)
     if not path.is_file():
@@ -66,6 +87,7 @@ def load_checkpoint(path: Path | str) -> dict:
     missing = [k for k in CHECKPOINT_KEYS if k not in checkpoint] if isinstance(checkpoint, dict) else CHECKPOINT_KEYS
     if missing:
         raise CheckpointError("not-a-checkpoint", f"not a localizer checkpoint (no {', '.join(missing)})", path)
+    check_format(checkpoint.get("format_version"), path)
     return checkpoint
 
 
@@ -87,8 +109,8 @@ def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
 
     Raises:
         FileNotFoundError: no such checkpoint.
-        CheckpointError: the file is not a localizer checkpoint, or its recipe names an option this
-            version no longer has (:data:`localizer.recipe.REMOVED_FIELDS`); the message names the file.
+        CheckpointError: the file is not a localizer checkpoint (the message names the file).
+        FormatError: a checkpoint of another format (:func:`check_format`).
     """
     path = Path(checkpoint_path)
     checkpoint = load_checkpoint(path)

@@ -78,28 +78,42 @@ def evaluate_model(
     if rows.empty:
         raise DataError("empty-split", f"the manifest has no rows in split {split!r}")
     rows = rows.reset_index(drop=True)
+    mean_box = _training_mean_box(manifest) if mean_box is None else mean_box
     dataset = CachedBoxDataset(rows, ImageCache(cache_dir, image_size), progress=progress)
     preds, conf = predict_dataset(model, dataset, tta=tta, progress=progress, numerics=numerics,
                                   confidence=True)
     targets = torch.from_numpy(normalized_targets(rows))
     ious = paired_iou(preds, targets)
     metrics = {**_scores(ious, seed), "split": split, "tta": tta, "confidence": confidence_summary(ious, conf)}
-    if mean_box is None:
-        train = manifest[manifest["split"] == "train"]
-        if train.empty:
-            raise DataError("no-training-boxes", "the mean-box baseline needs the training boxes: pass mean_box")
-        mean_box = normalized_targets(train).mean(axis=0)
     metrics["baselines"] = {
         name: _scores(paired_iou(torch.from_numpy(boxes).float(), targets), seed)
         for name, boxes in baseline_predictions(mean_box, len(rows), seed).items()
     }
     metrics["bootstrap"] = {"method": "percentile", "confidence": CONFIDENCE, "resamples": RESAMPLES, "seed": seed}
+    return metrics, _per_image_table(rows, preds, ious, conf)
+
+
+def _training_mean_box(manifest: pd.DataFrame) -> np.ndarray:
+    """The mean normalized xyxy box ``(4,)`` of the manifest's train rows (the mean-box baseline).
+
+    Raises:
+        localizer.errors.DataError: the manifest has no train rows.
+    """
+    train = manifest[manifest["split"] == "train"]
+    if train.empty:
+        raise DataError("no-training-boxes", "the mean-box baseline needs the training boxes: pass mean_box")
+    return normalized_targets(train).mean(axis=0)
+
+
+def _per_image_table(rows: pd.DataFrame, preds: torch.Tensor, ious: torch.Tensor, conf: torch.Tensor) -> pd.DataFrame:
+    """:func:`evaluate_model`'s per-image table: the rows' photos and boxes, the predicted boxes ``preds``
+    ``(N, 4)`` (normalized xyxy) in pixels of each original photo, the IoUs and confidences ``(N,)``."""
     extra = ["n_boxes"] if "n_boxes" in rows else []
     per_image = rows[["file", "path", "width", "height", *extra, *BOX_COLUMNS]].copy()
     per_image[[f"pred_{c}" for c in BOX_COLUMNS]] = denormalize_boxes(
         preds.numpy(), rows["width"].to_numpy(), rows["height"].to_numpy())
     per_image["iou"], per_image["confidence"] = ious.numpy(), conf.numpy()
-    return metrics, per_image
+    return per_image
 
 
 def _scores(ious: torch.Tensor, seed: int) -> dict:

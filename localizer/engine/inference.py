@@ -15,26 +15,22 @@ from localizer.engine.numerics import Numerics, default_numerics, model_input
 from localizer.progress import progress_bar
 
 #: Flip TTA averages the two boxes only when they overlap with IoU > this (the PASCAL VOC criterion: each
-#: would count as a detection of the other); chosen on the lion validation split (README, ablation 20;
-#: ``experiments/tta_fusion.py``).
+#: would count as a detection of the other; docs/ablations.md, row 20).
 TTA_AGREEMENT = 0.5
 
 
-def fuse_flip(plain: torch.Tensor, flipped: torch.Tensor, agreement: float | None = TTA_AGREEMENT) -> torch.Tensor:
+def fuse_flip(plain: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
     """Flip test-time augmentation: boxes ``(N, 4)`` normalized xyxy from the plain predictions and the
     un-mirrored predictions on the mirrored images (both ``(N, 4)``).
 
-    The mean of the two where they overlap with IoU > ``agreement``, the plain box where they do not
-    (``agreement`` None: the mean, always). Boxes are averaged only when they are of the same object,
-    as weighted boxes fusion averages only boxes that overlap (Solovyev et al., "Weighted boxes
-    fusion", Image and Vision Computing, 2021): on a photo with two animals the two predictions can
-    each take one of them, and their mean would fall between both.
+    The mean of the two where they overlap with IoU > :data:`TTA_AGREEMENT`, the plain box where they do
+    not. Boxes are averaged only when they are of the same object, as weighted boxes fusion averages
+    only boxes that overlap (Solovyev et al., "Weighted boxes fusion", Image and Vision Computing, 2021):
+    on a photo with two animals the two predictions can each take one of them, and their mean would fall
+    between both.
     """
-    mean = (plain + flipped) / 2
-    if agreement is None:
-        return mean
-    agree = paired_iou(sanitize_boxes(plain), sanitize_boxes(flipped)) > agreement
-    return torch.where(agree[:, None].to(plain.device), mean, plain)
+    agree = paired_iou(sanitize_boxes(plain), sanitize_boxes(flipped)) > TTA_AGREEMENT
+    return torch.where(agree[:, None].to(plain.device), (plain + flipped) / 2, plain)
 
 
 #: The confidence's third view (:func:`box_confidence`): the photo shrunk by this factor about its centre, the
@@ -78,13 +74,10 @@ def box_confidence(plain: torch.Tensor, flipped: torch.Tensor, zoomed: torch.Ten
             (1 - 2 x their mean standard deviation: ``head.predict`` of :mod:`localizer.model.heads`) on the
             photo and on the mirrored photo; 1 for the linear head, whose confidence is then the agreement alone.
 
-    Chosen on validation splits (``experiments/confidence_estimates.py``, docs/ablations.md, rows 31 and 36) by
-    Spearman's rank correlation with the IoU and by the accuracy at IoU > 0.5 of the most confident 80 %:
-    on the lion split (364 photos) 0.811 and 99.32 % against 0.818 and 98.29 % for the flip agreement alone
-    (the earlier rule), and 0.702 against 0.666 in the mean over the five validation splits tried (lion and four
-    small sets).
-    The same with or without flip TTA (all three views are computed). Two boxes without area (a linear
-    head's box outside the photo, clamped to its border) agree with IoU 0.
+    Chosen on validation splits by Spearman's rank correlation with the IoU and by the accuracy at IoU > 0.5
+    of the most confident 80 % (docs/ablations.md, rows 31 and 36). The same with or without flip TTA (all
+    three views are computed). Two boxes without area (a linear head's box outside the photo, clamped to its
+    border) agree with IoU 0.
     """
     def agreement(other: torch.Tensor) -> torch.Tensor:
         return paired_iou(sanitize_boxes(plain.float()), sanitize_boxes(other.float())).nan_to_num(0.0)

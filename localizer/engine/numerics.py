@@ -19,17 +19,13 @@ prediction use what training used:
     PyTorch on Intel Xeon Scalable processors with Bfloat16", PyTorch blog, 2022);
   - Apple MPS: float32 (MPS's bf16 depends on the macOS version, and is not relied on here).
 
-Why a table per backbone on CPUs: the answer depends on the layers. Measured on a 2-core Xeon with
-AMX, training steps at batch 32 (``make benchmark``, ``benchmarks/results/throughput_cpu_*.json``, the
-model alone in bf16 + channels_last against float32 + channels_last): ResNet18 at 256 px runs 2.07x
-as fast in bf16, EfficientNet-Lite0 at 160 px, whose depthwise convolutions gain nothing from bf16,
-0.79x as fast. (A timing probe used to decide this at the start of each run; under another job's load
-it once found bf16 4.53x as fast for EfficientNet-Lite, which runs about 0.7x as fast on an idle machine,
-and the run trained in bf16: a choice that depends on the load cannot be reproduced.)
+Why a table per backbone on CPUs: the answer depends on the layers (ResNet18 trains faster in bf16,
+EfficientNet-Lite, whose depthwise convolutions gain nothing from it, slower), and a fixed table gives
+the same numerics on the same hardware whatever the machine's load: docs/numerics.md gives the
+measurements (``make benchmark``, ``benchmarks/results/throughput_cpu_*.json``).
 
 **channels_last** (NHWC memory layout) is used on CPUs and CUDA GPUs for every model: oneDNN's and
-cuDNN's convolutions are fastest in it (on that CPU: 1.75x for EfficientNet-Lite0 and 1.45x for
-ResNet18 in float32).
+cuDNN's convolutions are fastest in it (docs/numerics.md).
 """
 
 from __future__ import annotations
@@ -44,10 +40,9 @@ from localizer.errors import ConfigError
 
 from localizer.recipe import PRECISIONS
 
-#: ``auto`` on a CPU with native bf16: the number format of each backbone (``model.backbone_name``).
-#: From the measurements in the module docstring: ResNet18 trains 2.07x as fast in bf16, EfficientNet-
-#: Lite0 0.79x (Lite1 and Lite2, built of the same depthwise blocks, are taken to behave as Lite0).
-#: A backbone not listed (``"custom"``) trains in float32, the format every model runs correctly in.
+#: ``auto`` on a CPU with native bf16: the number format of each backbone (``model.backbone_name``), as
+#: measured (docs/numerics.md; Lite1 and Lite2, built of the same depthwise blocks, are taken to behave as
+#: Lite0). A backbone not listed (``"custom"``) trains in float32, the format every model runs correctly in.
 CPU_PRECISION = {"resnet18": "bf16", "efficientnet_lite0": "fp32", "efficientnet_lite1": "fp32",
                  "efficientnet_lite2": "fp32"}
 

@@ -164,11 +164,11 @@ def predict_files(
         if len(batch) == batch_size or (batch and index == len(files) - 1):
             rows += _predict_batch_rows(model, batch, tta, numerics, drawings, flag_below, overwrite)
             batch.clear()
-    return _table(rows, files, flag_below)
+    return _prediction_table(rows, files, flag_below)
 
 
-def _table(rows: list[dict], files: list[Path], flag_below: float | None) -> pd.DataFrame:
-    """The table of :func:`predict_files` from its rows, in the order of ``files``, flagged below ``flag_below``."""
+def _prediction_table(rows: list[dict], files: list[Path], flag_below: float | None) -> pd.DataFrame:
+    """:func:`predict_files`'s table of ``rows``, in the order of ``files``, flagged below ``flag_below``."""
     table = pd.DataFrame(rows, columns=PREDICTION_COLUMNS).astype({"width": "Int64", "height": "Int64"})
     if flag_below is not None:
         table[FLAG_COLUMN] = (table["confidence"] < flag_below).astype("boolean").mask(table["confidence"].isna())

@@ -2,11 +2,10 @@
 ``make run``, ``train`` and notebook 02.
 
 ``quick`` was chosen on the 1,698 lion training photos and trains them in about 13 minutes on 2 CPU cores.
-On a few hundred photos the ``small`` profile (``quick`` at 160 px with the ``largest`` head, then all of its 700
-updates) scored +3.4 to +6.4 points of validation mean IoU more on four small sets (docs/ablations.md, rows 35, 37,
-38), and twice as many updates, 1,400, added 1.0 to 2.2 points more on four (row 41). At 160 px an update takes about
-1.5x the time, and ``small`` makes twice as many: more than the lion set's 15 minutes allow. So ``auto`` counts the
-training photos of the split the run will make and takes ``small`` below :data:`SMALL_DATA_TRAIN`.
+On a few hundred photos the ``small`` profile (``quick`` at 160 px with the ``largest`` head and twice the
+updates) scores better (docs/ablations.md, rows 35, 37, 38 and 41), but on the lion set it would take far longer
+than ``quick``'s time. So ``auto`` counts the training photos of the split the run will make and takes ``small``
+below :data:`SMALL_DATA_TRAIN`.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from localizer.files import write_json
 from localizer.metrics import risk_coverage
 
 #: ``predict --flag-below`` without a number flags the photos less confident than the least confident of
-#: the most confident 80 % of the validation photos (the risk-coverage table's 80 % row, whose accuracy
-#: the issue asks to reach 99 %): on the validation split it flags the other 20 % (fewer with ties).
+#: the most confident 80 % of the validation photos (the risk-coverage table's 80 % row): on the validation
+#: split it flags the other 20 % (fewer with ties).
 FLAG_COVERAGE = 0.8
 #: Where :func:`flag_threshold` keeps the threshold, with the validation metrics it came from: a
 #: ``metrics_*.json`` of the run folder (:data:`localizer.engine.run.RUN_ENTRIES`).

@@ -2,7 +2,8 @@
 
 Notebook 02 creates it (:meth:`Run.create`: scan, split, ``manifest.csv``, ``config.json``), notebook
 03 trains in it, notebook 04 evaluates it, and ``evaluate``, ``predict`` and ``train --resume`` open
-it again (:meth:`Run.open`, :func:`localizer.engine.checkpoints.load_model`). This module is the one place that knows the layout:
+it again (:meth:`Run.open`, :func:`localizer.engine.checkpoints.load_model`). This module is the one
+place that knows the layout:
 
 =============================  ==================================================================
 ``config.json``                the recipe (:class:`localizer.recipe.TrainConfig`)
@@ -16,9 +17,10 @@ it again (:meth:`Run.open`, :func:`localizer.engine.checkpoints.load_model`). Th
 =============================  ==================================================================
 
 One guard decides whether a run may be written into a folder (:func:`check_run_folder`): a folder
-:meth:`Run.create` made holds the marker file :data:`MARKER`; a folder with anything else
-(:func:`foreign_entries`) is never written into or replaced. Checkpoints: :mod:`localizer.engine.checkpoints`
-(crash safety, safe loading).
+:meth:`Run.create` made holds the marker file :data:`MARKER` with its format
+(:data:`localizer.engine.checkpoints.FORMAT_VERSION`; a run folder of another format is refused); a
+folder with anything else (:func:`foreign_entries`) is never written into or replaced. Checkpoints:
+:mod:`localizer.engine.checkpoints` (crash safety, safe loading).
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ import pandas as pd
 import torch
 
 from localizer.errors import ConfigError
-from localizer.files import OutputError, atomic_save, atomic_write_text, writable_folder, write_csv, write_json
-from localizer.engine.checkpoints import BEST, LAST, best_payload, load_checkpoint, load_model
+from localizer.files import OutputError, atomic_save, writable_folder, write_csv, write_json
+from localizer.engine.checkpoints import (BEST, FORMAT_VERSION, LAST, best_payload, check_format, load_checkpoint,
+                                          load_model)
 from localizer.recipe import ALL_BOXES_HEADS, RUNTIME_FIELDS, TrainConfig, recipe_values, same_recipe
 from localizer.data.split import (NotEnoughDataError, assign_split, export_split, load_manifest, save_manifest,
                                   split_leaks)
@@ -89,9 +92,8 @@ def foreign_entries(folder: Path) -> list[str]:
     """Names in ``folder`` (not recursive) that are not part of a localizer run (:data:`RUN_ENTRIES`),
     sorted; with files outside ``notebooks/``, ``figures/`` and ``checkpoints/`` of the run's own
     kinds checked too (``.ipynb``, ``.png`` / ``.jpg``, ``.pt``). Empty for a run folder. A folder
-    without the :data:`MARKER` (not made by :meth:`Run.create`, e.g. by an older version) counts as a
-    run folder only while it holds no more than :data:`BEFORE_RUN` (what the ``run`` command and
-    notebook 01 write before notebook 02 creates the run)."""
+    without the :data:`MARKER` counts as a run folder only while it holds no more than :data:`BEFORE_RUN`
+    (what the ``run`` command and notebook 01 write before notebook 02 creates the run)."""
     kinds = {"notebooks": (".ipynb",), "figures": (".png", ".jpg"), CHECKPOINTS: (".pt",)}
     marked = (Path(folder) / MARKER).is_file()
     foreign = []
@@ -104,8 +106,9 @@ def foreign_entries(folder: Path) -> list[str]:
                 foreign.append(entry.name)
                 continue
             suffixes = kinds[entry.name]
+            temporary = tuple(x + ".tmp" for x in suffixes)
             foreign += [f"{entry.name}/{p.relative_to(entry).as_posix()}" for p in sorted(entry.rglob("*"))
-                        if not (p.is_file() and (p.suffix in suffixes or p.name.endswith(tuple(x + ".tmp" for x in suffixes))))]
+                        if not (p.is_file() and (p.suffix in suffixes or p.name.endswith(temporary)))]
     return foreign
 
 
@@ -121,26 +124,44 @@ def check_run_folder(folder: Path | str, config: TrainConfig | None = None, over
         FileExistsError: naming the folder and the reason (and what to do instead).
         localizer.files.OutputError: ``read-only-output``: the folder cannot be written.
         localizer.engine.checkpoints.CheckpointError: a ``last.pt`` that is not a localizer checkpoint.
+        localizer.engine.checkpoints.FormatError: a run folder or ``last.pt`` of another format, unless
+            ``overwrite``.
     """
     folder = Path(folder)
     if writable_folder(folder / CONFIG) is None:
         raise OutputError("read-only-output", "the run folder cannot be written (read-only, or not a folder); "
                                               "choose another run folder", folder)
     last = folder / CHECKPOINTS / LAST
-    if last.is_file():
+    if (folder / MARKER).is_file() and not overwrite:
+        check_run_format(folder)
+    if last.is_file() and not overwrite:
         trained = TrainConfig.from_dict(load_checkpoint(last)["config"])
         if config is not None and same_recipe(trained, config):
             return
-        if not overwrite:
-            what = ("a training run" if config is None else "a run trained with another config")
-            raise FileExistsError(
-                f"{folder} already holds {what} ({last}); continue it with --resume, choose another run folder, "
-                "or start afresh over it with --overwrite (resume=True / overwrite=True in Python)")
+        what = ("a training run" if config is None else "a run trained with another config")
+        raise FileExistsError(
+            f"{folder} already holds {what} ({last}); continue it with --resume, choose another run folder, "
+            "or start afresh over it with --overwrite (resume=True / overwrite=True in Python)")
     foreign = foreign_entries(folder) if folder.is_dir() else []
     if foreign:
         raise FileExistsError(f"{folder} is not a localizer run folder (it holds {', '.join(foreign[:5])}"
                               f"{', ...' if len(foreign) > 5 else ''}, and no {MARKER} from Run.create "
                               "vouches for them); choose another run folder")
+
+
+def check_run_format(folder: Path | str) -> None:
+    """Refuse a run folder whose :data:`MARKER` is missing or records another format than
+    :data:`localizer.engine.checkpoints.FORMAT_VERSION`.
+
+    Raises:
+        localizer.engine.checkpoints.FormatError: naming the marker file and both formats.
+    """
+    marker = Path(folder) / MARKER
+    try:
+        version = json.loads(marker.read_text()).get("format_version")
+    except (OSError, ValueError, AttributeError):  # no marker, or the text one of an older localizer
+        version = None
+    check_format(version, marker)
 
 
 @dataclass
@@ -173,7 +194,8 @@ class Run:
         check_run_folder(folder, config, overwrite)
         manifest, scan = make_manifest(config, progress)
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / MARKER, "a localizer run folder (localizer.engine.run.Run.create)\n", replace=True)
+        write_json(folder / MARKER, {"localizer_run": "localizer.engine.run.Run.create",
+                                     "format_version": FORMAT_VERSION}, replace=True)
         save_manifest(manifest, folder / MANIFEST, overwrite=overwrite)
         scan.write_report(folder / DATA_REPORT, overwrite=True)
         write_json(folder / CONFIG, asdict(config), replace=True)
@@ -185,11 +207,13 @@ class Run:
 
         Raises:
             FileNotFoundError: ``folder`` holds no ``config.json`` (not a run folder).
+            localizer.engine.checkpoints.FormatError: a run folder of another format (:func:`check_run_format`).
             localizer.errors.ConfigError: ``changes`` to the recipe itself (a run goes on with its recipe).
         """
         folder = Path(folder)
         if not (folder / CONFIG).is_file():
             raise FileNotFoundError(f"{folder} is not a run folder: it has no {CONFIG}")
+        check_run_format(folder)
         config = TrainConfig.from_dict(json.loads((folder / CONFIG).read_text()))
         recipe = {k: v for k, v in changes.items() if k not in RUNTIME_FIELDS}
         given, saved = recipe_values(replace(config, **recipe), list(recipe)), recipe_values(config, list(recipe))

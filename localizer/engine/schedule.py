@@ -40,8 +40,8 @@ class TrainingPlan:
 
 
 def plan_for(config: TrainConfig, manifest: pd.DataFrame, checkpoint: dict | None = None) -> TrainingPlan:
-    """The plan of ``config`` on the train rows of ``manifest``; a ``checkpoint`` that records one
-    (``plan``, since the schedules in optimizer updates) gives it instead, as the run began.
+    """The plan of ``config`` on the train rows of ``manifest``; a ``checkpoint`` gives the one it records
+    instead (``plan``), as the run began.
 
     E.g. ``quick`` on the 1,698 lion training photos: ``TrainingPlan(epochs=13, updates_per_epoch=54,
     updates=702, n_train=1698)``.
@@ -49,7 +49,7 @@ def plan_for(config: TrainConfig, manifest: pd.DataFrame, checkpoint: dict | Non
     Raises:
         ValueError: ``config.steps`` is set and the manifest has no train rows.
     """
-    if checkpoint is not None and checkpoint.get("plan"):
+    if checkpoint is not None:
         return TrainingPlan(**checkpoint["plan"])
     n_train = int((manifest["split"] == "train").sum())
     per_epoch = updates_per_epoch(n_train, config.batch_size)
@@ -77,12 +77,10 @@ def describe_plan(config: TrainConfig, plan: TrainingPlan) -> str:
     return length + f"the recipe asks for {config.steps:,}, steps={config.steps}, {photos}: {wanted:.1f} epochs, {why})"
 
 
-def history_updates(history: pd.DataFrame) -> tuple[int, int, int] | None:
-    """``(epochs, updates_per_epoch, updates)`` of a history table (:data:`localizer.engine.training.HISTORY_COLUMNS`)
-    as far as it goes, from its last row's ``step``; None for a history without steps (of a version before them).
+def history_updates(history: pd.DataFrame) -> tuple[int, int, int]:
+    """``(epochs, updates_per_epoch, updates)`` of a non-empty history table
+    (:data:`localizer.engine.training.HISTORY_COLUMNS`) as far as it goes, from its last row's ``step``.
     E.g. the 13 epochs of ``quick`` on the lion photos: ``(13, 54, 702)``."""
-    if "step" not in history or history.empty or history["step"].isna().any():
-        return None
     last = history.iloc[-1]
     epochs, updates = int(last["epoch"]), int(last["step"])
     return epochs, updates // epochs, updates

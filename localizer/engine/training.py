@@ -24,13 +24,13 @@ from tqdm.auto import tqdm
 
 from localizer.data.batch_augment import BatchAugment
 from localizer.data.cache import ImageCache
-from localizer.engine.checkpoints import best_row
+from localizer.engine.checkpoints import FORMAT_VERSION, best_row
 from localizer.engine.feature_bank import FeatureBank
 from localizer.data.datasets import CachedBoxDataset, make_loader, normalized_targets
 from localizer.metrics import paired_iou
 from localizer.model.models import build_model
 from localizer.engine.numerics import Numerics, choose_numerics, default_numerics, native_bf16, resolve_device
-from localizer.progress import progress_bar
+from localizer.progress import epoch_line, expected_time_line, finished_lines, progress_bar
 from localizer.recipe import RUNTIME_FIELDS, TrainConfig, effective_lr
 from localizer.engine.run import Run
 from localizer.engine.schedule import TrainingPlan, describe_plan, make_scheduler, plan_for
@@ -121,7 +121,8 @@ def run_epoch(model, loader, numerics: Numerics, optimizer=None, desc="", progre
     return float(losses.mean()), float(torch.cat(ious).mean())
 
 
-def training_numerics(config: TrainConfig, device: torch.device, model, checkpoint: dict | None) -> tuple[Numerics, str]:
+def training_numerics(config: TrainConfig, device: torch.device, model,
+                      checkpoint: dict | None) -> tuple[Numerics, str]:
     """The numerics of a training run (see :func:`localizer.engine.numerics.choose_numerics`) and why.
 
     A resumed ``auto`` run keeps the format its checkpoint was trained in when it resumes on the same
@@ -172,8 +173,6 @@ def _start(config: TrainConfig, plan: TrainingPlan, checkpoint: dict | None, pro
         optimizer.load_state_dict(checkpoint["optimizer"])
         session.scheduler.load_state_dict(checkpoint["scheduler"])
         session.epoch, session.history = checkpoint["epoch"], checkpoint["history"]
-        for row in session.history:  # a checkpoint of a version before the step column
-            row.setdefault("step", row["epoch"] * plan.updates_per_epoch)
     return session
 
 
@@ -201,8 +200,9 @@ def _epoch(session: _Session, epoch: int, loaders, augment: BatchAugment, progre
         session.scheduler.step(val_loss)
     else:
         session.scheduler.step()
-    return {"epoch": epoch, "step": epoch * session.plan.updates_per_epoch, "train_loss": train_loss, "val_loss": val_loss, "train_iou": train_iou,
-            "val_iou": val_iou, "lr": lr, "seconds": time.perf_counter() - start}
+    return {"epoch": epoch, "step": epoch * session.plan.updates_per_epoch, "train_loss": train_loss,
+            "val_loss": val_loss, "train_iou": train_iou, "val_iou": val_iou, "lr": lr,
+            "seconds": time.perf_counter() - start}
 
 
 def _payload(session: _Session, train_mean_box: list[float]) -> dict:
@@ -213,80 +213,14 @@ def _payload(session: _Session, train_mean_box: list[float]) -> dict:
         "scheduler": session.scheduler.state_dict(), "epoch": session.epoch, "history": session.history,
         "config": asdict(session.config), "train_mean_box": train_mean_box,
         "device_type": session.numerics.device.type, "precision_used": session.numerics.precision,
-        "plan": session.plan.as_dict(),
+        "plan": session.plan.as_dict(), "format_version": FORMAT_VERSION,
     }
 
 
-def epoch_line(row: dict, plan: TrainingPlan, seconds_left: float | None = None) -> str:
-    """One line of training progress for a terminal or a static notebook, e.g. ``epoch  3/13
-    (step 162/702)  train loss 0.4210  val loss 0.3012  val IoU 0.781  lr 9.0e-04  58 s  (9 min 40 s left)``.
-
-    Args:
-        row: a history row (:data:`HISTORY_COLUMNS`).
-        plan: the run's plan (its epochs and optimizer updates).
-        seconds_left: estimated time to the last epoch (mean epoch time of this session x epochs to
-            go); None leaves it out.
-    """
-    width, step_width = len(str(plan.epochs)), len(str(plan.updates))
-    line = (f"epoch {int(row['epoch']):>{width}}/{plan.epochs} (step {int(row['step']):>{step_width}}/{plan.updates})"
-            f"  train loss {row['train_loss']:.4f}  "
-            f"val loss {row['val_loss']:.4f}  val IoU {row['val_iou']:.3f}  lr {row['lr']:.1e}  "
-            f"{row['seconds']:.0f} s")
-    if seconds_left is not None:
-        line += f"  ({int(seconds_left // 60)} min {seconds_left % 60:.0f} s left)" if seconds_left else "  (done)"
-    return line
-
-
-def expected_time_line(plan: TrainingPlan, first_epoch_seconds: float) -> str:
-    """The training time to expect, printed after a run's first epoch: its seconds per update times the plan's
-    updates, e.g. ``expected training time: about 8 min 20 s for 1,200 updates (0.42 s per update in the first
-    epoch)``. The first epoch also starts the loader's workers, so the estimate errs long by a few seconds."""
-    per_update = first_epoch_seconds / plan.updates_per_epoch
-    total = per_update * plan.updates
-    return (f"expected training time: about {int(total // 60)} min {total % 60:.0f} s for {plan.updates:,} updates "
-            f"({per_update:.2f} s per update in the first epoch)")
-
-
-def _finished_lines(run: Run, session: _Session) -> list[str]:
-    """What :func:`train` prints for a run that has trained all its plan's epochs: that it has, then its
-    training log as it was printed, one :func:`epoch_line` per epoch of the history (so that a notebook
-    re-executed on a finished run, such as the published report, still shows how it trained)."""
-    best, plan = best_row(session.history), session.plan
-    minutes = sum(row["seconds"] for row in session.history) / 60
-    return [f"run {run.folder.name!r}: trained already ({session.epoch}/{plan.epochs} epochs, {plan.updates} updates, "
-            f"in {minutes:.1f} min, best validation IoU {best['val_iou']:.3f} at epoch {best['epoch']}); "
-            "nothing to train. Its training log, from its history.csv:",
-            *(epoch_line(row, plan) for row in session.history)]
-
-
-def train(run: Run, resume: bool | str = False, overwrite: bool = False, progress: bool = True,
-          max_epochs: int | None = None) -> pd.DataFrame:
-    """Train the recipe of ``run`` on its split; returns the history table.
-
-    Args:
-        run: the run folder (:meth:`~localizer.engine.run.Run.create` or :meth:`~localizer.engine.run.Run.open`).
-        resume: True: continue from ``checkpoints/last.pt``; ``"auto"``: continue when it exists
-            (a finished run trains nothing and returns its history: re-running a notebook is
-            safe), start afresh when there is none.
-        overwrite: allow starting afresh over a folder that already holds checkpoints.
-        progress: a text line per epoch (loss, val IoU, seconds, time left; :func:`epoch_line`),
-            and tqdm progress bars within each epoch (off when ``TQDM_DISABLE=1``, as in headless
-            runs: :mod:`localizer.report.runner`), after a first line with the plan's epochs and
-            updates and why (:func:`localizer.engine.schedule.describe_plan`). A finished run prints
-            one line saying so.
-        max_epochs: stop after this many epochs in this call (for tests; not the recipe's
-            ``max_epochs``); the plan's epochs stay the target of a later ``resume``.
-
-    Returns:
-        History DataFrame with :data:`HISTORY_COLUMNS`, one row per epoch (1-based); ``step`` is the
-        optimizer updates after the epoch (epoch x the plan's updates per epoch).
-
-    Raises:
-        FileExistsError, FileNotFoundError: see :meth:`localizer.engine.run.Run.resume_point`.
-        TrainingDiverged: NaN or infinite loss (``last.pt`` is the last good epoch).
-        localizer.model.models.WeightsUnavailableError: pretrained weights cannot be found offline.
-    """
-    checkpoint = run.resume_point(resume, overwrite)
+def _prepare(run: Run, checkpoint: dict | None, progress: bool):
+    """What :func:`train` trains ``run`` with, continuing from ``checkpoint`` if any (its recipe, with this
+    call's runtime fields, and its plan): ``(session, (train loader, val loader), augment, train_mean_box)``,
+    the session with its :class:`~localizer.engine.feature_bank.FeatureBank` when the recipe has ``views``."""
     config = run.config
     if checkpoint:  # the recipe comes from the checkpoint; where and how fast it runs, from this call
         config = replace(TrainConfig.from_dict(checkpoint["config"]),
@@ -304,10 +238,44 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
                                    session.numerics, config.views, config.seed)
         session.val_features = FeatureBank.encode(session.model, loaders[1], session.numerics)
     train_mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0).tolist()
+    return session, loaders, augment, train_mean_box
+
+
+def train(run: Run, resume: bool | str = False, overwrite: bool = False, progress: bool = True,
+          max_epochs: int | None = None) -> pd.DataFrame:
+    """Train the recipe of ``run`` on its split; returns the history table.
+
+    Args:
+        run: the run folder (:meth:`~localizer.engine.run.Run.create` or :meth:`~localizer.engine.run.Run.open`).
+        resume: True: continue from ``checkpoints/last.pt``; ``"auto"``: continue when it exists
+            (a finished run trains nothing and returns its history: re-running a notebook is
+            safe), start afresh when there is none.
+        overwrite: allow starting afresh over a folder that already holds checkpoints.
+        progress: a text line per epoch (loss, val IoU, seconds, time left; :func:`localizer.progress.epoch_line`),
+            and tqdm progress bars within each epoch (off when ``TQDM_DISABLE=1``, as in headless
+            runs: :mod:`localizer.report.runner`), after a first line with the plan's epochs and
+            updates and why (:func:`localizer.engine.schedule.describe_plan`). A finished run prints
+            that it is, and its training log (:func:`localizer.progress.finished_lines`).
+        max_epochs: stop after this many epochs in this call (for tests; not the recipe's
+            ``max_epochs``); the plan's epochs stay the target of a later ``resume``.
+
+    Returns:
+        History DataFrame with :data:`HISTORY_COLUMNS`, one row per epoch (1-based); ``step`` is the
+        optimizer updates after the epoch (epoch x the plan's updates per epoch).
+
+    Raises:
+        FileExistsError, FileNotFoundError: see :meth:`localizer.engine.run.Run.resume_point`.
+        TrainingDiverged: NaN or infinite loss (``last.pt`` is the last good epoch).
+        localizer.model.models.WeightsUnavailableError: pretrained weights cannot be found offline.
+    """
+    checkpoint = run.resume_point(resume, overwrite)
+    session, loaders, augment, train_mean_box = _prepare(run, checkpoint, progress)
+    config, plan = session.config, session.plan
     last_epoch = plan.epochs if max_epochs is None else min(plan.epochs, session.epoch + max_epochs)
-    if progress:
-        lines = _finished_lines(run, session) if session.epoch >= plan.epochs else [f"plan: {describe_plan(config, plan)}"]
-        tqdm.write("\n".join(lines))
+    if progress and session.epoch >= plan.epochs:  # a notebook re-run on a finished run still shows how it trained
+        tqdm.write("\n".join(finished_lines(run.folder.name, session.history, plan, best_row(session.history))))
+    elif progress:
+        tqdm.write(f"plan: {describe_plan(config, plan)}")
     seconds = []
     for epoch in range(session.epoch + 1, last_epoch + 1):
         row = _epoch(session, epoch, loaders, augment, progress)
@@ -316,7 +284,8 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
         session.history.append(row)
         best = best_row(session.history)
         improved = best is not None and best["epoch"] == epoch
-        run.save_epoch(_payload(session, train_mean_box), improved, pd.DataFrame(session.history, columns=HISTORY_COLUMNS))
+        history = pd.DataFrame(session.history, columns=HISTORY_COLUMNS)
+        run.save_epoch(_payload(session, train_mean_box), improved, history)
         if progress:
             tqdm.write(epoch_line(row, plan, (plan.epochs - epoch) * sum(seconds) / len(seconds)))
             if epoch == 1 and plan.epochs > 1:

@@ -26,10 +26,8 @@ Each backbone expects its own input scaling (per RGB channel, for images in [0, 
   torchvision gives in ``ResNet18_Weights.IMAGENET1K_V1.transforms()``.
 * efficientnet_lite0/1/2: ``127/255`` / ``128/255`` on every channel, i.e. ``(pixel_0_255 - 127) / 128``,
   a range of about [-1, 1]. This is the ``MEAN_RGB = [127.0] * 3``, ``STDDEV_RGB = [128.0] * 3`` of TF's
-  ``efficientnet_lite_builder.py``. We checked it on the lion photos in ``/work/shared/data/lion``
-  (resize 256 and center-crop 224), counting how often top-1 is ImageNet class 291 'lion'. On images
-  0-299 this scaling gives 85.7 %, against 73.0 % with ImageNet mean/std. On images 300-799 it gives
-  87.8 %, against 78.4 % with ImageNet mean/std. Models built with ``weights=None`` keep the same
+  ``efficientnet_lite_builder.py``; with it the ImageNet classifier names more lion photos 'lion' than
+  with ImageNet's mean/std (docs/ablations.md). Models built with ``weights=None`` keep the same
   per-backbone values.
 """
 

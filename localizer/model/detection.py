@@ -7,26 +7,15 @@ the prediction (:func:`choose_largest`; :func:`largest_cell` says which cell's b
 from __future__ import annotations
 
 import torch
-from torchvision.ops import batched_nms, box_area, box_iou
+from torchvision.ops import batched_nms, box_area
 
-from localizer.metrics import sanitize_boxes
-
-#: :class:`~localizer.model.heads.LargestHead`: a cell whose animal score (a probability) is at least this detects an animal ...
+#: :class:`~localizer.model.heads.LargestHead`: a cell whose animal score (a probability) is at least this
+#: detects an animal ...
 ANIMAL_SCORE = 0.5
 #: ... the detections of one animal are merged by non-maximum suppression at this IoU (a box overlapping a
 #: better-scored one by more is dropped; a low value can drop the whole animal's larger box in favour of a
-#: better-scored part of it). Chosen on the lion validation split (README, ablation 24;
-#: ``experiments/largest_rule.py``): 0.7 (also Ultralytics YOLO's default) scored 97.25 % accuracy at
-#: IoU > 0.5 and 88.03 % mean IoU, against 96.70 / 87.94 % for 0.5; 0.8 to 1 (no suppression) scored 97.25 to
-#: 97.53 % but a lower mean IoU ...
+#: better-scored part of it; Ultralytics YOLO's default too). Chosen on validation: docs/ablations.md, row 24.
 ANIMAL_NMS_IOU = 0.7
-#: ... and the soft-argmax box is kept where it overlaps the largest detection with IoU > this; 1: never, the
-#: largest detection is the prediction wherever there is one. Chosen with :data:`ANIMAL_SCORE` on the lion
-#: validation split (README, ablation 21; ``experiments/largest_rule.py``): 1 scored 96.70 % accuracy at
-#: IoU > 0.5 against 96.15 % for 0.5 and 95.05 % for the soft-argmax box alone (with suppression at IoU 0.5,
-#: as then; at 0.7: 97.25 % against 96.70 % for 0.5 and 96.98 % for 0.7).
-LARGEST_AGREEMENT = 1.0
-
 
 
 def _detections(cell_boxes: torch.Tensor, cell_scores: torch.Tensor, score: float, nms_iou: float
@@ -53,13 +42,12 @@ def detect_animals(cell_boxes: torch.Tensor, cell_scores: torch.Tensor, score: f
 
 
 def largest_cell(box: torch.Tensor, cell_boxes: torch.Tensor, cell_scores: torch.Tensor,
-                 score: float = ANIMAL_SCORE, nms_iou: float = ANIMAL_NMS_IOU,
-                 agreement: float = LARGEST_AGREEMENT) -> torch.Tensor:
+                 score: float = ANIMAL_SCORE, nms_iou: float = ANIMAL_NMS_IOU) -> torch.Tensor:
     """``(N,)`` long: per photo, the cell (index into ``L``) whose box :func:`choose_largest` predicts, the
-    largest (by area; ties: the best scored) of the animals :func:`detect_animals` finds; -1 where it keeps
-    the soft-argmax ``box`` ``(N, 4)``: a photo with no detection, or one whose largest detection overlaps
-    ``box`` with IoU > ``agreement`` (never with the default 1: see :data:`LARGEST_AGREEMENT`).
-    ``cell_boxes`` ``(N, L, 4)``, ``cell_scores`` ``(N, L)`` logits."""
+    largest (by area; ties: the best scored) of the animals :func:`detect_animals` finds (the largest
+    detection is the prediction wherever there is one: docs/ablations.md, row 21); -1 for a photo with no
+    detection, where the soft-argmax ``box`` ``(N, 4)`` is kept. ``cell_boxes`` ``(N, L, 4)``,
+    ``cell_scores`` ``(N, L)`` logits."""
     found, image, cells = _detections(cell_boxes, cell_scores, score, nms_iou)
     n, count = len(box), len(found)
     area = box_area(found)
@@ -67,9 +55,8 @@ def largest_cell(box: torch.Tensor, cell_boxes: torch.Tensor, cell_scores: torch
     candidates = torch.where(area == most[image], torch.arange(count, device=area.device), count)
     first = candidates.new_full((n,), count).scatter_reduce(0, image, candidates, "amin")  # (N,): index or count
     rows = (first < count).nonzero().flatten()
-    overlap = box_iou(sanitize_boxes(box[rows].detach().float()), found[first[rows]]).diagonal()
     chosen = torch.full((n,), -1, dtype=torch.long, device=box.device)
-    chosen[rows[overlap <= agreement]] = cells[first[rows[overlap <= agreement]]]
+    chosen[rows] = cells[first[rows]]
     return chosen
 
 
@@ -84,9 +71,8 @@ def take_cells(values: torch.Tensor, cell_values: torch.Tensor, cell: torch.Tens
 
 
 def choose_largest(box: torch.Tensor, cell_boxes: torch.Tensor, cell_scores: torch.Tensor,
-                   score: float = ANIMAL_SCORE, nms_iou: float = ANIMAL_NMS_IOU,
-                   agreement: float = LARGEST_AGREEMENT) -> torch.Tensor:
+                   score: float = ANIMAL_SCORE, nms_iou: float = ANIMAL_NMS_IOU) -> torch.Tensor:
     """:class:`~localizer.model.heads.LargestHead`'s prediction ``(N, 4)``: the box of the cell
     :func:`largest_cell` chooses, the largest detected animal, or the soft-argmax ``box`` ``(N, 4)`` where
     it chooses none. (Gradients flow through ``box`` only.)"""
-    return take_cells(box, cell_boxes.float(), largest_cell(box, cell_boxes, cell_scores, score, nms_iou, agreement))
+    return take_cells(box, cell_boxes.float(), largest_cell(box, cell_boxes, cell_scores, score, nms_iou))

@@ -7,9 +7,9 @@ normalized xyxy boxes, the primary box first and rows of zeros as padding
 (:func:`localizer.data.datasets.box_targets`); ``head.predict(feature_map)`` gives ``(boxes (N, 4),
 quality (N,))``: the boxes of ``head(feature_map)`` and an estimate in [0, 1] of how good each one is, from
 the sharpness of its per-edge distributions (:func:`edge_quality`; 1 for every box of the ``linear``
-head, which has none), for the confidence of :func:`localizer.engine.inference.predict_batch`. The box loss (``loss``, one of
-:data:`localizer.recipe.LOSSES`) and the distribution focal loss's weight (``dfl``) are given to a head
-when it is built (:func:`build_head`, from the recipe).
+head, which has none), for the confidence of :func:`localizer.engine.inference.predict_batch`. The box
+loss (``loss``, one of :data:`localizer.recipe.LOSSES`) and the distribution focal loss's weight (``dfl``)
+are given to a head when it is built (:func:`build_head`, from the recipe).
 
 * ``linear`` — the course report's head: global average pooling, Dropout(p), Linear(F, 4). Pooling
   throws away *where* the features are; the linear layer must read the box off what survives.
@@ -25,10 +25,10 @@ when it is built (:func:`build_head`, from the recipe).
 * ``largest`` — detect every animal, predict the largest: a per-location part (:class:`DenseHead`,
   FCOS-style: Tian et al., ICCV 2019) is trained on *every* annotated animal (each cell scores, with a
   sigmoid, whether an animal's centre is near it, and predicts that animal's box), and the prediction
-  is the largest box it detects (:func:`~localizer.model.detection.choose_largest`): the ground truth is the largest animal, and
-  on a photo with several a head that regresses one box can put it between them or around the group.
-  Beside it, a ``softargmax`` head is trained on the primary box; its box is the prediction where no
-  cell detects an animal.
+  is the largest box it detects (:func:`~localizer.model.detection.choose_largest`): the ground truth is
+  the largest animal, and on a photo with several a head that regresses one box can put it between them
+  or around the group. Beside it, a ``softargmax`` head is trained on the primary box; its box is the
+  prediction where no cell detects an animal.
 """
 
 from __future__ import annotations

@@ -230,8 +230,7 @@ def build_model(
             message names the file).
         FileNotFoundError: ``weights`` is a path that does not exist.
         WeightsUnavailableError: resnet18 ``"imagenet"`` weights are neither cached
-            nor downloadable. Offline this fails at once: the DNS lookup fails in
-            about 0.02 s, and build_model takes about 1 s in all.
+            nor downloadable (offline this fails at once, on the DNS lookup).
     """
     is_imagenet = isinstance(weights, str) and weights == "imagenet"
     net, features = build_backbone(backbone, imagenet=is_imagenet)

@@ -149,7 +149,8 @@ def augmentation_examples(rows: pd.DataFrame, image_size: int, affine_p: float, 
         augmented, moved = apply_augment(images, boxes, affine_only)
         rows_out.append((augmented, moved, [f"affine_p = 1:\n{_geometry(affine_only, i, boxes, moved)}"
                                             for i in range(len(images))]))
-    items = [(image, box * image_size, None) for batch, row_boxes, _ in rows_out for image, box in zip(batch, row_boxes)]
+    items = [(image, box * image_size, None)
+             for batch, row_boxes, _ in rows_out for image, box in zip(batch, row_boxes)]
     return items, [title for _, _, titles in rows_out for title in titles]
 
 

@@ -70,12 +70,12 @@ def describe_model(config: TrainConfig) -> str:
                 "scored")
     elif config.head == "largest":
         head = ("the **largest-animal head**: a detector over the map's cells, trained on *every* annotated "
-                f"animal, finds each animal from the cells of the {grid} × {grid} map near its centre (each cell scores whether an "
-                "animal's centre is near it and predicts its box, as in FCOS, Tian et al., ICCV 2019, with "
-                f"distributions over {BINS} positions per edge), and the prediction is the **largest detected "
-                "animal**, as the ground truth is the largest one: a head that regresses one box can put it between "
-                "two animals or around the group. A soft-argmax head, trained on the primary box beside it, gives "
-                "the box of a photo in which no animal is detected")
+                f"animal, finds each animal from the cells of the {grid} × {grid} map near its centre (each cell "
+                "scores whether an animal's centre is near it and predicts its box, as in FCOS, Tian et al., ICCV "
+                f"2019, with distributions over {BINS} positions per edge), and the prediction is the **largest "
+                "detected animal**, as the ground truth is the largest one: a head that regresses one box can put "
+                "it between two animals or around the group. A soft-argmax head, trained on the primary box beside "
+                "it, gives the box of a photo in which no animal is detected")
     else:
         head = ("the **soft-argmax head**, which keeps *where* the features are (global average pooling would "
                 f"throw that away, and the box is a where): a 1 × 1 convolution to {REDUCED_CHANNELS} channels keeps "
@@ -148,9 +148,9 @@ def describe_split(config: TrainConfig) -> str:
     subset = (f" of a seeded sample of at most {config.subset} usable images (`subset = {config.subset}`)"
               if config.subset else " of all usable images")
     if config.split == "export":
+        sample = f", in a seeded sample of at most {config.subset} usable images" if config.subset else ""
         return ("**This run** keeps the split the export came with (`split = \"export\"`): its train / valid / "
-                "test folders" + (f", in a seeded sample of at most {config.subset} usable images" if config.subset else "")
-                + ".")
+                f"test folders{sample}.")
     shares = " / ".join(f"{share:.0%}" for share in config.fractions)
     return f"**This run**: train / validation / test = {shares}{subset}, with `seed = {config.seed}`."
 
@@ -184,8 +184,8 @@ def curves_caption(config: TrainConfig, history: pd.DataFrame) -> str:
     else:
         schedule = ("The learning rate follows a cosine from its start value to 0, so there are no sudden "
                     "drops; the curves flatten as the rate approaches 0.")
-    done = history_updates(history)
-    updates = "" if done is None else f" ({done[0]} epochs of {done[1]} optimizer updates, {done[2]:,} in all)"
+    epochs, per_epoch, updates = history_updates(history)
+    updates = f" ({epochs} epochs of {per_epoch} optimizer updates, {updates:,} in all)"
     return (f"Left: the {loss_name(config)} loss per epoch{updates} on the training and validation sets; right: the "
             f"mean IoU. The green line marks **epoch {int(best['epoch'])}**, the best validation mean IoU "
             f"({best['val_iou']:.3f}): its checkpoint (`best.pt`) is the one tested in notebook 04. {schedule}\n\n"

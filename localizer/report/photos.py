@@ -242,8 +242,7 @@ def spread_sample(per_image: pd.DataFrame, n: int = 8, seed: int = 0, skip_worst
     easy photos; this one shows the range, one photo per ``1/n`` quantile. The ``skip_worst``
     lowest-IoU rows are left out first (the ones a figure of the worst predictions shows already),
     but only as many as leave ``n`` rows: a small split (the smoke run's 8 test photos) shows all its
-    rows, worst included. All rows when there are ``n`` or fewer. (Drawn with pandas since issue 29:
-    the same seed picks other photos than the hand-written draw of before did.)
+    rows, worst included. All rows when there are ``n`` or fewer.
 
     Raises:
         ValueError: ``n`` < 1.

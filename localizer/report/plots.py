@@ -1,6 +1,6 @@
 """Figures of the course report, with matplotlib and seaborn only: the charts here (training
-curves, IoU histogram, risk-coverage curve), the photo grids in :mod:`localizer.report.photos`, offered here too, so that
-notebooks import one module.
+curves, IoU histogram, risk-coverage curve), the photo grids in :mod:`localizer.report.photos`, offered
+here too, so that notebooks import one module.
 
 Every function returns the :class:`matplotlib.figure.Figure` it drew and, when ``path`` is given,
 also saves it there (:func:`save_figure`: PNG or JPEG at :data:`DPI`). Nothing is shown: in a
@@ -127,10 +127,9 @@ def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str
 
 
 def _updates_label(history: pd.DataFrame) -> str:
-    """``" (54 optimizer updates each; 702 after epoch 13)"`` from a history's ``step`` column; empty
-    without one (a history of a version before it)."""
-    done = history_updates(history)
-    return "" if done is None else f" ({done[1]} optimizer updates each; {done[2]:,} after epoch {done[0]})"
+    """``" (54 optimizer updates each; 702 after epoch 13)"`` from a history's ``step`` column."""
+    epochs, per_epoch, updates = history_updates(history)
+    return f" ({per_epoch} optimizer updates each; {updates:,} after epoch {epochs})"
 
 
 def _epoch_axis(ax, first: int, last: int, note: str = "") -> None:

@@ -13,7 +13,6 @@ import pandas as pd
 from localizer.data.download import display_path
 from localizer.engine.evaluation import evaluate_checkpoint
 from localizer.engine.run import Run
-from localizer.errors import DataError
 from localizer.files import write_csv, write_json
 from localizer.report.tables import format_metrics
 
@@ -59,13 +58,7 @@ def confidence_table(metrics: dict) -> pd.DataFrame:
     :func:`localizer.engine.evaluation.evaluate_model`) for reading: one row per coverage,
     ``most confident`` (e.g. ``80 %``), ``photos``, ``acc IoU>0.5 %``, ``mean IoU %`` (2 decimals) and
     ``lowest confidence`` (3 decimals).
-
-    Raises:
-        DataError: ``metrics`` without a confidence (a metrics JSON of an older version).
     """
-    if "confidence" not in metrics:
-        raise DataError("no-confidence", "these metrics have no confidence (written by an older version: "
-                                         "evaluate the checkpoint again)")
     table = pd.DataFrame(metrics["confidence"]["risk_coverage"])
     return pd.DataFrame({"most confident": [f"{100 * c:g} %" for c in table["coverage"]],
                          "photos": table["photos"].astype(int),

@@ -16,7 +16,7 @@ path means the same folder under the runner, in JupyterLab and under nbval.
 
 What the terminal shows: the notebooks' printed output as it comes (papermill's ``stdout_file`` and
 ``stderr_file``), so training prints one line per epoch with the time left
-(:func:`localizer.engine.training.epoch_line`). The kernels run with ``TQDM_DISABLE=1``: a tqdm bar in a
+(:func:`localizer.progress.epoch_line`). The kernels run with ``TQDM_DISABLE=1``: a tqdm bar in a
 headless notebook is a widget nobody sees, whose last state would stay in the executed notebook.
 Copies for reading (``--publish``, ``--figures``) are made by :mod:`localizer.report.publish`.
 """

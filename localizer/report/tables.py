@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 
 from localizer.errors import DataError
-from localizer.metrics import RESAMPLES
 
 
 #: The columns of :func:`format_metrics`: the scores (``name``) and the intervals shown (``name 95% CI``).
@@ -22,26 +21,22 @@ MEASUREMENT_MIN_IMAGES = 50
 def format_metrics(metrics: dict) -> str:
     """A small text table: model and baselines, mean IoU and accuracies, in percent, and the 95 %
     bootstrap intervals of the mean IoU and of the accuracy at IoU > 0.5 (columns ``mean_iou 95% CI``
-    and ``acc_50 95% CI``, e.g. ``[82.10, 86.05]``; ``n/a`` below 2 photos; left out for metrics
-    without ``intervals``, of an older version). Its header names the split, the number of images and
-    whether the model was scored with flip test-time augmentation (``tta``; ``metrics`` without the
-    key: "TTA not recorded"); below :data:`MEASUREMENT_MIN_IMAGES` images it says how far one image moves
-    the accuracy, whatever the model's training."""
-    rows = {"model": metrics, **metrics.get("baselines", {})}
+    and ``acc_50 95% CI``, e.g. ``[82.10, 86.05]``; ``n/a`` below 2 photos). Its header names the split,
+    the number of images and whether the model was scored with flip test-time augmentation (``tta``);
+    below :data:`MEASUREMENT_MIN_IMAGES` images it says how far one image moves the accuracy, whatever
+    the model's training. ``metrics``: as :func:`localizer.engine.evaluation.evaluate_model` gives them."""
+    rows = {"model": metrics, **metrics["baselines"]}
     table = pd.DataFrame(rows).T[list(SCORE_COLUMNS)].astype(float).mul(100).round(2)
-    footer = ""
-    if all("intervals" in row for row in rows.values()):
-        for name in INTERVAL_COLUMNS:
-            table[f"{name} 95% CI"] = [_interval_text(row["intervals"][name]) for row in rows.values()]
-        resamples = metrics.get("bootstrap", {}).get("resamples", RESAMPLES)
-        footer = (f"\n95% CI: bootstrap interval over the {metrics['n']} photos ({resamples:,} resamples, "
-                  "percentile method)")
-    tta = {True: "with flip TTA", False: "without TTA"}.get(metrics.get("tta"), "TTA not recorded")
+    for name in INTERVAL_COLUMNS:
+        table[f"{name} 95% CI"] = [_interval_text(row["intervals"][name]) for row in rows.values()]
+    footer = (f"\n95% CI: bootstrap interval over the {metrics['n']} photos ({metrics['bootstrap']['resamples']:,} "
+              "resamples, percentile method)")
+    tta = "with flip TTA" if metrics["tta"] else "without TTA"
     header = f"{metrics['split']} split, n = {metrics['n']} images, model scored {tta} (values in %)"
     if metrics["n"] < MEASUREMENT_MIN_IMAGES:
-        header += (f"\npipeline check only: {metrics['n']} images (fewer than {MEASUREMENT_MIN_IMAGES}): one image moves "
-                   f"the accuracy by {100 / metrics['n']:.1f} points; read the 95 % intervals, and compare models on "
-                   "the same photos (python -m localizer compare)")
+        header += (f"\npipeline check only: {metrics['n']} images (fewer than {MEASUREMENT_MIN_IMAGES}): "
+                   f"one image moves the accuracy by {100 / metrics['n']:.1f} points; read the 95 % intervals, and "
+                   "compare models on the same photos (python -m localizer compare)")
     return header + "\n" + table.to_string() + footer
 
 

@@ -73,8 +73,8 @@ from pathlib import Path
 
 
 from . import coco, createml, csvfile, labelme, oxford, via, voc, yolo
-from localizer.data.readers.base import (LABEL_IDS, LABEL_NAMES, NO_PHOTO, Annotation, AnnotationError, DataFormatError,
-                                         Item, Reader, class_key)
+from localizer.data.readers.base import (LABEL_IDS, LABEL_NAMES, NO_PHOTO, Annotation, AnnotationError,
+                                         DataFormatError, Item, Reader, class_key)
 from localizer.data.readers.classes import CLASS_PRESETS, COCO_ANIMALS, VOC_ANIMALS, parse_classes, resolve_classes
 from localizer.data.readers.csvfile import CSV_CLASS_COLUMN, CSV_COLUMNS
 from localizer.data.readers.frames import boxes_in_image

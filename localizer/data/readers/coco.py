@@ -95,7 +95,8 @@ def _data(path: Path) -> tuple[list, list, dict]:
     try:
         data = read_json(path)
         images = list(data["images"])
-        bad = next((i for i, img in enumerate(images) if not isinstance(img, dict) or not {"id", "file_name"} <= set(img)), None)
+        bad = next((i for i, img in enumerate(images)
+                    if not isinstance(img, dict) or not {"id", "file_name"} <= set(img)), None)
         if bad is not None:
             raise KeyError(f"images[{bad}] has no 'id' and 'file_name'")
         categories = {_id_key(cat["id"]): str(cat.get("name", cat["id"])) for cat in data.get("categories") or []}
@@ -127,9 +128,9 @@ def _unmatched(path: Path, root: Path, by_image: dict, entries: dict) -> tuple[l
     if not lost:
         return [], ""
     count = sum(len(by_image[i]) for i in lost)
+    known = _shown(list(entries)) or "none"
     orphan = Item.orphan(path, f"{count} annotations of {path.relative_to(root).as_posix()} name image ids that no "
-                               f"images entry has ({_shown(lost)}; the images' ids: {_shown(list(entries)) or 'none'}): "
-                               f"their photos are unknown")
+                               f"images entry has ({_shown(lost)}; the images' ids: {known}): their photos are unknown")
     return [orphan], (f"no annotation of {path.name} names its id, while {count} name ids that no images entry has "
                       f"({_shown(lost)}): are the ids of images and annotations written alike?")
 
@@ -150,8 +151,8 @@ def _json_items(path: Path, root: Path, index: FileIndex) -> list[Item]:
             if problem is None and len(distinct) > 1:
                 names = " and ".join(repr(e["file_name"]) for e in distinct.values())
                 problem = AnnotationError("ambiguous-annotation",
-                                          f"{path.name}: the images entries {names} share id {img['id']!r}, so its "
-                                          f"annotations belong to neither")
+                                          f"{path.name}: the images entries {names} share id {img['id']!r}, "
+                                          "so its annotations belong to neither")
             if problem is None and mismatch and key not in by_image:
                 problem = AnnotationError("no-box", mismatch)
             payload = _CocoImage(by_image.get(key, []), frame_size(img.get("width"), img.get("height")),
@@ -170,7 +171,8 @@ def _items(root: Path) -> list[Item]:
     items = one_item_per_image(
         [it for it in listed if not it.is_orphan],
         lambda it: f"{it.annotation.name} id {it.payload.image_id!r} ({it.payload.file_name!r})")
-    items += unlisted_images(root, {it.image for it in items}, " or ".join(p.relative_to(root).as_posix() for p in paths))
+    listed_in = " or ".join(p.relative_to(root).as_posix() for p in paths)
+    items += unlisted_images(root, {it.image for it in items}, listed_in)
     return sorted(items, key=lambda it: str(it.image)) + orphans
 
 

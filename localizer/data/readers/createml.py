@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from localizer.data.readers.base import LABEL_NAMES, Annotation, AnnotationError, DataFormatError, Item, Reader, parse_number
+from localizer.data.readers.base import (LABEL_NAMES, Annotation, AnnotationError, DataFormatError, Item, Reader,
+                                         parse_number)
 from localizer.data.readers.jsonfiles import find_json_files, load_entries, shared_file_items
 
 

@@ -1,7 +1,7 @@
 """The ``csv`` layout: a CSV with a header row naming ``filename,xmin,ymin,xmax,ymax`` (pixels,
 continuous; other columns are ignored, an optional ``class`` column gives the classes); several
-rows for one file are several boxes. Files are relative to the CSV's folder (or its ``images/``), as exporters write them
-(:class:`~localizer.data.readers.paths.FileIndex`: backslashes, a leading ``images/``, composed or
+rows for one file are several boxes. Files are relative to the CSV's folder (or its ``images/``), as
+exporters write them (:class:`~localizer.data.readers.paths.FileIndex`: backslashes, a leading ``images/``, composed or
 decomposed Unicode); an image under the folder that no row names is listed as
 ``missing-annotation``. Roboflow's CSV export (``train/_annotations.csv``, ``valid/``, ``test/``) is
 read per split folder, which gives the photo's export split.
@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from localizer.data.readers.base import LABEL_NAMES, Annotation, AnnotationError, DataFormatError, Item, Reader, parse_number
+from localizer.data.readers.base import (LABEL_NAMES, Annotation, AnnotationError, DataFormatError, Item, Reader,
+                                         parse_number)
 from localizer.data.readers.paths import FileIndex, export_split, one_item_per_image, unlisted_images
 
 CSV_COLUMNS = ("filename", "xmin", "ymin", "xmax", "ymax")

@@ -126,7 +126,8 @@ class FileIndex:
         hint = (f"; files that differ from it in case alone: {', '.join(self._show(p) for p in cased)}" if cased else
                 f"; closest: {closest[0]}" if closest else "; no image file with a similar name")
         inside = [c for c, k, _ in tried if k is not None]
-        first = next((c for c in inside if c.parent.is_dir()), inside[0] if inside else self.root / text.rsplit("/", 1)[-1])
+        fallback = inside[0] if inside else self.root / text.rsplit("/", 1)[-1]
+        first = next((c for c in inside if c.parent.is_dir()), fallback)
         return first, ImageLoadError(first, "unreadable", f"{source} names {name!r}: no such file "
                                                           f"(tried {shown}){hint}")
 
@@ -192,4 +193,5 @@ def describe_folder(root: Path, shown: int = 8) -> str:
     more = ", ..." if len(endings) > shown else ""
     folders = sorted(p.name + "/" for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     listed = ", ".join(folders[:shown]) + (", ..." if len(folders) > shown else "")
-    return (f"{len(files)} files ({counts}{more})" if files else "no files") + (f"; folders: {listed}" if folders else "")
+    described = f"{len(files)} files ({counts}{more})" if files else "no files"
+    return described + (f"; folders: {listed}" if folders else "")

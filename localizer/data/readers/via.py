@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from localizer.data.readers.base import LABEL_NAMES, Annotation, AnnotationError, DataFormatError, Item, Reader, parse_number
+from localizer.data.readers.base import (LABEL_NAMES, Annotation, AnnotationError, DataFormatError, Item, Reader,
+                                         parse_number)
 from localizer.data.readers.jsonfiles import (ellipse_extent, find_json_files, load_entries, no_box_shapes,
                                               point_extent, shared_file_items)
 

@@ -147,7 +147,8 @@ def pair_xmls(root: Path, images: list[Path], xmls: list[Path]) -> list[Item]:
     items = []
     for image in images:
         xml = beside.get(image.with_suffix(""))
-        claims = owner[xml] if xml is not None else [image] + [i for x in wanted[image] for i in wanting[x] if i != image]
+        claims = (owner[xml] if xml is not None
+                  else [image] + [i for x in wanted[image] for i in wanting[x] if i != image])
         if xml is None and len(wanted[image]) == 1 and len(claims) == 1:
             xml = wanted[image][0]
         if xml is not None and len(claims) == 1:

@@ -15,8 +15,8 @@ import numpy as np
 import yaml
 
 from localizer.boxes import cxcywh_to_xyxy, denormalize_boxes
-from localizer.data.readers.base import (LABEL_IDS, NORMALIZED, Annotation, AnnotationError, DataFormatError, Item,
-                                         Reader, images_under, parse_number, read_text)
+from localizer.data.readers.base import (LABEL_IDS, NORMALIZED, Annotation, AnnotationError, DataFormatError,
+                                         Item, Reader, images_under, parse_number, read_text)
 from localizer.data.readers.paths import describe_folder, export_split, unlisted_images
 
 #: Files that mark a Darknet-style export (CVAT "YOLO 1.1"), with each ``.txt`` beside its image.
@@ -173,7 +173,8 @@ def _parse(item: Item, width: int, height: int) -> Annotation:
 def is_yolo(root: Path) -> bool:
     """True when ``root`` holds an ``images/`` folder beside a ``labels/`` folder (at any depth), or
     is a CVAT "YOLO 1.1" export (:data:`DARKNET_MARKERS` with ``obj_*_data/`` folders)."""
-    return any((p.parent / "labels").is_dir() for p in root.rglob("images") if p.is_dir()) or bool(_darknet_folders(root))
+    beside_labels = any((p.parent / "labels").is_dir() for p in root.rglob("images") if p.is_dir())
+    return beside_labels or bool(_darknet_folders(root))
 
 
 READER = Reader("yolo", _items, _parse, lambda root: LABEL_IDS)
