@@ -49,7 +49,8 @@ from localizer.model.losses import box_loss
 from localizer.model.models import build_model
 from localizer.engine.numerics import Numerics, choose_numerics, resolve_device
 from localizer.recipe import TrainConfig
-from localizer.engine.run import make_manifest
+from localizer.data.scans import scan_for
+from localizer.engine.manifests import make_manifest
 from localizer.engine.training import make_loaders, run_epoch
 from localizer.data.transforms import boxes_to_target, build_transforms, pixel_boxes
 
@@ -143,7 +144,7 @@ def main(argv=None) -> dict:
         torch.backends.cudnn.benchmark = True  # as fit() sets it, for all methods alike
     config = TrainConfig(data=ensure_data(args.data), image_size=args.image_size, batch_size=args.batch_size,
                          backbone=args.backbone, weights=None, device=str(device))
-    manifest, _ = make_manifest(config, progress=False)
+    manifest = make_manifest(config, scan_for(config.data, progress=False))
     torch.manual_seed(0)
     base = build_model(args.backbone, weights=None).to(device)
     n = args.steps

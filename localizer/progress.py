@@ -102,3 +102,13 @@ def finished_lines(name: str, history: list[dict], plan, best: dict) -> list[str
             f"in {minutes:.1f} min, best validation IoU {best['val_iou']:.3f} at epoch {best['epoch']}); "
             "nothing to train. Its training log, from its history.csv:",
             *(epoch_line(row, plan) for row in history)]
+
+
+def duration_text(seconds: float) -> str:
+    """A duration for people, to the whole second: ``"3 s"``, ``"1 min 13 s"``, ``"2 h 5 min"``."""
+    total = round(seconds)
+    if total < 60:
+        return f"{total} s"
+    if total < 3600:
+        return f"{total // 60} min {total % 60} s"
+    return f"{total // 3600} h {total % 3600 // 60} min"

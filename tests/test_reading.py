@@ -19,7 +19,9 @@ import torch
 from PIL import Image
 
 from localizer import cli
+from localizer.data.scans import load_scan, save_scan, scan_for
 from localizer.report import narration, plots, runner
+from localizer.report.notebook_runs import create_run, data_folder, notebook_recipe, repo_path
 from localizer.data.download import REPO_ROOT, display_path
 from localizer.errors import ConfigError, DataError
 from localizer.report.photos import spread_sample
@@ -450,30 +452,34 @@ def test_offline_without_data_the_error_names_the_ways_on(tmp_path, monkeypatch)
 
 # ----------------------------------------------------------------------------- runner: paths, dead kernels, resume
 def test_repo_path_takes_relative_paths_from_the_repository_root():
-    assert runner.repo_path("runs/notebook") == REPO_ROOT / "runs" / "notebook"
-    assert runner.repo_path("../shared/data/lion") == REPO_ROOT.parent / "shared" / "data" / "lion"
-    assert runner.repo_path("/tmp/run") == Path("/tmp/run") and runner.repo_path(None) is None
+    assert repo_path("runs/notebook") == REPO_ROOT / "runs" / "notebook"
+    assert repo_path("../shared/data/lion") == REPO_ROOT.parent / "shared" / "data" / "lion"
+    assert repo_path("/tmp/run") == Path("/tmp/run") and repo_path(None) is None
     lion = REPO_ROOT.parent / "shared" / "data" / "lion"
-    assert runner.repo_path(display_path(lion)) == lion  # the inverse of display_path, as the runner passes paths
+    assert repo_path(display_path(lion)) == lion  # the inverse of display_path, as the runner passes paths
 
 
 def _fake_papermill(monkeypatch, calls, die_in=None):
-    """papermill.execute_notebook replaced: records each notebook's parameters, makes the run folder in
-    02 as the notebook does (Run.create), and lets the kernel of ``die_in`` die in its training cell."""
+    """papermill.execute_notebook replaced: records each notebook's parameters, scans in 01 and makes the
+    run folder in 02 with the calls the notebooks make, and lets the kernel of ``die_in`` die in its
+    training cell."""
     import papermill
     from nbclient.exceptions import DeadKernelError
-
-    from localizer.engine.run import Run
 
     def execute(source, output, parameters, **kwargs):
         name = Path(source).stem
         calls.append((name, parameters))
         notebook = nbformat.v4.new_notebook()
         notebook.metadata["papermill"] = {"input_path": source, "output_path": output}
+        folder = data_folder(parameters["run_dir"])
+        if name == "01_data_exploration":
+            save_scan(scan_for(repo_path(parameters["data"]), parameters["data_format"], parameters["oxford_box"],
+                               parameters["classes"], folder=folder, progress=False), folder)
         if name == "02_preprocessing_and_split":
-            config = recipe_for(parameters["profile"], data=str(runner.repo_path(parameters["data"])),
-                                **parameters["recipe"])
-            Run.create(config, runner.repo_path(parameters["run_dir"]), progress=False)
+            scan = load_scan(folder)
+            config, profile, _ = notebook_recipe(parameters["profile"], parameters["recipe"], scan,
+                                                 parameters["run_dir"])
+            create_run(config, profile, scan, parameters["run_dir"])
         if name == die_in:
             cell = nbformat.v4.new_code_cell('history = train(run, resume="auto")\nreadable_history(history)')
             cell.metadata["papermill"] = {"status": "running"}
@@ -504,9 +510,10 @@ def test_a_dead_kernel_names_the_notebook_the_cause_and_the_resume(synthetic_dat
     _fake_papermill(monkeypatch, calls)
     runner.run_notebooks(profile="quick", run_dir=run_dir, params={"workers": 0}, resume=True, progress=False)
     assert [name for name, _ in calls] == list(runner.NOTEBOOKS)
-    parameters = dict(calls)["02_preprocessing_and_split"]
-    assert parameters["profile"] == "smoke" and parameters["recipe"] == {"workers": 0}
-    assert parameters["data"] == display_path(synthetic_data / "yolo")
+    parameters = dict(calls)
+    assert parameters["02_preprocessing_and_split"]["profile"] is None  # the run's own recipe
+    assert parameters["02_preprocessing_and_split"]["recipe"] == {"workers": 0}
+    assert parameters["01_data_exploration"]["data"] == display_path(synthetic_data / "yolo")
     from localizer.engine.run import Run
 
     assert Run.open(run_dir).config.workers == 0

@@ -44,22 +44,25 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from localizer.data.scans import scan_for
     from localizer.engine.profile_choice import AUTO_PROFILE, choose_profile
     from localizer.engine.run import Run
     from localizer.engine.training import train
     from localizer.recipe import recipe_for
 
     overrides = config_overrides(args.param)
-    given = {"data": args.data, "format": args.format, "oxford_box": args.oxford_box, "classes": args.classes,
-             **overrides}
-    recipe_for("quick" if args.profile == AUTO_PROFILE else args.profile, **given)  # names and values checked first
+    reading = {"data": args.data, "format": args.format, "oxford_box": args.oxford_box, "classes": args.classes}
+    recipe_for("quick" if args.profile == AUTO_PROFILE else args.profile, **reading, **overrides)  # checked first
     if args.resume:  # the recipe the run was started with; a -p or data option contradicting it is refused
-        run = Run.open(args.run_dir, **given)
+        run = Run.open(args.run_dir, **reading, **overrides)
     else:
-        profile, why = choose_profile(args.profile, progress=not args.quiet, **given)
-        if why:
+        scan, profile = None, args.profile
+        if profile == AUTO_PROFILE:  # the scan the run folder then keeps (Run.create)
+            scan = scan_for(args.data, args.format, args.oxford_box, args.classes, progress=not args.quiet)
+            profile, why = choose_profile(profile, scan, **overrides)
             print(f"profile {AUTO_PROFILE}: {why}", flush=True)
-        run = Run.create(recipe_for(profile, **given), args.run_dir, overwrite=args.overwrite, progress=not args.quiet)
+        run = Run.create(recipe_for(profile, **reading, **overrides), args.run_dir, overwrite=args.overwrite,
+                         progress=not args.quiet, scan=scan, profile=profile)
     history = train(run, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     print(history.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"checkpoints: {run.checkpoints}")

@@ -42,6 +42,7 @@ judgement call (a VOC photo whose primary box was chosen among the objects not m
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +53,7 @@ from localizer.data.checking import check_item
 from localizer.data.download import display_path
 from localizer.data.duplicates import NEAR_DUPLICATE_BITS, TWIN_BOX_IOU, duplicate_groups, twin_box_iou
 from localizer.files import write_csv
-from localizer.progress import progress_thread_map
+from localizer.progress import duration_text, progress_thread_map
 from localizer.data.readers import detect_format, get_reader, one_item_per_image, resolve_classes
 from localizer.data.readers.classes import check_known_classes, known_classes
 
@@ -87,6 +88,10 @@ class ScanResult:
             twins' boxes; empty without twins).
         orphans: the label files without a photo, columns ``file`` (the label file, relative to root)
             and ``reason`` (``no-photo: detail``, naming the photo looked for).
+        settings: how the data was read, the recipe's fields of the same names: ``data`` (``root``),
+            ``format`` (as asked: ``auto`` or a format), ``oxford_box`` and ``classes``.
+        fingerprint: :func:`localizer.data.scans.data_fingerprint` of ``root`` before the scan, or
+            empty when not taken (then a saved scan is never reused).
     """
 
     root: Path
@@ -94,6 +99,8 @@ class ScanResult:
     table: pd.DataFrame
     report: pd.DataFrame
     orphans: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["file", "reason"]))
+    settings: dict = field(default_factory=dict)
+    fingerprint: str = ""
 
     @property
     def skipped_counts(self) -> pd.Series:
@@ -190,7 +197,7 @@ def scan_dataset(
         max_pixels: decompression-bomb limit (see :func:`localizer.data.imageio.load_rgb`).
         tolerance: share of the image side a box may exceed the image by and be clipped.
         workers: decoding threads (Pillow releases the GIL while decoding); default: all cores.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar, and print one line when done (how many photos, how long).
         all_boxes: also keep every box of each photo, in a column :data:`ALL_BOXES_COLUMN` (text, see
             :func:`localizer.boxes.boxes_text`), for a recipe that trains on every annotated animal.
 
@@ -204,29 +211,23 @@ def scan_dataset(
             data does not have (checked before any photo is decoded,
             :func:`localizer.data.readers.classes.check_known_classes`).
     """
+    started = time.perf_counter()
     root = Path(os.path.abspath(root))  # not resolve(): a data folder behind a link keeps its name
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist")
-    fmt = detect_format(root) if fmt == "auto" else fmt
+    asked, fmt = fmt, detect_format(root) if fmt == "auto" else fmt
     reader = get_reader(fmt, oxford_box=oxford_box)
     items, orphans, wanted = _listed(root, reader, classes)
     results = progress_thread_map(
         lambda it: check_item(it, reader, max_pixels, tolerance, wanted, keep_boxes=all_boxes), items, show=progress,
         max_workers=workers or os.cpu_count() or 1, desc=f"checking {root.name}", unit="img",
     )
-    report_rows, table_rows = [], []
-    for item, result in zip(items, results):
-        file = _relative(item.image, root)
-        report_rows.append({"file": file, "status": result["status"], "code": result["code"],
-                            "reason": result["reason"], "export_split": item.split, "note": result.get("note", "")})
-        if result["status"] == "ok":
-            row = {"file": file, "path": str(item.image), "format": fmt,
-                   **{k: result[k] for k in TABLE_COLUMNS + ["dhash"] if k in result}}
-            if all_boxes:
-                row[ALL_BOXES_COLUMN] = boxes_text(result["boxes"])
-            table_rows.append(row)
-    table, report = _tables(table_rows, report_rows, all_boxes)
-    return ScanResult(root=root, format=fmt, table=table, report=report, orphans=orphans)
+    table, report = _tables(*_rows(items, results, root, fmt, all_boxes), all_boxes)
+    settings = {"data": str(root), "format": asked, "oxford_box": oxford_box, "classes": classes}
+    if progress:
+        print(f"scan: {len(items):,} photos of {display_path(root)} decoded and checked in "
+              f"{duration_text(time.perf_counter() - started)}", flush=True)
+    return ScanResult(root=root, format=fmt, table=table, report=report, orphans=orphans, settings=settings)
 
 
 def _listed(root: Path, reader, classes: str | None) -> tuple[list, pd.DataFrame, frozenset[str] | None]:
@@ -242,6 +243,22 @@ def _listed(root: Path, reader, classes: str | None) -> tuple[list, pd.DataFrame
     if wanted is not None:
         check_known_classes(classes, known_classes(items, reader))
     return items, orphans.sort_values("file", ignore_index=True), wanted
+
+
+def _rows(items: list, results: list[dict], root: Path, fmt: str, all_boxes: bool) -> tuple[list[dict], list[dict]]:
+    """The table's rows (usable photos) and the report's rows (every photo) of the checked ``items``."""
+    table_rows, report_rows = [], []
+    for item, result in zip(items, results):
+        file = _relative(item.image, root)
+        report_rows.append({"file": file, "status": result["status"], "code": result["code"],
+                            "reason": result["reason"], "export_split": item.split, "note": result.get("note", "")})
+        if result["status"] == "ok":
+            row = {"file": file, "path": str(item.image), "format": fmt,
+                   **{k: result[k] for k in TABLE_COLUMNS + ["dhash"] if k in result}}
+            if all_boxes:
+                row[ALL_BOXES_COLUMN] = boxes_text(result["boxes"])
+            table_rows.append(row)
+    return table_rows, report_rows
 
 
 def _tables(table_rows: list[dict], report_rows: list[dict], all_boxes: bool) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -30,29 +30,29 @@ def profile_for_size(n_train: int) -> tuple[str, str]:
                      f"({PROFILES['quick']['image_size']} px, within about 15 minutes on 2 CPU cores)")
 
 
-def choose_profile(profile: str, progress: bool = False, **values) -> tuple[str, str | None]:
+def choose_profile(profile: str, scan=None, **values) -> tuple[str, str | None]:
     """The profile to train: ``profile`` itself, or for :data:`AUTO_PROFILE` the one the size of the training split
     calls for (:func:`profile_for_size`).
 
     Args:
         profile: a key of :data:`localizer.recipe.PROFILES`, or ``"auto"``.
-        values: recipe fields, ``data`` among them (the ``-p`` values): ``auto`` makes the manifest they decide
-            (:func:`localizer.engine.run.make_manifest`: the scan, ``subset``, ``split``, ``seed``, ``fractions``,
-            ``classes``) and counts its training photos, so the count is the one
-            :meth:`localizer.engine.run.Run.create` will split. It scans the data once more (about 13 s for the
-            2,427 lion photos on one core).
+        scan: the scan of the data (:class:`localizer.data.validation.ScanResult`; needed for ``auto`` only):
+            ``auto`` splits it as the run will (:func:`localizer.engine.manifests.make_manifest`, with the recipe
+            ``values``: ``subset``, ``split``, ``seed``, ``fractions``) and counts the training photos, so the
+            count is the one :meth:`localizer.engine.run.Run.create` will split; it reads no photo again.
+        values: recipe fields besides the scan's own (:data:`localizer.data.scans.SCAN_FIELDS`), e.g. the ``-p``
+            values.
 
     Returns:
         ``(profile, why)``: the profile, and for ``auto`` the reason in words (the count and the rule), else None.
 
     Raises:
         localizer.errors.ConfigError: an unknown field or a bad value (:func:`localizer.recipe.recipe_for`).
-        localizer.data.split.NotEnoughDataError, FileNotFoundError, localizer.data.readers.DataFormatError: as
-            :func:`localizer.engine.run.make_manifest`, for ``auto`` only.
+        localizer.data.split.NotEnoughDataError: as :func:`localizer.engine.manifests.make_manifest`, for ``auto``.
     """
-    from localizer.engine.run import make_manifest  # torch: not for the command line's parser, which names AUTO_PROFILE
+    from localizer.engine.manifests import make_manifest  # pandas: not for the command line's parser
 
     if profile != AUTO_PROFILE:
         return profile, None
-    manifest, _ = make_manifest(recipe_for("quick", **values), progress=progress)
+    manifest = make_manifest(recipe_for("quick", **values, **scan.settings), scan)
     return profile_for_size(int((manifest["split"] == "train").sum()))

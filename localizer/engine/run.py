@@ -1,13 +1,14 @@
 """A run folder: one training run's recipe, split, history, checkpoints and results.
 
-Notebook 02 creates it (:meth:`Run.create`: scan, split, ``manifest.csv``, ``config.json``), notebook
+Notebook 02 creates it (:meth:`Run.create`: split, ``manifest.csv``, ``config.json``), notebook
 03 trains in it, notebook 04 evaluates it, and ``evaluate``, ``predict`` and ``train --resume`` open
 it again (:meth:`Run.open`, :func:`localizer.engine.checkpoints.load_model`). This module is the one
 place that knows the layout:
 
 =============================  ==================================================================
-``config.json``                the recipe (:class:`localizer.recipe.TrainConfig`)
+``config.json``                the recipe (:class:`localizer.recipe.TrainConfig`) and its profile
 ``manifest.csv``               usable photos, primary box, dHash, near-duplicate group, split
+``scan.json``, ``scan.csv``    the scan of the data the split was made of (:mod:`localizer.data.scans`)
 ``data_report.csv``            every photo found, ``ok`` or ``skipped`` with the reason
 ``history.csv``                one row per epoch (:data:`localizer.engine.training.HISTORY_COLUMNS`)
 ``checkpoints/last.pt``        after every epoch: weights, optimizer, scheduler, history
@@ -28,66 +29,36 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from localizer.data.scans import DATA_REPORT, SCAN_INFO, SCAN_TABLE, save_scan, scan_for
+from localizer.data.validation import ScanResult
 from localizer.errors import ConfigError
 from localizer.files import OutputError, atomic_save, writable_folder, write_csv, write_json
 from localizer.engine.checkpoints import (BEST, FORMAT_VERSION, LAST, best_payload, check_format, load_checkpoint,
                                           load_model)
-from localizer.recipe import ALL_BOXES_HEADS, RUNTIME_FIELDS, TrainConfig, recipe_values, same_recipe
-from localizer.data.split import (NotEnoughDataError, assign_split, export_split, load_manifest, save_manifest,
-                                  split_leaks)
+from localizer.engine.manifests import make_manifest
+from localizer.recipe import RUNTIME_FIELDS, TrainConfig, recipe_values, same_recipe
+from localizer.data.split import load_manifest, save_manifest
 
-CONFIG, MANIFEST, DATA_REPORT, HISTORY, CHECKPOINTS = "config.json", "manifest.csv", "data_report.csv", "history.csv", \
-    "checkpoints"
+CONFIG, MANIFEST, HISTORY, CHECKPOINTS = "config.json", "manifest.csv", "history.csv", "checkpoints"
 #: The file :meth:`Run.create` writes into every run folder: what marks a folder as a localizer run.
 MARKER = ".localizer-run"
 
+#: Entries of a run folder that may come before :meth:`Run.create` writes the :data:`MARKER`: the notebooks of
+#: ``run``, and notebook 01's scan and figures.
+BEFORE_RUN = ("notebooks", "figures", SCAN_INFO, SCAN_TABLE, DATA_REPORT)
 #: What a run folder holds (files, folders and patterns): anything else in a folder marks it as
 #: not a localizer run, which ``--overwrite`` never deletes.
-RUN_ENTRIES = (MARKER, "notebooks", "figures", CHECKPOINTS, CONFIG, MANIFEST, DATA_REPORT, HISTORY, "metrics.json",
-               "per_image_test.csv", "metrics_*.json", "metrics_*.csv", "*.tmp")
-#: Entries of a run folder that may come before :meth:`Run.create` writes the :data:`MARKER`.
-BEFORE_RUN = ("notebooks", "figures")
+RUN_ENTRIES = (MARKER, *BEFORE_RUN, CHECKPOINTS, CONFIG, MANIFEST, HISTORY, "metrics.json", "per_image_test.csv",
+               "metrics_*.json", "metrics_*.csv", "*.tmp")
 
 
 # ------------------------------------------------------------------------------------- run folder
-def make_manifest(config: TrainConfig, progress: bool = True):
-    """Scan ``config.data``, take the seeded ``subset`` if any, and split it (``config.split``: the seeded
-    70/15/15 split, or ``"export"``, the train/valid/test folders of the export).
-
-    Returns:
-        ``(manifest, scan)``: the split table (see :func:`localizer.data.split.assign_split`) and the
-        :class:`localizer.data.validation.ScanResult`. The same config gives the same manifest anywhere.
-
-    Raises:
-        localizer.data.split.NotEnoughDataError: too few usable photos for the split (the message names
-            the data folder, the number of usable photos and how many the split needs).
-    """
-    from localizer.data.validation import scan_dataset
-
-    scan = scan_dataset(config.data, fmt=config.format, oxford_box=config.oxford_box, classes=config.classes,
-                        progress=progress, all_boxes=config.head in ALL_BOXES_HEADS)
-    table = scan.table
-    if config.subset and config.subset < len(table):
-        table = table.sort_values("file").sample(n=config.subset, random_state=config.seed)
-    try:
-        if config.split == "export":
-            manifest = export_split(table, scan.report)
-            if split_leaks(manifest):
-                warnings.warn(f"{config.data}: {split_leaks(manifest)} groups of near-duplicate photos lie in more "
-                              "than one of the export's splits (a test photo may have a twin in training)")
-            return manifest, scan
-        return assign_split(table, seed=config.seed, fractions=config.fractions), scan
-    except NotEnoughDataError as exc:
-        raise NotEnoughDataError(exc.reason, exc.detail, config.data) from None
-
-
 def foreign_entries(folder: Path) -> list[str]:
     """Names in ``folder`` (not recursive) that are not part of a localizer run (:data:`RUN_ENTRIES`),
     sorted; with files outside ``notebooks/``, ``figures/`` and ``checkpoints/`` of the run's own
@@ -171,35 +142,43 @@ class Run:
     Attributes:
         folder: the run folder.
         config: the recipe (``config.json``), with the runtime fields of this session.
+        profile: the profile the recipe was made from (:data:`localizer.recipe.PROFILES`; None when not given to
+            :meth:`create`), recorded beside the recipe in ``config.json``.
     """
 
     folder: Path
     config: TrainConfig
+    profile: str | None = None
 
     @classmethod
-    def create(cls, config: TrainConfig, folder: Path | str, overwrite: bool = False, progress: bool = True) -> Run:
-        """Scan ``config.data``, split it and write ``manifest.csv``, ``data_report.csv`` and
-        ``config.json`` (with the data folder as an absolute path) into ``folder``. A run folder
-        with the same split keeps its manifest.
+    def create(cls, config: TrainConfig, folder: Path | str, overwrite: bool = False, progress: bool = True,
+               scan: ScanResult | None = None, profile: str | None = None) -> Run:
+        """Split ``scan`` (default: the scan saved in ``folder`` when it still fits, else a new scan of
+        ``config.data``: :func:`localizer.data.scans.scan_for`) and write ``manifest.csv``, the scan
+        (:func:`localizer.data.scans.save_scan`) and ``config.json`` (with the data folder as an absolute path,
+        and ``profile``) into ``folder``. A run folder with the same split keeps its manifest.
 
         Raises:
             FileExistsError: ``folder`` holds a different split, or checkpoints of another recipe,
                 and ``overwrite`` is False (a run's files are never silently replaced), or it is not a
                 run folder (:func:`check_run_folder`).
+            localizer.errors.ConfigError: ``scan`` is not of the recipe's data (:func:`make_manifest`).
             localizer.data.split.NotEnoughDataError: too few usable photos for the split.
         """
         folder = Path(folder)
         # absolute: the same folder from any working dir (not resolved: a data folder behind a link keeps its name)
         config = replace(config, data=os.path.abspath(config.data))
         check_run_folder(folder, config, overwrite)
-        manifest, scan = make_manifest(config, progress)
+        if scan is None:
+            scan = scan_for(config.data, config.format, config.oxford_box, config.classes, folder, progress)
+        manifest = make_manifest(config, scan)
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / MARKER, {"localizer_run": "localizer.engine.run.Run.create",
                                      "format_version": FORMAT_VERSION}, replace=True)
         save_manifest(manifest, folder / MANIFEST, overwrite=overwrite)
-        scan.write_report(folder / DATA_REPORT, overwrite=True)
-        write_json(folder / CONFIG, asdict(config), replace=True)
-        return cls(folder, config)
+        save_scan(scan, folder)
+        write_json(folder / CONFIG, {"profile": profile, **asdict(config)}, replace=True)
+        return cls(folder, config, profile)
 
     @classmethod
     def open(cls, folder: Path | str, **changes) -> Run:
@@ -214,7 +193,9 @@ class Run:
         if not (folder / CONFIG).is_file():
             raise FileNotFoundError(f"{folder} is not a run folder: it has no {CONFIG}")
         check_run_format(folder)
-        config = TrainConfig.from_dict(json.loads((folder / CONFIG).read_text()))
+        values = json.loads((folder / CONFIG).read_text())
+        profile = values.pop("profile", None)
+        config = TrainConfig.from_dict(values)
         recipe = {k: v for k, v in changes.items() if k not in RUNTIME_FIELDS}
         given, saved = recipe_values(replace(config, **recipe), list(recipe)), recipe_values(config, list(recipe))
         changed = [f"{n}={given[n]!r} (the run has {saved[n]!r})" for n in recipe if given[n] != saved[n]]
@@ -223,7 +204,7 @@ class Run:
                       if config.steps and given.get("epochs", config.epochs) != config.epochs else "")
             raise ConfigError(f"{folder} goes on with the recipe it was started with; it cannot change "
                               f"{', '.join(changed)}.{unused} Train another recipe in another run folder.")
-        return cls(folder, replace(config, **{k: v for k, v in changes.items() if k in RUNTIME_FIELDS}))
+        return cls(folder, replace(config, **{k: v for k, v in changes.items() if k in RUNTIME_FIELDS}), profile)
 
     @classmethod
     def of_checkpoint(cls, checkpoint: Path | str) -> Run | None:

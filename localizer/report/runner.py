@@ -1,18 +1,20 @@
 """Run the four numbered notebooks headless with papermill, sharing one run folder.
 
 ``python -m localizer run --data DATA --profile quick`` executes ``notebooks/01`` to ``04`` in order
-into ``RUN/notebooks/``: notebook 01 explores the data, 02 creates the run folder from the profile's
-recipe with the ``-p`` values (:meth:`localizer.engine.run.Run.create`), 03 trains in it and 04 evaluates
-it, so the run folder ends up holding the executed notebooks, ``manifest.csv``, ``history.csv``,
-``checkpoints/``, ``metrics.json`` and ``figures/``. Each notebook receives the parameters its
+into ``RUN/notebooks/``: notebook 01 scans and explores the data (read as ``-p format``, ``oxford_box`` and
+``classes`` say), 02 splits that scan into the run folder with the profile's recipe and the other ``-p``
+values (:meth:`localizer.engine.run.Run.create`), 03 trains in it and 04 evaluates it, so the run folder
+ends up holding the executed notebooks, the scan, ``manifest.csv``, ``history.csv``, ``checkpoints/``,
+``metrics.json`` and ``figures/``. Each notebook receives the parameters its
 ``parameters`` cell declares. A failing cell stops the run with the notebook's name and the cell's
 number; a kernel that dies (killed by the system, most often for lack of memory) stops it with the
 notebook's name, the likely cause and how to continue (``run --resume``).
 
 Paths: the kernels work in ``notebooks/``, as JupyterLab's do, and the runner passes paths relative to
 the repository root (:func:`localizer.data.download.display_path`, so that executed notebooks show no
-machine's folders); the notebooks resolve every path parameter with :func:`repo_path`, so a relative
-path means the same folder under the runner, in JupyterLab and under nbval.
+machine's folders); the notebooks resolve every path parameter with
+:func:`localizer.report.notebook_runs.repo_path`, so a relative path means the same folder under the runner
+and in JupyterLab.
 
 What the terminal shows: the notebooks' printed output as it comes (papermill's ``stdout_file`` and
 ``stderr_file``), so training prints one line per epoch with the time left
@@ -31,10 +33,12 @@ from pathlib import Path
 from unittest import mock
 
 from localizer.data.download import REPO_ROOT, default_data, display_path, ensure_data
+from localizer.data.scans import SCAN_FIELDS, save_scan, scan_for
 from localizer.errors import ConfigError
-from localizer.recipe import PROFILES, field_names, recipe_for, recipe_values
+from localizer.progress import duration_text
+from localizer.recipe import field_names, recipe_for
 from localizer.engine.profile_choice import AUTO_PROFILE, choose_profile
-from localizer.engine.run import CONFIG, foreign_entries
+from localizer.engine.run import CONFIG, Run, foreign_entries
 from localizer.files import OutputError, check_outputs, writable_folder
 from localizer.report.failures import (KernelDied, NotebookDataError, NotebookFailed, data_error_names,
                                        dead_kernel_message)
@@ -42,19 +46,6 @@ from localizer.report.publish import (NOTEBOOKS, WIDGET_MIME, copy_figures, copy
                                       make_copies, publish_notebooks, relative_papermill_paths)
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-
-
-def repo_path(path: str | Path | None) -> Path | None:
-    """A path parameter of the notebooks as a folder: ``None`` stays None, an absolute path stays
-    as it is, a relative one (``runs/notebook``, ``../shared/data/lion``) is taken from the
-    repository root (:data:`localizer.data.download.REPO_ROOT`), whatever the kernel's working
-    directory (``notebooks/`` in JupyterLab and under the runner, ``tests/notebooks/`` under nbval).
-    The inverse of :func:`localizer.data.download.display_path`, with which the runner passes paths;
-    not resolved, so a folder behind a link keeps its name."""
-    if path is None:
-        return None
-    path = Path(path)
-    return path if path.is_absolute() else Path(os.path.normpath(REPO_ROOT / path))
 
 
 def _make_room(run_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -127,15 +118,15 @@ def run_notebooks(
     Args:
         data: dataset folder (``None``: :func:`localizer.data.download.default_data`, downloaded when
             missing, see :func:`localizer.data.download.ensure_data`).
-        profile: a key of :data:`localizer.recipe.PROFILES`, or ``"auto"``: the one the size of the training
-            split calls for (:func:`localizer.engine.profile_choice.choose_profile`, printed with the reason);
-            ``params`` (recipe fields, see :class:`localizer.recipe.TrainConfig`) override its values.
+        profile: a key of :data:`localizer.recipe.PROFILES`, or ``"auto"`` (:func:`_parameters`); ``params``
+            (recipe fields) override its values: ``format``, ``oxford_box`` and ``classes`` go to notebook 01,
+            which reads the data, the others to notebook 02's ``recipe``.
         run_dir: run folder (default :func:`default_run_dir`).
         figures_dir: copy the four report figures here too, after the notebooks (e.g. ``figures/``;
             :func:`copy_figures`).
         publish_dir: copy the executed notebooks here too, for reading (:func:`publish_notebooks`).
-        resume: continue in an existing run folder with the recipe it was started with
-            (:func:`resumed_recipe`; a finished training is not repeated).
+        resume: continue in an existing run folder with its recipe and data (``params`` may change only the
+            runtime fields; a finished training is not repeated).
         overwrite: replace an existing run folder (only a localizer run, see
             :func:`localizer.engine.run.foreign_entries`; not with ``resume``, which continues it) and
             the files already in ``figures_dir`` and ``publish_dir``.
@@ -144,7 +135,7 @@ def run_notebooks(
         localizer.errors.ConfigError: unknown profile, a parameter that is no recipe field (a typo
             such as ``epoch`` would otherwise be ignored and the run would use the default), a
             value :class:`localizer.recipe.TrainConfig` refuses (e.g. ``epochs="two"``), or, with
-            ``resume``, a change to the recipe of the run folder.
+            ``resume``, a change to the recipe or the data of the run folder.
         FileExistsError: ``run_dir`` is not empty and neither ``resume`` nor ``overwrite``, or
             ``overwrite`` on a folder that is not a localizer run
             (:func:`localizer.engine.run.foreign_entries`): it is never deleted.
@@ -156,79 +147,51 @@ def run_notebooks(
             exists and ``overwrite`` is False, or a folder cannot be written (checked before the first
             notebook, :func:`localizer.files.check_outputs`).
     """
-    params = dict(params or {})
     check_outputs(copy_outputs(figures_dir, publish_dir), inputs=[data or default_data()], overwrite=overwrite)
-    data, profile = _chosen_profile(data, profile, params, run_dir, resume, progress)
-    run_dir = Path(os.path.abspath(run_dir or default_run_dir(profile)))
-    values = _parameters(data, profile, run_dir, params, resume)
+    run_dir, values, scan = _parameters(data, profile, run_dir, dict(params or {}), resume, progress)
     _make_room(run_dir, resume, overwrite and not resume)
+    if scan is not None:
+        save_scan(scan, run_dir)  # notebook 01 reads it instead of scanning again
     started = time.perf_counter()
     for name in notebooks:
         _run_notebook(name, run_dir, values, progress)
-    print(f"run: {len(notebooks)} notebooks in {_minutes(time.perf_counter() - started)} "
+    print(f"run: {len(notebooks)} notebooks in {duration_text(time.perf_counter() - started)} "
           f"(wall time, from the first notebook's start)", flush=True)
     for kind, path in make_copies(run_dir, figures_dir, publish_dir, overwrite):
         print(f"{kind}: {path}", flush=True)
     return run_dir
 
 
-def _parameters(data, profile: str, run_dir: Path, params: dict, resume: bool) -> dict:
-    """The values the notebooks' parameters cells may take, paths relative to the repository
-    (:func:`localizer.data.download.display_path`); the recipe checked now, not in notebook 02.
-    Raises as :func:`run_notebooks` does."""
-    if resume and (run_dir / CONFIG).is_file():
-        profile, params, data = resumed_recipe(run_dir, profile, params, data)
-    data = Path(os.path.abspath(ensure_data(data)))  # not resolve(): a data folder behind a link keeps its name
-    config = recipe_for(profile, **params, data=str(data))
-    return {"data": display_path(data), "data_format": config.format, "oxford_box": config.oxford_box,
-            "classes": config.classes, "seed": config.seed, "run_dir": display_path(run_dir),
-            "profile": profile, "recipe": params}
-
-
-def _chosen_profile(data, profile: str, params: dict, run_dir, resume: bool, progress: bool) -> tuple:
-    """``(data, profile)``: ``profile``, or the one ``auto`` stands for, printed with the reason
-    (:func:`localizer.engine.profile_choice.choose_profile`; the data downloaded first when missing). A run
-    folder resumed with a recipe of its own keeps that recipe (:func:`resumed_recipe`).
-
-    Raises:
-        localizer.errors.ConfigError: a parameter that is no recipe field (a typo such as ``epoch``).
-    """
+def _parameters(data, profile: str, run_dir, params: dict, resume: bool, progress: bool) -> tuple:
+    """``(run_dir, values, scan)``: the run folder, the values the notebooks' parameters cells may take (paths
+    relative to the repository, :func:`localizer.data.download.display_path`), and the scan ``auto`` chose the
+    profile on (:func:`localizer.engine.profile_choice.choose_profile`, printed with the reason; None for a named
+    profile), which notebook 01 then reads instead of scanning again. The recipe is checked now, not in notebook
+    02; a run folder resumed keeps its recipe and data (notebook 02 gets ``profile=None``; :meth:`Run.open`
+    refuses changes). Raises as :func:`run_notebooks` does."""
     unknown = set(params) - set(field_names())
     if unknown:
         raise ConfigError(f"unknown notebook parameter(s) {sorted(unknown)}; the notebooks take the recipe's "
                           f"fields {sorted(field_names())}")
-    if profile != AUTO_PROFILE or (resume and run_dir is not None and (Path(run_dir) / CONFIG).is_file()):
-        return data, profile
-    data = ensure_data(data)
-    profile, why = choose_profile(profile, progress=progress, **params, data=os.path.abspath(data))
-    print(f"profile {AUTO_PROFILE}: {why}", flush=True)
-    return data, profile
-
-
-def resumed_recipe(run_dir: Path, profile: str, params: dict, data) -> tuple[str, dict, str]:
-    """``(profile, params, data)`` that give notebook 02 the recipe the run in ``run_dir`` was
-    started with (its ``config.json``), so that ``run --resume`` continues it whatever ``--profile``
-    says: the profile of :data:`localizer.recipe.PROFILES` that needs the fewest overrides (``profile``
-    on a tie) and those overrides. ``params`` may change the runtime fields
-    (:data:`localizer.recipe.RUNTIME_FIELDS`, e.g. ``workers=0`` after a kernel died for lack of
-    memory).
-
-    Raises:
-        localizer.errors.ConfigError: ``params`` or ``data`` change the recipe of the run
-            (:meth:`localizer.engine.run.Run.open`).
-    """
-    from localizer.engine.run import Run
-
-    given = {**params, **({} if data is None else {"data": os.path.abspath(data)})}
-    config = Run.open(run_dir, **given).config  # the saved recipe, with the runtime fields given
-    wanted = recipe_values(config, [name for name in field_names() if name != "data"])
-
-    def overrides(name: str) -> dict:
-        base = recipe_values(recipe_for(name), list(wanted))
-        return {k: v for k, v in wanted.items() if base[k] != v}
-
-    best = min([name for name in (profile, *PROFILES) if name in PROFILES], key=lambda name: len(overrides(name)))
-    return best, overrides(best), config.data
+    if "data" in params:
+        raise ConfigError("the data folder is --data (data=... in Python), not -p data")
+    reading = {k: params.pop(k) for k in SCAN_FIELDS if k in params}  # notebook 01's
+    if resume and run_dir is not None and (Path(run_dir) / CONFIG).is_file():
+        given = {**reading, **({} if data is None else {"data": os.path.abspath(data)})}
+        config, profile = Run.open(run_dir, **params, **given).config, None  # notebook 02 opens the run's recipe
+    else:
+        data = os.path.abspath(ensure_data(data))  # not resolve(): a data folder behind a link keeps its name
+        config = recipe_for("quick" if profile == AUTO_PROFILE else profile, **params, **reading, data=data)
+    scan = None
+    if profile == AUTO_PROFILE:
+        scan = scan_for(config.data, config.format, config.oxford_box, config.classes, run_dir, progress)
+        profile, why = choose_profile(profile, scan, **params)
+        print(f"profile {AUTO_PROFILE}: {why}", flush=True)
+    run_dir = Path(os.path.abspath(run_dir or default_run_dir(profile)))
+    values = {"data": display_path(config.data), "data_format": config.format, "oxford_box": config.oxford_box,
+              "classes": config.classes, "seed": config.seed, "run_dir": display_path(run_dir), "profile": profile,
+              "recipe": params}
+    return run_dir, values, scan
 
 
 def _run_notebook(name: str, run_dir: Path, values: dict, progress: bool) -> None:
@@ -262,8 +225,4 @@ def _run_notebook(name: str, run_dir: Path, values: dict, progress: bool) -> Non
     except DeadKernelError:
         raise KernelDied(dead_kernel_message(name, run_dir, output)) from None
     relative_papermill_paths(output)
-    print(f"[{name}] done in {_minutes(time.perf_counter() - started)}", flush=True)
-
-
-def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+    print(f"[{name}] done in {duration_text(time.perf_counter() - started)}", flush=True)
