@@ -40,11 +40,16 @@ from localizer.errors import ConfigError
 
 from localizer.recipe import PRECISIONS
 
-#: ``auto`` on a CPU with native bf16: the number format of each backbone (``model.backbone_name``), as
-#: measured (docs/numerics.md; Lite1 and Lite2, built of the same depthwise blocks, are taken to behave as
-#: Lite0). A backbone not listed (``"custom"``) trains in float32, the format every model runs correctly in.
-CPU_PRECISION = {"resnet18": "bf16", "efficientnet_lite0": "fp32", "efficientnet_lite1": "fp32",
-                 "efficientnet_lite2": "fp32"}
+#: Training steps in bf16 against float32 on a CPU with native bf16, as measured (docs/numerics.md): ``backbone ->
+#: (the backbone measured, speed ratio)``; Lite1 and Lite2, built of the same depthwise blocks, are taken to behave
+#: as Lite0.
+CPU_BF16_SPEED = {"resnet18": ("resnet18", 2.07), "efficientnet_lite0": ("efficientnet_lite0", 0.79),
+                  "efficientnet_lite1": ("efficientnet_lite0", 0.79),
+                  "efficientnet_lite2": ("efficientnet_lite0", 0.79)}
+#: ``auto`` on a CPU with native bf16: the number format of each backbone (``model.backbone_name``), bf16 where it
+#: was measured faster. A backbone not listed (``"custom"``) trains in float32, the format every model runs
+#: correctly in.
+CPU_PRECISION = {name: "bf16" if speed > 1 else "fp32" for name, (_, speed) in CPU_BF16_SPEED.items()}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -154,8 +159,10 @@ def choose_numerics(precision: str, device: torch.device, model: torch.nn.Module
     if backbone not in CPU_PRECISION:
         why = f"auto: float32 for backbone {backbone!r} on this CPU (bf16 only for backbones measured faster in it)"
     else:
+        measured, speed = CPU_BF16_SPEED[backbone]
+        on = "" if measured == backbone else f" for {measured}, whose blocks it shares"
         why = (f"auto: {'bf16' if chosen == 'bf16' else 'float32'} for {backbone} on this CPU with native bf16 "
-               "(training steps measured 2.07x as fast in bf16 for resnet18, 0.79x for efficientnet_lite0)")
+               f"(training steps measured {speed:.2f}x as fast in bf16{on})")
     return default_numerics(device, chosen), why
 
 
