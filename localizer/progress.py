@@ -79,7 +79,7 @@ def epoch_line(row: dict, plan, seconds_left: float | None = None) -> str:
             f"val loss {row['val_loss']:.4f}  val IoU {row['val_iou']:.3f}  lr {row['lr']:.1e}  "
             f"{row['seconds']:.0f} s")
     if seconds_left is not None:
-        line += f"  ({int(seconds_left // 60)} min {seconds_left % 60:.0f} s left)" if seconds_left else "  (done)"
+        line += f"  ({duration_text(seconds_left)} left)" if seconds_left else "  (done)"
     return line
 
 
@@ -89,7 +89,7 @@ def expected_time_line(plan, first_epoch_seconds: float) -> str:
     epoch)``. The first epoch also starts the loader's workers, so the estimate errs long by a few seconds."""
     per_update = first_epoch_seconds / plan.updates_per_epoch
     total = per_update * plan.updates
-    return (f"expected training time: about {int(total // 60)} min {total % 60:.0f} s for {plan.updates:,} updates "
+    return (f"expected training time: about {duration_text(total)} for {plan.updates:,} updates "
             f"({per_update:.2f} s per update in the first epoch)")
 
 
@@ -97,9 +97,9 @@ def finished_lines(name: str, history: list[dict], plan, best: dict) -> list[str
     """What training prints for the run ``name`` that has trained all its ``plan``'s epochs: that it has
     (with its ``best`` history row), then its training log as it was printed, one :func:`epoch_line` per
     row of ``history``."""
-    minutes = sum(row["seconds"] for row in history) / 60
+    took = duration_text(sum(row["seconds"] for row in history))
     return [f"run {name!r}: trained already ({len(history)}/{plan.epochs} epochs, {plan.updates} updates, "
-            f"in {minutes:.1f} min, best validation IoU {best['val_iou']:.3f} at epoch {best['epoch']}); "
+            f"in {took}, best validation IoU {best['val_iou']:.3f} at epoch {best['epoch']}); "
             "nothing to train. Its training log, from its history.csv:",
             *(epoch_line(row, plan) for row in history)]
 

@@ -26,7 +26,7 @@ from localizer.data.download import REPO_ROOT, display_path
 from localizer.errors import ConfigError, DataError
 from localizer.report.photos import spread_sample
 from localizer.report.tables import MEASUREMENT_MIN_IMAGES, by_animal_count, format_metrics
-from localizer.progress import progress_bar
+from localizer.progress import duration_text, progress_bar
 from localizer.recipe import recipe_for
 from localizer.engine.schedule import TrainingPlan
 from localizer.progress import epoch_line
@@ -65,6 +65,13 @@ def test_epoch_line_gives_losses_iou_seconds_and_time_left():
     assert epoch_line(row, TrainingPlan(3, 54, 162, 1698), 0.0).endswith("58 s  (done)")
     assert epoch_line(row, TrainingPlan(9, 54, 486, 1698)).endswith("58 s")
     assert epoch_line({**row, "step": 54}, lion_quick).startswith("epoch  3/13 (step  54/702)  train")
+
+
+def test_durations_read_in_the_unit_that_fits():
+    assert [duration_text(t) for t in (3.2, 59.6, 73, 600, 3725)] == ["3 s", "1 min 0 s", "1 min 13 s", "10 min 0 s",
+                                                                       "1 h 2 min"]
+    assert epoch_line({"epoch": 1, "step": 3, "train_loss": 0.2, "val_loss": 0.3, "train_iou": 0.1, "val_iou": 0.2,
+                       "lr": 1e-3, "seconds": 2.4}, TrainingPlan(2, 3, 6, 35), 2.4).endswith("2 s  (2 s left)")
 
 
 def test_headless_environment_turns_tqdm_off_and_restores_it(monkeypatch):
