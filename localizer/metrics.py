@@ -167,9 +167,10 @@ def risk_coverage(ious, confidence, coverages=COVERAGES) -> pd.DataFrame:
 
     Returns:
         One row per coverage: ``coverage``, ``photos`` (kept), ``acc_50`` (share of the kept photos with
-        IoU > 0.5, the PASCAL VOC criterion), ``mean_iou`` (of the kept photos) and ``min_confidence``
-        (the lowest confidence kept: photos below it are left out). Shares in [0, 1]; NaN scores for
-        ``N = 0``.
+        IoU > 0.5, the PASCAL VOC criterion), ``mean_iou`` (of the kept photos), ``min_confidence``
+        (the lowest confidence kept: photos below it are left out) and ``tied`` (a photo left out has that
+        same lowest confidence: which of the tied photos are kept is their order, not the confidence).
+        Shares in [0, 1]; NaN scores for ``N = 0``.
 
     Raises:
         ValueError: the two have different lengths, or a coverage outside (0, 1].
@@ -181,9 +182,10 @@ def risk_coverage(ious, confidence, coverages=COVERAGES) -> pd.DataFrame:
     rows = []
     for coverage in coverages:
         kept = order[:covered(ious.size, coverage)]
+        lowest = float(confidence[kept].min()) if kept.size else float("nan")
         rows.append({"coverage": float(coverage), "photos": int(kept.size), "acc_50": accuracy_at(ious[kept]),
-                     "mean_iou": float(ious[kept].mean()) if kept.size else float("nan"),
-                     "min_confidence": float(confidence[kept].min()) if kept.size else float("nan")})
+                     "mean_iou": float(ious[kept].mean()) if kept.size else float("nan"), "min_confidence": lowest,
+                     "tied": bool(0 < kept.size < ious.size and confidence[order[kept.size]] == lowest)})
     return pd.DataFrame(rows)
 
 

@@ -132,7 +132,8 @@ def test_several_animals_command_counts_every_miss_once(tiny_run, tmp_path, caps
     assert cli_main(["several-animals", str(run), str(rows_csv)]) == 0
     analysis = capsys.readouterr().out
     assert analysis.startswith(f"{rows_csv}: {len(several)} of {len(rows)} photos have several animals")
-    assert f"  (only {len(several)} photos with several animals: a pipeline check" in analysis
+    assert f"  (only {len(several)} photos with several animals: one of them moves each share by " \
+           f"{100 / len(several):.1f} points)" in analysis
     misses = (several["iou"] <= 0.5).sum()
     assert f"misses among the photos with several animals (IoU <= 0.5 with the largest animal): {misses}," in analysis
     kinds = [int(line.rsplit(": ", 1)[1]) for line in analysis.splitlines()[-3:]]

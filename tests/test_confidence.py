@@ -35,9 +35,11 @@ def test_risk_coverage_of_a_hand_made_table():
     assert table["acc_50"].tolist() == pytest.approx([1.0, 0.75, 0.6, 0.6])
     assert table["mean_iou"].tolist() == pytest.approx([2.2 / 3, 0.65, 0.56, 0.56])
     assert table["min_confidence"].tolist() == pytest.approx([0.5, 0.3, 0.1, 0.1])
-    # IoU 0.5 is no hit (PASCAL VOC: IoU > 0.5); ties in confidence keep the table's order
-    tied = risk_coverage([0.5, 0.9, 0.1], [0.7, 0.7, 0.2], [1 / 3, 2 / 3])
-    assert tied["acc_50"].tolist() == [0.0, 0.5] and tied["mean_iou"].tolist() == pytest.approx([0.5, 0.7])
+    assert table["tied"].tolist() == [False] * 4  # five different confidences
+    # IoU 0.5 is no hit (PASCAL VOC: IoU > 0.5); ties in confidence keep the table's order, and say so
+    tied = risk_coverage([0.5, 0.9, 0.1], [0.7, 0.7, 0.2], [1 / 3, 2 / 3, 1])
+    assert tied["acc_50"].tolist() == [0.0, 0.5, 1 / 3] and tied["mean_iou"].tolist() == pytest.approx([0.5, 0.7, 0.5])
+    assert tied["tied"].tolist() == [True, False, False]  # 1/3 keeps one of the two 0.7s
 
 
 def test_spearman_of_a_hand_made_table():
@@ -64,8 +66,20 @@ def test_confidence_table_and_its_text_in_percent():
     metrics = {"split": "val", "n": 5, "confidence": confidence_summary(IOUS, CONFIDENCE)}
     table = confidence_table(metrics)
     assert table.index.tolist() == ["50 %", "80 %", "90 %", "100 %"]
-    assert table.loc["80 %"].tolist() == [4, 75.0, 65.0, 0.3]
+    assert table.loc["80 %"].tolist() == [4, 75.0, 65.0, "0.300"]
     assert format_confidence(metrics).startswith("confidence vs IoU (val split, n = 5): Spearman 0.900;")
+    assert "tied" not in format_confidence(metrics)
+
+
+def test_a_confidence_that_ranks_nothing_is_said_to():
+    # the smoke run's 8 test photos, every box with confidence 0: no row is chosen by the confidence
+    metrics = {"split": "test", "n": 8, "confidence": confidence_summary([0.1, 0.3, 0.0, 0.2, 0.0, 0.4, 0.0, 0.1],
+                                                                        [0.0] * 8)}
+    table = confidence_table(metrics)
+    assert table["lowest confidence"].tolist() == ["0.000 tied", "0.000 tied", "0.000", "0.000"]  # 4, 7, 8, 8 kept
+    text = format_confidence(metrics)
+    assert "Spearman undefined" in text and "nan" not in text
+    assert text.splitlines()[-1].startswith("tied: photos of the row's lowest confidence are left out too (50 %, 80 %)")
 
 
 def _logits(probs: list[list[float]]) -> torch.Tensor:

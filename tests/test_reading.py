@@ -27,14 +27,12 @@ from localizer.errors import ConfigError, DataError
 from localizer.report.photos import spread_sample
 from localizer.report.tables import MEASUREMENT_MIN_IMAGES, by_animal_count, format_metrics
 from localizer.progress import duration_text, progress_bar
-from localizer.recipe import recipe_for
-from localizer.engine.schedule import TrainingPlan
+from localizer.model.models import feature_grid
+from localizer.recipe import TrainConfig, effective_lr, recipe_for
+from localizer.engine.schedule import TrainingPlan, plan_for
 from localizer.progress import epoch_line
 
 REPORT = REPO_ROOT / "report"
-#: The plans of ``report`` and ``quick`` on the 1,698 lion training photos (batch 32: 54 updates an epoch).
-LION_REPORT = TrainingPlan(epochs=40, updates_per_epoch=54, updates=2160, n_train=1698)
-LION_QUICK = TrainingPlan(epochs=13, updates_per_epoch=54, updates=702, n_train=1698)
 FIGURES = REPO_ROOT / "figures"
 MB = 1024 * 1024
 
@@ -110,75 +108,69 @@ def test_display_path_is_relative_inside_and_beside_the_repository():
 
 
 # ----------------------------------------------------------------------------- narration
-def test_narration_follows_the_recipe():
-    report = recipe_for("report")
-    text = narration.describe_training(report, LION_REPORT)
-    assert "Smooth L1" in text and "ReduceLROnPlateau" in text and "multiplied by 0.1" in text
-    assert "for 3 epochs" in text and "GIoU" not in text and "cosine" not in text
-    quick = recipe_for("quick")
-    text = narration.describe_training(quick, LION_QUICK)
-    assert "GIoU + L1** = 2 × GIoU loss + 5 × L1" in text and "cosine annealing" in text
-    assert "ReduceLROnPlateau" not in text and "scale + shift on 50% of the images" in text
-    assert "over the 13 epochs" in text
-    assert "ResNet-18" in narration.describe_model(report) and "Dropout(0.5) + Linear(F, 4)" in narration.describe_model(report)
-    assert "soft-argmax head" in narration.describe_model(quick)
-    assert "256 × 256 px" in narration.describe_input(report) and "8 × 8 grid" in narration.describe_input(report)
-    assert "128 × 128 px" in narration.describe_input(quick) and "4 × 4 grid" in narration.describe_input(quick)
-    assert narration.loss_name(report) == "Smooth L1" and narration.loss_name(quick) == "GIoU + L1"
-    tuned = recipe_for("quick", dfl=0.5, epochs=13)
-    text = narration.describe_training(tuned, LION_QUICK)
-    assert "plus 0.5 × **distribution focal loss**" in text
-    assert "learning rate 1.0e-03, weight decay 0.0001, batch 32;" in text
-    assert "length: 13 epochs of 54 updates (702 updates: epochs=13, on 1,698 training photos" in text
-    assert "focal" not in narration.describe_training(recipe_for("quick", dfl=0.0), LION_QUICK)
-    assert "expected position under their softmax" in narration.describe_model(quick)
-    assert "largest detected animal" in narration.describe_model(recipe_for("best"))
-    assert "no output activation" in narration.describe_model(report)
+#: Recipes that differ in every choice the narration names.
+RECIPES = [recipe_for("report"), recipe_for("quick"), recipe_for("quick", dfl=0.5, epochs=13, batch_size=64),
+           recipe_for("best", schedule="plateau", affine_p=0.0), recipe_for("smoke", seed=7, split="export")]
 
 
-def test_length_narration_says_epochs_updates_and_why():
-    quick = recipe_for("quick")
-    assert narration.describe_length(quick, LION_QUICK) == (
-        "13 epochs of 54 updates (702 updates: the recipe asks for 700, steps=700, on 1,698 training "
-        "photos in batches of 32: 13.0 epochs, rounded to whole epochs)")
-    small = TrainingPlan(epochs=100, updates_per_epoch=5, updates=500, n_train=140)  # 700 / 5 = 140 epochs
-    assert narration.describe_length(quick, small).endswith(
-        "on 140 training photos in batches of 32: 140.0 epochs, capped at the ceiling max_epochs=100)")
-    large = TrainingPlan(epochs=4, updates_per_epoch=162, updates=648, n_train=5173)  # 700 / 162 = 4.3 epochs
-    assert narration.describe_length(quick, large).endswith("4.3 epochs, rounded to whole epochs)")
-    huge = TrainingPlan(epochs=4, updates_per_epoch=232, updates=928, n_train=7400)  # 700 / 232 = 3.0 epochs
-    assert narration.describe_length(quick, huge).endswith("3.0 epochs, raised to the floor min_epochs=4)")
-    # notebook 03 narrates the recipe before its training counts the split: the rule, then the plan
-    text = narration.describe_training(quick)
-    assert ("length: about **700 optimizer updates** (`steps = 700`, as detection frameworks count their schedules): "
-            "the whole number of epochs nearest to 700 / (updates per epoch, training photos / 32 rounded up), at "
-            "least `min_epochs = 4`, at most `max_epochs = 100`;") in text
-    assert "from 1.0e-03 to 0 over the epochs of the run" in text
-    assert "length: 40 epochs (`epochs = 40`);" in narration.describe_training(recipe_for("report"))
-    assert narration.describe_length(recipe_for("report"), LION_REPORT) == (
-        "40 epochs of 54 updates (2,160 updates: epochs=40, on 1,698 training photos in batches of 32)")
+@pytest.mark.parametrize("config", RECIPES, ids=lambda c: f"{c.backbone}-{c.head}-{c.loss}-{c.schedule}")
+def test_narration_names_this_recipes_values_and_no_other_option(config):
+    training = narration.describe_training(config)
+    assert (narration.loss_name(config) in training) and (("GIoU" in training) == (config.loss == "giou"))
+    assert ("focal" in training) == (config.dfl > 0) and (f"{config.dfl:g} ×" in training) == (config.dfl > 0)
+    assert ("ReduceLROnPlateau" in training) == (config.schedule == "plateau")
+    assert ("cosine" in training) == (config.schedule == "cosine")
+    assert f"learning rate {effective_lr(config):.1e}" in training and f"batch {config.batch_size};" in training
+    assert ("scale + shift" in training) == (config.affine_p > 0)
+    model = narration.describe_model(config)
+    assert narration.BACKBONE_NAMES[config.backbone] in model
+    assert ("largest detected animal" in model) == (config.head == "largest")
+    grid = feature_grid(config.image_size)[0]
+    assert f"{config.image_size} × {config.image_size} px" in narration.describe_input(config)
+    assert f"{grid} × {grid} grid" in narration.describe_input(config)
+    split = narration.describe_split(config)
+    assert ("export" in split) == (config.split == "export") and (f"`seed = {config.seed}`" in split) != ("export" in split)
+    assert (f"`subset = {config.subset}`" in split or f"at most {config.subset}" in split) == bool(config.subset)
+    augmentation = narration.describe_augmentation(config)
+    assert f"affine_p={config.affine_p:g}" in augmentation
+    assert ("**not** scaled or shifted" in augmentation) == (config.affine_p == 0)
 
 
-def test_split_and_augmentation_narration_follow_the_recipe():
-    smoke = recipe_for("smoke", seed=7)
-    assert narration.describe_split(smoke) == ("**This run**: train / validation / test = 70% / 15% / 15% of a seeded "
-                                               "sample of at most 64 usable images (`subset = 64`), with `seed = 7`.")
-    assert "of all usable images" in narration.describe_split(recipe_for("report"))
-    assert narration.describe_split(recipe_for("report", split="export")) == (
-        "**This run** keeps the split the export came with (`split = \"export\"`): its train / valid / test folders.")
-    quick = narration.describe_augmentation(recipe_for("quick"))
-    assert "BatchAugment(affine_p=0.5)" in quick and "on 50% of the images it is also scaled by 0.75–1.15" in quick
-    assert "bottom row" in quick and "middle row" not in quick
-    report = narration.describe_augmentation(recipe_for("report"))
-    assert "**not** scaled or shifted (`affine_p = 0`)" in report and "what `affine_p = 1` would add" in report
+@pytest.mark.parametrize("n_train, epochs, why", [(1698, 13, "rounded"), (140, 100, "max_epochs=100"),
+                                                  (5173, 4, "rounded"), (7400, 4, "min_epochs=4")])
+def test_length_narration_gives_the_plans_numbers_and_the_rule_that_set_them(n_train, epochs, why):
+    quick = TrainConfig(steps=700, min_epochs=4, max_epochs=100)  # batch 32: 1,698 photos are 54 updates an epoch
+    plan = plan_for(quick, pd.DataFrame({"split": ["train"] * n_train}))
+    assert plan.epochs == epochs
+    text = narration.describe_length(quick, plan)
+    assert f"{plan.epochs} epochs of {plan.updates_per_epoch} updates ({plan.updates:,} updates" in text
+    assert f"on {n_train:,} training photos in batches of 32: {quick.steps / plan.updates_per_epoch:.1f} epochs" in text
+    assert why in text and not [other for other in ("max_epochs", "min_epochs") if other in text and other not in why]
+    # before the split is counted (notebook 03's recipe cell): the rule, no count
+    assert f"`steps = {quick.steps}`" in narration.describe_training(quick) and "training photos in" not in \
+        narration.describe_training(quick)
+    report = TrainConfig(epochs=40)
+    plan = plan_for(report, pd.DataFrame({"split": ["train"] * n_train}))
+    assert narration.describe_length(report, plan).startswith(f"40 epochs of {plan.updates_per_epoch} updates")
+    assert "(`epochs = 40`)" in narration.describe_training(report)
 
 
-def test_curves_caption_names_the_best_epoch_and_the_schedule():
+def test_curves_caption_names_the_drops_figure_1_draws_and_no_other():
     history = _history([1e-3] * 5, val_iou=[0.5, 0.7, 0.65, 0.6, 0.55])
-    caption = narration.curves_caption(recipe_for("quick"), history)
-    assert "**epoch 2**" in caption and "(0.700)" in caption and "no sudden" in caption
-    assert caption.startswith("Left: the GIoU + L1 loss per epoch (5 epochs of 54 optimizer updates, 270 in all) on")
-    assert "ReduceLROnPlateau lowered" in narration.curves_caption(recipe_for("report"), history)
+    for config in (recipe_for("quick"), recipe_for("report")):  # no drop in either schedule
+        caption = narration.curves_caption(config, history)
+        assert "**epoch 2**" in caption and "(0.700)" in caption and "Dotted" not in caption
+        assert ("stayed at 1.0e-03 in these 5 epochs" in caption) == (config.schedule == "plateau")
+        assert not _drop_lines(plots.plot_training_curves(history, schedule=config.schedule))
+    dropped = _history([1e-3, 1e-3, 1e-4, 1e-4, 1e-5])  # ReduceLROnPlateau lowered it before epochs 3 and 5
+    caption = narration.curves_caption(recipe_for("report"), dropped)
+    drawn = {line.get_xdata()[0] for line in _drop_lines(plots.plot_training_curves(dropped, schedule="plateau"))}
+    assert drawn == {3, 5} and "(epochs 3, 5)" in caption and "stayed" not in caption
+    assert "(5 epochs of 54 optimizer updates, 270 in all)" in caption
+
+
+def _drop_lines(fig) -> list:
+    return [line for ax in fig.axes for line in ax.get_lines() if line.get_gid() == plots.GID_LR_DROP]
 
 
 def test_readable_history_prints_small_learning_rates():
@@ -205,14 +197,14 @@ def _metrics(n, tta):
             "bootstrap": {"resamples": 1000}}
 
 
-def test_metrics_header_says_tta_and_flags_tiny_splits():
-    big = format_metrics(_metrics(MEASUREMENT_MIN_IMAGES, True))
-    assert big.splitlines()[0] == "test split, n = 50 images, model scored with flip TTA (values in %)"
-    assert "pipeline check" not in big
-    small = format_metrics(_metrics(8, False))
-    assert "without TTA" in small.splitlines()[0]
-    assert small.splitlines()[1].startswith("pipeline check only: 8 images (fewer than 50): one image moves the "
-                                            "accuracy by 12.5 points")
+@pytest.mark.parametrize("n, smoke", [(8, True), (30, False), (50, False), (365, True)])
+def test_metrics_call_a_smoke_run_a_pipeline_check_and_say_what_one_photo_weighs(n, smoke):
+    """A 30-photo test split of a real data set is a small measurement, not a pipeline check; a smoke run is one."""
+    text = format_metrics(_metrics(n, True), pipeline_check=smoke)
+    assert text.splitlines()[0] == f"test split, n = {n} images, model scored with flip TTA (values in %)"
+    assert ("pipeline check" in text) == smoke
+    assert (f"one image moves the accuracy by {100 / n:.1f} points" in text) == (n < MEASUREMENT_MIN_IMAGES)
+    assert "without TTA" in format_metrics(_metrics(n, False)).splitlines()[0]
 
 
 def test_metrics_table_shows_the_bootstrap_intervals_in_percent():
@@ -401,6 +393,18 @@ def test_figure_2_leaves_out_the_photos_of_figure_4():
     # a small split keeps n photos: only as many of the worst are left out as it can spare
     assert spread_sample(table.head(8), n=8, skip_worst=8)["file"].tolist() == [f"{i}.jpg" for i in range(8)]
     assert spread_sample(table.head(12), n=8, skip_worst=8)["file"].tolist() == [f"{i}.jpg" for i in range(4, 12)]
+
+
+@pytest.mark.parametrize("n, shared", [(40, 0), (16, 0), (11, 5), (8, 8)])
+def test_figure_2s_caption_says_how_many_of_figure_4s_photos_it_shows_again(n, shared):
+    table = pd.DataFrame({"file": [f"{i}.jpg" for i in range(n)], "iou": np.linspace(0, 1, n)})
+    worst = table.nsmallest(8, "iou")
+    chosen = spread_sample(table, n=8, seed=0, skip_worst=len(worst))
+    assert chosen["file"].isin(worst["file"]).sum() == shared  # 11 photos: only 3 of the worst 8 can be left out
+    caption = narration.samples_caption(table, chosen, worst)
+    assert f"{len(chosen)} of its {n} test photos" in caption
+    assert ("left out" in caption and "are in Figure 4 too" not in caption) == (shared == 0)
+    assert (f"{shared} of these 8 are in Figure 4 too" in caption) == (shared > 0)
 
 
 def test_readable_per_image_rounds_pixels_to_a_tenth():

@@ -115,8 +115,9 @@ def _evaluate_outputs(args: argparse.Namespace, info: dict, own: bool, split: st
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from localizer.engine.evaluation import evaluate_model
-    from localizer.report.tables import by_animal_count, format_metrics
+    from localizer.report.tables import PIPELINE_CHECK, by_animal_count, format_metrics
     from localizer.engine.checkpoints import load_model
+    from localizer.engine.run import Run
     from localizer.files import write_csv, write_json
     from localizer.report.results import format_confidence
 
@@ -135,7 +136,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     write_json(out, metrics, replace=args.overwrite)  # files first, then print
     write_csv(per_image, csv, replace=args.overwrite)
     print(f"evaluated on: {what}")
-    print(format_metrics(metrics))
+    run = Run.of_checkpoint(args.checkpoint)
+    print(format_metrics(metrics, run is not None and run.profile == PIPELINE_CHECK))
     print(format_confidence(metrics))
     if "n_boxes" in per_image and (per_image["n_boxes"] > 1).any():
         print(f"by animals annotated per photo:\n{by_animal_count(per_image).to_string()}")

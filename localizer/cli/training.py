@@ -105,7 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"run folder: {run_dir}")
     metrics = run_dir / "metrics.json"
     if metrics.exists():
-        from localizer.report.tables import format_metrics
+        from localizer.engine.run import Run
+        from localizer.report.tables import PIPELINE_CHECK, format_metrics
 
-        print(format_metrics(json.loads(metrics.read_text())))
+        print(format_metrics(json.loads(metrics.read_text()), Run.open(run_dir).profile == PIPELINE_CHECK))
     return 0

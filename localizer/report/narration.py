@@ -19,6 +19,7 @@ from localizer.data.transforms import COLOR_JITTER, FLIP_P
 from localizer.model.heads import BINS, REDUCED_CHANNELS
 from localizer.model.losses import GIOU_WEIGHT, L1_WEIGHT
 from localizer.model.models import STRIDE, feature_grid, input_normalization
+from localizer.report.plots import drawn_lr_drops
 from localizer.engine.schedule import TrainingPlan, describe_plan, history_updates
 from localizer.recipe import RUNTIME_FIELDS, TrainConfig, effective_lr
 
@@ -174,16 +175,22 @@ def describe_augmentation(config: TrainConfig) -> str:
 
 
 def curves_caption(config: TrainConfig, history: pd.DataFrame) -> str:
-    """Markdown caption of Figure 1 for this run's schedule and its best epoch."""
+    """Markdown caption of Figure 1 for this run: its best epoch, and the learning-rate drops the figure marks
+    (:func:`localizer.report.plots.drawn_lr_drops`), named by epoch, or that there were none."""
     history = pd.DataFrame(history)
     best = history.loc[history["val_iou"].idxmax()]
-    if config.schedule == "plateau":
-        schedule = ("Dotted vertical lines mark the epochs where ReduceLROnPlateau lowered the learning rate; "
-                    "a jump in both curves right after one is the usual sign that the larger rate had been "
-                    "bouncing around a minimum.")
+    drops = drawn_lr_drops(history, config.schedule)
+    if len(drops):
+        named = ("epoch " if len(drops) == 1 else "epochs ") + ", ".join(str(int(e)) for e in drops["epoch"])
+        schedule = (f"Dotted vertical lines mark where ReduceLROnPlateau lowered the learning rate ({named}); a "
+                    "jump in both curves right after one is the usual sign that the larger rate had been bouncing "
+                    "around a minimum.")
+    elif config.schedule == "plateau":
+        schedule = (f"The learning rate stayed at {history['lr'].iloc[0]:.1e} in these {len(history)} epochs: "
+                    f"ReduceLROnPlateau lowers it only after {config.plateau_patience} epochs without a better "
+                    "validation loss.")
     else:
-        schedule = ("The learning rate follows a cosine from its start value to 0, so there are no sudden "
-                    "drops; the curves flatten as the rate approaches 0.")
+        schedule = "The learning rate follows a cosine from its start value towards 0: there are no sudden drops."
     epochs, per_epoch, updates = history_updates(history)
     updates = f" ({epochs} epochs of {per_epoch} optimizer updates, {updates:,} in all)"
     return (f"Left: the {loss_name(config)} loss per epoch{updates} on the training and validation sets; right: the "
@@ -193,6 +200,19 @@ def curves_caption(config: TrainConfig, history: pd.DataFrame) -> str:
             "epoch while the weights still change, on augmented images with dropout on; validation runs "
             "after the epoch, on untouched images, with dropout off. A validation curve that flattens or "
             "turns back while the training curve keeps improving would be overfitting.")
+
+
+def samples_caption(per_image: pd.DataFrame, chosen: pd.DataFrame, worst: pd.DataFrame) -> str:
+    """Markdown under Figure 2: how many test photos it ``chosen`` of ``per_image``, and whether it could leave out
+    Figure 4's ``worst`` (:func:`localizer.report.photos.spread_sample` leaves out only as many as keep its
+    photos), or which share of them it shows again."""
+    shared = int(chosen["file"].isin(worst["file"]).sum())
+    text = f"**This run**: {len(chosen)} of its {len(per_image)} test photos"
+    if not shared:
+        return f"{text}; the {len(worst)} worst, which Figure 4 shows, are left out."
+    spared = f"only {len(worst) - shared} could be left out" if shared < len(worst) else "none could be left out"
+    return (f"{text}: too few to leave out all of Figure 4's {len(worst)} worst ({spared}), so {shared} of these "
+            f"{len(chosen)} are in Figure 4 too.")
 
 
 def readable_per_image(per_image: pd.DataFrame) -> pd.DataFrame:

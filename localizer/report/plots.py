@@ -67,6 +67,13 @@ def lr_drops(history: pd.DataFrame) -> pd.DataFrame:
     return history.loc[dropped, ["epoch", "lr"]].reset_index(drop=True)
 
 
+def drawn_lr_drops(history: pd.DataFrame, schedule: str = "plateau") -> pd.DataFrame:
+    """The learning-rate drops Figure 1 marks (:func:`lr_drops`): those of a ``plateau`` schedule, none of a smooth
+    one (a short cosine halving the rate between two epochs is no step)."""
+    drops = lr_drops(history)
+    return drops if schedule == "plateau" else drops.iloc[:0]
+
+
 def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str | None = None,
                          schedule: str = "plateau") -> Figure:
     """Figure 1: training curves, two panels.
@@ -100,9 +107,7 @@ def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str
                      label=split)
         ax_iou.plot(epochs, history[f"{split}_iou"], marker=marker, markersize=4, color=_COLORS[split],
                     label=split)
-    drops = lr_drops(history)
-    if schedule != "plateau":
-        drops = drops.iloc[:0]
+    drops = drawn_lr_drops(history, schedule)
     best = history.loc[history["val_iou"].idxmax()]
     for ax in (ax_loss, ax_iou):
         ax.axvline(best["epoch"], color="tab:green", linewidth=1.5, alpha=0.8, gid=GID_BEST,

@@ -14,7 +14,7 @@ from localizer.data.download import display_path
 from localizer.engine.evaluation import evaluate_checkpoint
 from localizer.engine.run import Run
 from localizer.files import write_csv, write_json
-from localizer.report.tables import format_metrics
+from localizer.report.tables import PIPELINE_CHECK, format_metrics
 
 
 @dataclass
@@ -28,17 +28,19 @@ class RunResults:
         per_image: one row per scored photo: ground truth and predicted pixel boxes of the original
             photo and ``iou`` (see :func:`~localizer.engine.evaluation.evaluate_model`).
         checkpoint: which checkpoint was scored, for reading (path, epoch, backbone, input size, numerics).
+        pipeline_check: the run is of the :data:`~localizer.report.tables.PIPELINE_CHECK` profile.
     """
 
     metrics: dict
     per_image: pd.DataFrame
     checkpoint: str
+    pipeline_check: bool = False
 
     @property
     def table(self) -> str:
         """The model and the baselines side by side, in percent, with the 95 % intervals of the mean IoU
         and of the accuracy at IoU > 0.5 (:func:`localizer.report.tables.format_metrics`)."""
-        return format_metrics(self.metrics)
+        return format_metrics(self.metrics, self.pipeline_check)
 
     @property
     def confidence_table(self) -> pd.DataFrame:
@@ -57,22 +59,33 @@ def confidence_table(metrics: dict) -> pd.DataFrame:
     """The risk-coverage table of ``metrics`` (``metrics["confidence"]`` of
     :func:`localizer.engine.evaluation.evaluate_model`) for reading: one row per coverage,
     ``most confident`` (e.g. ``80 %``), ``photos``, ``acc IoU>0.5 %``, ``mean IoU %`` (2 decimals) and
-    ``lowest confidence`` (3 decimals).
+    ``lowest confidence`` (3 decimals, marked ``tied`` where photos of that confidence are left out too).
     """
     table = pd.DataFrame(metrics["confidence"]["risk_coverage"])
+    lowest = [f"{value:.3f}{' tied' * tied}" for value, tied in zip(table["min_confidence"], table["tied"])]
     return pd.DataFrame({"most confident": [f"{100 * c:g} %" for c in table["coverage"]],
                          "photos": table["photos"].astype(int),
                          "acc IoU>0.5 %": (100 * table["acc_50"]).round(2),
                          "mean IoU %": (100 * table["mean_iou"]).round(2),
-                         "lowest confidence": table["min_confidence"].round(3)}).set_index("most confident")
+                         "lowest confidence": lowest}).set_index("most confident")
 
 
 def format_confidence(metrics: dict) -> str:
     """Spearman's correlation of confidence and IoU and :func:`confidence_table` as text, with the split
-    and the number of photos."""
+    and the number of photos; what the numbers cannot say when the confidence ranks nothing (Spearman
+    undefined: one confidence, or one IoU, for every photo) or a row's cut falls among photos of equal
+    confidence (``tied``)."""
     rho = metrics["confidence"]["spearman"]
-    return (f"confidence vs IoU ({metrics['split']} split, n = {metrics['n']}): Spearman {rho:.3f}; the most "
-            f"confident photos (risk-coverage):\n{confidence_table(metrics).to_string()}")
+    rank = (f"Spearman {rho:.3f}" if rho == rho else
+            "Spearman undefined (every photo has the same confidence, or the same IoU: nothing to rank)")
+    table = confidence_table(metrics)
+    text = (f"confidence vs IoU ({metrics['split']} split, n = {metrics['n']}): {rank}; the most confident photos "
+            f"(risk-coverage):\n{table.to_string()}")
+    tied = [name for name, lowest in table["lowest confidence"].items() if lowest.endswith("tied")]
+    if tied:
+        text += (f"\ntied: photos of the row's lowest confidence are left out too ({', '.join(tied)}), so which are "
+                 "kept follows the photos' order, not the confidence")
+    return text
 
 
 def evaluate_run(run: Run, split: str = "test", which: str = "best.pt", progress: bool = True) -> RunResults:
@@ -88,4 +101,4 @@ def evaluate_run(run: Run, split: str = "test", which: str = "best.pt", progress
     metrics, per_image, info = evaluate_checkpoint(run, split, which, progress)
     checkpoint = (f"checkpoint: {display_path(run.checkpoints / which)} (epoch {info['epoch']}, {config.backbone}, "
                   f"{config.image_size} px, {info['numerics']})")
-    return RunResults(metrics, per_image, checkpoint)
+    return RunResults(metrics, per_image, checkpoint, run.profile == PIPELINE_CHECK)

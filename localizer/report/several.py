@@ -95,7 +95,8 @@ def format_several(photos: pd.DataFrame, n_photos: int, name: Path | str) -> str
     lines = [f"{name}: {len(photos)} of {n_photos} photos have several animals; in {int(same.sum())} of them "
              f"a second animal's box has at least {SAME_SIZE:.0%} of the largest's area"]
     if len(photos) < MEASUREMENT_MIN_IMAGES:
-        lines.append(f"  (only {len(photos)} photos with several animals: a pipeline check more than a measurement)")
+        lines.append(f"  (only {len(photos)} photos with several animals: one of them moves each share by "
+                     f"{100 / max(len(photos), 1):.1f} points)")
     lines.append(f"misses among the photos with several animals (IoU <= 0.5 with the largest animal): {len(misses)}, "
                  f"of them {int(same[misses.index].sum())} on those {int(same.sum())} photos; the predicted box "
                  "matches (IoU > 0.5):")

@@ -13,18 +13,21 @@ from localizer.errors import DataError
 SCORE_COLUMNS, INTERVAL_COLUMNS = ("mean_iou", "acc_50", "acc_75", "acc_50_95"), ("mean_iou", "acc_50")
 
 
-#: Below this many scored images a table is a pipeline check, not a measurement: one image moves
-#: the accuracy by more than 2 points (and the smoke run, 64 photos, tests 10).
+#: Below this many scored images one image moves the accuracy by more than 2 points (the smoke run tests 8):
+#: :func:`format_metrics` says so.
 MEASUREMENT_MIN_IMAGES = 50
+#: The profile whose runs check that the pipeline runs, not how well (a small subset, a few epochs).
+PIPELINE_CHECK = "smoke"
 
 
-def format_metrics(metrics: dict) -> str:
+def format_metrics(metrics: dict, pipeline_check: bool = False) -> str:
     """A small text table: model and baselines, mean IoU and accuracies, in percent, and the 95 %
     bootstrap intervals of the mean IoU and of the accuracy at IoU > 0.5 (columns ``mean_iou 95% CI``
     and ``acc_50 95% CI``, e.g. ``[82.10, 86.05]``; ``n/a`` below 2 photos). Its header names the split,
     the number of images and whether the model was scored with flip test-time augmentation (``tta``);
-    below :data:`MEASUREMENT_MIN_IMAGES` images it says how far one image moves the accuracy, whatever
-    the model's training. ``metrics``: as :func:`localizer.engine.evaluation.evaluate_model` gives them."""
+    it says that the scores measure nothing for a ``pipeline_check`` (a run of the :data:`PIPELINE_CHECK`
+    profile), and below :data:`MEASUREMENT_MIN_IMAGES` images how far one image moves the accuracy.
+    ``metrics``: as :func:`localizer.engine.evaluation.evaluate_model` gives them."""
     rows = {"model": metrics, **metrics["baselines"]}
     table = pd.DataFrame(rows).T[list(SCORE_COLUMNS)].astype(float).mul(100).round(2)
     for name in INTERVAL_COLUMNS:
@@ -33,10 +36,13 @@ def format_metrics(metrics: dict) -> str:
               "resamples, percentile method)")
     tta = "with flip TTA" if metrics["tta"] else "without TTA"
     header = f"{metrics['split']} split, n = {metrics['n']} images, model scored {tta} (values in %)"
+    if pipeline_check:
+        header += (f"\npipeline check only (profile {PIPELINE_CHECK}: a small subset, a few epochs): these scores "
+                   "say that every step runs, not how well")
     if metrics["n"] < MEASUREMENT_MIN_IMAGES:
-        header += (f"\npipeline check only: {metrics['n']} images (fewer than {MEASUREMENT_MIN_IMAGES}): "
-                   f"one image moves the accuracy by {100 / metrics['n']:.1f} points; read the 95 % intervals, and "
-                   "compare models on the same photos (python -m localizer compare)")
+        header += (f"\nfew photos: {metrics['n']} images (fewer than {MEASUREMENT_MIN_IMAGES}): one image moves the "
+                   f"accuracy by {100 / metrics['n']:.1f} points; read the 95 % intervals, and compare models on the "
+                   "same photos (python -m localizer compare)")
     return header + "\n" + table.to_string() + footer
 
 
