@@ -1,7 +1,7 @@
 # localizer — the two everyday commands:
 #   make run    set up the environment, then run notebooks 01-04 (papermill) into a new run folder
 #               under runs/ (tracked files are not touched)
-#   make test   set up the environment, then unit tests (with a smoke run of the notebooks) + nbval
+#   make test   set up the environment, then the tests (one smoke run of the notebooks among them)
 # and:
 #   make lab    JupyterLab on the notebooks, in the project's environment
 #   make report the published report: a run of REPORT_PROFILE (quick; best takes 45-66 min on 2 cores)
@@ -21,11 +21,10 @@ REPORT_RUN ?= runs/report-$(REPORT_PROFILE)
 # Test data: the synthetic dataset (localizer.data.synthetic), drawn in a second; no download, no ../shared.
 SYNTHETIC  := build/synthetic
 SMOKE_DIR  := build/smoke
-# nbval re-executes the committed notebooks of tests/notebooks/, which work in this run folder.
-NBVAL_DIR  := build/nbval
-NBVAL_ARGS := --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg
+# The smoke run whose marked cell outputs become tests/notebooks/ (make notebook-expectations).
+EXPECTATIONS_DIR := build/expectations
 
-.PHONY: setup run lab report test unit synthetic smoke nbval notebook-expectations benchmark docs clean
+.PHONY: setup run lab report test synthetic smoke notebook-expectations benchmark docs clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,12 +46,9 @@ report: setup
 	$(BIN)/python -m localizer run $(if $(DATA),--data $(DATA)) --profile $(REPORT_PROFILE) --run-dir $(REPORT_RUN) --resume --overwrite \
 		--figures figures --publish report
 
-# unit includes the smoke profile through papermill (tests/test_reading.py), as make run runs it.
-# --keep-going: nbval runs (and reports its count) even when a unit test failed; make test still fails.
+# The notebooks run once, with the smoke profile through papermill as make run runs them
+# (tests/test_notebooks.py): their marked cells are compared with tests/notebooks/.
 test: setup
-	$(MAKE) --no-print-directory --keep-going unit nbval
-
-unit: setup
 	$(BIN)/python -m pytest tests -q
 
 synthetic: setup
@@ -61,15 +57,11 @@ synthetic: setup
 smoke: synthetic
 	$(BIN)/python -m localizer run --data $(SYNTHETIC)/yolo --profile smoke --run-dir $(SMOKE_DIR) --overwrite --quiet
 
-nbval: synthetic
-	rm -rf $(NBVAL_DIR)
-	$(BIN)/python -m pytest $(NBVAL_ARGS) tests/notebooks/*.ipynb -q
-
-# After a change that is meant to change what the checked notebook cells print: re-make the
-# committed expectations (then review `git diff tests/notebooks`).
+# After a change to the notebooks (or to what their marked cells print): re-make the committed
+# expectations (then review `git diff tests/notebooks`).
 notebook-expectations: synthetic
-	$(BIN)/python -m localizer run --data $(SYNTHETIC)/yolo --profile smoke --run-dir $(NBVAL_DIR) --overwrite --quiet
-	$(BIN)/python tests/notebooks/keep_checked_outputs.py $(NBVAL_DIR)/notebooks/*.ipynb --out tests/notebooks
+	$(BIN)/python -m localizer run --data $(SYNTHETIC)/yolo --profile smoke --run-dir $(EXPECTATIONS_DIR) --overwrite --quiet
+	$(BIN)/python tests/notebooks/keep_checked_outputs.py $(EXPECTATIONS_DIR)/notebooks/*.ipynb --out tests/notebooks
 
 # Training and prediction speed against the hardware's ceiling, and BatchAugment against kornia
 # (kornia is installed for this comparison only: localizer does not use it).

@@ -1,4 +1,4 @@
-"""A small synthetic dataset with known boxes: the test fixture of the unit tests, the smoke run and nbval.
+"""A small synthetic dataset with known boxes: the test fixture of the tests and of their smoke run of the notebooks.
 
 Every photo is a textured background (smooth colour noise and grass-like strokes) with one or two
 "animals": an ellipse body, a round head on one side, four legs and a tail, in a random colour. The

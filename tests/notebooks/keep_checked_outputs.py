@@ -1,10 +1,10 @@
-"""Turn executed smoke notebooks into the committed expectations that ``make nbval`` re-executes.
+"""Turn executed smoke notebooks into the committed expectations of ``tests/test_notebooks.py``.
 
 Usage (what ``make notebook-expectations`` runs)::
 
-    python tests/notebooks/keep_checked_outputs.py build/nbval/notebooks/*.ipynb --out tests/notebooks
+    python tests/notebooks/keep_checked_outputs.py build/expectations/notebooks/*.ipynb --out tests/notebooks
 
-Keeps the outputs of the cells marked ``# NBVAL_CHECK_OUTPUT`` (the values nbval compares: counts,
+Keeps the outputs of the cells marked ``# NBVAL_CHECK_OUTPUT`` (the values compared: counts,
 split sizes, parameter counts, metric names) and clears every other output (and its execution
 count), the papermill timings and the progress-bar widget state, so the committed files are small
 and their diffs show only what changed.
@@ -29,7 +29,7 @@ def keep_checked_outputs(notebook: nbformat.NotebookNode) -> nbformat.NotebookNo
             continue
         if not cell.source.lstrip().startswith(MARK):
             cell.outputs = []
-            cell.execution_count = None  # nbval skips the comparison of a cell that was never run
+            cell.execution_count = None  # as never run (nbval, too, skips such a cell)
     return notebook
 
 
