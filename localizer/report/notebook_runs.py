@@ -97,7 +97,7 @@ def create_run(config: TrainConfig, profile: str | None, scan: ScanResult, run_d
         return Run.create(config, repo_path(run_dir), scan=scan, profile=profile)
     folder = repo_path(NOTEBOOK_FOLDER)
     run = Run.create(config, folder / run_name(config, profile), scan=scan, profile=profile)
-    atomic_write_text(folder / LATEST, f"{run.folder.name}\n")
+    atomic_write_text(folder / LATEST, f"{run.folder.name}\n", replace=True)
     return run
 
 
