@@ -6,5 +6,6 @@ notebooks' text that depends on the recipe), ``tables`` (scores as text tables),
 that scores a run for notebook 04), ``confidence`` (the label-review gallery), ``notebook_runs``
 (the notebooks' folders: a run per recipe), ``runner`` (``run``: the four notebooks through
 papermill), ``publish`` (executed notebooks for reading, ``report/``), ``compare`` and ``several``
-(the ``compare`` and ``several-animals`` commands). Imports ``engine``, ``model``, ``recipe``, ``data`` and the bottom helpers.
+(the ``compare`` and ``several-animals`` commands). Imports ``engine``, ``model``, ``recipe``, ``data`` and the
+bottom helpers.
 """
