@@ -61,13 +61,15 @@ def test_training_from_the_bank_matches_training_from_the_photos():
 
 
 
-def test_a_run_with_views_validates_on_the_frozen_features_as_on_the_photos(synthetic_data, tmp_path):
+@pytest.mark.parametrize("views", [0, 2])
+def test_a_frozen_run_validates_on_the_frozen_features_as_on_the_photos(synthetic_data, tmp_path, views):
     from localizer.engine.numerics import default_numerics
     from localizer.engine.run import Run
     from localizer.engine.training import make_loaders, run_epoch, train
     from localizer.recipe import recipe_for
 
-    recipe = recipe_for("smoke", data=str(synthetic_data / "yolo"), epochs=1, freeze_stride=16, views=2, workers=0)
+    recipe = recipe_for("smoke", data=str(synthetic_data / "yolo"), epochs=1, freeze_stride=16, views=views,
+                        workers=0)
     run = Run.create(recipe, tmp_path / "run", progress=False)
     history = train(run, progress=False)
     model, _ = run.load_model("last.pt")

@@ -191,10 +191,10 @@ def _epoch(session: _Session, epoch: int, loaders, augment: BatchAugment, progre
         batches = session.bank.epoch(config.batch_size, torch.Generator().manual_seed(config.seed * 1000 + epoch))
         train_loss, train_iou = run_epoch(model, batches, session.numerics, session.optimizer, f"{tag} train",
                                           progress, from_frozen=True)
-    banked = session.bank is not None  # the validation photos' frozen features too, computed once
+    frozen = session.val_features is not None  # the validation photos' frozen features, computed once
     with torch.no_grad():
-        val_loss, val_iou = run_epoch(model, session.val_features if banked else loaders[1], session.numerics, None,
-                                      f"{tag} val", progress, from_frozen=banked)
+        val_loss, val_iou = run_epoch(model, session.val_features if frozen else loaders[1], session.numerics, None,
+                                      f"{tag} val", progress, from_frozen=frozen)
     lr = session.optimizer.param_groups[0]["lr"]
     if config.schedule == "plateau":
         session.scheduler.step(val_loss)
@@ -220,7 +220,8 @@ def _payload(session: _Session, train_mean_box: list[float]) -> dict:
 def _prepare(run: Run, checkpoint: dict | None, progress: bool):
     """What :func:`train` trains ``run`` with, continuing from ``checkpoint`` if any (its recipe, with this
     call's runtime fields, and its plan): ``(session, (train loader, val loader), augment, train_mean_box)``,
-    the session with its :class:`~localizer.engine.feature_bank.FeatureBank` when the recipe has ``views``."""
+    the session with its :class:`~localizer.engine.feature_bank.FeatureBank` when the recipe has ``views``, and the
+    validation photos' frozen features when it freezes layers."""
     config = run.config
     if checkpoint:  # the recipe comes from the checkpoint; where and how fast it runs, from this call
         config = replace(TrainConfig.from_dict(checkpoint["config"]),
@@ -236,6 +237,7 @@ def _prepare(run: Run, checkpoint: dict | None, progress: bool):
     if config.views:
         session.bank = FeatureBank(session.model, make_loader(loaders[0].dataset, config.batch_size), augment,
                                    session.numerics, config.views, config.seed)
+    if config.freeze_stride:  # not augmented: the same features at every epoch
         session.val_features = FeatureBank.encode(session.model, loaders[1], session.numerics)
     train_mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0).tolist()
     return session, loaders, augment, train_mean_box
