@@ -53,6 +53,11 @@ class TrainConfig:
     ``seeded`` (the report's split, with ``seed`` and ``fractions``) or ``export`` (the export's own
     train/valid/test folders: :data:`SPLIT_CHOICES`).
 
+    ``freeze_stride`` freezes the backbone's layers up to that output stride (0: none; their weights and
+    BatchNorm statistics stay as pretrained: :class:`localizer.model.models.BoxRegressor`); ``views`` > 0 (with
+    ``freeze_stride``) trains on the frozen layers' features of that many augmented views of each training photo,
+    computed once (:class:`localizer.engine.feature_bank.FeatureBank`), instead of augmenting at every epoch.
+
     How long: ``steps`` None trains exactly ``epochs`` epochs (the report's way); a number is the
     target of optimizer updates, from which the epochs follow from the size of the training split,
     within ``min_epochs`` and ``max_epochs`` (:func:`epochs_for`; ``epochs`` is then not used).
