@@ -93,12 +93,18 @@ def expected_time_line(plan, first_epoch_seconds: float) -> str:
             f"({per_update:.2f} s per update in the first epoch)")
 
 
+def count(n: int, noun: str) -> str:
+    """``n`` and the noun in the number it takes: ``count(1, "epoch")`` is ``"1 epoch"``, ``count(13, "epoch")``
+    ``"13 epochs"``, with thousands separators (``"1,400 updates"``)."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def finished_lines(name: str, history: list[dict], plan, best: dict) -> list[str]:
     """What training prints for the run ``name`` that has trained all its ``plan``'s epochs: that it has
     (with its ``best`` history row), then its training log as it was printed, one :func:`epoch_line` per
     row of ``history``."""
     took = duration_text(sum(row["seconds"] for row in history))
-    return [f"run {name!r}: trained already ({len(history)}/{plan.epochs} epochs, {plan.updates} updates, "
+    return [f"run {name!r}: trained already ({len(history)}/{count(plan.epochs, 'epoch')}, {plan.updates} updates, "
             f"in {took}, best validation IoU {best['val_iou']:.3f} at epoch {best['epoch']}); "
             "nothing to train. Its training log, from its history.csv:",
             *(epoch_line(row, plan) for row in history)]

@@ -24,3 +24,9 @@ def test_tqdm_disable_as_tqdm_reads_it(value, expected):
 def test_show_false_turns_a_bar_off_here_too():
     assert progress_bar(range(3), show=False).disable is True
     assert progress_bar(range(3)).disable is bars_disabled()
+
+
+def test_count_takes_the_singular_for_one():
+    from localizer.progress import count
+
+    assert [count(1, "epoch"), count(13, "epoch"), count(1400, "update")] == ["1 epoch", "13 epochs", "1,400 updates"]

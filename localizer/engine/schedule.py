@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from localizer.errors import ConfigError
+from localizer.progress import count
 from localizer.recipe import SCHEDULES, TrainConfig, epochs_for, nearest_epochs, updates_per_epoch
 
 
@@ -63,7 +64,7 @@ def describe_plan(config: TrainConfig, plan: TrainingPlan) -> str:
     700, steps=700, on 1,698 training photos in batches of 32: 13.0 epochs, rounded to whole epochs)``;
     ``capped at the ceiling max_epochs=100`` or ``raised to the floor min_epochs=4`` when the bounds
     decide, and ``(2,160 updates: epochs=40, on ...)`` for a recipe in epochs."""
-    length = f"{plan.epochs} epochs of {plan.updates_per_epoch} updates ({plan.updates:,} updates: "
+    length = f"{count(plan.epochs, 'epoch')} of {plan.updates_per_epoch} updates ({plan.updates:,} updates: "
     photos = f"on {plan.n_train:,} training photos in batches of {config.batch_size}"
     if config.steps is None:
         return length + f"epochs={config.epochs}, {photos})"

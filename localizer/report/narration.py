@@ -19,6 +19,7 @@ from localizer.data.transforms import COLOR_JITTER, FLIP_P
 from localizer.model.heads import BINS, REDUCED_CHANNELS
 from localizer.model.losses import GIOU_WEIGHT, L1_WEIGHT
 from localizer.model.models import STRIDE, feature_grid, input_normalization
+from localizer.progress import count
 from localizer.report.plots import drawn_lr_drops
 from localizer.engine.schedule import TrainingPlan, describe_plan, history_updates
 from localizer.recipe import RUNTIME_FIELDS, TrainConfig, effective_lr
@@ -95,7 +96,7 @@ def describe_length(config: TrainConfig, plan: TrainingPlan | None = None) -> st
     if plan is not None:
         return describe_plan(config, plan)
     if config.steps is None:
-        return f"{config.epochs} epochs (`epochs = {config.epochs}`)"
+        return f"{count(config.epochs, 'epoch')} (`epochs = {config.epochs}`)"
     ceiling = "no ceiling" if config.max_epochs is None else f"at most `max_epochs = {config.max_epochs}`"
     return (f"about **{config.steps:,} optimizer updates** (`steps = {config.steps}`, as detection frameworks count "
             f"their schedules): the whole number of epochs nearest to {config.steps:,} / (updates per epoch, "
@@ -141,7 +142,7 @@ def _epochs(config: TrainConfig, plan: TrainingPlan | None) -> str:
     """``"13 epochs"`` of the plan (or of ``epochs``), ``"epochs of the run"`` when only ``steps`` is known."""
     if plan is None and config.steps is not None:
         return "epochs of the run"
-    return f"{config.epochs if plan is None else plan.epochs} epochs"
+    return count(config.epochs if plan is None else plan.epochs, "epoch")
 
 
 def describe_split(config: TrainConfig) -> str:
@@ -186,13 +187,13 @@ def curves_caption(config: TrainConfig, history: pd.DataFrame) -> str:
                     "jump in both curves right after one is the usual sign that the larger rate had been bouncing "
                     "around a minimum.")
     elif config.schedule == "plateau":
-        schedule = (f"The learning rate stayed at {history['lr'].iloc[0]:.1e} in these {len(history)} epochs: "
+        schedule = (f"The learning rate stayed at {history['lr'].iloc[0]:.1e} in these {count(len(history), 'epoch')}: "
                     f"ReduceLROnPlateau lowers it only after {config.plateau_patience} epochs without a better "
                     "validation loss.")
     else:
         schedule = "The learning rate follows a cosine from its start value towards 0: there are no sudden drops."
     epochs, per_epoch, updates = history_updates(history)
-    updates = f" ({epochs} epochs of {per_epoch} optimizer updates, {updates:,} in all)"
+    updates = f" ({count(epochs, 'epoch')} of {per_epoch} optimizer updates, {updates:,} in all)"
     return (f"Left: the {loss_name(config)} loss per epoch{updates} on the training and validation sets; right: the "
             f"mean IoU. The green line marks **epoch {int(best['epoch'])}**, the best validation mean IoU "
             f"({best['val_iou']:.3f}): its checkpoint (`best.pt`) is the one tested in notebook 04. {schedule}\n\n"
