@@ -304,7 +304,7 @@ def _published(name):
 
 
 def test_published_notebooks_are_the_current_ones_without_stale_output():
-    """report/ holds the executed notebooks of the published best run (make report): the same code
+    """report/ holds the executed notebooks of the published run (make report: quick by default): the same code
     as notebooks/, no widget output or state, paths relative to the repository, under 5 MB in all."""
     from test_notebooks import code_sources
 
@@ -436,7 +436,7 @@ def test_offline_without_data_the_error_names_the_ways_on(tmp_path, monkeypatch)
         download.ensure_data()
     message = str(error.value)
     assert "--data DIR" in message and "make run DATA=DIR" in message
-    assert "python -m localizer synthetic DIR" in message and "make run DATA=DIR/yolo PROFILE=smoke" in message
+    assert "make smoke" in message and "docs/data-formats.md" in message
     assert not (tmp_path / "data").exists()  # the empty folders of the failed download are removed
 
 

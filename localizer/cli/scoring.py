@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from localizer.cli.options import add_format_args, add_inference_args
+from localizer.progress import count
 
 #: Decimals of the predicted pixel coordinates ``predict`` writes: 0.1 px, below what a box
 #: drawn by hand or a model at a few hundred pixels can mean ...
@@ -216,7 +217,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     table = table.round(PIXEL_DECIMALS).assign(confidence=table["confidence"].round(CONFIDENCE_DECIMALS))
     if args.out:  # files first, then print
         write_csv(table, args.out, replace=args.overwrite)
-    print(f"{len(table)} photos, predicted {'with flip TTA' if tta else 'without TTA'}; boxes in pixels "
+    print(f"{count(len(table), 'photo')}, predicted {'with flip TTA' if tta else 'without TTA'}; boxes in pixels "
           "of each original photo (xmin, ymin, xmax, ymax)")
     if threshold is not None:
         print(f"flagged: {int(table['flagged'].sum())} photos with a confidence below {threshold:.3f} ({how})")

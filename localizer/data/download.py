@@ -74,9 +74,9 @@ def ensure_data(path: Path | str | None = None) -> Path:
             f"({COURSE_DATA}), and the default dataset (Oxford-IIIT Pet) is not in {path} and could not be "
             f"downloaded ({type(exc).__name__}: {str(exc)[:200]}). Give a dataset folder: --data DIR "
             f"(python -m localizer ...), make run DATA=DIR, or the data parameter of the notebooks; or put "
-            f"the dataset in {path}. Folders in the yolo, voc, oxford-pets, coco and csv layouts are read "
-            f"(README: Data formats). To try the pipeline offline: python -m localizer synthetic DIR draws a "
-            f"small data set with known boxes; then make run DATA=DIR/yolo PROFILE=smoke."
+            f"the dataset in {path}. The layouts read are in docs/data-formats.md. To try the pipeline offline: "
+            f"make smoke (it draws a small data set with known boxes into build/synthetic and runs the notebooks "
+            f"on it)."
         ) from None
     return path
 
