@@ -1,9 +1,9 @@
 """Seconds per optimizer update of the small-data recipes, side by side in one run, on one batch of photos.
 
 For each backbone prefix frozen (``freeze_stride`` 0, 4, 8, 16: :class:`localizer.model.models.BoxRegressor`), the
-time of an update as training runs it online (batch augmentation, forward, backward, AdamW step) and from the frozen
-layers' features kept by a :class:`localizer.engine.feature_bank.FeatureBank` (``views``), and the frozen layers'
-forward pass per batch (what a bank costs once per view). The model is ``small``'s (its backbone, head, loss and size),
+time of an update as training runs it (batch augmentation, forward, backward, AdamW step), the time it would take
+from the frozen layers' features computed beforehand (a bank of augmented views, docs/ablations.md rows 45-46, not
+kept), and the frozen layers' forward pass per batch (what such a bank costs once per view). The model is ``small``'s (its backbone, head, loss and size),
 in the numbers ``precision=auto`` gives it on this machine; the median of 6 updates after 2 warm-up ones.
 Prints a table with each row's time over ``freeze_stride=0`` online (``small`` as it was), and writes it as JSON.
 

@@ -54,9 +54,7 @@ class TrainConfig:
     train/valid/test folders: :data:`SPLIT_CHOICES`).
 
     ``freeze_stride`` freezes the backbone's layers up to that output stride (0: none; their weights and
-    BatchNorm statistics stay as pretrained: :class:`localizer.model.models.BoxRegressor`); ``views`` > 0 (with
-    ``freeze_stride``) trains on the frozen layers' features of that many augmented views of each training photo,
-    computed once (:class:`localizer.engine.feature_bank.FeatureBank`), instead of augmenting at every epoch.
+    BatchNorm statistics stay as pretrained: :class:`localizer.model.models.BoxRegressor`).
 
     How long: ``steps`` None trains exactly ``epochs`` epochs (the report's way); a number is the
     target of optimizer updates, from which the epochs follow from the size of the training split,
@@ -96,7 +94,6 @@ class TrainConfig:
     head: str = "linear"
     dropout: float = 0.5
     freeze_stride: int = 0
-    views: int = 0
     loss: str = "smooth_l1"
     schedule: str = "plateau"
     plateau_factor: float = 0.1
@@ -163,8 +160,6 @@ _CHECKS = [
      "0 with the 'linear' head (the loss is on the per-edge distributions of the 'softargmax' and 'largest' heads)"),
     ("affine_p", lambda v, c: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     ("freeze_stride", lambda v, c: v in FREEZE_STRIDES, "one of " + ", ".join(map(str, FREEZE_STRIDES))),
-    ("views", lambda v, c: _whole(v) and v >= 0 and not (v and not c.freeze_stride),
-     "a whole number >= 0, and 0 unless freeze_stride is set (the views are of the frozen layers' features)"),
     ("plateau_patience", lambda v, c: _whole(v) and v >= 0, "a whole number >= 0"),
     ("steps", lambda v, c: v is None or (_whole(v) and v >= 1),
      "null (train `epochs` epochs) or a whole number >= 1: the optimizer updates to aim for"),

@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 from localizer.data.batch_augment import BatchAugment
 from localizer.data.cache import ImageCache
 from localizer.engine.checkpoints import FORMAT_VERSION, best_row
-from localizer.engine.feature_bank import FeatureBank
 from localizer.data.datasets import CachedBoxDataset, make_loader, normalized_targets
 from localizer.metrics import paired_iou
 from localizer.model.models import build_model
@@ -81,7 +80,7 @@ def run_epoch(model, loader, numerics: Numerics, optimizer=None, desc="", progre
     built with), and the IoU is that of the boxes it predicts with the primary box. Losses and IoUs
     stay on the device until the end of the pass, so the loop never waits for a GPU (the progress
     bar's loss, every 10 batches, is the only read-back). With ``from_frozen`` the batches are of the frozen
-    layers' features instead of images (:class:`localizer.engine.feature_bank.FeatureBank`), used as they are.
+    layers' features instead of images (:func:`frozen_batches`), used as they are.
 
     Returns:
         ``(mean of the batch losses, mean IoU)``.
@@ -121,6 +120,18 @@ def run_epoch(model, loader, numerics: Numerics, optimizer=None, desc="", progre
     return float(losses.mean()), float(torch.cat(ious).mean())
 
 
+def frozen_batches(model, loader, numerics: Numerics) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches of ``loader`` (uint8 images, targets ``(N, B, 4)``) as ``(frozen features, targets)`` on the device:
+    the validation photos, not augmented, whose frozen layers' output is the same at every epoch
+    (:meth:`localizer.model.models.BoxRegressor.frozen_features`)."""
+    batches = []
+    for images, targets in loader:
+        with numerics.autocast():
+            features = model.frozen_features(model_input(images.to(numerics.device, non_blocking=True), numerics))
+        batches.append((features.float(), targets.to(numerics.device, non_blocking=True)))
+    return batches
+
+
 def training_numerics(config: TrainConfig, device: torch.device, model,
                       checkpoint: dict | None) -> tuple[Numerics, str]:
     """The numerics of a training run (see :func:`localizer.engine.numerics.choose_numerics`) and why.
@@ -148,7 +159,6 @@ class _Session:
     scheduler: object
     epoch: int = 0
     history: list = field(default_factory=list)
-    bank: FeatureBank | None = None
     val_features: list | None = None
 
 
@@ -184,13 +194,8 @@ def _epoch(session: _Session, epoch: int, loaders, augment: BatchAugment, progre
     loaders[0].sampler.generator.manual_seed(config.seed * 1000 + epoch)
     torch.manual_seed(config.seed * 1000 + epoch)
     tag = f"epoch {epoch}/{session.plan.epochs}"
-    if session.bank is None:
-        train_loss, train_iou = run_epoch(model, loaders[0], session.numerics, session.optimizer, f"{tag} train",
-                                          progress, augment=augment)
-    else:  # the same epoch seed draws the order and the views
-        batches = session.bank.epoch(config.batch_size, torch.Generator().manual_seed(config.seed * 1000 + epoch))
-        train_loss, train_iou = run_epoch(model, batches, session.numerics, session.optimizer, f"{tag} train",
-                                          progress, from_frozen=True)
+    train_loss, train_iou = run_epoch(model, loaders[0], session.numerics, session.optimizer, f"{tag} train",
+                                      progress, augment=augment)
     frozen = session.val_features is not None  # the validation photos' frozen features, computed once
     with torch.no_grad():
         val_loss, val_iou = run_epoch(model, session.val_features if frozen else loaders[1], session.numerics, None,
@@ -220,8 +225,7 @@ def _payload(session: _Session, train_mean_box: list[float]) -> dict:
 def _prepare(run: Run, checkpoint: dict | None, progress: bool):
     """What :func:`train` trains ``run`` with, continuing from ``checkpoint`` if any (its recipe, with this
     call's runtime fields, and its plan): ``(session, (train loader, val loader), augment, train_mean_box)``,
-    the session with its :class:`~localizer.engine.feature_bank.FeatureBank` when the recipe has ``views``, and the
-    validation photos' frozen features when it freezes layers."""
+    the session with the validation photos' frozen features when the recipe freezes layers."""
     config = run.config
     if checkpoint:  # the recipe comes from the checkpoint; where and how fast it runs, from this call
         config = replace(TrainConfig.from_dict(checkpoint["config"]),
@@ -234,11 +238,8 @@ def _prepare(run: Run, checkpoint: dict | None, progress: bool):
         raise RuntimeError(f"{run.folder}: the training loader has {len(loaders[0])} batches per epoch, the plan "
                            f"{plan.updates_per_epoch} ({plan.n_train} photos in batches of {config.batch_size})")
     augment = BatchAugment(affine_p=config.affine_p)
-    if config.views:
-        session.bank = FeatureBank(session.model, make_loader(loaders[0].dataset, config.batch_size), augment,
-                                   session.numerics, config.views, config.seed)
     if config.freeze_stride:  # not augmented: the same features at every epoch
-        session.val_features = FeatureBank.encode(session.model, loaders[1], session.numerics)
+        session.val_features = frozen_batches(session.model, loaders[1], session.numerics)
     train_mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0).tolist()
     return session, loaders, augment, train_mean_box
 

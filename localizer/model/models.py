@@ -141,7 +141,7 @@ class BoxRegressor(nn.Module):
 
     def feature_map(self, x: torch.Tensor, from_frozen: bool = False) -> torch.Tensor:
         """The backbone's last feature map ``(N, F, ceil(H / 32), ceil(W / 32))`` (before pooling) of images ``x``,
-        or with ``from_frozen`` of their :meth:`frozen_features` (as :mod:`localizer.engine.feature_bank` keeps)."""
+        or with ``from_frozen`` of their :meth:`frozen_features`."""
         if not from_frozen:
             x = self.frozen_features(x)
         for layer in self._layers[len(self._frozen):]:
