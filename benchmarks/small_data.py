@@ -3,9 +3,10 @@
 For each backbone prefix frozen (``freeze_stride`` 0, 4, 8, 16: :class:`localizer.model.models.BoxRegressor`), the
 time of an update as training runs it (batch augmentation, forward, backward, AdamW step), the time it would take
 from the frozen layers' features computed beforehand (a bank of augmented views, docs/ablations.md rows 45-46, not
-kept), and the frozen layers' forward pass per batch (what such a bank costs once per view). The model is ``small``'s (its backbone, head, loss and size),
-in the numbers ``precision=auto`` gives it on this machine; the median of 6 updates after 2 warm-up ones.
-Prints a table with each row's time over ``freeze_stride=0`` online (``small`` as it was), and writes it as JSON.
+kept), and the frozen layers' forward pass per batch (what such a bank costs once per view). The model is
+``small``'s (its backbone, head, loss and size), in the numbers ``precision=auto`` gives it on this machine; the
+median of 6 updates after 2 warm-up ones. Prints a table with each row's time over ``freeze_stride=0`` online
+(``small`` as it is), and writes it as JSON.
 
     python benchmarks/small_data.py
 """
@@ -81,8 +82,8 @@ def main() -> None:
     print(table.round(3).to_string())
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"small_data_cpu_b{args.batch}.json"
-    path.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    path.write_text(json.dumps({"machine": platform.processor() or platform.machine(),
+                                "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                                 "table": json.loads(table.reset_index().to_json(orient="records"))}, indent=2))
     print(f"written: {path}")
 
