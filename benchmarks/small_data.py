@@ -82,8 +82,9 @@ def main() -> None:
     print(table.round(3).to_string())
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"small_data_cpu_b{args.batch}.json"
-    path.write_text(json.dumps({"machine": platform.processor() or platform.machine(),
-                                "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    machine = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+               "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    path.write_text(json.dumps({**machine,
                                 "table": json.loads(table.reset_index().to_json(orient="records"))}, indent=2))
     print(f"written: {path}")
 
