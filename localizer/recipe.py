@@ -32,8 +32,6 @@ LR_SCALINGS = ("none", "linear", "sqrt")
 #: ``split``: the seeded 70/15/15 split (:func:`localizer.data.split.assign_split`), or the train/valid/test
 #: folders an export came with (:func:`localizer.data.split.export_split`; Roboflow, CVAT).
 SPLIT_CHOICES = ("seeded", "export")
-#: ``freeze_stride``: the backbone layers up to this output stride are frozen (0: none; 32: the whole backbone).
-FREEZE_STRIDES = (0, 2, 4, 8, 16, 32)
 
 
 @dataclass
@@ -52,9 +50,6 @@ class TrainConfig:
     the epochs the run trains, stepped once per epoch; Loshchilov & Hutter, SGDR, 2017). ``split`` is
     ``seeded`` (the report's split, with ``seed`` and ``fractions``) or ``export`` (the export's own
     train/valid/test folders: :data:`SPLIT_CHOICES`).
-
-    ``freeze_stride`` freezes the backbone's layers up to that output stride (0: none; their weights and
-    BatchNorm statistics stay as pretrained: :class:`localizer.model.models.BoxRegressor`).
 
     How long: ``steps`` None trains exactly ``epochs`` epochs (the report's way); a number is the
     target of optimizer updates, from which the epochs follow from the size of the training split,
@@ -93,7 +88,6 @@ class TrainConfig:
     weights: str | None = "imagenet"
     head: str = "linear"
     dropout: float = 0.5
-    freeze_stride: int = 0
     loss: str = "smooth_l1"
     schedule: str = "plateau"
     plateau_factor: float = 0.1
@@ -159,7 +153,6 @@ _CHECKS = [
     ("dfl", lambda v, c: not (v and c.head == "linear"),
      "0 with the 'linear' head (the loss is on the per-edge distributions of the 'softargmax' and 'largest' heads)"),
     ("affine_p", lambda v, c: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    ("freeze_stride", lambda v, c: v in FREEZE_STRIDES, "one of " + ", ".join(map(str, FREEZE_STRIDES))),
     ("plateau_patience", lambda v, c: _whole(v) and v >= 0, "a whole number >= 0"),
     ("steps", lambda v, c: v is None or (_whole(v) and v >= 1),
      "null (train `epochs` epochs) or a whole number >= 1: the optimizer updates to aim for"),

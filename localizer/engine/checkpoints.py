@@ -117,8 +117,7 @@ def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
     try:
         config = TrainConfig.from_dict(checkpoint["config"])
         model = build_model(config.backbone, weights=None, dropout=config.dropout, head=config.head,
-                            image_size=config.image_size, loss=config.loss, dfl=config.dfl,
-                            freeze_stride=config.freeze_stride)
+                            image_size=config.image_size, loss=config.loss, dfl=config.dfl)
         model.load_state_dict(checkpoint["model"])
     except (ConfigError, KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError("not-a-checkpoint", f"its recipe or weights do not make a localizer model: {exc}",

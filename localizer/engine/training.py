@@ -67,8 +67,7 @@ def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.devi
             make_loader(val_set, config.batch_size, pin_memory=pin))
 
 
-def run_epoch(model, loader, numerics: Numerics, optimizer=None, desc="", progress=True, augment=None,
-              from_frozen=False):
+def run_epoch(model, loader, numerics: Numerics, optimizer=None, desc="", progress=True, augment=None):
     """One pass over ``loader`` (any iterable of ``(uint8 images, targets (N, B, 4))`` batches, the
     primary box first: :func:`localizer.data.datasets.box_targets`).
 
@@ -79,8 +78,7 @@ def run_epoch(model, loader, numerics: Numerics, optimizer=None, desc="", progre
     (:meth:`localizer.model.models.BoxRegressor.loss`: its head's, with the box loss and ``dfl`` it was
     built with), and the IoU is that of the boxes it predicts with the primary box. Losses and IoUs
     stay on the device until the end of the pass, so the loop never waits for a GPU (the progress
-    bar's loss, every 10 batches, is the only read-back). With ``from_frozen`` the batches are of the frozen
-    layers' features instead of images (:func:`frozen_batches`), used as they are.
+    bar's loss, every 10 batches, is the only read-back).
 
     Returns:
         ``(mean of the batch losses, mean IoU)``.
@@ -97,14 +95,11 @@ def run_epoch(model, loader, numerics: Numerics, optimizer=None, desc="", progre
     for images, targets in bar:
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        if from_frozen:
-            images = numerics.place_images(images)
-        else:
-            if augment is not None:
-                images, targets = augment(images, targets)
-            images = model_input(images, numerics)
+        if augment is not None:
+            images, targets = augment(images, targets)
+        images = model_input(images, numerics)
         with torch.set_grad_enabled(training), numerics.autocast():
-            loss, preds = model.loss(images, targets, from_frozen)
+            loss, preds = model.loss(images, targets)
         if training:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -118,18 +113,6 @@ def run_epoch(model, loader, numerics: Numerics, optimizer=None, desc="", progre
         step = int((~torch.isfinite(losses)).nonzero()[0])
         raise TrainingDiverged(f"{desc}: the loss became {losses[step].item()} (NaN or infinite) at batch {step + 1}")
     return float(losses.mean()), float(torch.cat(ious).mean())
-
-
-def frozen_batches(model, loader, numerics: Numerics) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The batches of ``loader`` (uint8 images, targets ``(N, B, 4)``) as ``(frozen features, targets)`` on the device:
-    the validation photos, not augmented, whose frozen layers' output is the same at every epoch
-    (:meth:`localizer.model.models.BoxRegressor.frozen_features`)."""
-    batches = []
-    for images, targets in loader:
-        with numerics.autocast():
-            features = model.frozen_features(model_input(images.to(numerics.device, non_blocking=True), numerics))
-        batches.append((features.float(), targets.to(numerics.device, non_blocking=True)))
-    return batches
 
 
 def training_numerics(config: TrainConfig, device: torch.device, model,
@@ -159,7 +142,6 @@ class _Session:
     scheduler: object
     epoch: int = 0
     history: list = field(default_factory=list)
-    val_features: list | None = None
 
 
 def _start(config: TrainConfig, plan: TrainingPlan, checkpoint: dict | None, progress: bool) -> _Session:
@@ -167,16 +149,14 @@ def _start(config: TrainConfig, plan: TrainingPlan, checkpoint: dict | None, pro
     device = resolve_device(config.device)
     seed_everything(config.seed)
     model = build_model(config.backbone, weights=None if checkpoint else config.weights, dropout=config.dropout,
-                        head=config.head, image_size=config.image_size, loss=config.loss, dfl=config.dfl,
-                        freeze_stride=config.freeze_stride)
+                        head=config.head, image_size=config.image_size, loss=config.loss, dfl=config.dfl)
     numerics, why = training_numerics(config, device, model, checkpoint)
     if progress:
         tqdm.write(f"numerics: {numerics} ({why})")
     numerics.place_model(model)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size throughout: pick the fastest kernels once
-    trainable = [p for p in model.parameters() if p.requires_grad]  # not the frozen layers
-    optimizer = torch.optim.AdamW(trainable, lr=effective_lr(config), weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=effective_lr(config), weight_decay=config.weight_decay)
     session = _Session(config, plan, model, numerics, optimizer, make_scheduler(config, optimizer, plan.epochs))
     if checkpoint:
         model.load_state_dict(checkpoint["model"])
@@ -196,10 +176,8 @@ def _epoch(session: _Session, epoch: int, loaders, augment: BatchAugment, progre
     tag = f"epoch {epoch}/{session.plan.epochs}"
     train_loss, train_iou = run_epoch(model, loaders[0], session.numerics, session.optimizer, f"{tag} train",
                                       progress, augment=augment)
-    frozen = session.val_features is not None  # the validation photos' frozen features, computed once
     with torch.no_grad():
-        val_loss, val_iou = run_epoch(model, session.val_features if frozen else loaders[1], session.numerics, None,
-                                      f"{tag} val", progress, from_frozen=frozen)
+        val_loss, val_iou = run_epoch(model, loaders[1], session.numerics, None, f"{tag} val", progress)
     lr = session.optimizer.param_groups[0]["lr"]
     if config.schedule == "plateau":
         session.scheduler.step(val_loss)
@@ -224,8 +202,7 @@ def _payload(session: _Session, train_mean_box: list[float]) -> dict:
 
 def _prepare(run: Run, checkpoint: dict | None, progress: bool):
     """What :func:`train` trains ``run`` with, continuing from ``checkpoint`` if any (its recipe, with this
-    call's runtime fields, and its plan): ``(session, (train loader, val loader), augment, train_mean_box)``,
-    the session with the validation photos' frozen features when the recipe freezes layers."""
+    call's runtime fields, and its plan): ``(session, (train loader, val loader), augment, train_mean_box)``."""
     config = run.config
     if checkpoint:  # the recipe comes from the checkpoint; where and how fast it runs, from this call
         config = replace(TrainConfig.from_dict(checkpoint["config"]),
@@ -238,8 +215,6 @@ def _prepare(run: Run, checkpoint: dict | None, progress: bool):
         raise RuntimeError(f"{run.folder}: the training loader has {len(loaders[0])} batches per epoch, the plan "
                            f"{plan.updates_per_epoch} ({plan.n_train} photos in batches of {config.batch_size})")
     augment = BatchAugment(affine_p=config.affine_p)
-    if config.freeze_stride:  # not augmented: the same features at every epoch
-        session.val_features = frozen_batches(session.model, loaders[1], session.numerics)
     train_mean_box = normalized_targets(manifest[manifest["split"] == "train"]).mean(axis=0).tolist()
     return session, loaders, augment, train_mean_box
 

@@ -34,8 +34,6 @@ Each backbone expects its own input scaling (per RGB channel, for images in [0, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -44,7 +42,7 @@ from localizer.model.weights import effnet_lite_weights_path, resnet18_imagenet_
 from localizer.recipe import BACKBONES
 
 __all__ = ["BACKBONES", "EFFICIENTNET_LITE_MEAN", "EFFICIENTNET_LITE_STD", "IMAGENET_MEAN", "IMAGENET_STD",
-           "NATIVE_SIZES", "STRIDE", "Layer", "build_backbone", "feature_grid", "feature_layers", "input_normalization"]
+           "NATIVE_SIZES", "STRIDE", "build_backbone", "feature_grid", "input_normalization"]
 
 #: ImageNet channel mean and std (torchvision reference models; Krizhevsky et al. 2012 statistics).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -130,40 +128,3 @@ def build_backbone(name: str, imagenet: bool) -> tuple[nn.Module, int]:
         return _build_resnet18_backbone(imagenet), _RESNET18_FEATURES
     return _build_effnet_lite_backbone(int(name[-1]), imagenet), _EFFNET_LITE_FEATURES
 
-
-@dataclass(frozen=True)
-class Layer:
-    """One step of a backbone's feature extraction: ``run(x)`` with the parameters of ``module``, giving a map of
-    output stride ``stride`` (the input side over the map's side)."""
-
-    stride: int
-    module: nn.Module
-    run: Callable[[torch.Tensor], torch.Tensor]
-
-
-def feature_layers(net: nn.Module) -> list[Layer]:
-    """The layers of a backbone from :func:`build_backbone`, in order, up to its last feature map ``(N, F, h, w)``.
-
-    Running them one after the other computes exactly the backbone's own feature extraction (torchvision ResNet's
-    forward up to ``layer4``; ``efficientnet-lite-pytorch``'s ``extract_features``, with its per-block drop-connect
-    rate), and lets :class:`localizer.model.models.BoxRegressor` freeze a prefix of them.
-    """
-    if hasattr(net, "extract_features"):  # efficientnet-lite-pytorch: stem, MBConv blocks, head conv
-        blocks, rate = net._blocks, net._global_params.drop_connect_rate
-
-        def block_run(idx, block):
-            return lambda x: block(x, drop_connect_rate=rate * (float(idx) / len(blocks)) if rate else rate)
-
-        stem = nn.ModuleList([net._conv_stem, net._bn0])
-        head = nn.ModuleList([net._conv_head, net._bn1])
-        strides = [2]
-        for block in blocks:
-            stride = block._block_args.stride
-            strides.append(strides[-1] * (stride[0] if isinstance(stride, (list, tuple)) else stride))
-        return [Layer(2, stem, lambda x: net._swish(net._bn0(net._conv_stem(x)))),
-                *(Layer(s, b, block_run(i, b)) for i, (s, b) in enumerate(zip(strides[1:], blocks))),
-                Layer(strides[-1], head, lambda x: net._swish(net._bn1(net._conv_head(x))))]
-    stem = nn.ModuleList([net.conv1, net.bn1])  # torchvision ResNet: stem with max pooling, then four stages
-    return [Layer(4, stem, lambda x: net.maxpool(net.relu(net.bn1(net.conv1(x))))),
-            *(Layer(4 * 2**i, stage, stage) for i, stage in enumerate((net.layer1, net.layer2, net.layer3,
-                                                                          net.layer4)))]

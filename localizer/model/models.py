@@ -25,7 +25,6 @@ from localizer.model.backbones import (
     STRIDE,
     build_backbone,
     feature_grid,
-    feature_layers,
     input_normalization,
 )
 from localizer.model.heads import LinearHead, build_head
@@ -74,7 +73,6 @@ class BoxRegressor(nn.Module):
         input_mean: tuple[float, float, float] = IMAGENET_MEAN,
         input_std: tuple[float, float, float] = IMAGENET_STD,
         head: nn.Module | None = None,
-        freeze_stride: int = 0,
     ) -> None:
         """Wrap ``backbone`` with a box head.
 
@@ -88,10 +86,6 @@ class BoxRegressor(nn.Module):
                 (:func:`localizer.model.backbones.input_normalization`).
             head: a head from :func:`localizer.model.heads.build_head` (default: the report's
                 :class:`~localizer.model.heads.LinearHead`).
-            freeze_stride: freeze the backbone's layers up to this output stride (0: none; 8 on EfficientNet-Lite:
-                the stem and the blocks at 1/2, 1/4 and 1/8 of the input side). Frozen layers keep their weights
-                and their BatchNorm statistics (always in eval mode, as Detectron2's ``FREEZE_AT``) and run without
-                autograd, so training computes no gradient through them.
 
         Raises:
             ValueError: if ``dropout`` is not in [0, 1) or ``num_features`` < 1.
@@ -110,12 +104,6 @@ class BoxRegressor(nn.Module):
         # As torchvision's detection models and Detectron2 do: the model takes [0, 1] images.
         self.register_buffer("pixel_mean", torch.tensor(self.input_mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(self.input_std).view(3, 1, 1), persistent=False)
-        self.freeze_stride = int(freeze_stride)
-        self._layers = feature_layers(backbone)
-        self._frozen = [layer for layer in self._layers if layer.stride <= self.freeze_stride]
-        for layer in self._frozen:
-            layer.module.requires_grad_(False)
-        self.train(self.training)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Float images ``(N, 3, H, W)`` in [0, 1] -> the backbone's input, ``(x - input_mean) / input_std``
@@ -123,30 +111,15 @@ class BoxRegressor(nn.Module):
         return (x - self.pixel_mean.to(x.dtype)) / self.pixel_std.to(x.dtype)
 
 
-    def train(self, mode: bool = True) -> "BoxRegressor":
-        """As :meth:`torch.nn.Module.train`, but the frozen layers stay in eval mode (fixed BatchNorm statistics)."""
-        super().train(mode)
-        for layer in self._frozen:
-            layer.module.eval()
-        return self
-
-    def frozen_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The output of the frozen layers ``(N, C, H / s, W / s)`` for ``s = freeze_stride`` of float images ``x``
-        ``(N, 3, H, W)`` in [0, 1] (normalized here: :meth:`normalize`), without autograd."""
-        x = self.normalize(x)
-        with torch.no_grad():
-            for layer in self._frozen:
-                x = layer.run(x)
-        return x
-
-    def feature_map(self, x: torch.Tensor, from_frozen: bool = False) -> torch.Tensor:
-        """The backbone's last feature map ``(N, F, ceil(H / 32), ceil(W / 32))`` (before pooling) of images ``x``,
-        or with ``from_frozen`` of their :meth:`frozen_features`."""
-        if not from_frozen:
-            x = self.frozen_features(x)
-        for layer in self._layers[len(self._frozen):]:
-            x = layer.run(x)
-        return x
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's last feature map ``(N, F, ceil(H / 32), ceil(W / 32))`` (before pooling) of
+        float images ``x`` ``(N, 3, H, W)`` in [0, 1] (normalized here: :meth:`normalize`)."""
+        net, x = self.backbone, self.normalize(x)
+        if hasattr(net, "extract_features"):  # efficientnet-lite-pytorch: stem, blocks, head conv
+            return net.extract_features(x)
+        # torchvision ResNet: its forward up to layer4, without avgpool and fc
+        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        return net.layer4(net.layer3(net.layer2(net.layer1(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predict one box per image.
@@ -169,13 +142,11 @@ class BoxRegressor(nn.Module):
         [0, 1] (``head.predict``: :mod:`localizer.model.heads`), for images ``x`` as :meth:`forward` takes them."""
         return self.head.predict(self.feature_map(x))
 
-    def loss(self, x: torch.Tensor, targets: torch.Tensor,
-             from_frozen: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The head's training loss on a batch, and its boxes as it predicts them.
 
         Args:
-            x: ``(N, 3, H, W)`` images in [0, 1], as :meth:`forward` takes them, or with ``from_frozen``
-                their :meth:`frozen_features`.
+            x: ``(N, 3, H, W)`` images in [0, 1], as :meth:`forward` takes them.
             targets: ``(N, B, 4)`` normalized xyxy boxes, the primary box first, rows of zeros as
                 padding (:func:`localizer.data.datasets.box_targets`; ``B = 1``: the primary box only).
 
@@ -183,7 +154,7 @@ class BoxRegressor(nn.Module):
             ``(scalar loss, boxes (N, 4))``: the head's ``loss(feature_map, targets)``
             (:mod:`localizer.model.heads`), with the box loss and ``dfl`` weight it was built with.
         """
-        return self.head.loss(self.feature_map(x, from_frozen), targets)
+        return self.head.loss(self.feature_map(x), targets)
 
 
 def build_model(
@@ -194,7 +165,6 @@ def build_model(
     image_size: int = 224,
     loss: str = "smooth_l1",
     dfl: float = 0.0,
-    freeze_stride: int = 0,
 ) -> BoxRegressor:
     """Build a :class:`BoxRegressor` (input ``(N, 3, H, W)`` -> output ``(N, 4)``).
 
@@ -216,7 +186,6 @@ def build_model(
             heads other than ``linear`` are built for its ``ceil(S / 32)`` feature map).
         loss: the box loss the head is trained with (one of :data:`localizer.recipe.LOSSES`).
         dfl: weight of the distribution focal loss added to it (``softargmax`` and ``largest`` heads).
-        freeze_stride: freeze the backbone up to this output stride (:class:`BoxRegressor`; 0: none).
 
     Returns:
         A BoxRegressor in training mode with ``backbone_name``, ``num_features``
@@ -235,8 +204,7 @@ def build_model(
     is_imagenet = isinstance(weights, str) and weights == "imagenet"
     net, features = build_backbone(backbone, imagenet=is_imagenet)
     model = BoxRegressor(net, features, dropout, backbone, *input_normalization(backbone),
-                         head=build_head(head, features, feature_grid(image_size), dropout, loss, dfl),
-                         freeze_stride=freeze_stride)
+                         head=build_head(head, features, feature_grid(image_size), dropout, loss, dfl))
 
     if weights is not None and not is_imagenet:
         apply_local_weights(model, weights)
