@@ -39,3 +39,17 @@ def report_row(result, file: str) -> dict:
     rows = result.report[result.report["file"] == file]
     assert len(rows) == 1, f"{file} not reported once: {result.report[['file', 'reason']].to_dict('records')}"
     return rows.iloc[0].to_dict()
+
+
+def write(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path``, making its folders; returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def box(result, file: str) -> tuple[float, ...]:
+    """The xyxy pixel box a scan ``result`` found for ``file`` (failing with the report's reason when unusable)."""
+    rows = result.table[result.table["file"] == file]
+    assert len(rows) == 1, f"{file} not usable: {report_row(result, file)['reason']}"
+    return tuple(float(rows.iloc[0][k]) for k in ("xmin", "ymin", "xmax", "ymax"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import noise_image, report_row, scan
+from helpers import box, noise_image, report_row, scan, write
 from PIL import Image
 
 from localizer import cli
@@ -25,18 +25,6 @@ def put(path: Path, image: Image.Image | None = None, fmt: str | None = None) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     (image or noise_image()).save(path, format=fmt)
     return path
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def box(result, file: str) -> tuple[float, ...]:
-    rows = result.table[result.table["file"] == file]
-    assert len(rows) == 1, f"{file} not usable: {report_row(result, file)['reason']}"
-    return tuple(float(rows.iloc[0][k]) for k in ("xmin", "ymin", "xmax", "ymax"))
 
 
 def voc(objects, width=100, height=50) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import noise_image, report_row, scan
+from helpers import box, noise_image, report_row, scan, write
 
 from localizer import cli
 from localizer.data import validation
@@ -33,18 +33,6 @@ def put(path: Path, width: int = 100, height: int = 50, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     noise_image(width, height, seed).save(path)
     return path
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def box(result, file: str) -> tuple[float, ...]:
-    rows = result.table[result.table["file"] == file]
-    assert len(rows) == 1, f"{file} not usable: {report_row(result, file)['reason']}"
-    return tuple(float(rows.iloc[0][k]) for k in ("xmin", "ymin", "xmax", "ymax"))
 
 
 def voc(objects: str, width: int = 100, height: int = 50) -> str:
