@@ -1,6 +1,7 @@
-"""What the readers of annotation tools' JSON share (VGG Image Annotator, CreateML): finding the file
-of a folder (or one per split folder) by its keys, listing the images it names (found as exporters
-write their names, :class:`~localizer.data.readers.paths.FileIndex`), and the extent of a shape."""
+"""What the readers of annotation tools' JSON share (Labelme, VGG Image Annotator, CreateML): finding the
+file of a folder (or one per split folder) by its keys, listing the images it names (found as exporters
+write their names, :class:`~localizer.data.readers.paths.FileIndex`), the extent of a shape, and an
+image's shapes as its annotation."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from localizer.data.readers.base import AnnotationError, DataFormatError, Item, mentions_keys, parse_number, read_json
+import numpy as np
+
+from localizer.data.readers.base import (Annotation, AnnotationError, DataFormatError, Item, mentions_keys,
+                                         parse_number, read_json)
 from localizer.data.readers.paths import FileIndex, export_split, one_item_per_image, readable_files, unlisted_images
 
 
@@ -75,7 +79,22 @@ def ellipse_extent(cx: float, cy: float, rx: float, ry: float, theta: float = 0.
     return [cx - half_w, cy - half_h, cx + half_w, cy + half_h]
 
 
-def no_box_shapes(kinds: list[str], where: str) -> AnnotationError:
-    """The ``no-box`` error of an annotation whose shapes are all of kinds without a box (points, lines)."""
-    return AnnotationError("no-box", f"{where}: only {', '.join(sorted(set(kinds)))} shapes, none with an extent "
-                                     f"(a rectangle, polygon, circle or ellipse)")
+def shapes_annotation(shapes: Iterable[tuple[list[float] | None, str, str]], where: str,
+                      frame: tuple[float, float] | None = None) -> Annotation:
+    """The :class:`~localizer.data.readers.base.Annotation` of an image's shapes, each ``(box or None, label,
+    kind)``: the shapes with an extent give the boxes; those without (points, lines) are left out.
+
+    Raises:
+        AnnotationError: ``no-box``, naming ``where``, when every shape is of a kind without an extent.
+    """
+    boxes, labels, other = [], [], []
+    for box, label, kind in shapes:
+        if box is None:
+            other.append(kind)
+            continue
+        boxes.append(box)
+        labels.append(label)
+    if other and not boxes:
+        raise AnnotationError("no-box", f"{where}: only {', '.join(sorted(set(other)))} shapes, none with an extent "
+                                        f"(a rectangle, polygon, circle or ellipse)")
+    return Annotation(np.array(boxes, dtype=np.float64).reshape(-1, 4), tuple(labels), frame)

@@ -13,11 +13,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from localizer.data.readers.base import (LABEL_NAMES, Annotation, AnnotationError, DataFormatError, Item, Reader,
                                          frame_size, mentions_keys, parse_number, read_json)
-from localizer.data.readers.jsonfiles import no_box_shapes, point_extent
+from localizer.data.readers.jsonfiles import point_extent, shapes_annotation
 from localizer.data.readers.paths import FileIndex, export_split, one_item_per_image, unlisted_images
 
 #: Shape types with an extent: the box of their points (a circle: of its square).
@@ -99,20 +97,16 @@ def _shape_box(shape: dict, where: str) -> list[float] | None:
 
 
 def _parse(item: Item, width: int, height: int) -> Annotation:
-    boxes, labels, other = [], [], []
+    return shapes_annotation(_shapes(item), item.annotation.name, item.payload.frame)
+
+
+def _shapes(item: Item):
+    """``(box or None, label, shape_type)`` of each shape of a Labelme file."""
     for number, shape in enumerate(item.payload.shapes, start=1):
         where = f"{item.annotation.name} shape {number}"
         if not isinstance(shape, dict):
             raise AnnotationError("unparsable-annotation", f"{where}: not an object")
-        box = _shape_box(shape, where)
-        if box is None:
-            other.append(str(shape.get("shape_type")))
-            continue
-        boxes.append(box)
-        labels.append(str(shape.get("label") or ""))
-    if other and not boxes:
-        raise no_box_shapes(other, item.annotation.name)
-    return Annotation(np.array(boxes, dtype=np.float64).reshape(-1, 4), tuple(labels), item.payload.frame)
+        yield _shape_box(shape, where), str(shape.get("label") or ""), str(shape.get("shape_type"))
 
 
 READER = Reader("labelme", _items, _parse, lambda root: LABEL_NAMES)

@@ -12,12 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from localizer.data.readers.base import (LABEL_NAMES, Annotation, AnnotationError, DataFormatError, Item, Reader,
                                          parse_number)
-from localizer.data.readers.jsonfiles import (ellipse_extent, find_json_files, load_entries, no_box_shapes,
-                                              point_extent, shared_file_items)
+from localizer.data.readers.jsonfiles import (ellipse_extent, find_json_files, load_entries, point_extent,
+                                              shapes_annotation, shared_file_items)
 
 #: Region attributes that name the class, in the order looked for.
 LABEL_ATTRIBUTES = ("label", "class", "name", "category", "type")
@@ -79,21 +77,17 @@ def _region_box(shape: dict, where: str) -> list[float] | None:
 
 
 def _parse(item: Item, width: int, height: int) -> Annotation:
-    boxes, labels, points = [], [], []
+    return shapes_annotation(_shapes(item), f"{item.annotation.name} {item.image.name}")
+
+
+def _shapes(item: Item):
+    """``(box or None, label, shape name)`` of each region of a VIA image entry."""
     for number, region in enumerate(item.payload, start=1):
         where = f"{item.annotation.name} {item.image.name} region {number}"
         shape = region.get("shape_attributes") if isinstance(region, dict) else None
         if not isinstance(shape, dict):
             raise AnnotationError("unparsable-annotation", f"{where}: no shape_attributes")
-        box = _region_box(shape, where)
-        if box is None:
-            points.append(str(shape.get("name")))
-            continue
-        boxes.append(box)
-        labels.append(_label(region.get("region_attributes")))
-    if points and not boxes:
-        raise no_box_shapes(points, f"{item.annotation.name} {item.image.name}")
-    return Annotation(np.array(boxes, dtype=np.float64).reshape(-1, 4), tuple(labels))
+        yield _region_box(shape, where), _label(region.get("region_attributes")), str(shape.get("name"))
 
 
 READER = Reader("via", _items, _parse, lambda root: LABEL_NAMES)
