@@ -44,29 +44,45 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from localizer.data.scans import scan_for
-    from localizer.engine.profile_choice import AUTO_PROFILE, choose_profile
+    from localizer.engine import distributed
+    from localizer.engine.numerics import resolve_device
+    from localizer.engine.profile_choice import AUTO_PROFILE
     from localizer.engine.run import Run
     from localizer.engine.training import train
     from localizer.recipe import recipe_for
 
     overrides = config_overrides(args.param)
     reading = {"data": args.data, "format": args.format, "oxford_box": args.oxford_box, "classes": args.classes}
-    recipe_for("quick" if args.profile == AUTO_PROFILE else args.profile, **reading, **overrides)  # checked first
-    if args.resume:  # the recipe the run was started with; a -p or data option contradicting it is refused
-        run = Run.open(args.run_dir, **reading, **overrides)
-    else:
-        scan, profile = None, args.profile
-        if profile == AUTO_PROFILE:  # the scan the run folder then keeps (Run.create)
-            scan = scan_for(args.data, args.format, args.oxford_box, args.classes, progress=not args.quiet)
-            profile, why = choose_profile(profile, scan, **overrides)
-            print(f"profile {AUTO_PROFILE}: {why}", flush=True)
-        run = Run.create(recipe_for(profile, **reading, **overrides), args.run_dir, overwrite=args.overwrite,
-                         progress=not args.quiet, scan=scan, profile=profile)
-    history = train(run, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
-    print(history.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"checkpoints: {run.checkpoints}")
+    checked = recipe_for("quick" if args.profile == AUTO_PROFILE else args.profile, **reading, **overrides)  # first
+    # the recipe the run was started with when resumed; a -p or data option contradicting it is refused
+    run = Run.open(args.run_dir, **reading, **overrides) if args.resume else None
+    with distributed.process_group(resolve_device((run.config if run else checked).device)):
+        if run is None:  # one process makes the run folder (and its one scan); the others open it
+            run = _create_run(args, overrides, reading) if distributed.is_main() else None
+            distributed.barrier()
+            run = run or Run.open(args.run_dir)
+        history = train(run, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+        main = distributed.is_main()  # asked in the group: every process is the main one once it is left
+    if main:
+        print(history.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(f"checkpoints: {run.checkpoints}")
     return 0
+
+
+def _create_run(args: argparse.Namespace, overrides: dict, reading: dict):
+    """``train``'s new run folder (:meth:`localizer.engine.run.Run.create`), with the profile ``auto`` chooses."""
+    from localizer.data.scans import scan_for
+    from localizer.engine.profile_choice import AUTO_PROFILE, choose_profile
+    from localizer.engine.run import Run
+    from localizer.recipe import recipe_for
+
+    scan, profile = None, args.profile
+    if profile == AUTO_PROFILE:  # the scan the run folder then keeps (Run.create)
+        scan = scan_for(args.data, args.format, args.oxford_box, args.classes, progress=not args.quiet)
+        profile, why = choose_profile(profile, scan, **overrides)
+        print(f"profile {AUTO_PROFILE}: {why}", flush=True)
+    return Run.create(recipe_for(profile, **reading, **overrides), args.run_dir, overwrite=args.overwrite,
+                      progress=not args.quiet, scan=scan, profile=profile)
 
 
 def add_synthetic_args(parser: argparse.ArgumentParser) -> None:
