@@ -61,7 +61,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             run = _create_run(args, overrides, reading) if distributed.is_main() else None
             distributed.barrier()
             run = run or Run.open(args.run_dir)
-        history = train(run, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+        # --resume continues from last.pt, or starts a run folder made but not trained yet (run --nproc)
+        history = train(run, resume="auto" if args.resume else False, overwrite=args.overwrite,
+                        progress=not args.quiet)
         main = distributed.is_main()  # asked in the group: every process is the main one once it is left
     if main:
         print(history.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -109,6 +111,9 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--publish", type=Path, metavar="DIR",
                         help="also copy the executed notebooks here, for reading (e.g. report; see make report)")
     add_recipe_args(parser, "auto", "the run folder", copies="--figures and --publish")
+    parser.add_argument("--nproc", type=int, default=1, metavar="N",
+                        help="train on N processes of this machine (one per GPU, or CPU processes), launched by "
+                             "torch.distributed.run after notebook 02 (default 1: in notebook 03's kernel)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -117,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_dir = run_notebooks(data=args.data, profile=args.profile, run_dir=args.run_dir,
                             params=config_overrides(args.param), figures_dir=args.figures,
                             resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                            publish_dir=args.publish)
+                            publish_dir=args.publish, nproc=args.nproc)
     print(f"run folder: {run_dir}")
     metrics = run_dir / "metrics.json"
     if metrics.exists():

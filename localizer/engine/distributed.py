@@ -17,7 +17,11 @@ process: nothing is joined, wrapped or exchanged.
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
+import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -154,3 +158,26 @@ def gather(values: list, keys: list | None = None) -> list:
         for key, value in zip(part_keys, part):
             unique.setdefault(key, value)
     return [unique[key] for key in sorted(unique)]
+
+
+def train_processes(run_dir: Path | str, nproc: int, progress: bool = True) -> None:
+    """Train the run folder ``run_dir`` (made by notebook 02: :meth:`localizer.engine.run.Run.create`) on
+    ``nproc`` processes of this machine: ``python -m torch.distributed.run --standalone --nproc_per_node=N
+    -m localizer train DATA --run-dir RUN --resume`` with the run's data, as ``run --nproc`` does before
+    notebook 03 (which then finds the training done). ``--resume`` starts a run folder that has not
+    trained yet, and continues one that was stopped.
+
+    Raises:
+        RuntimeError: the training failed (its exit code; its errors were printed).
+    """
+    from localizer.engine.run import Run  # the run folder's layout lives there
+
+    config = Run.open(run_dir).config
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "localizer", "train", config.data, "--run-dir", str(run_dir), "--resume",
+               "--format", config.format, "--oxford-box", config.oxford_box,
+               *(["--classes", config.classes] if config.classes else []), *([] if progress else ["--quiet"])]
+    done = subprocess.run(command)
+    if done.returncode:
+        raise RuntimeError(f"training {run_dir} on {nproc} processes failed (exit code {done.returncode}): "
+                           f"{shlex.join(command)}")
