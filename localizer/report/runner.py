@@ -171,7 +171,8 @@ def _run_all(notebooks: tuple[str, ...], run_dir: Path, values: dict, progress: 
     started = time.perf_counter()
     for name in notebooks:
         if name == TRAINING_NOTEBOOK and nproc > 1:
-            train_processes(run_dir, nproc, progress)
+            with _headless_environment():  # a text line per epoch, as notebook 03 prints
+                train_processes(run_dir, nproc, progress)
         _run_notebook(name, run_dir, values, progress)
     print(f"run: {len(notebooks)} notebooks in {duration_text(time.perf_counter() - started)} "
           f"(wall time, from the first notebook's start)", flush=True)
