@@ -15,6 +15,8 @@ BIN    := $(VENV)/bin
 DATA    ?=
 PROFILE ?= auto
 RUN_DIR ?=
+# Processes that train (make run NPROC=2: one per GPU, or CPU processes; torch.distributed.run). Empty: one.
+NPROC ?=
 # The run behind report/ and figures/ (ignored by git, like all of runs/).
 REPORT_PROFILE ?= quick
 REPORT_RUN ?= runs/report-$(REPORT_PROFILE)
@@ -36,7 +38,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 setup: $(VENV)/.installed
 
 run: setup
-	$(BIN)/python -m localizer run $(if $(DATA),--data $(DATA)) --profile $(PROFILE) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+	$(BIN)/python -m localizer run $(if $(DATA),--data $(DATA)) --profile $(PROFILE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) \
+		$(if $(NPROC),--nproc $(NPROC))
 
 # LAB_ARGS: more jupyter lab options, e.g. --allow-root in a container that runs as root
 lab: setup

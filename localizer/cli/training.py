@@ -44,29 +44,47 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from localizer.data.scans import scan_for
-    from localizer.engine.profile_choice import AUTO_PROFILE, choose_profile
+    from localizer.engine import distributed
+    from localizer.engine.numerics import resolve_device
+    from localizer.engine.profile_choice import AUTO_PROFILE
     from localizer.engine.run import Run
     from localizer.engine.training import train
     from localizer.recipe import recipe_for
 
     overrides = config_overrides(args.param)
     reading = {"data": args.data, "format": args.format, "oxford_box": args.oxford_box, "classes": args.classes}
-    recipe_for("quick" if args.profile == AUTO_PROFILE else args.profile, **reading, **overrides)  # checked first
-    if args.resume:  # the recipe the run was started with; a -p or data option contradicting it is refused
-        run = Run.open(args.run_dir, **reading, **overrides)
-    else:
-        scan, profile = None, args.profile
-        if profile == AUTO_PROFILE:  # the scan the run folder then keeps (Run.create)
-            scan = scan_for(args.data, args.format, args.oxford_box, args.classes, progress=not args.quiet)
-            profile, why = choose_profile(profile, scan, **overrides)
-            print(f"profile {AUTO_PROFILE}: {why}", flush=True)
-        run = Run.create(recipe_for(profile, **reading, **overrides), args.run_dir, overwrite=args.overwrite,
-                         progress=not args.quiet, scan=scan, profile=profile)
-    history = train(run, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
-    print(history.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"checkpoints: {run.checkpoints}")
+    checked = recipe_for("quick" if args.profile == AUTO_PROFILE else args.profile, **reading, **overrides)  # first
+    # the recipe the run was started with when resumed; a -p or data option contradicting it is refused
+    run = Run.open(args.run_dir, **reading, **overrides) if args.resume else None
+    with distributed.process_group(resolve_device((run.config if run else checked).device)):
+        if run is None:  # one process makes the run folder (and its one scan); the others open it
+            run = _create_run(args, overrides, reading) if distributed.is_main() else None
+            distributed.barrier()
+            run = run or Run.open(args.run_dir)
+        # --resume continues from last.pt, or starts a run folder made but not trained yet (run --nproc)
+        history = train(run, resume="auto" if args.resume else False, overwrite=args.overwrite,
+                        progress=not args.quiet)
+        main = distributed.is_main()  # asked in the group: every process is the main one once it is left
+    if main:
+        print(history.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(f"checkpoints: {run.checkpoints}")
     return 0
+
+
+def _create_run(args: argparse.Namespace, overrides: dict, reading: dict):
+    """``train``'s new run folder (:meth:`localizer.engine.run.Run.create`), with the profile ``auto`` chooses."""
+    from localizer.data.scans import scan_for
+    from localizer.engine.profile_choice import AUTO_PROFILE, choose_profile
+    from localizer.engine.run import Run
+    from localizer.recipe import recipe_for
+
+    scan, profile = None, args.profile
+    if profile == AUTO_PROFILE:  # the scan the run folder then keeps (Run.create)
+        scan = scan_for(args.data, args.format, args.oxford_box, args.classes, progress=not args.quiet)
+        profile, why = choose_profile(profile, scan, **overrides)
+        print(f"profile {AUTO_PROFILE}: {why}", flush=True)
+    return Run.create(recipe_for(profile, **reading, **overrides), args.run_dir, overwrite=args.overwrite,
+                      progress=not args.quiet, scan=scan, profile=profile)
 
 
 def add_synthetic_args(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +111,9 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--publish", type=Path, metavar="DIR",
                         help="also copy the executed notebooks here, for reading (e.g. report; see make report)")
     add_recipe_args(parser, "auto", "the run folder", copies="--figures and --publish")
+    parser.add_argument("--nproc", type=int, default=1, metavar="N",
+                        help="train on N processes of this machine (one per GPU, or CPU processes), launched by "
+                             "torch.distributed.run after notebook 02 (default 1: in notebook 03's kernel)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -101,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_dir = run_notebooks(data=args.data, profile=args.profile, run_dir=args.run_dir,
                             params=config_overrides(args.param), figures_dir=args.figures,
                             resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                            publish_dir=args.publish)
+                            publish_dir=args.publish, nproc=args.nproc)
     print(f"run folder: {run_dir}")
     metrics = run_dir / "metrics.json"
     if metrics.exists():

@@ -12,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from localizer.boxes import ALL_BOXES_COLUMN, BOX_COLUMNS, normalized_boxes, parse_boxes_text
 from localizer.data.cache import ImageCache
 from localizer.errors import DataError
 
-__all__ = ["BOX_COLUMNS", "MAX_BOXES", "CachedBoxDataset", "all_box_targets", "box_targets", "make_loader",
-           "normalized_targets"]
+__all__ = ["BOX_COLUMNS", "MAX_BOXES", "CachedBoxDataset", "all_box_targets", "batch_keys", "box_targets",
+           "make_loader", "normalized_targets", "seed_epoch"]
 
 #: Boxes per photo that training keeps from a manifest with every box (the largest ones; a lion photo has
 #: at most 15, 99.7 % of them at most 7).
@@ -116,20 +116,58 @@ def make_loader(
     workers: int = 0,
     seed: int = 0,
     pin_memory: bool = False,
+    replicas: int = 1,
+    rank: int = 0,
 ) -> DataLoader:
     """A :class:`~torch.utils.data.DataLoader` in ``workers`` processes; with ``shuffle``, in the order of
     a :class:`~torch.utils.data.RandomSampler` with its own generator, seeded with ``seed``.
 
     The order depends on that generator alone, not on how often the loader was iterated:
-    :func:`localizer.engine.training.train` re-seeds ``loader.sampler.generator`` at each epoch, so a resumed
+    :func:`seed_epoch` re-seeds it at each epoch, so a resumed
     run draws the same batches as an uninterrupted one, with or without (persistent) workers. The
     loader has a generator of its own too: each new iterator draws its workers' base seed from it,
     which would otherwise be drawn from torch's global generator, shifting the augmentation and
     dropout of the epoch in which a resumed run (but not an uninterrupted one) starts its workers.
+
+    One of ``replicas`` processes (rank ``rank``, :mod:`localizer.engine.distributed`) loads its shard
+    (``batch_size`` is then this process's part of a batch): with ``shuffle``, that of a
+    :class:`~torch.utils.data.DistributedSampler` seeded with ``seed`` (a permutation of the whole split per
+    epoch, :func:`seed_epoch`; the last shards padded with photos from the start to equal length); without,
+    whole batches of the one-process loader, batch ``rank``, ``rank + replicas``, ... (a DistributedSampler
+    over the batches, padded with the first ones), so that gathering them by :func:`batch_keys` gives the
+    batches of one process.
     """
-    sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle else None
+    if replicas > 1 and not shuffle:
+        batches = list(BatchSampler(range(len(dataset)), batch_size, drop_last=False))
+        shard = [batches[i] for i in DistributedSampler(batches, replicas, rank, shuffle=False)]
+        return DataLoader(dataset, batch_sampler=shard, num_workers=workers, pin_memory=pin_memory,
+                          generator=torch.Generator().manual_seed(seed), persistent_workers=workers > 0)
+    if replicas > 1:
+        sampler = DistributedSampler(dataset, replicas, rank, shuffle=True, seed=seed, drop_last=False)
+    else:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle else None
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
         generator=torch.Generator().manual_seed(seed), pin_memory=pin_memory,
         persistent_workers=workers > 0, drop_last=False,
     )
+
+
+def seed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    """Seed the shuffle of ``loader``'s ``epoch`` (:func:`make_loader`) by ``(seed, epoch)`` alone: its
+    RandomSampler's generator with ``seed * 1000 + epoch``, or its DistributedSampler's epoch
+    (``set_epoch``: the permutation of seed ``seed + epoch``, the same in every process)."""
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    else:
+        loader.sampler.generator.manual_seed(seed * 1000 + epoch)
+
+
+def batch_keys(loader) -> list[int] | None:
+    """The index of the first photo of each batch ``loader`` yields (to gather them by:
+    :func:`localizer.engine.distributed.gather`), or None for a loader without a fixed list of batches (a
+    shuffled one, or any other iterable)."""
+    batches = getattr(loader, "batch_sampler", None)
+    if batches is None or isinstance(getattr(loader, "sampler", None), (RandomSampler, DistributedSampler)):
+        return None
+    return [batch[0] for batch in batches]

@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 from localizer.data.batch_augment import BatchAugment
 from localizer.data.cache import ImageCache
 from localizer.engine.checkpoints import FORMAT_VERSION, best_row
-from localizer.data.datasets import CachedBoxDataset, make_loader, normalized_targets
+from localizer.data.datasets import CachedBoxDataset, batch_keys, make_loader, normalized_targets, seed_epoch
+from localizer.engine import distributed
 from localizer.metrics import paired_iou
 from localizer.model.models import build_model
 from localizer.engine.numerics import Numerics, choose_numerics, default_numerics, native_bf16, resolve_device
@@ -55,6 +56,8 @@ def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.devi
     The training loader shuffles and copies cached uint8 images in ``config.workers`` processes
     (``-1``: 1 on CPU, where the model needs the cores, and 4 on an accelerator); augmentation
     happens later, on whole batches on the device (:class:`localizer.data.batch_augment.BatchAugment`).
+    Under torchrun, each process loads its shard: ``batch_size / N`` photos of each training batch, and
+    whole validation batches (:mod:`localizer.engine.distributed`).
     The targets are ``(N, B, 4)``: every box of a manifest that keeps them, else the primary one
     (:func:`localizer.data.datasets.box_targets`).
     """
@@ -62,9 +65,10 @@ def make_loaders(config: TrainConfig, manifest: pd.DataFrame, device: torch.devi
     train_set = CachedBoxDataset(manifest[manifest["split"] == "train"], cache, progress=progress, padded=True)
     val_set = CachedBoxDataset(manifest[manifest["split"] == "val"], cache, progress=progress, padded=True)
     workers = config.workers if config.workers >= 0 else (1 if device.type == "cpu" else 4)
-    pin = device.type == "cuda"
-    return (make_loader(train_set, config.batch_size, shuffle=True, workers=workers, seed=config.seed, pin_memory=pin),
-            make_loader(val_set, config.batch_size, pin_memory=pin))
+    pin, shard = device.type == "cuda", {"replicas": distributed.world(), "rank": distributed.rank()}
+    return (make_loader(train_set, distributed.local_batch(config.batch_size), shuffle=True, workers=workers,
+                        seed=config.seed, pin_memory=pin, **shard),
+            make_loader(val_set, config.batch_size, pin_memory=pin, **shard))
 
 
 def run_epoch(model, loader, numerics: Numerics, optimizer=None, desc="", progress=True, augment=None):
@@ -80,8 +84,12 @@ def run_epoch(model, loader, numerics: Numerics, optimizer=None, desc="", progre
     stay on the device until the end of the pass, so the loop never waits for a GPU (the progress
     bar's loss, every 10 batches, is the only read-back).
 
+    Under torchrun, the losses and IoUs of every process are gathered first
+    (:func:`localizer.engine.distributed.gather`): a validation pass scores each batch once, in the order
+    of one process (:func:`localizer.data.datasets.batch_keys`), so its means are those of one process.
+
     Returns:
-        ``(mean of the batch losses, mean IoU)``.
+        ``(mean of the batch losses, mean IoU)``, the same in every process.
 
     Raises:
         TrainingDiverged: a NaN or infinite loss (checked on the pass's losses, before anything is
@@ -108,7 +116,8 @@ def run_epoch(model, loader, numerics: Numerics, optimizer=None, desc="", progre
         ious.append(paired_iou(preds.detach().float(), targets[:, 0]))
         if progress and len(losses) % 10 == 0:
             bar.set_postfix(loss=f"{torch.stack(losses[-10:]).mean().item():.4f}")
-    losses = torch.stack(losses)
+    scores = distributed.gather(list(zip(losses, ious)), None if training else batch_keys(loader))
+    losses, ious = torch.stack([loss for loss, _ in scores]), [iou for _, iou in scores]
     if not torch.isfinite(losses).all():
         step = int((~torch.isfinite(losses)).nonzero()[0])
         raise TrainingDiverged(f"{desc}: the loss became {losses[step].item()} (NaN or infinite) at batch {step + 1}")
@@ -137,6 +146,7 @@ class _Session:
     config: TrainConfig
     plan: TrainingPlan
     model: torch.nn.Module
+    trained: torch.nn.Module  # what the updates call: the model, or its DDP (localizer.engine.distributed.wrap)
     numerics: Numerics
     optimizer: torch.optim.Optimizer
     scheduler: object
@@ -146,7 +156,7 @@ class _Session:
 
 def _start(config: TrainConfig, plan: TrainingPlan, checkpoint: dict | None, progress: bool) -> _Session:
     """Model, numerics, optimizer and scheduler of a run of ``plan``, at the state of ``checkpoint`` if any."""
-    device = resolve_device(config.device)
+    device = distributed.local_device(resolve_device(config.device))
     seed_everything(config.seed)
     model = build_model(config.backbone, weights=None if checkpoint else config.weights, dropout=config.dropout,
                         head=config.head, image_size=config.image_size, loss=config.loss, dfl=config.dfl)
@@ -157,12 +167,13 @@ def _start(config: TrainConfig, plan: TrainingPlan, checkpoint: dict | None, pro
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size throughout: pick the fastest kernels once
     optimizer = torch.optim.AdamW(model.parameters(), lr=effective_lr(config), weight_decay=config.weight_decay)
-    session = _Session(config, plan, model, numerics, optimizer, make_scheduler(config, optimizer, plan.epochs))
+    session = _Session(config, plan, model, None, numerics, optimizer, make_scheduler(config, optimizer, plan.epochs))
     if checkpoint:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         session.scheduler.load_state_dict(checkpoint["scheduler"])
         session.epoch, session.history = checkpoint["epoch"], checkpoint["history"]
+    session.trained = distributed.wrap(model)  # after the checkpoint's weights: DDP copies rank 0's to all
     return session
 
 
@@ -170,12 +181,14 @@ def _epoch(session: _Session, epoch: int, loaders, augment: BatchAugment, progre
     """Train and validate one epoch; step the schedule; returns the epoch's history row."""
     config, model = session.config, session.model
     start = time.perf_counter()
-    # Epoch-seeded order and augmentation: a resumed run sees the same batches it would have.
-    loaders[0].sampler.generator.manual_seed(config.seed * 1000 + epoch)
-    torch.manual_seed(config.seed * 1000 + epoch)
+    # Epoch-seeded order and augmentation: a resumed run sees the same batches it would have. Each process
+    # draws its own augmentation (rank 0, or one process, as the seed says).
+    seed_epoch(loaders[0], config.seed, epoch)
+    torch.manual_seed(config.seed * 1000 + epoch + (distributed.rank() << 32))
     tag = f"epoch {epoch}/{session.plan.epochs}"
-    train_loss, train_iou = run_epoch(model, loaders[0], session.numerics, session.optimizer, f"{tag} train",
-                                      progress, augment=augment)
+    train_loss, train_iou = run_epoch(session.trained, loaders[0], session.numerics, session.optimizer,
+                                      f"{tag} train", progress, augment=augment)
+    distributed.share_buffers(model)
     with torch.no_grad():
         val_loss, val_iou = run_epoch(model, loaders[1], session.numerics, None, f"{tag} val", progress)
     lr = session.optimizer.param_groups[0]["lr"]
@@ -247,6 +260,7 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
         localizer.model.models.WeightsUnavailableError: pretrained weights cannot be found offline.
     """
     checkpoint = run.resume_point(resume, overwrite)
+    progress = progress and distributed.is_main()
     session, loaders, augment, train_mean_box = _prepare(run, checkpoint, progress)
     config, plan = session.config, session.plan
     last_epoch = plan.epochs if max_epochs is None else min(plan.epochs, session.epoch + max_epochs)
@@ -263,7 +277,8 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
         best = best_row(session.history)
         improved = best is not None and best["epoch"] == epoch
         history = pd.DataFrame(session.history, columns=HISTORY_COLUMNS)
-        run.save_epoch(_payload(session, train_mean_box), improved, history)
+        if distributed.is_main():
+            run.save_epoch(_payload(session, train_mean_box), improved, history)
         if progress:
             tqdm.write(epoch_line(row, plan, (plan.epochs - epoch) * sum(seconds) / len(seconds)))
             if epoch == 1 and plan.epochs > 1:

@@ -38,6 +38,7 @@ from localizer.errors import ConfigError
 from localizer.progress import duration_text
 from localizer.recipe import field_names, recipe_for
 from localizer.engine.profile_choice import AUTO_PROFILE, choose_profile
+from localizer.engine.distributed import train_processes
 from localizer.engine.run import CONFIG, Run, foreign_entries
 from localizer.files import OutputError, check_outputs, writable_folder
 from localizer.report.failures import (KernelDied, NotebookDataError, NotebookFailed, data_error_names,
@@ -82,6 +83,9 @@ def _replace_run(run_dir: Path, overwrite: bool) -> None:
     shutil.rmtree(run_dir)
 
 
+#: The notebook that trains; ``run --nproc`` trains on several processes before it (:func:`run_notebooks`).
+TRAINING_NOTEBOOK = NOTEBOOKS[2]
+
 #: Arguments of the headless kernel: its log only at ERROR, so that ipykernel's warning about
 #: unencrypted TCP (the kernel talks to papermill on this machine's loopback only) does not
 #: repeat for every notebook.
@@ -112,6 +116,7 @@ def run_notebooks(
     notebooks: tuple[str, ...] = NOTEBOOKS,
     progress: bool = True,
     publish_dir: str | Path | None = None,
+    nproc: int = 1,
 ) -> Path:
     """Execute the notebooks in order with papermill; returns the run folder.
 
@@ -125,6 +130,8 @@ def run_notebooks(
         figures_dir: copy the four report figures here too, after the notebooks (e.g. ``figures/``;
             :func:`copy_figures`).
         publish_dir: copy the executed notebooks here too, for reading (:func:`publish_notebooks`).
+        nproc: train on this many processes (:func:`localizer.engine.distributed.train_processes`, after
+            notebook 02; notebook 03 then finds the training done and shows it); 1: in notebook 03's kernel.
         resume: continue in an existing run folder with its recipe and data (``params`` may change only the
             runtime fields; a finished training is not repeated).
         overwrite: replace an existing run folder (only a localizer run, see
@@ -152,14 +159,23 @@ def run_notebooks(
     _make_room(run_dir, resume, overwrite and not resume)
     if scan is not None:
         save_scan(scan, run_dir)  # notebook 01 reads it instead of scanning again
-    started = time.perf_counter()
-    for name in notebooks:
-        _run_notebook(name, run_dir, values, progress)
-    print(f"run: {len(notebooks)} notebooks in {duration_text(time.perf_counter() - started)} "
-          f"(wall time, from the first notebook's start)", flush=True)
+    _run_all(notebooks, run_dir, values, progress, nproc)
     for kind, path in make_copies(run_dir, figures_dir, publish_dir, overwrite):
         print(f"{kind}: {path}", flush=True)
     return run_dir
+
+
+def _run_all(notebooks: tuple[str, ...], run_dir: Path, values: dict, progress: bool, nproc: int) -> None:
+    """Execute ``notebooks`` in order (:func:`_run_notebook`), training on ``nproc`` processes before the training
+    notebook when ``nproc`` > 1, and print how long they took."""
+    started = time.perf_counter()
+    for name in notebooks:
+        if name == TRAINING_NOTEBOOK and nproc > 1:
+            with _headless_environment():  # a text line per epoch, as notebook 03 prints
+                train_processes(run_dir, nproc, progress)
+        _run_notebook(name, run_dir, values, progress)
+    print(f"run: {len(notebooks)} notebooks in {duration_text(time.perf_counter() - started)} "
+          f"(wall time, from the first notebook's start)", flush=True)
 
 
 def _parameters(data, profile: str, run_dir, params: dict, resume: bool, progress: bool) -> tuple:
