@@ -4,6 +4,8 @@ the confidence of each box (:func:`box_confidence`)."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torchvision.transforms.v2 import functional as F
 
@@ -85,6 +87,24 @@ def box_confidence(plain: torch.Tensor, flipped: torch.Tensor, zoomed: torch.Ten
     return torch.minimum(agreement(flipped), agreement(zoomed)) * (quality.float() + flipped_quality.float()) / 2
 
 
+def boxes_and_confidence(model, x: torch.Tensor, numerics: Numerics | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The three views of float images ``x`` ``(N, 3, S, S)`` in [0, 1] (as :func:`model_input` gives them) and
+    what they give: ``(boxes, flip TTA boxes, confidence)``, boxes ``(N, 4)`` normalized xyxy, sanitized
+    (:func:`localizer.metrics.sanitize_boxes`), the second :func:`fuse_flip` of the plain and the un-mirrored
+    mirrored view, the confidence ``(N,)`` :func:`box_confidence` of the plain, mirrored and zoomed-out views;
+    float32, on ``x``'s device. ``numerics``: the training's format (autocast, memory layout); None: float32
+    as ``x`` is. The one computation of :func:`predict_batch` and of the exported ONNX model
+    (:mod:`localizer.engine.export`)."""
+    with numerics.autocast() if numerics is not None else nullcontext():
+        (pred, quality), (flipped, flipped_quality) = model.predict(x), model.predict(x.flip(-1))
+        zoomed = zoom_out(x, CONFIDENCE_ZOOM)
+        zoomed, _ = model.predict(numerics.place_images(zoomed) if numerics is not None else zoomed)
+    pred, flipped, zoomed = pred.float(), hflip_boxes(flipped.float()), unzoom_boxes(zoomed.float(), CONFIDENCE_ZOOM)
+    score = box_confidence(pred, flipped, zoomed, quality, flipped_quality)
+    return sanitize_boxes(pred), sanitize_boxes(fuse_flip(pred, flipped)), score
+
+
 @torch.no_grad()
 def predict_batch(model, images: torch.Tensor, tta: bool = False, numerics: Numerics | None = None,
                   confidence: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -97,21 +117,19 @@ def predict_batch(model, images: torch.Tensor, tta: bool = False, numerics: Nume
     :func:`localizer.engine.checkpoints.load_model` returns in ``info["numerics"]``: the training's format);
     default float32 on the model's device. With ``confidence``: ``(boxes, confidence (N,))``, the
     confidence of :func:`box_confidence` (float32, on CPU; the model's ``predict`` gives each view's box
-    and quality, and the mirrored and zoomed-out views are computed also without ``tta``).
+    and quality, and the mirrored and zoomed-out views are computed also without ``tta``:
+    :func:`boxes_and_confidence`).
     """
     numerics = numerics or default_numerics(next(model.parameters()).device, "fp32")
     x = model_input(images, numerics)
+    if confidence:
+        plain, fused, score = boxes_and_confidence(model, x, numerics)
+        return (fused if tta else plain).cpu(), score.cpu()
     with numerics.autocast():
-        if not confidence:
-            pred = model(x).float()
-            if tta:
-                pred = fuse_flip(pred, hflip_boxes(model(x.flip(-1)).float()))
-            return sanitize_boxes(pred).cpu()
-        (pred, quality), (flipped, flipped_quality) = model.predict(x), model.predict(x.flip(-1))
-        zoomed, _ = model.predict(numerics.place_images(zoom_out(x, CONFIDENCE_ZOOM)))
-    pred, flipped, zoomed = pred.float(), hflip_boxes(flipped.float()), unzoom_boxes(zoomed.float(), CONFIDENCE_ZOOM)
-    score = box_confidence(pred, flipped, zoomed, quality, flipped_quality)
-    return sanitize_boxes(fuse_flip(pred, flipped) if tta else pred).cpu(), score.cpu()
+        pred = model(x).float()
+        if tta:
+            pred = fuse_flip(pred, hflip_boxes(model(x.flip(-1)).float()))
+    return sanitize_boxes(pred).cpu()
 
 
 def predict_dataset(model, dataset, batch_size: int = 64, tta: bool = False, progress: bool = True,
