@@ -7,7 +7,6 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
-from torchvision.transforms.v2 import functional as F
 
 from localizer.boxes import hflip_boxes
 from localizer.data.batch_augment import AFFINE_FILL
@@ -48,10 +47,31 @@ CONFIDENCE_RULE = f"min(flip IoU, IoU with the {CONFIDENCE_ZOOM:g} zoom-out) x (
 
 def zoom_out(x: torch.Tensor, scale: float) -> torch.Tensor:
     """Float images ``(N, C, H, W)`` in [0, 1] shrunk by ``scale`` about their centre on a canvas of the same size
-    (:func:`torchvision.transforms.v2.functional.affine`, bilinear), the uncovered border filled with training's
-    grey (:data:`localizer.data.batch_augment.AFFINE_FILL`), as its scale + shift fills it."""
-    return F.affine(x, angle=0.0, translate=[0.0, 0.0], scale=scale, shear=[0.0, 0.0],
-                    interpolation=F.InterpolationMode.BILINEAR, fill=AFFINE_FILL)
+    (bilinear), the uncovered border filled with training's grey (:data:`localizer.data.batch_augment.AFFINE_FILL`),
+    as its scale + shift fills it.
+
+    The arithmetic of :func:`torchvision.transforms.v2.functional.affine` for this map, op for op (its inverse
+    matrix ``diag(1 / scale)``, its pixel-centred base grid, ``grid_sample`` of the images with a mask channel, the
+    fill blended as ``(image - fill) x mask + fill``), so the values are equal (a test checks it); written without
+    torchvision's in-place writes into an uninitialized grid, which an ONNX export traces wrong. Always in float32:
+    under bf16 autocast torchvision's would compute its grid in bf16 and then round the images to whole numbers.
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        return _zoom_out(x.float(), scale)
+
+
+def _zoom_out(x: torch.Tensor, scale: float) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    theta = torch.tensor([[1 / scale, 0.0, 0.0], [0.0, 1 / scale, 0.0]], dtype=x.dtype, device=x.device)[None]
+    xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, steps=w, device=x.device).to(x.dtype)
+    ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, steps=h, device=x.device).to(x.dtype)
+    base = torch.stack([xs.expand(h, w), ys[:, None].expand(h, w), torch.ones_like(xs).expand(h, w)], dim=-1)
+    rescaled = theta.transpose(1, 2) / torch.tensor([0.5 * w, 0.5 * h], dtype=x.dtype, device=x.device)
+    grid = base.reshape(1, h * w, 3).bmm(rescaled).reshape(1, h, w, 2).expand(x.shape[0], h, w, 2)
+    sampled = torch.nn.functional.grid_sample(torch.cat((x, torch.ones_like(x[:, :1])), dim=1), grid,
+                                              mode="bilinear", padding_mode="zeros", align_corners=False)
+    fill = torch.tensor([AFFINE_FILL], dtype=sampled.dtype, device=x.device).view(1, -1, 1, 1)
+    return (sampled[:, :-1] - fill) * sampled[:, -1:].expand_as(sampled[:, :-1]) + fill
 
 
 def unzoom_boxes(boxes: torch.Tensor, scale: float) -> torch.Tensor:

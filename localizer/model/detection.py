@@ -57,20 +57,19 @@ def largest_cell(box: torch.Tensor, cell_boxes: torch.Tensor, cell_scores: torch
     index, none = torch.ones_like(image).cumsum(0) - 1, torch.iinfo(image.dtype).max  # (D,): 0 .. D - 1
     candidates = torch.where(area == most[image], index, none)  # the first is the best scored of the largest
     first = candidates.new_full((n,), none).scatter_reduce(0, image, candidates, "amin")  # (N,): index or none
-    rows = (first < none).nonzero().flatten()
-    chosen = torch.full((n,), -1, dtype=torch.long, device=box.device)
-    chosen[rows] = cells[first[rows]]
-    return chosen
+    # cells[first] where an image has a detection, else -1: a gather from the cells behind a -1, never an indexed
+    # write, which an ONNX graph traced on a batch with detections cannot replay on one without
+    return torch.cat((cells.new_full((1,), -1), cells))[torch.where(first < none, first, -1) + 1]
 
 
 def take_cells(values: torch.Tensor, cell_values: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
     """``values`` ``(N, ...)`` with row ``i`` replaced by ``cell_values[i, cell[i]]`` (``cell_values``
     ``(N, L, ...)``, detached) where ``cell[i]`` >= 0 (:func:`largest_cell`); gradients flow through
     ``values`` only."""
-    out = values.clone()
-    rows = (cell >= 0).nonzero().flatten()
-    out[rows] = cell_values.detach()[rows, cell[rows]].to(out.dtype)
-    return out
+    extra = (1,) * (cell_values.dim() - 2)  # the dimensions after (N, L)
+    index = cell.clamp_min(0).view(-1, 1, *extra).expand(-1, 1, *cell_values.shape[2:])
+    picked = cell_values.detach().gather(1, index).squeeze(1).to(values.dtype)  # (N, ...): cell_values[i, cell[i]]
+    return torch.where((cell >= 0).view(-1, *extra), picked, values)
 
 
 def choose_largest(box: torch.Tensor, cell_boxes: torch.Tensor, cell_scores: torch.Tensor,
