@@ -18,6 +18,8 @@ from localizer.engine import export
 from localizer.engine.checkpoints import load_model
 from localizer.engine.export import TOLERANCE, ExportError, ExportedLocalizer, export_onnx, probe_images
 from localizer.engine.prediction import predict_files
+from localizer.errors import DataError
+from localizer.files import OutputError
 from localizer.model.detection import largest_cell
 from localizer.model.models import build_model
 from localizer.recipe import TrainConfig
@@ -78,21 +80,26 @@ def test_export_gives_pytorch_boxes_and_confidence_for_each_head(head, trained, 
 
 
 def test_the_largest_head_exports_its_data_dependent_choice_exactly(tmp_path):
-    # Scores biased so that 40 % of the cells detect an animal: non-maximum suppression and the choice of the
-    # largest detection run in the graph, with another batch size than the one traced. (ResNet18: an untrained
-    # EfficientNet-Lite's features are ~1e-9, every score alike.)
+    # The scores' bias set between the photos' best cells, so that one photo of the probe detects an animal and the
+    # others do not: detection, non-maximum suppression and the choice of the largest detection run in the graph,
+    # traced on a batch with a detection and on one without, run on batches with and without, of other sizes.
+    # (ResNet18: an untrained EfficientNet-Lite's features are ~1e-9, every score alike.)
     torch.manual_seed(0)
     model = build_model("resnet18", weights=None, dropout=0.2, head="largest", image_size=96).eval()
-    images = probe_images(96, count=5, seed=3)
+    images = probe_images(96, count=5, seed=3)  # three noise photos, a ramp, grey
     with torch.no_grad():
         features = model.feature_map(images)
-        model.head.animals.scores.bias -= model.head.outputs(features)[2].quantile(0.6)
+        best = model.head.outputs(features)[2].max(dim=1).values.sort(descending=True).values
+        model.head.animals.scores.bias -= (best[0] + best[1]) / 2  # only the best-scoring photo's cell passes
         _, cell_logits, scores = model.head.outputs(features)
         chosen = largest_cell(model.head.box(features), model.head.animals.boxes(cell_logits), scores)
-    assert (chosen >= 0).sum() >= 3 and scores.abs().min() > 1e-4  # detections, none at the score's edge
+    assert (chosen >= 0).sum() == 1 and scores.sigmoid().sub(0.5).abs().min() > 1e-5
     module, path = ExportedLocalizer(model), tmp_path / "largest.onnx"
-    export._write_onnx(module, path, images[:2])
-    assert export.max_difference(path, module, images) <= TOLERANCE
+    found, none = int((chosen >= 0).nonzero()), [i for i in range(5) if chosen[i] < 0]
+    for traced in ([found, none[0]], none[:2]):
+        export._write_onnx(module, path, images[traced])
+        for batch in (images, images[none], images[[found]], images[none[:1]]):
+            assert export.max_difference(path, module, batch) <= TOLERANCE
 
 
 def test_an_inexact_export_is_refused_and_nothing_is_left(trained, tmp_path, monkeypatch):
@@ -150,3 +157,17 @@ def test_export_and_predict_on_the_command_line(trained, synthetic_data, tmp_pat
     table = tables[".onnx"].assign(file=[Path(f).name for f in tables[".onnx"]["file"]]).set_index("file")
     assert np.abs(read.loc[table.index, ["xmin", "ymin", "xmax", "ymax"]] - table[["xmin", "ymin", "xmax", "ymax"]]
                   ).max().max() <= 0.5 + 0.05  # VOC's whole pixels, of boxes rounded to 0.1 px in the CSV
+
+
+def test_export_writes_only_an_onnx_name_and_never_over_the_run(trained, tmp_path):
+    run_checkpoint = trained("softargmax")
+    with pytest.raises(DataError, match=r"give an \.onnx name .* e\.g\. --out .*model\.onnx"):
+        export_onnx(run_checkpoint, tmp_path / "model.pt")
+    last = run_checkpoint.parent / "last.pt"
+    before = last.read_bytes()
+    last_onnx = run_checkpoint.parent / "last.onnx"
+    last_onnx.symlink_to(last)  # an .onnx name that is the run's last.pt
+    with pytest.raises(OutputError, match="would be written over"):
+        export_onnx(run_checkpoint, last_onnx, overwrite=True)
+    last_onnx.unlink()
+    assert last.read_bytes() == before and list(tmp_path.iterdir()) == []

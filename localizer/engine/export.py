@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from localizer.engine.checkpoints import load_model
+from localizer.engine.checkpoints import LAST, load_model
 from localizer.engine.inference import CONFIDENCE_RULE, TTA_AGREEMENT, boxes_and_confidence
 from localizer.errors import DataError
 from localizer.files import atomic_path, check_outputs, write_json
@@ -161,6 +161,7 @@ def export_onnx(checkpoint: Path | str, out: Path | str | None = None, overwrite
 
     Raises:
         ExportError: see :class:`ExportError`; nothing is left written.
+        localizer.errors.DataError: ``bad-argument``: ``out`` does not end in ``.onnx``.
         FileExistsError, localizer.files.OutputError: as :func:`localizer.files.check_outputs` (the checkpoint is
             an input; an existing file is replaced only with ``overwrite``).
         FileNotFoundError, localizer.engine.checkpoints.CheckpointError: as :func:`load_model`.
@@ -168,8 +169,12 @@ def export_onnx(checkpoint: Path | str, out: Path | str | None = None, overwrite
     onnxruntime()  # before the work: the check needs it
     checkpoint = Path(checkpoint)
     path = Path(out) if out is not None else checkpoint.with_suffix(".onnx")
+    if path.suffix.lower() != ".onnx":
+        raise DataError("bad-argument", f"--out {path}: give an .onnx name (predict runs a file so named with "
+                                        f"onnxruntime), e.g. --out {path.with_suffix('.onnx')}")
     description = sidecar_path(path)
-    check_outputs([("--out", path), ("--out", description)], inputs=[checkpoint], overwrite=overwrite)
+    check_outputs([("--out", path), ("--out", description)], inputs=[checkpoint, checkpoint.parent / LAST],
+                  overwrite=overwrite)
     model, info = load_model(checkpoint, "cpu")
     module = ExportedLocalizer(model.float().to(memory_format=torch.contiguous_format))
     size = info["config"].image_size
