@@ -66,11 +66,12 @@ notebook-expectations: synthetic
 	$(BIN)/python -m localizer run --data $(SYNTHETIC)/yolo --profile smoke --run-dir $(EXPECTATIONS_DIR) --overwrite --quiet
 	$(BIN)/python tests/notebooks/keep_checked_outputs.py $(EXPECTATIONS_DIR)/notebooks/*.ipynb --out tests/notebooks
 
-# Training and prediction speed against the hardware's ceiling, and BatchAugment against kornia
-# (kornia is installed for this comparison only: localizer does not use it).
+# Training and prediction speed against the hardware's ceiling, predict with PyTorch against onnxruntime, and
+# BatchAugment against kornia (kornia is installed for this comparison only: localizer does not use it).
 benchmark: setup
 	$(BIN)/python benchmarks/throughput.py $(if $(DATA),--data $(DATA)) --backbone resnet18 --image-size 256
 	$(BIN)/python benchmarks/throughput.py $(if $(DATA),--data $(DATA)) --backbone efficientnet_lite0 --image-size 160
+	$(BIN)/python benchmarks/predict_speed.py $(if $(DATA),--photos $(DATA)) --threads 2
 	$(BIN)/python -m pip install --quiet kornia==0.9.0
 	$(BIN)/python benchmarks/augment.py --affine-p 0
 	$(BIN)/python benchmarks/augment.py --affine-p 0.5

@@ -206,3 +206,18 @@ def test_risk_coverage_figure_draws_every_share_of_the_hand_made_table():
     assert lines[plots.GID_ACCURACY].get_ydata().tolist() == pytest.approx([100, 100, 100, 75, 60])
     assert lines[plots.GID_COVERED_IOU].get_ydata().tolist() == pytest.approx([70, 80, 220 / 3, 65, 56])
     assert "(n = 5)" in fig.axes[0].get_title()
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 64, 64), (3, 3, 160, 160), (2, 3, 50, 70)])
+def test_zoom_out_is_torchvisions_affine_exactly_and_stays_float32_under_autocast(shape):
+    from torchvision.transforms.v2 import functional as F
+
+    from localizer.data.batch_augment import AFFINE_FILL
+
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    expected = F.affine(x, angle=0.0, translate=[0.0, 0.0], scale=0.9, shear=[0.0, 0.0],
+                        interpolation=F.InterpolationMode.BILINEAR, fill=AFFINE_FILL)
+    assert torch.equal(zoom_out(x, 0.9), expected)
+    assert torch.equal(zoom_out(x, 0.9)[..., 0], torch.full(shape[:-1], AFFINE_FILL))  # the border: training's grey
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # torchvision's would give images of 0 and 1 here
+        assert torch.equal(zoom_out(x, 0.9), expected)

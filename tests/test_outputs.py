@@ -45,7 +45,8 @@ def no_work(monkeypatch):
     """The work of every command fails the test: each case must be refused before it."""
     for name in ("localizer.engine.evaluation.evaluate_model", "localizer.engine.prediction.predict_files",
                  "localizer.engine.review.review_run", "localizer.engine.training.train",
-                 "localizer.report.runner._run_notebook", "localizer.data.synthetic.make_photos"):
+                 "localizer.report.runner._run_notebook", "localizer.data.synthetic.make_photos",
+                 "localizer.engine.export._write_onnx"):
         monkeypatch.setattr(name, lambda *a, _name=name, **k: pytest.fail(f"{_name} ran"))
 
 
@@ -61,6 +62,11 @@ CASES = {
                                          "--out", str(t / "p.csv")], [t / "p.csv"]),
     ("predict", "--draw"): lambda c, t: (["predict", "--checkpoint", str(c["ckpt"]), str(c["photo"]), "--quiet",
                                           "--draw", str(t / "drawn")], [t / "drawn" / "animal_001.jpg"]),
+    ("predict", "--annotations"): lambda c, t: (["predict", "--checkpoint", str(c["ckpt"]), str(c["photo"]), "--quiet",
+                                                 "--annotations", "yolo", str(t / "ann")],
+                                                [t / "ann" / "data.yaml", t / "ann" / "labels" / "animal_001.txt"]),
+    ("export", "--out"): lambda c, t: (["export", "--checkpoint", str(c["ckpt"]), "--out", str(t / "m.onnx")],
+                                       [t / "m.onnx", t / "m.onnx.json"]),
     ("review", "--out"): lambda c, t: (["review", str(c["run"]), "--quiet", "--out", str(t / "rev")],
                                        [t / "rev" / "review.csv", t / "rev" / "label_review.jpg"]),
     ("review", "default"): lambda c, t: (["review", str(c["run"]), "--quiet"],

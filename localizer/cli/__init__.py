@@ -1,5 +1,5 @@
-"""Command line: ``python -m localizer {check-data,train,evaluate,predict,synthetic,run,compare,several-animals,
-review} ...``.
+"""Command line: ``python -m localizer {check-data,train,evaluate,predict,export,synthetic,run,compare,
+several-animals,review} ...``.
 
 Every command prints a clear one-line error (no traceback wall) for bad input and returns a
 non-zero exit code: 2 for unusable data or arguments (:class:`localizer.errors.DataError`, a missing
@@ -9,7 +9,8 @@ other exception is a bug: its traceback is shown. Output piped into a reader tha
 before they print, so that a closed pipe costs no file.
 
 The commands live by job: :mod:`~localizer.cli.training` (``check-data``, ``synthetic``, ``train``,
-``run``), :mod:`~localizer.cli.scoring` (``evaluate``, ``predict``), :mod:`~localizer.cli.analysis`
+``run``), :mod:`~localizer.cli.scoring` (``evaluate``, ``predict``), :mod:`~localizer.cli.exporting` (``export``),
+:mod:`~localizer.cli.analysis`
 (``compare``, ``several-animals``, ``review``); their shared options in :mod:`~localizer.cli.options`.
 """
 
@@ -19,8 +20,9 @@ import argparse
 import os
 import sys
 
-from localizer.cli import analysis, scoring, training
+from localizer.cli import analysis, exporting, scoring, training
 from localizer.cli.analysis import cmd_compare, cmd_review, cmd_several_animals
+from localizer.cli.exporting import cmd_export
 from localizer.cli.scoring import PIXEL_DECIMALS, _tta, cmd_evaluate, cmd_predict  # noqa: F401 (the CLI's names)
 from localizer.cli.training import cmd_check_data, cmd_run, cmd_synthetic, cmd_train
 from localizer.data.download import DataUnavailableError
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("train", "train a box regressor (the report's recipe by default)", training.add_train_args, cmd_train),
         ("evaluate", "metrics of a checkpoint beside the baselines", scoring.add_evaluate_args, cmd_evaluate),
         ("predict", "predict the box of new photos", scoring.add_predict_args, cmd_predict),
+        ("export", "export a trained model to ONNX (checked against PyTorch) for onnxruntime and other runtimes",
+         exporting.add_export_args, cmd_export),
         ("synthetic", "write the small synthetic test dataset (known boxes, several layouts)",
          training.add_synthetic_args, cmd_synthetic),
         ("run", "execute notebooks 01-04 with papermill into one run folder", training.add_run_args, cmd_run),

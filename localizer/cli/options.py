@@ -50,7 +50,8 @@ def add_recipe_args(parser: argparse.ArgumentParser, profile: str, what: str, co
 def add_inference_args(parser: argparse.ArgumentParser) -> None:
     """``--checkpoint``, ``--tta`` / ``--no-tta``, ``--device`` and ``--quiet`` (``evaluate``, ``predict``)."""
     parser.add_argument("--checkpoint", required=True, type=Path,
-                        help="a run's checkpoint, e.g. runs/RUN/checkpoints/best.pt (it carries its recipe)")
+                        help="a run's checkpoint, e.g. runs/RUN/checkpoints/best.pt (it carries its recipe); "
+                             "predict also takes a model exported with export (best.onnx, run with onnxruntime)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="horizontal-flip test-time augmentation: the box and the box predicted on the "
                              "mirrored photo, mirrored back, are averaged where they agree (IoU > 0.5), else the "

@@ -152,11 +152,16 @@ def add_predict_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="CSV of predictions (default: print)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file and drawings")
     parser.add_argument("--draw", type=Path, help="folder for images with the box and its confidence drawn")
+    parser.add_argument("--annotations", nargs=2, metavar=("FORMAT", "OUT"),
+                        help="also write the boxes as pre-annotations to correct in an annotation tool, into the "
+                             "folder OUT: FORMAT label-studio (tasks.json), coco (CVAT COCO 1.0), cvat-yolo (CVAT "
+                             "YOLO 1.1), yolo (labels/ + data.yaml) or voc (Annotations/); with --flag-below the "
+                             "flagged photos come first and OUT/to_check.txt lists them (docs/exporters.md)")
     parser.add_argument("--flag-below", nargs="?", const="val", metavar="CONFIDENCE",
                         help="add a flagged column: the photos whose confidence is below CONFIDENCE, to check by "
                              "hand; without a number, the threshold chosen on the run's validation split (the "
                              "lowest confidence of its 80 %% most confident photos; computed once, then kept in "
-                             "RUN/metrics_val_confidence.json)")
+                             "RUN/metrics_val_confidence.json; an exported .onnx: the threshold its export kept)")
 
 
 def _flag_threshold(args: argparse.Namespace) -> tuple[float | None, str]:
@@ -168,6 +173,7 @@ def _flag_threshold(args: argparse.Namespace) -> tuple[float | None, str]:
         localizer.errors.DataError: a value that is neither a number in [0, 1] nor ``val``, or ``val``
             for a checkpoint outside a run folder.
     """
+    from localizer.engine.onnx_model import OnnxLocalizer, is_onnx
     from localizer.engine.run import Run
     from localizer.errors import DataError
     from localizer.engine.review import flag_threshold
@@ -183,6 +189,13 @@ def _flag_threshold(args: argparse.Namespace) -> tuple[float | None, str]:
             raise DataError("bad-threshold", f"--flag-below takes a confidence in [0, 1] or nothing, got "
                                              f"{args.flag_below!r}")
         return value, "given"
+    if is_onnx(args.checkpoint):
+        kept = OnnxLocalizer.describe(args.checkpoint)
+        if kept.get("flag_threshold") is None:
+            raise DataError("no-validation-split", "its export kept no threshold (none was chosen for the checkpoint "
+                            "yet): give --flag-below a number, or run predict --flag-below once with the .pt "
+                            "checkpoint and export again", args.checkpoint)
+        return kept["flag_threshold"], f"chosen on the validation split: {kept['flag_rule']}"
     run = Run.of_checkpoint(args.checkpoint)
     if run is None:
         raise DataError("no-validation-split", f"{args.checkpoint} is not in a run folder, whose validation split "
@@ -191,8 +204,44 @@ def _flag_threshold(args: argparse.Namespace) -> tuple[float | None, str]:
     return chosen["threshold"], f"chosen on the validation split: {chosen['rule']}"
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def _box_source(args: argparse.Namespace) -> tuple:
+    """``predict``'s model: ``(model, image size, numerics, the recipe's tta, class name, model version)`` of a
+    checkpoint (PyTorch) or an exported ``.onnx`` (onnxruntime, :class:`localizer.engine.onnx_model.OnnxLocalizer`;
+    ``--device`` is not used)."""
+    from localizer.data.writers import class_name
     from localizer.engine.checkpoints import load_model
+    from localizer.engine.onnx_model import OnnxLocalizer, is_onnx
+
+    version = f"localizer {Path(args.checkpoint).resolve().parent.parent.name}/{Path(args.checkpoint).name}"
+    if is_onnx(args.checkpoint):
+        model = OnnxLocalizer(args.checkpoint)
+        about = model.description
+        return model, model.image_size, None, about["tta"], about["class_name"], version
+    model, info = load_model(args.checkpoint, args.device)
+    config = info["config"]
+    return model, config.image_size, info["numerics"], config.tta, class_name(config.classes), version
+
+
+def _annotation_outputs(args: argparse.Namespace, files: list[Path]) -> list[tuple[str, Path]]:
+    """The files ``--annotations FORMAT OUT`` writes, as ``(option, path)`` for the check before the work.
+
+    Raises:
+        localizer.errors.DataError: ``bad-argument``: an unknown FORMAT; ``output-collision``: two photos would
+            share an annotation file.
+    """
+    from localizer.data.writers import ANNOTATION_FORMATS, annotation_files
+    from localizer.errors import DataError
+
+    if not args.annotations:
+        return []
+    fmt, out = args.annotations
+    if fmt not in ANNOTATION_FORMATS:
+        raise DataError("bad-argument", f"--annotations {fmt} {out}: FORMAT is one of {', '.join(ANNOTATION_FORMATS)}")
+    return [("--annotations", Path(out) / name) for name in annotation_files(fmt, files, args.flag_below is not None)]
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from localizer.data.writers import write_annotations
     from localizer.engine.prediction import (drawing_paths, expand_inputs, passed_over, predict_files,
                                              refuse_overwriting_inputs)
     from localizer.files import check_outputs, write_csv
@@ -205,18 +254,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{len(existing)} drawings exist already in {args.draw} (e.g. {existing[0]}); "
                               "pass --overwrite or another --draw folder")
     outputs = [("--out", args.out)] * bool(args.out) + [("--draw", p) for p in drawings]
+    outputs += _annotation_outputs(args, files)
     check_outputs(outputs, inputs=[*files, args.checkpoint], overwrite=args.overwrite)  # before the work
     if passed_over(args.inputs):
         print(f"passed over {passed_over(args.inputs)}", file=sys.stderr)
     threshold, how = _flag_threshold(args)
-    model, info = load_model(args.checkpoint, args.device)
-    tta = _tta(args, info)
-    table = predict_files(model, files, info["config"].image_size, tta=tta, draw_dir=args.draw,
-                          progress=not args.quiet, numerics=info["numerics"], flag_below=threshold,
-                          overwrite=args.overwrite)
-    table = table.round(PIXEL_DECIMALS).assign(confidence=table["confidence"].round(CONFIDENCE_DECIMALS))
+    model, image_size, numerics, recipe_tta, label, version = _box_source(args)
+    tta = recipe_tta if args.tta is None else args.tta
+    raw = predict_files(model, files, image_size, tta=tta, draw_dir=args.draw, progress=not args.quiet,
+                        numerics=numerics, flag_below=threshold, overwrite=args.overwrite)
+    table = raw.round(PIXEL_DECIMALS).assign(confidence=raw["confidence"].round(CONFIDENCE_DECIMALS))
     if args.out:  # files first, then print
         write_csv(table, args.out, replace=args.overwrite)
+    if args.annotations:
+        write_annotations(args.annotations[0], raw, args.annotations[1], label, version, overwrite=args.overwrite)
     print(f"{count(len(table), 'photo')}, predicted {'with flip TTA' if tta else 'without TTA'}; boxes in pixels "
           "of each original photo (xmin, ymin, xmax, ymax)")
     if threshold is not None:
@@ -227,6 +278,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(table.to_string(index=False))
     if args.draw:
         print(f"drawings: {Path(args.draw)} (one per photo read, prediction in red)")
+    if args.annotations:
+        print(f"pre-annotations ({args.annotations[0]}, class {label!r}): {args.annotations[1]}")
     failed = int((table["error"].fillna("") != "").sum())
     if failed:
         print(f"{failed} of {len(table)} files could not be read (see the error column)", file=sys.stderr)

@@ -104,8 +104,9 @@ def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
     Returns:
         ``(model, info)``: the model in eval mode on ``device``, and a dict with ``config``
         (:class:`~localizer.recipe.TrainConfig`), ``epoch``,
-        ``history``, ``train_mean_box`` (the mean normalized xyxy training box) and ``numerics``
-        (:func:`inference_numerics`: pass it to ``predict_batch``).
+        ``history``, ``train_mean_box`` (the mean normalized xyxy training box), ``numerics``
+        (:func:`inference_numerics`: pass it to ``predict_batch``) and ``precision_used`` (the training's format,
+        ``fp32`` or ``bf16``).
 
     Raises:
         FileNotFoundError: no such checkpoint.
@@ -126,5 +127,6 @@ def load_model(checkpoint_path: Path | str, device: str | torch.device = "cpu"):
     numerics = inference_numerics(checkpoint, device)
     numerics.place_model(model).eval()
     info = {"config": config, "epoch": checkpoint["epoch"], "history": checkpoint["history"],
-            "train_mean_box": checkpoint["train_mean_box"], "numerics": numerics}
+            "train_mean_box": checkpoint["train_mean_box"], "numerics": numerics,
+            "precision_used": checkpoint["precision_used"]}
     return model, info

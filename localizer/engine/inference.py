@@ -4,8 +4,9 @@ the confidence of each box (:func:`box_confidence`)."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
-from torchvision.transforms.v2 import functional as F
 
 from localizer.boxes import hflip_boxes
 from localizer.data.batch_augment import AFFINE_FILL
@@ -46,10 +47,31 @@ CONFIDENCE_RULE = f"min(flip IoU, IoU with the {CONFIDENCE_ZOOM:g} zoom-out) x (
 
 def zoom_out(x: torch.Tensor, scale: float) -> torch.Tensor:
     """Float images ``(N, C, H, W)`` in [0, 1] shrunk by ``scale`` about their centre on a canvas of the same size
-    (:func:`torchvision.transforms.v2.functional.affine`, bilinear), the uncovered border filled with training's
-    grey (:data:`localizer.data.batch_augment.AFFINE_FILL`), as its scale + shift fills it."""
-    return F.affine(x, angle=0.0, translate=[0.0, 0.0], scale=scale, shear=[0.0, 0.0],
-                    interpolation=F.InterpolationMode.BILINEAR, fill=AFFINE_FILL)
+    (bilinear), the uncovered border filled with training's grey (:data:`localizer.data.batch_augment.AFFINE_FILL`),
+    as its scale + shift fills it.
+
+    The arithmetic of :func:`torchvision.transforms.v2.functional.affine` for this map, op for op (its inverse
+    matrix ``diag(1 / scale)``, its pixel-centred base grid, ``grid_sample`` of the images with a mask channel, the
+    fill blended as ``(image - fill) x mask + fill``), so the values are equal (a test checks it); written without
+    torchvision's in-place writes into an uninitialized grid, which an ONNX export traces wrong. Always in float32:
+    under bf16 autocast torchvision's would compute its grid in bf16 and then round the images to whole numbers.
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        return _zoom_out(x.float(), scale)
+
+
+def _zoom_out(x: torch.Tensor, scale: float) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    theta = torch.tensor([[1 / scale, 0.0, 0.0], [0.0, 1 / scale, 0.0]], dtype=x.dtype, device=x.device)[None]
+    xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, steps=w, device=x.device).to(x.dtype)
+    ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, steps=h, device=x.device).to(x.dtype)
+    base = torch.stack([xs.expand(h, w), ys[:, None].expand(h, w), torch.ones_like(xs).expand(h, w)], dim=-1)
+    rescaled = theta.transpose(1, 2) / torch.tensor([0.5 * w, 0.5 * h], dtype=x.dtype, device=x.device)
+    grid = base.reshape(1, h * w, 3).bmm(rescaled).reshape(1, h, w, 2).expand(x.shape[0], h, w, 2)
+    sampled = torch.nn.functional.grid_sample(torch.cat((x, torch.ones_like(x[:, :1])), dim=1), grid,
+                                              mode="bilinear", padding_mode="zeros", align_corners=False)
+    fill = torch.tensor([AFFINE_FILL], dtype=sampled.dtype, device=x.device).view(1, -1, 1, 1)
+    return (sampled[:, :-1] - fill) * sampled[:, -1:].expand_as(sampled[:, :-1]) + fill
 
 
 def unzoom_boxes(boxes: torch.Tensor, scale: float) -> torch.Tensor:
@@ -85,6 +107,24 @@ def box_confidence(plain: torch.Tensor, flipped: torch.Tensor, zoomed: torch.Ten
     return torch.minimum(agreement(flipped), agreement(zoomed)) * (quality.float() + flipped_quality.float()) / 2
 
 
+def boxes_and_confidence(model, x: torch.Tensor, numerics: Numerics | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The three views of float images ``x`` ``(N, 3, S, S)`` in [0, 1] (as :func:`model_input` gives them) and
+    what they give: ``(boxes, flip TTA boxes, confidence)``, boxes ``(N, 4)`` normalized xyxy, sanitized
+    (:func:`localizer.metrics.sanitize_boxes`), the second :func:`fuse_flip` of the plain and the un-mirrored
+    mirrored view, the confidence ``(N,)`` :func:`box_confidence` of the plain, mirrored and zoomed-out views;
+    float32, on ``x``'s device. ``numerics``: the training's format (autocast, memory layout); None: float32
+    as ``x`` is. The one computation of :func:`predict_batch` and of the exported ONNX model
+    (:mod:`localizer.engine.export`)."""
+    with numerics.autocast() if numerics is not None else nullcontext():
+        (pred, quality), (flipped, flipped_quality) = model.predict(x), model.predict(x.flip(-1))
+        zoomed = zoom_out(x, CONFIDENCE_ZOOM)
+        zoomed, _ = model.predict(numerics.place_images(zoomed) if numerics is not None else zoomed)
+    pred, flipped, zoomed = pred.float(), hflip_boxes(flipped.float()), unzoom_boxes(zoomed.float(), CONFIDENCE_ZOOM)
+    score = box_confidence(pred, flipped, zoomed, quality, flipped_quality)
+    return sanitize_boxes(pred), sanitize_boxes(fuse_flip(pred, flipped)), score
+
+
 @torch.no_grad()
 def predict_batch(model, images: torch.Tensor, tta: bool = False, numerics: Numerics | None = None,
                   confidence: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -97,21 +137,19 @@ def predict_batch(model, images: torch.Tensor, tta: bool = False, numerics: Nume
     :func:`localizer.engine.checkpoints.load_model` returns in ``info["numerics"]``: the training's format);
     default float32 on the model's device. With ``confidence``: ``(boxes, confidence (N,))``, the
     confidence of :func:`box_confidence` (float32, on CPU; the model's ``predict`` gives each view's box
-    and quality, and the mirrored and zoomed-out views are computed also without ``tta``).
+    and quality, and the mirrored and zoomed-out views are computed also without ``tta``:
+    :func:`boxes_and_confidence`).
     """
     numerics = numerics or default_numerics(next(model.parameters()).device, "fp32")
     x = model_input(images, numerics)
+    if confidence:
+        plain, fused, score = boxes_and_confidence(model, x, numerics)
+        return (fused if tta else plain).cpu(), score.cpu()
     with numerics.autocast():
-        if not confidence:
-            pred = model(x).float()
-            if tta:
-                pred = fuse_flip(pred, hflip_boxes(model(x.flip(-1)).float()))
-            return sanitize_boxes(pred).cpu()
-        (pred, quality), (flipped, flipped_quality) = model.predict(x), model.predict(x.flip(-1))
-        zoomed, _ = model.predict(numerics.place_images(zoom_out(x, CONFIDENCE_ZOOM)))
-    pred, flipped, zoomed = pred.float(), hflip_boxes(flipped.float()), unzoom_boxes(zoomed.float(), CONFIDENCE_ZOOM)
-    score = box_confidence(pred, flipped, zoomed, quality, flipped_quality)
-    return sanitize_boxes(fuse_flip(pred, flipped) if tta else pred).cpu(), score.cpu()
+        pred = model(x).float()
+        if tta:
+            pred = fuse_flip(pred, hflip_boxes(model(x.flip(-1)).float()))
+    return sanitize_boxes(pred).cpu()
 
 
 def predict_dataset(model, dataset, batch_size: int = 64, tta: bool = False, progress: bool = True,

@@ -23,7 +23,9 @@ from torchvision.utils import draw_bounding_boxes
 
 from localizer.boxes import denormalize_boxes
 from localizer.data.imageio import IMAGE_EXTENSIONS, ImageLoadError, is_image_file, load_rgb
+from localizer.data.writers import relative_paths
 from localizer.engine.inference import predict_batch
+from localizer.engine.onnx_model import OnnxLocalizer
 from localizer.progress import progress_bar
 from localizer.data.transforms import resize_image
 from localizer.errors import DataError
@@ -73,16 +75,11 @@ def drawing_paths(files: list[Path], draw_dir: Path | str) -> dict[str, Path]:
     relative to their common folder, with the file's own name, so that ``a/x.jpg`` and ``b/x.jpg``
     get ``draw_dir/a/x.jpg`` and ``draw_dir/b/x.jpg`` (written in the format their suffix names; a file
     without an image suffix gets ``.png`` added). Keys are ``str(file)``."""
-    absolute = [Path(os.path.abspath(f)) for f in files]
-    if not absolute:
-        return {}
-    common = Path(os.path.commonpath([str(p.parent) for p in absolute]))
     paths = {}
-    for file, path in zip(files, absolute):
-        relative = path.relative_to(common)
+    for file, relative in relative_paths(files).items():
         if not is_image_file(relative):
             relative = relative.with_name(relative.name + ".png")
-        paths[str(file)] = Path(draw_dir) / relative
+        paths[file] = Path(draw_dir) / relative
     return paths
 
 
@@ -124,7 +121,8 @@ def predict_files(
     """Predict one box per image file.
 
     Args:
-        model: a trained :class:`localizer.model.models.BoxRegressor` (eval mode).
+        model: a trained :class:`localizer.model.models.BoxRegressor` (eval mode), or an exported model run by
+            onnxruntime (:class:`localizer.engine.onnx_model.OnnxLocalizer`; ``numerics`` is then not used).
         files: image paths.
         image_size: the training input size (square side, pixels).
         tta: horizontal-flip test-time augmentation.
@@ -181,7 +179,11 @@ def _predict_batch_rows(model, batch, tta, numerics, drawings: dict[str, Path], 
     """Rows of :func:`predict_files` for a batch of ``(path, resized uint8 (3, S, S), (width, height),
     original or None)``; each original is drawn at ``drawings[str(path)]`` (replacing a drawing there
     only with ``overwrite``)."""
-    preds, scores = predict_batch(model, torch.stack([b[1] for b in batch]), tta, numerics, confidence=True)
+    images = torch.stack([b[1] for b in batch])
+    if isinstance(model, OnnxLocalizer):
+        preds, scores = model.boxes_and_confidence(images, tta)
+    else:
+        preds, scores = predict_batch(model, images, tta, numerics, confidence=True)
     rows = []
     for (path, _, (width, height), original), pred, score in zip(batch, preds.numpy(), scores.tolist(), strict=True):
         box = denormalize_boxes(pred, width, height)

@@ -30,6 +30,23 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def kept_threshold(run: Run, which: str = "best.pt") -> dict | None:
+    """What :func:`flag_threshold` kept in ``RUN/`` :data:`THRESHOLD_FILE` when it holds this very checkpoint's
+    threshold (its SHA-256) for today's confidence rule, else None (nothing is computed).
+
+    Raises:
+        FileNotFoundError: the checkpoint does not exist.
+    """
+    path, checkpoint = run.folder / THRESHOLD_FILE, run.checkpoints / which
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"no checkpoint {checkpoint}")
+    if not path.is_file():
+        return None
+    stored = json.loads(path.read_text())
+    fresh = stored.get("confidence_rule") == CONFIDENCE_RULE and stored.get("checkpoint_sha256") == _digest(checkpoint)
+    return stored if fresh else None
+
+
 def flag_threshold(run: Run, which: str = "best.pt", progress: bool = True) -> dict:
     """The confidence below which ``predict --flag-below`` flags a photo, chosen on the run's validation
     split: the lowest confidence among its :data:`FLAG_COVERAGE` most confident photos. Read from
@@ -47,13 +64,10 @@ def flag_threshold(run: Run, which: str = "best.pt", progress: bool = True) -> d
         localizer.errors.DataError: the run has no validation photos.
     """
     path, checkpoint = run.folder / THRESHOLD_FILE, run.checkpoints / which
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"no checkpoint {checkpoint}")
+    kept = kept_threshold(run, which)
+    if kept is not None:
+        return kept
     digest = _digest(checkpoint)
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored.get("confidence_rule") == CONFIDENCE_RULE and stored.get("checkpoint_sha256") == digest:
-            return stored
     metrics, scores, _ = evaluate_checkpoint(run, split="val", which=which, progress=progress)
     row = risk_coverage(scores["iou"], scores["confidence"], [FLAG_COVERAGE]).iloc[0]
     metrics |= {"threshold": float(row["min_confidence"]), "coverage": FLAG_COVERAGE, "checkpoint": which,

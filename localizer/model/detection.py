@@ -21,13 +21,12 @@ ANIMAL_NMS_IOU = 0.7
 def _detections(cell_boxes: torch.Tensor, cell_scores: torch.Tensor, score: float, nms_iou: float
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(boxes (D, 4), image (D,), cell (D,))``: every detection of the batch (see :func:`detect_animals`)
-    and the cell it comes from, sorted by image and, within an image, best scored first; one
+    and the cell it comes from, best scored first over the whole batch (so also within each image); one
     :func:`torchvision.ops.batched_nms` per batch."""
     probs = cell_scores.detach().float().sigmoid()
     image, cell = (probs >= score).nonzero(as_tuple=True)
     boxes, probs = cell_boxes.detach().float()[image, cell], probs[image, cell]
     keep = batched_nms(boxes, probs, image, nms_iou)  # best scored first, over the whole batch
-    keep = keep[torch.sort(image[keep], stable=True).indices]
     return boxes[keep], image[keep], cell[keep]
 
 
@@ -38,6 +37,8 @@ def detect_animals(cell_boxes: torch.Tensor, cell_scores: torch.Tensor, score: f
     ``nms_iou`` within the image (:func:`torchvision.ops.batched_nms`). From ``cell_boxes`` ``(N, L, 4)``
     and ``cell_scores`` ``(N, L)`` (logits)."""
     boxes, image, _ = _detections(cell_boxes, cell_scores, score, nms_iou)
+    order = torch.sort(image, stable=True).indices  # grouped by image, best scored first within each
+    boxes, image = boxes[order], image[order]
     return list(boxes.split(torch.bincount(image, minlength=len(cell_scores)).tolist()))
 
 
@@ -49,25 +50,26 @@ def largest_cell(box: torch.Tensor, cell_boxes: torch.Tensor, cell_scores: torch
     detection, where the soft-argmax ``box`` ``(N, 4)`` is kept. ``cell_boxes`` ``(N, L, 4)``,
     ``cell_scores`` ``(N, L)`` logits."""
     found, image, cells = _detections(cell_boxes, cell_scores, score, nms_iou)
-    n, count = len(box), len(found)
-    area = box_area(found)
+    # Sizes from shapes and cumsum, not len() or arange(len()): an ONNX export (localizer.engine.export) traces
+    # this function, and a Python number taken from a data-dependent size would be fixed in its graph.
+    n, area = box.shape[0], box_area(found)
     most = area.new_full((n,), -1.0).scatter_reduce(0, image, area, "amax")
-    candidates = torch.where(area == most[image], torch.arange(count, device=area.device), count)
-    first = candidates.new_full((n,), count).scatter_reduce(0, image, candidates, "amin")  # (N,): index or count
-    rows = (first < count).nonzero().flatten()
-    chosen = torch.full((n,), -1, dtype=torch.long, device=box.device)
-    chosen[rows] = cells[first[rows]]
-    return chosen
+    index, none = torch.ones_like(image).cumsum(0) - 1, torch.iinfo(image.dtype).max  # (D,): 0 .. D - 1
+    candidates = torch.where(area == most[image], index, none)  # the first is the best scored of the largest
+    first = candidates.new_full((n,), none).scatter_reduce(0, image, candidates, "amin")  # (N,): index or none
+    # cells[first] where an image has a detection, else -1: a gather from the cells behind a -1, never an indexed
+    # write, which an ONNX graph traced on a batch with detections cannot replay on one without
+    return torch.cat((cells.new_full((1,), -1), cells))[torch.where(first < none, first, -1) + 1]
 
 
 def take_cells(values: torch.Tensor, cell_values: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
     """``values`` ``(N, ...)`` with row ``i`` replaced by ``cell_values[i, cell[i]]`` (``cell_values``
     ``(N, L, ...)``, detached) where ``cell[i]`` >= 0 (:func:`largest_cell`); gradients flow through
     ``values`` only."""
-    out = values.clone()
-    rows = (cell >= 0).nonzero().flatten()
-    out[rows] = cell_values.detach()[rows, cell[rows]].to(out.dtype)
-    return out
+    extra = (1,) * (cell_values.dim() - 2)  # the dimensions after (N, L)
+    index = cell.clamp_min(0).view(-1, 1, *extra).expand(-1, 1, *cell_values.shape[2:])
+    picked = cell_values.detach().gather(1, index).squeeze(1).to(values.dtype)  # (N, ...): cell_values[i, cell[i]]
+    return torch.where((cell >= 0).view(-1, *extra), picked, values)
 
 
 def choose_largest(box: torch.Tensor, cell_boxes: torch.Tensor, cell_scores: torch.Tensor,

@@ -85,7 +85,7 @@ class LinearHead(nn.Sequential):
     def predict(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(boxes (N, 4), quality (N,))``: a linear head has no estimate of its box's quality: 1 for all."""
         boxes = self(feature_map)
-        return boxes, torch.ones(len(boxes), device=boxes.device)
+        return boxes, torch.ones_like(boxes[:, 0], dtype=torch.float32)  # not len(): an ONNX trace would fix it
 
 
 def _check_grid(head: nn.Module, feature_map: torch.Tensor) -> None:
