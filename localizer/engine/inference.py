@@ -42,7 +42,8 @@ CONFIDENCE_ZOOM = 0.9
 
 #: What :func:`box_confidence` computes, in words: stored beside a threshold chosen from it
 #: (:func:`localizer.engine.review.flag_threshold`), which a new rule makes stale.
-CONFIDENCE_RULE = f"min(flip IoU, IoU with the {CONFIDENCE_ZOOM:g} zoom-out) x (1 - 2 x std of the edge distributions)"
+CONFIDENCE_RULE = (f"min(flip IoU, IoU with the {CONFIDENCE_ZOOM:g} zoom-out made in float32) "
+                   "x (1 - 2 x std of the edge distributions)")
 
 
 def zoom_out(x: torch.Tensor, scale: float) -> torch.Tensor:
