@@ -16,8 +16,11 @@ from helpers import fit, scan
 from localizer import cli
 from localizer.engine import export
 from localizer.engine.checkpoints import load_model
-from localizer.engine.export import TOLERANCE, ExportError, ExportedLocalizer, export_onnx, probe_images
+from localizer.engine.export import (TOLERANCE, ExportError, ExportedLocalizer, export_onnx, probe_images,
+                                     sidecar_path)
 from localizer.engine.prediction import predict_files
+from localizer.engine.review import flag_threshold
+from localizer.engine.run import Run
 from localizer.errors import DataError
 from localizer.files import OutputError
 from localizer.model.detection import largest_cell
@@ -144,8 +147,11 @@ def test_export_and_predict_on_the_command_line(trained, synthetic_data, tmp_pat
     assert np.abs(tables[".pt"][columns] - tables[".onnx"][columns]).max().max() <= 0.1 + 1e-9
     assert tables[".pt"]["flagged"].tolist() == tables[".onnx"]["flagged"].tolist()
     assert len(list((tmp_path / "draw-onnx").iterdir())) == 3
-    assert cli.main(["predict", "--checkpoint", str(out), files[0], "--flag-below"]) == 2
-    assert "its export kept no threshold" in capsys.readouterr().err
+    # the export chose the run's validation threshold: --flag-below needs no number, as with the .pt
+    threshold = flag_threshold(Run.of_checkpoint(run_checkpoint))["threshold"]
+    assert json.loads(sidecar_path(out).read_text())["flag_threshold"] == threshold
+    assert cli.main(["predict", "--checkpoint", str(out), files[0], "--flag-below"]) == 0
+    assert f"below {threshold:.3f}" in capsys.readouterr().out
     annotations = tmp_path / "voc"
     assert cli.main(["predict", "--checkpoint", str(out), *files, "--quiet", "--annotations", "voc",
                      str(annotations)]) == 0
@@ -171,3 +177,14 @@ def test_export_writes_only_an_onnx_name_and_never_over_the_run(trained, tmp_pat
         export_onnx(run_checkpoint, last_onnx, overwrite=True)
     last_onnx.unlink()
     assert last.read_bytes() == before and list(tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_outside_a_run_exports_without_a_threshold(trained, synthetic_data, tmp_path, capsys):
+    alone = tmp_path / "best.pt"  # no run folder around it: no validation split to choose a threshold on
+    alone.write_bytes(trained("softargmax").read_bytes())
+    assert cli.main(["export", "--checkpoint", str(alone)]) == 0
+    assert "flag threshold: none" in capsys.readouterr().out
+    assert json.loads(sidecar_path(alone.with_suffix(".onnx")).read_text())["flag_threshold"] is None
+    photo = str(photos(synthetic_data, 1)[0])
+    assert cli.main(["predict", "--checkpoint", str(alone.with_suffix(".onnx")), photo, "--flag-below"]) == 2
+    assert "its export has no threshold" in capsys.readouterr().err

@@ -25,6 +25,7 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"(allowed {about['tolerance']:g}); input float32 (N, 3, {about['image_size']}, {about['image_size']}) "
           f"RGB in [0, 1]; outputs {', '.join(about['outputs'])} (the recipe predicts {about['boxes_output']})")
     print(f"flag threshold: {threshold:.3f}" if threshold is not None else
-          "flag threshold: none kept (predict --flag-below with the .pt checkpoint chooses one; export again after)")
+          "flag threshold: none (no run folder with validation photos to choose it on): predict --flag-below "
+          "with this .onnx needs a number")
     print(f"description: {sidecar_path(out)}")
     return 0

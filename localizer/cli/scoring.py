@@ -192,9 +192,8 @@ def _flag_threshold(args: argparse.Namespace) -> tuple[float | None, str]:
     if is_onnx(args.checkpoint):
         kept = OnnxLocalizer.describe(args.checkpoint)
         if kept.get("flag_threshold") is None:
-            raise DataError("no-validation-split", "its export kept no threshold (none was chosen for the checkpoint "
-                            "yet): give --flag-below a number, or run predict --flag-below once with the .pt "
-                            "checkpoint and export again", args.checkpoint)
+            raise DataError("no-validation-split", "its export has no threshold (its checkpoint had no run folder "
+                            "with validation photos to choose it on): give --flag-below a number", args.checkpoint)
         return kept["flag_threshold"], f"chosen on the validation split: {kept['flag_rule']}"
     run = Run.of_checkpoint(args.checkpoint)
     if run is None:

@@ -192,15 +192,19 @@ def export_onnx(checkpoint: Path | str, out: Path | str | None = None, overwrite
 def sidecar(checkpoint: Path, info: dict, name: str) -> dict:
     """The description of an exported model ``name``: its input and outputs (:data:`OUTPUTS`), which boxes the
     run's recipe predicts (``tta``), its recipe's backbone and head, the confidence rule and the flag threshold
-    the run chose on its validation split (:func:`localizer.engine.review.kept_threshold`; None when it was never
-    computed: ``predict --flag-below`` with the ``.pt`` checkpoint computes it)."""
+    the run chooses on its validation split (:func:`localizer.engine.review.flag_threshold`, chosen now unless
+    the run kept it already; None for a checkpoint outside a run folder or a run without validation photos), so
+    that ``predict --flag-below`` works with the ``.onnx`` file alone."""
     from localizer.data.writers import class_name
-    from localizer.engine.review import kept_threshold
+    from localizer.engine.review import flag_threshold
     from localizer.engine.run import Run
 
     config = info["config"]
     run = Run.of_checkpoint(checkpoint)
-    kept = kept_threshold(run, checkpoint.name) if run is not None else None
+    try:
+        kept = flag_threshold(run, checkpoint.name, progress=False) if run is not None else None
+    except DataError:  # no validation photos to choose it on
+        kept = None
     return {
         "model": name, "checkpoint": str(checkpoint), "epoch": info["epoch"],
         "exporter": f"torch.onnx.export (TorchScript exporter, dynamo=False), opset {OPSET}, torch {torch.__version__}",
