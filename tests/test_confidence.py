@@ -206,6 +206,11 @@ def test_risk_coverage_figure_draws_every_share_of_the_hand_made_table():
     assert lines[plots.GID_ACCURACY].get_ydata().tolist() == pytest.approx([100, 100, 100, 75, 60])
     assert lines[plots.GID_COVERED_IOU].get_ydata().tolist() == pytest.approx([70, 80, 220 / 3, 65, 56])
     assert "(n = 5)" in fig.axes[0].get_title()
+    # the table's rows as dots on the curve: each at the share of the photos it keeps (3 of 5 for 50 %: 60 %)
+    curve = dict(zip(lines[plots.GID_ACCURACY].get_xdata(), lines[plots.GID_ACCURACY].get_ydata()))
+    dots = fig.axes[0].collections[0].get_offsets().tolist()
+    assert [x for x, _ in dots] == pytest.approx([60, 80, 100, 100])
+    assert all(curve[x] == pytest.approx(y) for x, y in dots)
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 64, 64), (3, 3, 160, 160), (2, 3, 50, 70)])

@@ -270,7 +270,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"{count(len(table), 'photo')}, predicted {'with flip TTA' if tta else 'without TTA'}; boxes in pixels "
           "of each original photo (xmin, ymin, xmax, ymax)")
     if threshold is not None:
-        print(f"flagged: {int(table['flagged'].sum())} photos with a confidence below {threshold:.3f} ({how})")
+        print(f"flagged: {count(int(table['flagged'].sum()), 'photo')} with a confidence below {threshold:.3f} ({how})")
     if args.out:
         print(f"predictions: {args.out}")
     else:

@@ -187,7 +187,8 @@ def curves_caption(config: TrainConfig, history: pd.DataFrame) -> str:
                     "jump in both curves right after one is the usual sign that the larger rate had been bouncing "
                     "around a minimum.")
     elif config.schedule == "plateau":
-        schedule = (f"The learning rate stayed at {history['lr'].iloc[0]:.1e} in these {count(len(history), 'epoch')}: "
+        span = "this epoch" if len(history) == 1 else f"these {len(history)} epochs"
+        schedule = (f"The learning rate stayed at {history['lr'].iloc[0]:.1e} in {span}: "
                     f"ReduceLROnPlateau lowers it only after {config.plateau_patience} epochs without a better "
                     "validation loss.")
     else:

@@ -206,6 +206,7 @@ def plot_risk_coverage(per_image: pd.DataFrame, path: Path | str | None = None, 
     n = len(iou)
     curve = risk_coverage(iou, confidence, np.arange(1, n + 1) / n) * 100
     points = risk_coverage(iou, confidence, marks) * 100
+    points["coverage"] = points["photos"] / n  # the share each row keeps (of n photos), on the curve (photos x 100)
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     ax.plot(curve["coverage"], curve["acc_50"], color="tab:blue", gid=GID_ACCURACY,
             label="accuracy at IoU > 0.5 (PASCAL VOC)")
