@@ -64,6 +64,10 @@ class Inputs:
         return hit
 
 
+#: The name start of :func:`writable_folder`'s probe file, which lives a moment (another process may see it).
+PROBE_PREFIX = ".localizer-probe-"
+
+
 def writable_folder(path: Path | str) -> Path | None:
     """The nearest existing folder above ``path`` when a file can be created there (tried: a temporary
     file is made and removed), else None (read-only, no permission, or a file where a folder would have
@@ -74,7 +78,7 @@ def writable_folder(path: Path | str) -> Path | None:
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         return None
     try:
-        descriptor, probe = tempfile.mkstemp(dir=folder, prefix=".localizer-probe-")
+        descriptor, probe = tempfile.mkstemp(dir=folder, prefix=PROBE_PREFIX)
     except OSError:
         return None
     os.close(descriptor)

@@ -144,6 +144,11 @@ def test_one_process_is_its_own_group():
     assert distributed.wrap(model) is model
 
 
+def test_processes_share_the_cores_out(monkeypatch):
+    monkeypatch.setattr(distributed.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4}, raising=False)
+    assert [distributed.threads_per_process(n) for n in (1, 2, 3, 8)] == [5, 2, 1, 1]
+
+
 # ----------------------------------------------------------------- run --nproc
 def test_run_trains_on_processes_between_notebooks_02_and_03(synthetic_data, tmp_path, monkeypatch):
     calls = []

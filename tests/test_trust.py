@@ -189,6 +189,7 @@ def test_run_overwrite_never_deletes_a_folder_that_is_not_a_run(synthetic_data, 
     (run / "config.json").write_text("{}")
     (run / "checkpoints" / "notes.txt").write_text("mine")
     from localizer.engine.run import MARKER, check_run_folder, foreign_entries
+    from localizer.files import PROBE_PREFIX
 
     # without Run.create's marker only what comes before it (notebooks/, figures/) is a run's
     assert foreign_entries(run) == ["checkpoints", "config.json"]
@@ -206,6 +207,11 @@ def test_run_overwrite_never_deletes_a_folder_that_is_not_a_run(synthetic_data, 
     (run / "checkpoints").rmdir()
     assert foreign_entries(run) == []  # the run command and notebook 01 were here: notebook 02 may create the run
     check_run_folder(run)
+    # another process's write test of the same folder, at that moment (torchrun's processes open it together)
+    (run / f"{PROBE_PREFIX}x1y2z3").write_bytes(b"")
+    assert foreign_entries(run) == []
+    (run / "notes.txt").write_text("mine")
+    assert foreign_entries(run) == ["notes.txt"]
 
 
 class _Exploit:

@@ -57,6 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # the recipe the run was started with when resumed; a -p or data option contradicting it is refused
     run = Run.open(args.run_dir, **reading, **overrides) if args.resume else None
     with distributed.process_group(resolve_device((run.config if run else checked).device)):
+        distributed.local_batch((run.config if run else checked).batch_size)  # refused before a run folder is made
         if run is None:  # one process makes the run folder (and its one scan); the others open it
             run = _create_run(args, overrides, reading) if distributed.is_main() else None
             distributed.barrier()

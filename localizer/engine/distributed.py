@@ -160,12 +160,20 @@ def gather(values: list, keys: list | None = None) -> list:
     return [unique[key] for key in sorted(unique)]
 
 
+def threads_per_process(nproc: int) -> int:
+    """The CPU threads each of ``nproc`` processes of this machine gets: its cores shared out, at least 1. torchrun
+    sets ``OMP_NUM_THREADS=1`` only where it is unset; an inherited larger value oversubscribes the cores (on 2 cores,
+    2 processes of 2 threads each trained about 10 times as slowly as 2 of 1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // nproc)
+
+
 def train_processes(run_dir: Path | str, nproc: int, progress: bool = True) -> None:
     """Train the run folder ``run_dir`` (made by notebook 02: :meth:`localizer.engine.run.Run.create`) on
     ``nproc`` processes of this machine: ``python -m torch.distributed.run --standalone --nproc_per_node=N
     -m localizer train DATA --run-dir RUN --resume`` with the run's data, as ``run --nproc`` does before
     notebook 03 (which then finds the training done). ``--resume`` starts a run folder that has not
-    trained yet, and continues one that was stopped.
+    trained yet, and continues one that was stopped. Each process gets :func:`threads_per_process` threads.
 
     Raises:
         RuntimeError: the training failed (its exit code; its errors were printed).
@@ -177,7 +185,7 @@ def train_processes(run_dir: Path | str, nproc: int, progress: bool = True) -> N
                "-m", "localizer", "train", config.data, "--run-dir", str(run_dir), "--resume",
                "--format", config.format, "--oxford-box", config.oxford_box,
                *(["--classes", config.classes] if config.classes else []), *([] if progress else ["--quiet"])]
-    done = subprocess.run(command)
+    done = subprocess.run(command, env=os.environ | {"OMP_NUM_THREADS": str(threads_per_process(nproc))})
     if done.returncode:
         raise RuntimeError(f"training {run_dir} on {nproc} processes failed (exit code {done.returncode}): "
                            f"{shlex.join(command)}")

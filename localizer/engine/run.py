@@ -38,7 +38,7 @@ import torch
 from localizer.data.scans import DATA_REPORT, SCAN_INFO, SCAN_TABLE, save_scan, scan_for
 from localizer.data.validation import ScanResult
 from localizer.errors import ConfigError
-from localizer.files import OutputError, atomic_save, writable_folder, write_csv, write_json
+from localizer.files import PROBE_PREFIX, OutputError, atomic_save, writable_folder, write_csv, write_json
 from localizer.engine.checkpoints import (BEST, FORMAT_VERSION, LAST, best_payload, check_format, load_checkpoint,
                                           load_model)
 from localizer.engine.manifests import make_manifest
@@ -64,11 +64,15 @@ def foreign_entries(folder: Path) -> list[str]:
     sorted; with files outside ``notebooks/``, ``figures/`` and ``checkpoints/`` of the run's own
     kinds checked too (``.ipynb``, ``.png`` / ``.jpg``, ``.pt``). Empty for a run folder. A folder
     without the :data:`MARKER` counts as a run folder only while it holds no more than :data:`BEFORE_RUN`
-    (what the ``run`` command and notebook 01 write before notebook 02 creates the run)."""
+    (what the ``run`` command and notebook 01 write before notebook 02 creates the run). The probe files of
+    :func:`localizer.files.writable_folder` (:data:`~localizer.files.PROBE_PREFIX`) are not entries: several
+    processes open one run folder at once (torchrun)."""
     kinds = {"notebooks": (".ipynb",), "figures": (".png", ".jpg"), CHECKPOINTS: (".pt",)}
     marked = (Path(folder) / MARKER).is_file()
     foreign = []
     for entry in sorted(Path(folder).iterdir()):
+        if entry.name.startswith(PROBE_PREFIX):  # another process's write test, there for a moment
+            continue
         if not any(fnmatch.fnmatch(entry.name, pattern) for pattern in RUN_ENTRIES) or not (
                 marked or entry.name in BEFORE_RUN):
             foreign.append(entry.name)
