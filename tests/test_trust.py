@@ -237,11 +237,16 @@ def test_a_crafted_checkpoint_is_refused_without_running_code(tmp_path, capsys):
     assert cli_main(["predict", "--checkpoint", str(crafted), str(image), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert not marker.exists()
-    assert err.startswith(f"error: {crafted}: not-a-checkpoint: cannot be loaded safely") and err.count("\n") == 1
+    assert err == (f"error: {crafted}: not-a-checkpoint: cannot be loaded safely as a localizer checkpoint: it holds "
+                   "objects other than tensors, numbers, strings, lists and dicts\n")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a zip, not a pickle")
     assert cli_main(["evaluate", "--checkpoint", str(garbage), "--quiet"]) == 2
-    assert f"{garbage}: not-a-checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{garbage}: not-a-checkpoint" in err and "not a PyTorch file" in err and "weights_only" not in err
+    assert cli_main(["evaluate", "--checkpoint", str(tmp_path), "--quiet"]) == 2  # a folder: which file to give
+    assert f"a folder, not a checkpoint file: give one inside it, e.g. {tmp_path / 'checkpoints' / 'best.pt'}" in (
+        capsys.readouterr().err)
     foreign = tmp_path / "weights.pt"
     torch.save({"fc.weight": torch.zeros(2, 2)}, foreign)
     assert cli_main(["predict", "--checkpoint", str(foreign), str(image), "--quiet"]) == 2

@@ -10,6 +10,7 @@ dicts and are read with ``torch.load(weights_only=True)``, which cannot run code
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pandas as pd
@@ -65,6 +66,11 @@ def best_payload(checkpoint: dict) -> dict:
     return {k: v for k, v in checkpoint.items() if k not in ("optimizer", "scheduler")}
 
 
+def _first_line(exc: Exception) -> str:
+    """``"Type: the first line of its message"``, at most 200 characters of it."""
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+
+
 def load_checkpoint(path: Path | str) -> dict:
     """Load a localizer checkpoint with ``torch.load(weights_only=True)``: tensors, numbers, strings,
     lists and dicts only, so a crafted file cannot run code while it is read.
@@ -76,14 +82,22 @@ def load_checkpoint(path: Path | str) -> dict:
         FormatError: a localizer checkpoint of another format (:func:`check_format`).
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError("not-a-checkpoint", f"a folder, not a checkpoint file: give one inside it, e.g. "
+                              f"{path / 'checkpoints' / 'best.pt'}", path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle, zip and weights-only errors alike: not ours
-        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError("not-a-checkpoint", f"cannot be loaded safely as a localizer checkpoint "
-                              f"({type(exc).__name__}: {first_line})", path) from None
+    except pickle.UnpicklingError as exc:  # torch advises weights_only=False (code could run): not quoted
+        if "global" in str(exc).lower():  # a class or function to import: what only an unsafe load would build
+            raise CheckpointError("not-a-checkpoint", "cannot be loaded safely as a localizer checkpoint: it holds "
+                                  "objects other than tensors, numbers, strings, lists and dicts", path) from None
+        raise CheckpointError("not-a-checkpoint", "cannot be loaded safely as a localizer checkpoint: not a PyTorch "
+                              "file (its bytes are no pickle of tensors)", path) from None
+    except Exception as exc:  # noqa: BLE001 - zip and pickle format errors alike: not a PyTorch file
+        raise CheckpointError("not-a-checkpoint", "cannot be loaded safely as a localizer checkpoint: not a "
+                              f"PyTorch file ({_first_line(exc)})", path) from None
     missing = [k for k in CHECKPOINT_KEYS if k not in checkpoint] if isinstance(checkpoint, dict) else CHECKPOINT_KEYS
     if missing:
         raise CheckpointError("not-a-checkpoint", f"not a localizer checkpoint (no {', '.join(missing)})", path)
