@@ -36,3 +36,9 @@ class ConfigError(DataError):
     def __init__(self, detail: str):
         super().__init__("", detail)
         self.reason = "bad-value"
+
+
+def first_line(exc: BaseException, limit: int) -> str:
+    """The first line of ``exc``'s message, at most ``limit`` characters (``""`` for an empty message): what a
+    one-line refusal quotes of a library's error, whose further lines are advice or a traceback."""
+    return (str(exc).strip().splitlines() or [""])[0][:limit]

@@ -150,7 +150,8 @@ def add_predict_args(parser: argparse.ArgumentParser) -> None:
     add_inference_args(parser)
     parser.add_argument("inputs", nargs="+", help="image files or folders")
     parser.add_argument("--out", type=Path, help="CSV of predictions (default: print)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file, drawings and --annotations files")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out file, drawings and --annotations files")
     parser.add_argument("--draw", type=Path, help="folder for images with the box and its confidence drawn")
     parser.add_argument("--annotations", nargs=2, metavar=("FORMAT", "OUT"),
                         help="also write the boxes as pre-annotations to correct in an annotation tool, into the "

@@ -27,7 +27,10 @@ from pathlib import Path, PurePosixPath
 from xml.sax.saxutils import escape
 
 import pandas as pd
+import torch
+from torchvision.ops import box_convert
 
+from localizer.boxes import BOX_COLUMNS, normalize_boxes
 from localizer.errors import DataError
 from localizer.files import atomic_write_text
 
@@ -90,8 +93,13 @@ def review_order(table: pd.DataFrame) -> pd.DataFrame:
     rows = table[table["error"].fillna("") == ""]
     if "flagged" not in rows:
         return rows.reset_index(drop=True)
-    flagged = rows["flagged"].fillna(False).astype(bool)
+    flagged = _flagged(rows)
     return pd.concat([rows[flagged].sort_values("confidence", kind="stable"), rows[~flagged]], ignore_index=True)
+
+
+def _flagged(rows: pd.DataFrame) -> pd.Series:
+    """The rows ``predict --flag-below`` flagged (a missing value: not flagged)."""
+    return rows["flagged"].fillna(False).astype(bool)
 
 
 def write_annotations(fmt: str, table: pd.DataFrame, out: Path | str, label: str, model_version: str,
@@ -110,7 +118,7 @@ def write_annotations(fmt: str, table: pd.DataFrame, out: Path | str, label: str
     names = relative_paths(list(table["file"]))
     texts = _WRITERS[fmt](rows, names, label, model_version)
     if "flagged" in rows:
-        texts[TO_CHECK] = "".join(f"{names[f]}\n" for f in rows.loc[rows["flagged"].fillna(False).astype(bool), "file"])
+        texts[TO_CHECK] = "".join(f"{names[f]}\n" for f in rows.loc[_flagged(rows), "file"])
     return [atomic_write_text(out / name, text, replace=overwrite) for name, text in texts.items()]
 
 
@@ -145,11 +153,12 @@ def _coco(rows: pd.DataFrame, names: dict, label: str, model_version: str) -> di
     return {"annotations/instances_default.json": json.dumps(coco, indent=2)}
 
 
-def _yolo_line(row) -> str:
-    """``0 cx cy w h`` normalized, the one class ``0``."""
-    cx, cy = (row.xmin + row.xmax) / 2 / row.width, (row.ymin + row.ymax) / 2 / row.height
-    w, h = (row.xmax - row.xmin) / row.width, (row.ymax - row.ymin) / row.height
-    return "0 " + " ".join(f"{v:.{FRACTION_DECIMALS}f}" for v in (cx, cy, w, h)) + "\n"
+def _yolo_lines(rows: pd.DataFrame) -> list[str]:
+    """Each row's ``0 cx cy w h`` line, normalized (:func:`localizer.boxes.normalize_boxes`, then
+    :func:`torchvision.ops.box_convert` to cxcywh), the one class ``0``."""
+    normalized = normalize_boxes(rows[BOX_COLUMNS].to_numpy(), rows["width"].to_numpy(), rows["height"].to_numpy())
+    cxcywh = box_convert(torch.from_numpy(normalized), "xyxy", "cxcywh").tolist()
+    return ["0 " + " ".join(f"{v:.{FRACTION_DECIMALS}f}" for v in box) + "\n" for box in cxcywh]
 
 
 def _cvat_yolo(rows: pd.DataFrame, names: dict, label: str, model_version: str) -> dict[str, str]:
@@ -157,14 +166,14 @@ def _cvat_yolo(rows: pd.DataFrame, names: dict, label: str, model_version: str) 
     texts = {"obj.names": f"{label}\n",
              "obj.data": "classes = 1\ntrain = data/train.txt\nnames = data/obj.names\nbackup = backup/\n",
              "train.txt": "".join(f"data/obj_train_data/{names[f]}\n" for f in rows["file"])}
-    return texts | {f"obj_train_data/{labels[row.file]}": _yolo_line(row) for row in rows.itertuples()}
+    return texts | {f"obj_train_data/{labels[file]}": line for file, line in zip(rows["file"], _yolo_lines(rows))}
 
 
 def _yolo(rows: pd.DataFrame, names: dict, label: str, model_version: str) -> dict[str, str]:
     labels = _label_names({f: names[f] for f in rows["file"]}, ".txt")
     texts = {"data.yaml": f"# pre-annotations of {model_version}\npath: .\ntrain: images\nval: images\n"
                           f"names:\n  0: {json.dumps(label)}\n"}
-    return texts | {f"labels/{labels[row.file]}": _yolo_line(row) for row in rows.itertuples()}
+    return texts | {f"labels/{labels[file]}": line for file, line in zip(rows["file"], _yolo_lines(rows))}
 
 
 def _voc(rows: pd.DataFrame, names: dict, label: str, model_version: str) -> dict[str, str]:

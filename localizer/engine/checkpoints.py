@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from localizer.engine.numerics import Numerics, default_numerics, native_bf16, resolve_device
-from localizer.errors import ConfigError, DataError
+from localizer.errors import ConfigError, DataError, first_line
 from localizer.model.models import build_model
 from localizer.recipe import TrainConfig
 
@@ -66,11 +66,6 @@ def best_payload(checkpoint: dict) -> dict:
     return {k: v for k, v in checkpoint.items() if k not in ("optimizer", "scheduler")}
 
 
-def _first_line(exc: Exception) -> str:
-    """``"Type: the first line of its message"``, at most 200 characters of it."""
-    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
-
-
 def load_checkpoint(path: Path | str) -> dict:
     """Load a localizer checkpoint with ``torch.load(weights_only=True)``: tensors, numbers, strings,
     lists and dicts only, so a crafted file cannot run code while it is read.
@@ -97,7 +92,7 @@ def load_checkpoint(path: Path | str) -> dict:
                               "file (its bytes are no pickle of tensors)", path) from None
     except Exception as exc:  # noqa: BLE001 - zip and pickle format errors alike: not a PyTorch file
         raise CheckpointError("not-a-checkpoint", "cannot be loaded safely as a localizer checkpoint: not a "
-                              f"PyTorch file ({_first_line(exc)})", path) from None
+                              f"PyTorch file ({type(exc).__name__}: {first_line(exc, 200)})", path) from None
     missing = [k for k in CHECKPOINT_KEYS if k not in checkpoint] if isinstance(checkpoint, dict) else CHECKPOINT_KEYS
     if missing:
         raise CheckpointError("not-a-checkpoint", f"not a localizer checkpoint (no {', '.join(missing)})", path)

@@ -29,7 +29,7 @@ from torch import nn
 
 from localizer.engine.checkpoints import LAST, load_model
 from localizer.engine.inference import CONFIDENCE_RULE, TTA_AGREEMENT, boxes_and_confidence
-from localizer.errors import DataError
+from localizer.errors import DataError, first_line
 from localizer.files import atomic_path, check_outputs, write_json
 
 #: The ONNX operator set: 18 has ``ScatterElements`` with max / min reduction (the ``largest`` head's choice).
@@ -130,7 +130,7 @@ def max_difference(onnx_path: Path | str, module: nn.Module, images: torch.Tenso
 
 
 def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return first_line(exc, 300) or type(exc).__name__
 
 
 def _write_onnx(module: nn.Module, path: Path, example: torch.Tensor) -> None:
