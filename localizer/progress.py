@@ -83,14 +83,20 @@ def epoch_line(row: dict, plan, seconds_left: float | None = None) -> str:
     return line
 
 
-def expected_time_line(plan, first_epoch_seconds: float) -> str:
-    """The training time to expect, printed after a run's first epoch: its seconds per update times the plan's
-    updates, e.g. ``expected training time: about 8 min 20 s for 1,200 updates (0.42 s per update in the first
-    epoch)``. The first epoch also starts the loader's workers, so the estimate errs long by a few seconds."""
-    per_update = first_epoch_seconds / plan.updates_per_epoch
-    total = per_update * plan.updates
+def expected_time_line(plan, epoch_seconds: list[float]) -> str:
+    """The training time to expect, printed after a run's second epoch: the two epochs' seconds plus the second's
+    times the epochs to go, e.g. ``expected training time: about 8 min 24 s for 1,200 updates (0.42 s per update
+    in epoch 2)``. The second epoch gives the rate because the first also starts the loader's workers and sets up
+    the kernels (on 140 photos in batches of 16, its updates took half as long again as the later ones').
+
+    Args:
+        plan: the run's :class:`localizer.engine.schedule.TrainingPlan`.
+        epoch_seconds: the seconds of the run's epochs so far, first to latest (at least one).
+    """
+    latest, done = epoch_seconds[-1], len(epoch_seconds)
+    total = sum(epoch_seconds) + latest * (plan.epochs - done)
     return (f"expected training time: about {duration_text(total)} for {plan.updates:,} updates "
-            f"({per_update:.2f} s per update in the first epoch)")
+            f"({latest / plan.updates_per_epoch:.2f} s per update in epoch {done})")
 
 
 def count(n: int, noun: str) -> str:

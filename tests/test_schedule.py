@@ -149,6 +149,14 @@ def test_a_run_in_updates_records_its_plan_and_resumes_with_it(synthetic_data, t
     assert [line[:20] for line in logged] == ["epoch 1/3 (step  4/1", "epoch 2/3 (step  8/1", "epoch 3/3 (step 12/1"]
 
 
+def test_a_new_run_prints_the_time_to_expect_once_after_its_second_epoch(synthetic_data, tmp_path, capsys):
+    fit(_tiny(synthetic_data / "yolo", tmp_path), tmp_path / "run", progress=True)
+    lines = capsys.readouterr().out.splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith("expected training time: about ")]
+    assert len(at) == 1 and lines[at[0] - 1].startswith("epoch 2/3 (step  8/12)")
+    assert " for 12 updates (" in lines[at[0]] and lines[at[0]].endswith(" s per update in epoch 2)")
+
+
 def test_resume_keeps_the_plan_the_run_began_with(synthetic_data, tmp_path):
     """A run resumes with the plan of its checkpoint, not one worked out again (here made to differ)."""
     config = _tiny(synthetic_data / "yolo", tmp_path)
@@ -161,10 +169,10 @@ def test_resume_keeps_the_plan_the_run_began_with(synthetic_data, tmp_path):
     assert fit(config, folder, resume=True)["step"].tolist() == [4, 8]
 
 
-def test_expected_time_line_scales_the_first_epoch_to_the_plan():
+def test_expected_time_line_takes_the_rate_of_the_second_epoch():
     from localizer.progress import expected_time_line
 
     plan = TrainingPlan(epochs=240, updates_per_epoch=5, updates=1200, n_train=140)
-    # 2.1 s for the first epoch's 5 updates: 0.42 s each, 1,200 updates in 504 s
-    assert expected_time_line(plan, 2.1).startswith("expected training time: about 8 min 24 s for 1,200 updates")
-    assert "(0.42 s per update" in expected_time_line(plan, 2.1)
+    # 3.5 s for the first epoch (set-up), 2.1 s for the second: 3.5 + 2.1 + 238 x 2.1 = 505.4 s, 0.42 s an update
+    line = expected_time_line(plan, [3.5, 2.1])
+    assert line == "expected training time: about 8 min 25 s for 1,200 updates (0.42 s per update in epoch 2)"

@@ -281,6 +281,6 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
             run.save_epoch(_payload(session, train_mean_box), improved, history)
         if progress:
             tqdm.write(epoch_line(row, plan, (plan.epochs - epoch) * sum(seconds) / len(seconds)))
-            if epoch == 1 and plan.epochs > 1:
-                tqdm.write(expected_time_line(plan, row["seconds"]))
+            if epoch == 2 and len(seconds) == 2 and plan.epochs > 2:  # a new run's steady rate: see the line's doc
+                tqdm.write(expected_time_line(plan, seconds))
     return pd.DataFrame(session.history, columns=HISTORY_COLUMNS)
