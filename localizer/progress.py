@@ -85,9 +85,9 @@ def epoch_line(row: dict, plan, seconds_left: float | None = None) -> str:
 
 def expected_time_line(plan, epoch_seconds: list[float]) -> str:
     """The training time to expect, printed after a run's second epoch: the two epochs' seconds plus the second's
-    times the epochs to go, e.g. ``expected training time: about 8 min 24 s for 1,200 updates (0.42 s per update
+    times the epochs to go, e.g. ``expected training time: about 8 min 25 s for 1,200 updates (0.42 s per update
     in epoch 2)``. The second epoch gives the rate because the first also starts the loader's workers and sets up
-    the kernels (on 140 photos in batches of 16, its updates took half as long again as the later ones').
+    the kernels.
 
     Args:
         plan: the run's :class:`localizer.engine.schedule.TrainingPlan`.
