@@ -70,8 +70,7 @@ def epoch_line(row: dict, plan, seconds_left: float | None = None) -> str:
     Args:
         row: a history row (:data:`localizer.engine.training.HISTORY_COLUMNS`).
         plan: the run's :class:`localizer.engine.schedule.TrainingPlan` (its epochs and optimizer updates).
-        seconds_left: estimated time to the last epoch (mean epoch time of this session x epochs to
-            go); None leaves it out.
+        seconds_left: estimated time to the last epoch (:func:`time_left`); None leaves it out.
     """
     width, step_width = len(str(plan.epochs)), len(str(plan.updates))
     line = (f"epoch {int(row['epoch']):>{width}}/{plan.epochs} (step {int(row['step']):>{step_width}}/{plan.updates})"
@@ -81,6 +80,14 @@ def epoch_line(row: dict, plan, seconds_left: float | None = None) -> str:
     if seconds_left is not None:
         line += f"  ({duration_text(seconds_left)} left)" if seconds_left else "  (done)"
     return line
+
+
+def time_left(epoch_seconds: list[float], epochs_to_go: int) -> float:
+    """Seconds to the last epoch: the mean of the epochs so far after the first (which also starts the loader's
+    workers and sets up the kernels), or the first alone, times ``epochs_to_go``; the rate of
+    :func:`expected_time_line`. E.g. ``time_left([3.5, 2.1, 2.3], 10)`` is 22.0."""
+    steady = epoch_seconds[1:] or epoch_seconds
+    return epochs_to_go * sum(steady) / len(steady)
 
 
 def expected_time_line(plan, epoch_seconds: list[float]) -> str:

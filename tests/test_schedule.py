@@ -176,3 +176,10 @@ def test_expected_time_line_takes_the_rate_of_the_second_epoch():
     # 3.5 s for the first epoch (set-up), 2.1 s for the second: 3.5 + 2.1 + 238 x 2.1 = 505.4 s, 0.42 s an update
     line = expected_time_line(plan, [3.5, 2.1])
     assert line == "expected training time: about 8 min 25 s for 1,200 updates (0.42 s per update in epoch 2)"
+
+
+def test_time_left_leaves_out_the_first_epoch_once_there_is_another():
+    from localizer.progress import time_left
+
+    assert time_left([3.5], 4) == 14.0  # the first epoch alone: all there is
+    assert time_left([3.5, 2.1, 2.3], 10) == pytest.approx(22.0)  # (2.1 + 2.3) / 2 x 10, as the expected-time line

@@ -30,7 +30,7 @@ from localizer.engine import distributed
 from localizer.metrics import paired_iou
 from localizer.model.models import build_model
 from localizer.engine.numerics import Numerics, choose_numerics, default_numerics, native_bf16, resolve_device
-from localizer.progress import epoch_line, expected_time_line, finished_lines, progress_bar
+from localizer.progress import epoch_line, expected_time_line, finished_lines, progress_bar, time_left
 from localizer.recipe import RUNTIME_FIELDS, TrainConfig, effective_lr
 from localizer.engine.run import Run
 from localizer.engine.schedule import TrainingPlan, describe_plan, make_scheduler, plan_for
@@ -280,7 +280,7 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
         if distributed.is_main():
             run.save_epoch(_payload(session, train_mean_box), improved, history)
         if progress:
-            tqdm.write(epoch_line(row, plan, (plan.epochs - epoch) * sum(seconds) / len(seconds)))
+            tqdm.write(epoch_line(row, plan, time_left(seconds, plan.epochs - epoch)))
             if epoch == 2 and len(seconds) == 2 and plan.epochs > 2:  # a new run's steady rate: see the line's doc
                 tqdm.write(expected_time_line(plan, seconds))
     return pd.DataFrame(session.history, columns=HISTORY_COLUMNS)
