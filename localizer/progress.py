@@ -98,12 +98,13 @@ def expected_time_line(plan, epoch_seconds: list[float]) -> str:
 
     Args:
         plan: the run's :class:`localizer.engine.schedule.TrainingPlan`.
-        epoch_seconds: the seconds of the run's epochs so far, first to latest (at least one).
+        epoch_seconds: the seconds of a new run's first two epochs (:func:`localizer.engine.training.train`'s; one
+            gives the first alone as the rate).
     """
-    latest, done = epoch_seconds[-1], len(epoch_seconds)
-    total = sum(epoch_seconds) + latest * (plan.epochs - done)
+    done = len(epoch_seconds)
+    total = sum(epoch_seconds) + time_left(epoch_seconds, plan.epochs - done)  # the epoch lines' rate
     return (f"expected training time: about {duration_text(total)} for {plan.updates:,} updates "
-            f"({latest / plan.updates_per_epoch:.2f} s per update in epoch {done})")
+            f"({time_left(epoch_seconds, 1) / plan.updates_per_epoch:.2f} s per update in epoch {done})")
 
 
 def count(n: int, noun: str) -> str:
