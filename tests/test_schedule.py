@@ -14,6 +14,7 @@ from helpers import fit
 from localizer.engine.schedule import TrainingPlan, make_scheduler, plan_for
 from localizer.engine.run import Run
 from localizer.errors import ConfigError
+from localizer.progress import expected_time_line, time_left
 from localizer.recipe import TrainConfig, epochs_for, recipe_for, updates_per_epoch
 
 
@@ -170,8 +171,6 @@ def test_resume_keeps_the_plan_the_run_began_with(synthetic_data, tmp_path):
 
 
 def test_expected_time_line_takes_the_rate_of_the_second_epoch():
-    from localizer.progress import expected_time_line
-
     plan = TrainingPlan(epochs=240, updates_per_epoch=5, updates=1200, n_train=140)
     # 3.5 s for the first epoch (set-up), 2.1 s for the second: 3.5 + 2.1 + 238 x 2.1 = 505.4 s, 0.42 s an update
     line = expected_time_line(plan, [3.5, 2.1])
@@ -179,7 +178,5 @@ def test_expected_time_line_takes_the_rate_of_the_second_epoch():
 
 
 def test_time_left_leaves_out_the_first_epoch_once_there_is_another():
-    from localizer.progress import time_left
-
     assert time_left([3.5], 4) == 14.0  # the first epoch alone: all there is
     assert time_left([3.5, 2.1, 2.3], 10) == pytest.approx(22.0)  # (2.1 + 2.3) / 2 x 10, as the expected-time line
