@@ -113,13 +113,14 @@ def count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
-def finished_lines(name: str, history: list[dict], plan, best: dict) -> list[str]:
+def finished_lines(name: str, history: list[dict], plan, kept: dict, keep: str = "best") -> list[str]:
     """What training prints for the run ``name`` that has trained all its ``plan``'s epochs: that it has
-    (with its ``best`` history row), then its training log as it was printed, one :func:`epoch_line` per
-    row of ``history``."""
+    (with its ``kept`` history row, chosen by the recipe's ``keep``: :func:`localizer.engine.checkpoints.kept_row`),
+    then its training log as it was printed, one :func:`epoch_line` per row of ``history``."""
     took = duration_text(sum(row["seconds"] for row in history))
+    which = "best validation IoU" if keep == "best" else "kept the last epoch, validation IoU"
     return [f"run {name!r}: trained already ({len(history)}/{count(plan.epochs, 'epoch')}, {plan.updates} updates, "
-            f"in {took}, best validation IoU {best['val_iou']:.3f} at epoch {best['epoch']}); "
+            f"in {took}, {which} {kept['val_iou']:.3f} at epoch {kept['epoch']}); "
             "nothing to train. Its training log, from its history.csv:",
             *(epoch_line(row, plan) for row in history)]
 

@@ -28,6 +28,8 @@ ALL_BOXES_HEADS = ("largest",)
 LOSSES = ("smooth_l1", "giou")
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("plateau", "cosine")
+#: The epoch whose weights ``best.pt`` holds: :func:`localizer.engine.checkpoints.kept_row`.
+KEEPS = ("best", "last")
 LR_SCALINGS = ("none", "linear", "sqrt")
 #: ``split``: the seeded 70/15/15 split (:func:`localizer.data.split.assign_split`), or the train/valid/test
 #: folders an export came with (:func:`localizer.data.split.export_split`; Roboflow, CVAT).
@@ -47,7 +49,10 @@ class TrainConfig:
     weight times the distribution focal loss (:func:`localizer.model.losses.distribution_focal_loss`;
     ``softargmax`` and ``largest`` heads) to ``loss``. ``schedule`` is ``plateau`` (the report's
     ReduceLROnPlateau on the validation loss) or ``cosine`` (cosine annealing from ``lr`` to 0 over
-    the epochs the run trains, stepped once per epoch; Loshchilov & Hutter, SGDR, 2017). ``split`` is
+    the epochs the run trains, stepped once per epoch; Loshchilov & Hutter, SGDR, 2017). ``keep`` is the epoch
+    whose weights ``best.pt`` holds, and notebook 04, ``evaluate``, ``predict`` and ``export`` use: ``best``,
+    the highest validation mean IoU (the report's), or ``last``, the final epoch
+    (:func:`localizer.engine.checkpoints.kept_row`). ``split`` is
     ``seeded`` (the report's split, with ``seed`` and ``fractions``) or ``export`` (the export's own
     train/valid/test folders: :data:`SPLIT_CHOICES`).
 
@@ -92,6 +97,7 @@ class TrainConfig:
     schedule: str = "plateau"
     plateau_factor: float = 0.1
     plateau_patience: int = 3
+    keep: str = "best"
     dfl: float = 0.0
     affine_p: float = 0.0
     seed: int = DEFAULT_SEED
@@ -166,7 +172,7 @@ _CHECKS = [
     *[(name, lambda v, c, allowed=allowed: v in allowed, "one of " + ", ".join(json.dumps(x) for x in allowed))
       for name, allowed in {"backbone": BACKBONES, "loss": LOSSES, "schedule": SCHEDULES, "lr_scaling": LR_SCALINGS,
                             "oxford_box": ("animal", "head"), "precision": PRECISIONS, "head": HEADS,
-                            "split": SPLIT_CHOICES}.items()],
+                            "split": SPLIT_CHOICES, "keep": KEEPS}.items()],
 ]
 
 

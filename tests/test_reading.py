@@ -241,15 +241,19 @@ def test_spread_sample_takes_one_photo_per_iou_band():
         spread_sample(table, n=0)
 
 
-def test_training_curves_mark_the_tested_epoch_with_whole_epoch_ticks():
-    val = np.r_[np.linspace(0.3, 0.8, 20), np.linspace(0.79, 0.7, 12)]  # best at epoch 20
-    fig = plots.plot_training_curves(_history([1e-3] * 32, val_iou=val))
+@pytest.mark.parametrize("keep, epoch, label", [("best", 20, "best val IoU 0.800"),
+                                                ("last", 32, "last epoch, val IoU 0.700")])
+def test_training_curves_mark_the_tested_epoch_with_whole_epoch_ticks(keep, epoch, label):
+    val = np.r_[np.linspace(0.3, 0.8, 20), np.linspace(0.79, 0.7, 12)]  # best at epoch 20 of 32
+    fig = plots.plot_training_curves(_history([1e-3] * 32, val_iou=val), schedule="cosine", keep=keep)
     for ax in fig.axes:
-        (best,) = [line for line in ax.get_lines() if line.get_gid() == plots.GID_BEST]
-        assert best.get_xdata()[0] == 20
-        assert "epoch 20, tested" in best.get_label()
+        (kept,) = [line for line in ax.get_lines() if line.get_gid() == plots.GID_BEST]
+        assert kept.get_xdata()[0] == epoch
+        assert kept.get_label() == f"{label} (epoch {epoch}, tested)"
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert ticks and all(float(t).is_integer() for t in ticks)
+    caption = narration.curves_caption(recipe_for("small", keep=keep), _history([1e-3] * 32, val_iou=val))
+    assert f"The green line marks **epoch {epoch}**, {'the best' if keep == 'best' else 'the last'}" in caption
 
 
 def test_photo_grid_frames_border_boxes_and_keeps_the_legend_clear(tmp_path):

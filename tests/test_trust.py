@@ -16,7 +16,7 @@ from helpers import fit
 
 from localizer.engine import run as runs
 from localizer.engine import training
-from localizer.engine.checkpoints import best_row
+from localizer.engine.checkpoints import kept_row
 from localizer.cli import main as cli_main
 from localizer.data.duplicates import duplicate_groups, near_duplicate_pairs, twin_box_iou
 from localizer.errors import DataError
@@ -344,9 +344,9 @@ def test_a_kill_before_last_pt_needs_no_repair_and_loading_writes_nothing(synthe
     monkeypatch.setattr(runs, "atomic_save", real_save)
     last = runs.load_checkpoint(run / "checkpoints" / "last.pt")
     best = runs.load_checkpoint(run / "checkpoints" / "best.pt")
-    # the best epoch and score are the history's best row, stored nowhere else
+    # the best epoch and score are the history's kept row, stored nowhere else
     assert "best_epoch" not in last and "best_val_iou" not in last
-    assert (last["epoch"], best["epoch"], best_row(best["history"])["val_iou"]) == (1, 2, 0.5)
+    assert (last["epoch"], best["epoch"], kept_row(best["history"])["val_iou"]) == (1, 2, 0.5)
     # opening the run and loading either checkpoint writes nothing
     before = _files(run)
     opened = runs.Run.open(run)
@@ -360,8 +360,35 @@ def test_a_kill_before_last_pt_needs_no_repair_and_loading_writes_nothing(synthe
     assert history["epoch"].tolist() == [1, 2, 3]
     last = runs.load_checkpoint(run / "checkpoints" / "last.pt")
     best = runs.load_checkpoint(run / "checkpoints" / "best.pt")
-    assert best["epoch"] == best_row(last["history"])["epoch"] == 3 and best_row(best["history"])["val_iou"] == 0.7
+    assert best["epoch"] == kept_row(last["history"])["epoch"] == 3 and kept_row(best["history"])["val_iou"] == 0.7
     assert "optimizer" not in best
+
+
+@pytest.mark.parametrize("keep, kept_epoch", [("best", 1), ("last", 3)])
+def test_best_pt_holds_the_epoch_the_recipe_keeps(synthetic_data, tmp_path, monkeypatch, keep, kept_epoch):
+    config = tiny_config(synthetic_data / "yolo", tmp_path, epochs=3, subset=20, keep=keep)
+    real_epoch, val_ious = training.run_epoch, iter([0.7, 0.5, 0.6])  # the best validation IoU comes first
+
+    def scored(model, loader, numerics, optimizer=None, *args, **kwargs):
+        loss, iou = real_epoch(model, loader, numerics, optimizer, *args, **kwargs)
+        return (loss, iou) if optimizer is not None else (loss, next(val_ious))
+
+    monkeypatch.setattr(training, "run_epoch", scored)
+    fit(config, tmp_path / "run", progress=False)
+    best = runs.load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    last = runs.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert best["epoch"] == kept_row(last["history"], keep)["epoch"] == kept_epoch
+    same = [torch.equal(a, b) for a, b in zip(best["model"].values(), last["model"].values())]
+    assert all(same) == (keep == "last")  # keep=last: best.pt holds the final weights
+
+
+def test_kept_row_is_the_first_best_validation_iou_or_the_last_row():
+    history = [{"epoch": e, "val_iou": v} for e, v in enumerate([0.5, 0.7, 0.7, float("nan"), 0.6], start=1)]
+    assert kept_row(history, "best")["epoch"] == 2  # ties keep the earlier epoch; NaN is no score
+    assert kept_row(history, "last")["epoch"] == 5
+    assert kept_row(pd.DataFrame(history), "last")["epoch"] == 5
+    assert kept_row([{"epoch": 1, "val_iou": float("nan")}], "best") is None
+    assert kept_row([], "last") is None
 
 
 def test_resume_draws_the_same_batches_with_loader_workers(synthetic_data, tmp_path):

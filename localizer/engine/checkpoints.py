@@ -1,10 +1,11 @@
-"""Checkpoints of a run: ``last.pt`` after every epoch, ``best.pt`` for the best validation IoU.
+"""Checkpoints of a run: ``last.pt`` after every epoch, ``best.pt`` for the epoch the recipe keeps (the best
+validation IoU, or the last epoch: ``TrainConfig.keep``).
 
 Crash safety: each file is written atomically, and ``last.pt`` last of an epoch's files
 (:meth:`localizer.engine.run.Run.save_epoch`): a kill before it leaves the previous epoch's ``last.pt``,
 from which a resumed run trains that epoch again (the same batches) and writes its files again, so
-no file needs repair and reading one writes nothing. ``last.pt`` holds the history, whose best row
-names the best epoch (:func:`best_row`). Checkpoints hold only tensors, numbers, strings, lists and
+no file needs repair and reading one writes nothing. ``last.pt`` holds the history, whose kept row
+names the kept epoch (:func:`kept_row`). Checkpoints hold only tensors, numbers, strings, lists and
 dicts and are read with ``torch.load(weights_only=True)``, which cannot run code.
 """
 
@@ -52,10 +53,22 @@ def check_format(version, path: Path | str) -> None:
                           "train the run again, or use the version that wrote it", path)
 
 
-def best_row(history: list[dict]) -> dict | None:
-    """The best row of a history (a list of :data:`localizer.engine.training.HISTORY_COLUMNS` rows): the
-    highest ``val_iou``, the earliest on ties (an epoch improves only on a strictly higher score); None
-    for a history without a score. The run's best epoch and score are derived from it, never stored."""
+def kept_row(history: list[dict] | pd.DataFrame, keep: str = "best") -> dict | None:
+    """The row of a history (a list of :data:`localizer.engine.training.HISTORY_COLUMNS` rows, or their table)
+    whose weights ``best.pt`` holds, by the recipe's ``keep`` (:class:`localizer.recipe.TrainConfig`):
+
+    - ``"best"``: the highest ``val_iou``, the earliest on ties (an epoch improves only on a strictly higher
+      score); None for a history without a score.
+    - ``"last"``: the latest row (None for an empty history). A choice among many epochs by the mean IoU of
+      15-30 validation photos favours a lucky epoch; the last one of a schedule that ends at a learning rate
+      near 0 (``cosine``) is the weights the schedule converged to.
+
+    The run's kept epoch and score are derived from it, never stored.
+    """
+    if isinstance(history, pd.DataFrame):
+        history = history.to_dict("records")
+    if keep == "last":
+        return history[-1] if history else None
     ious = pd.Series([row["val_iou"] for row in history], dtype=float)
     return None if ious.isna().all() else history[int(ious.idxmax())]
 

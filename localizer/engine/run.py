@@ -12,7 +12,7 @@ place that knows the layout:
 ``data_report.csv``            every photo found, ``ok`` or ``skipped`` with the reason
 ``history.csv``                one row per epoch (:data:`localizer.engine.training.HISTORY_COLUMNS`)
 ``checkpoints/last.pt``        after every epoch: weights, optimizer, scheduler, history
-``checkpoints/best.pt``        the weights with the best validation IoU (no optimizer state)
+``checkpoints/best.pt``        the kept epoch's weights: the best validation IoU, or the last (``keep``)
 ``metrics*.json``, ``*.csv``   test metrics and per-image IoUs (notebook 04, ``evaluate``)
 ``notebooks/``, ``figures/``   the executed notebooks and their figures (``run``)
 =============================  ==================================================================
@@ -250,11 +250,11 @@ class Run:
         check_run_folder(self.folder, self.config)
         return load_checkpoint(last)
 
-    def save_epoch(self, payload: dict, improved: bool, history: pd.DataFrame) -> None:
-        """Write ``best.pt`` when the epoch ``improved``, then ``history.csv``, then ``last.pt`` (``payload``);
-        each atomically. ``last.pt`` comes last: until it is written, the run resumes from the epoch
-        before and writes the others again (:mod:`localizer.engine.checkpoints`)."""
-        if improved:
+    def save_epoch(self, payload: dict, kept: bool, history: pd.DataFrame) -> None:
+        """Write ``best.pt`` when the epoch is the one the recipe keeps (``kept``), then ``history.csv``, then
+        ``last.pt`` (``payload``); each atomically. ``last.pt`` comes last: until it is written, the run resumes
+        from the epoch before and writes the others again (:mod:`localizer.engine.checkpoints`)."""
+        if kept:
             atomic_save(best_payload(payload), self.checkpoints / BEST, replace=True)
         write_csv(history, self.folder / HISTORY, replace=True)
         atomic_save(payload, self.checkpoints / LAST, replace=True)

@@ -4,8 +4,9 @@ The run trains the epochs of its plan (:func:`localizer.engine.schedule.plan_for
 ``epochs``, or as many as its ``steps`` of optimizer updates take on the training split). Per epoch
 the history records ``step`` (optimizer updates so far), ``train_loss`` (mean of the epoch's batch
 losses), ``val_loss`` (after the epoch, model in eval mode), ``train_iou``/``val_iou`` (mean IoU),
-``lr`` and ``seconds``; :meth:`localizer.engine.run.Run.save_epoch` writes ``best.pt`` (when the
-validation IoU improves), ``history.csv`` and ``last.pt`` after every epoch. :func:`train` with
+``lr`` and ``seconds``; :meth:`localizer.engine.run.Run.save_epoch` writes ``best.pt`` (when the epoch
+is the one the recipe keeps: :func:`localizer.engine.checkpoints.kept_row`), ``history.csv`` and ``last.pt``
+after every epoch. :func:`train` with
 ``resume=True`` continues a killed run from ``last.pt`` with the same split, optimizer and scheduler
 state, and the same batches: the shuffle order and the augmentation of epoch ``e`` are
 seeded by ``(seed, e)`` alone, whether the run was interrupted or not.
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 
 from localizer.data.batch_augment import BatchAugment
 from localizer.data.cache import ImageCache
-from localizer.engine.checkpoints import FORMAT_VERSION, best_row
+from localizer.engine.checkpoints import FORMAT_VERSION, kept_row
 from localizer.data.datasets import CachedBoxDataset, batch_keys, make_loader, normalized_targets, seed_epoch
 from localizer.engine import distributed
 from localizer.metrics import paired_iou
@@ -203,7 +204,7 @@ def _epoch(session: _Session, epoch: int, loaders, augment: BatchAugment, progre
 
 def _payload(session: _Session, train_mean_box: list[float]) -> dict:
     """What ``last.pt`` holds after the session's latest epoch (``best.pt``: see
-    :func:`localizer.engine.checkpoints.best_payload`); the best epoch is the history's best row."""
+    :func:`localizer.engine.checkpoints.best_payload`); the kept epoch is the history's kept row."""
     return {
         "model": session.model.state_dict(), "optimizer": session.optimizer.state_dict(),
         "scheduler": session.scheduler.state_dict(), "epoch": session.epoch, "history": session.history,
@@ -265,7 +266,8 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
     config, plan = session.config, session.plan
     last_epoch = plan.epochs if max_epochs is None else min(plan.epochs, session.epoch + max_epochs)
     if progress and session.epoch >= plan.epochs:  # a notebook re-run on a finished run still shows how it trained
-        tqdm.write("\n".join(finished_lines(run.folder.name, session.history, plan, best_row(session.history))))
+        tqdm.write("\n".join(finished_lines(run.folder.name, session.history, plan,
+                                              kept_row(session.history, config.keep), config.keep)))
     elif progress:
         tqdm.write(f"plan: {describe_plan(config, plan)}")
     seconds = []
@@ -274,11 +276,10 @@ def train(run: Run, resume: bool | str = False, overwrite: bool = False, progres
         seconds.append(row["seconds"])
         session.epoch = epoch
         session.history.append(row)
-        best = best_row(session.history)
-        improved = best is not None and best["epoch"] == epoch
+        kept = kept_row(session.history, config.keep)
         history = pd.DataFrame(session.history, columns=HISTORY_COLUMNS)
         if distributed.is_main():
-            run.save_epoch(_payload(session, train_mean_box), improved, history)
+            run.save_epoch(_payload(session, train_mean_box), kept is not None and kept["epoch"] == epoch, history)
         if progress:
             tqdm.write(epoch_line(row, plan, time_left(seconds, plan.epochs - epoch)))
             if epoch == 2 and len(seconds) == 2 and plan.epochs > 2:  # a new run's steady rate: see the line's doc

@@ -21,6 +21,7 @@ from localizer.model.losses import GIOU_WEIGHT, L1_WEIGHT
 from localizer.model.models import STRIDE, feature_grid, input_normalization
 from localizer.progress import count
 from localizer.report.plots import drawn_lr_drops
+from localizer.engine.checkpoints import kept_row
 from localizer.engine.schedule import TrainingPlan, describe_plan, history_updates
 from localizer.recipe import RUNTIME_FIELDS, TrainConfig, effective_lr
 
@@ -176,10 +177,17 @@ def describe_augmentation(config: TrainConfig) -> str:
 
 
 def curves_caption(config: TrainConfig, history: pd.DataFrame) -> str:
-    """Markdown caption of Figure 1 for this run: its best epoch, and the learning-rate drops the figure marks
+    """Markdown caption of Figure 1 for this run: its kept epoch (by ``config.keep``:
+    :func:`localizer.engine.checkpoints.kept_row`), and the learning-rate drops the figure marks
     (:func:`localizer.report.plots.drawn_lr_drops`), named by epoch, or that there were none."""
     history = pd.DataFrame(history)
-    best = history.loc[history["val_iou"].idxmax()]
+    kept = kept_row(history, config.keep)
+    if config.keep == "best":
+        which = f"the best validation mean IoU ({kept['val_iou']:.3f})"
+    else:
+        which = (f"the last (validation mean IoU {kept['val_iou']:.3f}): the recipe keeps the final weights "
+                 '(`keep = "last"`) rather than the epoch its validation split scores best, which among many epochs '
+                 'favours a lucky one on a small split')
     drops = drawn_lr_drops(history, config.schedule)
     if len(drops):
         named = ("epoch " if len(drops) == 1 else "epochs ") + ", ".join(str(int(e)) for e in drops["epoch"])
@@ -196,8 +204,8 @@ def curves_caption(config: TrainConfig, history: pd.DataFrame) -> str:
     epochs, per_epoch, updates = history_updates(history)
     updates = f" ({count(epochs, 'epoch')} of {per_epoch} optimizer updates, {updates:,} in all)"
     return (f"Left: the {loss_name(config)} loss per epoch{updates} on the training and validation sets; right: the "
-            f"mean IoU. The green line marks **epoch {int(best['epoch'])}**, the best validation mean IoU "
-            f"({best['val_iou']:.3f}): its checkpoint (`best.pt`) is the one tested in notebook 04. {schedule}\n\n"
+            f"mean IoU. The green line marks **epoch {int(kept['epoch'])}**, {which}; its checkpoint (`best.pt`) "
+            f"is the one tested in notebook 04. {schedule}\n\n"
             "Why validation can score *better* than training: the training numbers are averaged over the "
             "epoch while the weights still change, on augmented images with dropout on; validation runs "
             "after the epoch, on untouched images, with dropout off. A validation curve that flattens or "

@@ -27,6 +27,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from localizer.engine.checkpoints import kept_row
 from localizer.engine.schedule import history_updates
 from localizer.metrics import COVERAGES, risk_coverage
 from localizer.report.photos import (  # noqa: F401  (the photo grids, offered here under the same names)
@@ -75,7 +76,7 @@ def drawn_lr_drops(history: pd.DataFrame, schedule: str = "plateau") -> pd.DataF
 
 
 def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str | None = None,
-                         schedule: str = "plateau") -> Figure:
+                         schedule: str = "plateau", keep: str = "best") -> Figure:
     """Figure 1: training curves, two panels.
 
     Args:
@@ -90,13 +91,14 @@ def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str
         schedule: the run's learning-rate schedule (``TrainConfig.schedule``). Drops are marked for
             ``plateau`` only: a smooth schedule has none, and a short cosine one (2 epochs: 1e-3,
             then 5e-4) would look like a step to :func:`lr_drops`.
+        keep: the run's kept epoch (``TrainConfig.keep``: ``best`` or ``last``).
 
     Returns:
         A figure with 2 axes: left, train and val loss per epoch; right, train and val mean IoU per
-        epoch; whole-number epoch ticks. The epoch of the best validation mean IoU (the checkpoint
-        ``best.pt`` keeps and notebook 04 tests) is a green vertical line in both panels (``gid``
-        :data:`GID_BEST`). Each learning-rate drop (:func:`lr_drops`) is a vertical dotted line in
-        both panels (``gid`` :data:`GID_LR_DROP`), labelled with the new rate.
+        epoch; whole-number epoch ticks. The epoch ``best.pt`` holds and notebook 04 tests (by ``keep``,
+        :func:`localizer.engine.checkpoints.kept_row`: the best validation mean IoU, or the last) is a green
+        vertical line in both panels (``gid`` :data:`GID_BEST`). Each learning-rate drop (:func:`lr_drops`) is
+        a vertical dotted line in both panels (``gid`` :data:`GID_LR_DROP`), labelled with the new rate.
     """
     history = pd.DataFrame(history)
     fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(13, 4.8))
@@ -108,10 +110,11 @@ def plot_training_curves(history, loss_name: str = "Smooth L1", path: Path | str
         ax_iou.plot(epochs, history[f"{split}_iou"], marker=marker, markersize=4, color=_COLORS[split],
                     label=split)
     drops = drawn_lr_drops(history, schedule)
-    best = history.loc[history["val_iou"].idxmax()]
+    kept = kept_row(history, keep)
+    which = "best val IoU" if keep == "best" else "last epoch, val IoU"
     for ax in (ax_loss, ax_iou):
-        ax.axvline(best["epoch"], color="tab:green", linewidth=1.5, alpha=0.8, gid=GID_BEST,
-                   label=f"best val IoU {best['val_iou']:.3f} (epoch {int(best['epoch'])}, tested)")
+        ax.axvline(kept["epoch"], color="tab:green", linewidth=1.5, alpha=0.8, gid=GID_BEST,
+                   label=f"{which} {kept['val_iou']:.3f} (epoch {int(kept['epoch'])}, tested)")
         for number, (epoch, lr) in enumerate(zip(drops["epoch"], drops["lr"])):
             ax.axvline(epoch, color="0.35", linestyle=":", linewidth=1.5, gid=GID_LR_DROP,
                        label="learning-rate drop" if number == 0 else None)
