@@ -222,13 +222,16 @@ _OFFLINE_RECIPE = {"image_size": 128, "backbone": "efficientnet_lite1", "head": 
 #: profile's. ``report``: the course report's recipe. ``quick``: offline-pretrained and CPU-friendly, 700 optimizer
 #: updates within 4 to 100 epochs (:func:`epochs_for`; 13 epochs of the 1,698 lion training photos, as chosen there).
 #: ``best``: the most accurate in under an hour on 2 CPU cores (160 px, 1,728 updates, the ``largest`` head:
-#: docs/ablations.md, rows 17 and 21). ``small``: ``best`` at 1,400 updates without an epoch ceiling, for a few hundred
-#: photos (rows 35, 37, 38, 41; ``auto`` chooses it: :mod:`localizer.engine.profile_choice`). ``smoke``: tests and CI.
+#: docs/ablations.md, rows 17 and 21). ``small``: ``best``'s model for a few hundred photos, 1,800 updates in batches
+#: of 8 without an epoch ceiling, keeping the last epoch (rows 35, 37, 38, 41, 53 and 54: few photos need many updates
+#: rather than many photos per update, an update costs what its photos cost, and a few dozen validation photos
+#: choose a lucky epoch; ``auto`` chooses it: :mod:`localizer.engine.profile_choice`). ``smoke``: tests and CI.
 _QUICK = {**_OFFLINE_RECIPE, "steps": 700, "min_epochs": 4, "max_epochs": 100}
 PROFILES: dict[str, dict] = {
     "report": {},
     "quick": _QUICK,
-    "small": {**_QUICK, "image_size": 160, "head": "largest", "steps": 1400, "max_epochs": None},
+    "small": {**_QUICK, "image_size": 160, "head": "largest", "batch_size": 8, "steps": 1800,
+              "max_epochs": None, "keep": "last"},
     "best": {**_QUICK, "image_size": 160, "head": "largest", "steps": 1728},
     "smoke": {"image_size": 64, "epochs": 2, "batch_size": 16, "backbone": "efficientnet_lite0", "subset": 64},
 }

@@ -3,12 +3,14 @@ make; ``train`` and ``run`` say which they chose and why."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from localizer.cli import main
 from localizer.data.scans import scan_for
 from localizer.engine.profile_choice import choose_profile, profile_for_size
 from localizer.engine.run import Run
+from localizer.engine.schedule import plan_for
 from localizer.errors import ConfigError
 from localizer.recipe import recipe_for, same_recipe
 from localizer.report import runner
@@ -20,6 +22,14 @@ def test_auto_is_small_below_500_training_photos(n_train, profile):
     chosen, why = profile_for_size(n_train)
     assert chosen == profile
     assert why.startswith(f"{n_train:,} training photos")
+
+
+@pytest.mark.parametrize("n_train, epochs, per_epoch", [(70, 200, 9), (140, 100, 18), (419, 34, 53), (499, 29, 63)])
+def test_small_trains_about_1800_updates_of_8_photos_whatever_the_size(n_train, epochs, per_epoch):
+    # a run's time follows its updates: ceil(n / 8) updates an epoch, the epochs nearest 1,800 updates
+    plan = plan_for(recipe_for("small"), pd.DataFrame({"split": ["train"] * n_train + ["val"] * 15}))
+    assert (plan.epochs, plan.updates_per_epoch) == (epochs, per_epoch)
+    assert abs(plan.updates - 1800) <= per_epoch / 2
 
 
 def test_a_named_profile_is_kept_without_a_scan():

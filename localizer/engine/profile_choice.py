@@ -2,10 +2,10 @@
 ``make run``, ``train`` and notebook 02.
 
 ``quick`` was chosen on the 1,698 lion training photos and trains them in about 13 minutes on 2 CPU cores.
-On a few hundred photos the ``small`` profile (``quick`` at 160 px with the ``largest`` head and twice the
-updates) scores better (docs/ablations.md, rows 35, 37, 38 and 41), but on the lion set it would take far longer
-than ``quick``'s time. So ``auto`` counts the training photos of the split the run will make and takes ``small``
-below :data:`SMALL_DATA_TRAIN`.
+On a few hundred photos the ``small`` profile (``quick`` at 160 px with the ``largest`` head, 1,800 updates
+in batches of 8, keeping the last epoch) scores better (docs/ablations.md, rows 35, 37, 38, 41, 53 and 54);
+``quick`` keeps the larger sets it was chosen on. So ``auto`` counts the training photos of the split the run will
+make and takes ``small`` below :data:`SMALL_DATA_TRAIN`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from localizer.recipe import PROFILES, recipe_for
 #: The name that stands for :func:`profile_for_size`'s choice wherever a profile is named.
 AUTO_PROFILE = "auto"
 #: ``auto`` chooses ``small`` below this many training photos (about 715 photos in a 70/15/15 split), else ``quick``:
-#: ``small`` was chosen on training splits of 140 and 207 photos (and scored on 419 on test), ``quick`` on 1,698.
+#: ``small`` was chosen on training splits of 70 to 419 photos, ``quick`` on 1,698.
 SMALL_DATA_TRAIN = 500
 
 
@@ -23,9 +23,11 @@ def profile_for_size(n_train: int) -> tuple[str, str]:
     """The profile ``auto`` stands for on ``n_train`` training photos, and why, in words: ``("small", ...)``
     below :data:`SMALL_DATA_TRAIN`, else ``("quick", ...)``. E.g. 140 -> ``small``, 1,698 -> ``quick``."""
     if n_train < SMALL_DATA_TRAIN:
+        small = PROFILES["small"]
         return "small", (f"{n_train:,} training photos, fewer than {SMALL_DATA_TRAIN}: profile small (quick at "
-                         f"{PROFILES['small']['image_size']} px with the largest-animal head and "
-                         f"{PROFILES['small']['steps']:,} updates, better on each small data set tried)")
+                         f"{small['image_size']} px with the largest-animal head, {small['steps']:,} updates in "
+                         f"batches of {small['batch_size']} keeping the {small['keep']} epoch, better on each small "
+                         "data set tried)")
     return "quick", (f"{n_train:,} training photos, {SMALL_DATA_TRAIN} or more: profile quick "
                      f"({PROFILES['quick']['image_size']} px, within about 15 minutes on 2 CPU cores)")
 
