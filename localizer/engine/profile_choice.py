@@ -10,6 +10,8 @@ make and takes ``small`` below :data:`SMALL_DATA_TRAIN`.
 
 from __future__ import annotations
 
+import json
+
 from localizer.recipe import PROFILES, recipe_for
 
 #: The name that stands for :func:`profile_for_size`'s choice wherever a profile is named.
@@ -46,7 +48,8 @@ def choose_profile(profile: str, scan=None, **values) -> tuple[str, str | None]:
             values.
 
     Returns:
-        ``(profile, why)``: the profile, and for ``auto`` the reason in words (the count and the rule), else None.
+        ``(profile, why)``: the profile, and for ``auto`` the reason in words (the count and the rule, and which of
+        ``values`` replace the chosen profile's own, e.g. ``; your values replace its own: steps=150``), else None.
 
     Raises:
         localizer.errors.ConfigError: an unknown field or a bad value (:func:`localizer.recipe.recipe_for`).
@@ -57,4 +60,7 @@ def choose_profile(profile: str, scan=None, **values) -> tuple[str, str | None]:
     if profile != AUTO_PROFILE:
         return profile, None
     manifest = make_manifest(recipe_for("quick", **values, **scan.settings), scan)
-    return profile_for_size(int((manifest["split"] == "train").sum()))
+    chosen, why = profile_for_size(int((manifest["split"] == "train").sum()))
+    own = recipe_for(chosen)  # the why-line describes the profile: say which of its values this run changes
+    changed = [f"{name}={json.dumps(value)}" for name, value in values.items() if getattr(own, name) != value]
+    return chosen, why + (f"; your values replace its own: {', '.join(changed)}" if changed else "")
