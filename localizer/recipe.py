@@ -124,20 +124,19 @@ class TrainConfig:
         except DataFormatError as exc:
             raise ConfigError(f"classes={json.dumps(self.classes)}: {exc}") from None
         self.data = str(self.data)  # a pathlib.Path is welcome; config.json stores text
+        if isinstance(self.fractions, list):  # JSON (-p, config.json) gives a list: compare equal to the tuple
+            self.fractions = tuple(self.fractions)
         self.cache_dir = None if self.cache_dir is None else str(self.cache_dir)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        """Build from a saved ``config.json`` or checkpoint dict, ignoring unknown keys; ``fractions`` may be a list.
+        """Build from a saved ``config.json`` or checkpoint dict, ignoring unknown keys.
 
         Raises:
             localizer.errors.ConfigError: a value :class:`TrainConfig` refuses.
         """
         names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in values.items() if k in names}
-        if "fractions" in values:
-            values["fractions"] = tuple(values["fractions"])
-        return cls(**values)
+        return cls(**{k: v for k, v in values.items() if k in names})
 
 
 def _whole(value) -> bool:

@@ -45,6 +45,7 @@ def test_auto_counts_the_training_split_the_run_makes_of_the_same_scan(synthetic
     # the why-line names the profile's own values, and which of them the run's values replace
     assert choose_profile("auto", scan, subset=20, steps=150, keep="best", seed=42)[1].endswith(
         'tried); your values replace its own: subset=20, steps=150, keep="best"')
+    assert choose_profile("auto", scan, subset=20, fractions=[0.7, 0.15, 0.15])[1].endswith("its own: subset=20")
     run = Run.create(recipe_for("small", data=str(synthetic_data / "yolo"), subset=20, weights=None),
                      tmp_path / "run", progress=False, scan=scan)
     assert (run.manifest["split"] == "train").sum() == 14

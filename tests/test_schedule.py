@@ -136,6 +136,7 @@ def test_a_run_in_updates_records_its_plan_and_resumes_with_it(synthetic_data, t
         Run.open(folder, epochs=5)
     with pytest.raises(ConfigError, match=r"cannot change lr=0\.5 \(the run has 0\.001\)\. Train another"):
         Run.open(folder, epochs=config.epochs, lr=0.5)  # epochs as it was: no word about it
+    Run.open(folder, fractions=[0.7, 0.15, 0.15])  # the run's own fractions as -p's JSON gives them: a list
     history = fit(config, folder, resume=True)
     assert history["epoch"].tolist() == [1, 2, 3] and history["step"].tolist() == [4, 8, 12]
     assert pd.read_csv(folder / "history.csv")["step"].tolist() == [4, 8, 12]

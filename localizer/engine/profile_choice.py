@@ -61,6 +61,8 @@ def choose_profile(profile: str, scan=None, **values) -> tuple[str, str | None]:
         return profile, None
     manifest = make_manifest(recipe_for("quick", **values, **scan.settings), scan)
     chosen, why = profile_for_size(int((manifest["split"] == "train").sum()))
-    own = recipe_for(chosen)  # the why-line describes the profile: say which of its values this run changes
-    changed = [f"{name}={json.dumps(value)}" for name, value in values.items() if getattr(own, name) != value]
+    # the why-line describes the profile: say which of its values this run's recipe changes
+    own, mine = recipe_for(chosen), recipe_for(chosen, **values)
+    changed = [f"{name}={json.dumps(getattr(mine, name))}" for name in values
+               if getattr(mine, name) != getattr(own, name)]
     return chosen, why + (f"; your values replace its own: {', '.join(changed)}" if changed else "")
